@@ -1,0 +1,117 @@
+/**
+ * One customer's integration: its public origin, its ID-porten client, and its routes.
+ * Environment presets fill what the tenant leaves out; whatever the tenant writes wins.
+ */
+
+import { normaliseClientAuth } from './client-auth.js';
+import { parseDurationMs } from './duration.js';
+import type { IssueList } from './errors.js';
+import { childPath } from './path.js';
+import { readCertificates } from './pem.js';
+import { PRESETS, defaultScopes, presetRoutes } from './presets.js';
+import type { RawIdporten, RawTenant } from './raw.js';
+import { normaliseRoutes } from './routes.js';
+import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig } from './types.js';
+import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
+
+/** Lowest to highest assurance. */
+const ACR_LEVELS: AcrLevel[] = ['idporten-loa-substantial', 'idporten-loa-high'];
+const LOCALES = ['nb', 'nn', 'en', 'se'];
+
+/** Returns undefined when the tenant has errors (they are in `issues`). */
+export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, issues: IssueList): TenantConfig | undefined {
+  const before = issues.items.length;
+  const publicUrl = issues.attempt(childPath(path, 'publicUrl'), () => parseOrigin(raw.publicUrl));
+  const preset = raw.idporten.environment === undefined ? undefined : PRESETS[raw.idporten.environment];
+
+  const exchangeUrl = raw.altinn?.exchangeUrl ?? preset?.altinnExchangeUrl;
+  const altinn: AltinnConfig | undefined =
+    exchangeUrl === undefined
+      ? undefined
+      : { exchangeUrl: issues.attempt(childPath(path, 'altinn.exchangeUrl'), () => parseBaseUrl(exchangeUrl)) ?? '' };
+
+  const routes = tenantRoutes(raw, path, issues);
+  routes.forEach((route, index) => {
+    if (route.token === 'altinn' && altinn === undefined) {
+      issues.add(
+        childPath(childPath(childPath(path, 'routes'), index), 'token'),
+        `altinn needs ${childPath(path, 'altinn.exchangeUrl')} (Altinn's token exchange endpoint), or idporten.environment to preset it`,
+      );
+    }
+  });
+
+  const idporten = normaliseIdporten(raw.idporten, childPath(path, 'idporten'), publicUrl, routes, baseDir, issues);
+  const upstreamCaPem =
+    raw.upstreamCaFile === undefined
+      ? undefined
+      : issues.attempt(childPath(path, 'upstreamCaFile'), () => readCertificates(raw.upstreamCaFile ?? '', baseDir));
+
+  // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
+  if (issues.items.length > before || publicUrl === undefined || idporten === undefined) return undefined;
+  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes };
+  if (altinn) tenant.altinn = altinn;
+  if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
+  return tenant;
+}
+
+function tenantRoutes(raw: RawTenant, path: string, issues: IssueList): RouteConfig[] {
+  const at = childPath(path, 'routes');
+  if (raw.routes) return normaliseRoutes(raw.routes, at, issues);
+  if (raw.idporten.environment) return normaliseRoutes(presetRoutes(raw.idporten.environment), at, issues);
+  issues.add(at, "is required (or set idporten.environment to test or prod to get Skatteetaten's default routes)");
+  return [];
+}
+
+function normaliseIdporten(
+  raw: RawIdporten,
+  path: string,
+  publicUrl: string | undefined,
+  routes: RouteConfig[],
+  baseDir: string,
+  issues: IssueList,
+): IdportenConfig | undefined {
+  const at = (key: string) => childPath(path, key);
+  const issuerText = raw.issuer ?? (raw.environment ? PRESETS[raw.environment].issuer : undefined);
+  if (issuerText === undefined) issues.add(at('issuer'), 'is required (or set idporten.environment to test or prod)');
+  const issuer = issuerText === undefined ? '' : (issues.attempt(at('issuer'), () => parseIssuer(issuerText)) ?? '');
+
+  const scopes = [...new Set(raw.scopes ?? defaultScopes(routes.some((route) => route.token === 'altinn')))];
+  // OIDC Core 1.0 section 3.1.2.1: without openid the request is plain OAuth and yields no ID token.
+  if (!scopes.includes('openid')) issues.add(at('scopes'), 'must include openid (OIDC Core 1.0 section 3.1.2.1)');
+
+  const acrValues = raw.acrValues ?? 'idporten-loa-substantial';
+  // A login may ask for the configured level or higher; the configured level itself is always allowed.
+  const allowedAcrValues = ACR_LEVELS.filter(
+    (level) => level === acrValues || (raw.allowedAcrValues ?? ACR_LEVELS.slice(ACR_LEVELS.indexOf(acrValues))).includes(level),
+  );
+  const uiLocales = raw.uiLocales ?? 'nb';
+  const allowedLocales = LOCALES.filter((locale) => locale === uiLocales || (raw.allowedLocales ?? LOCALES).includes(locale));
+
+  const postLogoutText = raw.postLogoutRedirectUri ?? (publicUrl === undefined ? undefined : `${publicUrl}/`);
+  const postLogoutRedirectUri =
+    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText).href) ?? '');
+
+  const clientAuth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(raw.clientAuth));
+  if (clientAuth === undefined) return undefined;
+
+  const idporten: IdportenConfig = {
+    issuer,
+    clientId: raw.clientId,
+    clientAuth,
+    scopes,
+    acrValues,
+    allowedAcrValues,
+    uiLocales,
+    allowedLocales,
+    postLogoutRedirectUri,
+    logoutHint: raw.logoutHint ?? 'id_token',
+    usePar: raw.usePar ?? true,
+    httpTimeoutMs: issues.attempt(at('httpTimeout'), () => parseDurationMs(raw.httpTimeout ?? '10s')) ?? 0,
+  };
+  if (raw.caFile !== undefined) {
+    const caFile = raw.caFile;
+    const caPem = issues.attempt(at('caFile'), () => readCertificates(caFile, baseDir));
+    if (caPem !== undefined) idporten.caPem = caPem;
+  }
+  return idporten;
+}

@@ -1,0 +1,64 @@
+/**
+ * URL rules shared by every URL in the configuration. Plain http is accepted only for the local
+ * machine: anywhere else it would carry session cookies and bearer tokens readable on the network.
+ */
+
+const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+const HTTP_ONLY_LOCAL = 'http is allowed only for localhost, 127.0.0.1 and [::1]; elsewhere cookies and tokens would cross the network unencrypted, so use https';
+
+export function isLocalHost(hostname: string): boolean {
+  return LOCAL_HOSTS.has(hostname.toLowerCase());
+}
+
+/** An absolute http(s) URL without credentials or fragment; http only for the local machine. */
+export function parseWebUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('must be an absolute URL such as https://example.no/path');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('must be an http or https URL');
+  if (url.protocol === 'http:' && !isLocalHost(url.hostname)) throw new Error(HTTP_ONLY_LOCAL);
+  if (url.username !== '' || url.password !== '') throw new Error('must not contain a user name or password');
+  if (url.hash !== '' || text.includes('#')) throw new Error('must not contain a fragment (#...)');
+  return url;
+}
+
+/** An origin: scheme, host and optional port, nothing else. An optional trailing slash is dropped. */
+export function parseOrigin(text: string): string {
+  const url = parseWebUrl(text);
+  if (url.pathname !== '/' || url.search !== '' || text.includes('?')) {
+    throw new Error('must be an origin only (scheme, host and optional port), e.g. https://mva.example.no');
+  }
+  return url.origin;
+}
+
+/** A URL without query or fragment, trailing slash removed, so a path can be appended to it. */
+export function parseBaseUrl(text: string): string {
+  const url = parseWebUrl(text);
+  if (url.search !== '' || text.includes('?')) throw new Error('must not contain a query string (?...)');
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
+ * An OpenID Provider issuer identifier: https URL without query or fragment (OIDC Discovery 1.0
+ * section 3). Kept exactly as written, since it is compared as a string with the `iss` the provider returns.
+ */
+export function parseIssuer(text: string): string {
+  const url = parseWebUrl(text);
+  if (url.search !== '' || text.includes('?')) throw new Error('must not contain a query string (?...)');
+  return text;
+}
+
+/** A redis:// or rediss:// URL. The message never repeats the URL, which may carry a password. */
+export function parseRedisUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('must be a URL such as redis://127.0.0.1:6379');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
+  return text;
+}
