@@ -1,0 +1,386 @@
+import t, { type Test } from 'tap';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfigFile, normaliseConfig, resolveConfigPath } from '../src/config/load.js';
+import { loadConfigFromProcess, NO_CONFIG_MESSAGE } from '../src/config/cli.js';
+import { parseDurationMs } from '../src/config/duration.js';
+import { parseSizeBytes } from '../src/config/size.js';
+import { deriveSessionKey } from '../src/config/session-keys.js';
+import { PRESETS } from '../src/config/presets.js';
+
+const configDir = fileURLToPath(new URL('../config/', import.meta.url));
+const fixtureDir = fileURLToPath(new URL('./fixtures/config/', import.meta.url));
+
+const sessionKey = randomBytes(32).toString('base64');
+const rsaJwk = JSON.stringify({ ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'rsa-1' });
+const ecJwk = JSON.stringify(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }));
+const env: NodeJS.ProcessEnv = {
+  BFF_SESSION_KEY: sessionKey,
+  BFF_SESSION_KEY_PREVIOUS: randomBytes(48).toString('base64url'),
+  DEMO_CLIENT_SECRET: 'demo-secret',
+  IDPORTEN_CLIENT_ID: 'test-client',
+  IDPORTEN_JWK: rsaJwk,
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  ACME_CLIENT_ID: 'acme-client',
+  ACME_JWK: ecJwk,
+  BETA_CLIENT_ID: 'beta-client',
+  BETA_CLIENT_SECRET: 'beta-secret',
+};
+
+/** A small valid configuration; each broken case changes one thing in a fresh copy. */
+function validConfig(): any {
+  return {
+    session: { keys: [{ id: 'k1', secret: sessionKey }] },
+    tenants: [
+      {
+        id: 'demo',
+        publicUrl: 'http://localhost:3000',
+        idporten: {
+          issuer: 'http://127.0.0.1:4100',
+          clientId: 'demo-spa',
+          clientAuth: { method: 'client_secret_post', secret: 'demo-secret' },
+        },
+        altinn: { exchangeUrl: 'http://127.0.0.1:4102/authentication/api/v1/exchange/id-porten' },
+        routes: [
+          { path: '/mva/validering', upstream: 'http://127.0.0.1:4101/valider', token: 'idporten', methods: ['post'] },
+          { path: '/mva/innsending', upstream: 'http://127.0.0.1:4102/skd/app/', token: 'altinn' },
+        ],
+      },
+    ],
+  };
+}
+
+/** Asserts that `load` throws a ConfigError with an issue at `path` whose message contains `message`. */
+function assertIssue(t: Test, load: () => unknown, path: string | RegExp, message: string | RegExp): ConfigError | undefined {
+  try {
+    load();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) {
+      t.fail(`expected a ConfigError, got ${String(err)}`);
+      return undefined;
+    }
+    const found = err.issues.find(
+      (issue) =>
+        (typeof path === 'string' ? issue.path === path : path.test(issue.path)) &&
+        (typeof message === 'string' ? issue.message.includes(message) : message.test(issue.message)),
+    );
+    t.ok(found, `issue at ${String(path)} matching ${String(message)}`, { issues: err.issues });
+    return err;
+  }
+  t.fail('expected a ConfigError, but the configuration loaded');
+  return undefined;
+}
+
+t.test('the example configurations load', async (t) => {
+  t.test('config/demo.yaml describes the local demo stack', async (t) => {
+    const config = loadConfigFile(`${configDir}demo.yaml`, env);
+    const tenant = config.tenants[0]!;
+    t.equal(tenant.publicUrl, 'http://localhost:3000');
+    t.equal(tenant.idporten.issuer, 'http://127.0.0.1:4100');
+    t.same(tenant.idporten.clientAuth, { method: 'client_secret_post', secret: 'demo-secret' });
+    t.equal(tenant.idporten.postLogoutRedirectUri, 'http://localhost:3000/');
+    t.same(
+      tenant.routes.map((route) => [route.path, route.upstream, route.token, route.methods]),
+      [
+        ['/mva/validering', 'http://127.0.0.1:4101/api/mva/grensesnittstoette/mva-melding/valider', 'idporten', ['POST']],
+        ['/mva/innsending', 'http://127.0.0.1:4102/skd/mva-melding-innsending-etm2', 'altinn', ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']],
+      ],
+    );
+    t.equal(tenant.routes[1]!.bodyLimitBytes, 30_000_000);
+    t.equal(config.session.absoluteLifetimeMs, 8 * 3600_000);
+    t.equal(config.session.keys[0]!.secret.length, 32);
+  });
+
+  t.test('config/idporten-test.yaml gets issuer, Altinn exchange, routes and scopes from the test preset', async (t) => {
+    const config = loadConfigFile(`${configDir}idporten-test.yaml`, env);
+    const tenant = config.tenants[0]!;
+    t.equal(tenant.idporten.issuer, 'https://test.idporten.no');
+    t.equal(tenant.altinn?.exchangeUrl, 'https://platform.tt02.altinn.no/authentication/api/v1/exchange/id-porten');
+    t.same(
+      tenant.routes.map((route) => [route.path, route.upstream, route.token, route.methods]),
+      [
+        ['/mva/validering', 'https://idporten-api-sbstest.sits.no/api/mva/grensesnittstoette/mva-melding/valider', 'idporten', ['POST']],
+        ['/mva/innsending', 'https://skd.apps.tt02.altinn.no/skd/mva-melding-innsending-etm2', 'altinn', ['GET', 'POST', 'PUT', 'PATCH', 'DELETE']],
+      ],
+    );
+    t.same(tenant.idporten.scopes, [
+      'openid',
+      'skatteetaten:mvameldingvalidering',
+      'skatteetaten:mvameldinginnsending',
+      'altinn:instances.read',
+      'altinn:instances.write',
+    ]);
+    t.equal(tenant.idporten.clientAuth.method, 'private_key_jwt');
+    t.equal(tenant.idporten.clientAuth.method === 'private_key_jwt' && tenant.idporten.clientAuth.privateKeyJwk.kid, 'rsa-1');
+    t.same(config.server.trustProxy, ['10.0.0.0/8']);
+    t.equal(config.server.metricsPort, 9464);
+  });
+
+  t.test('config/multi-tenant.yaml: two tenants on Redis, explicit routes win over the preset', async (t) => {
+    const config = loadConfigFile(`${configDir}multi-tenant.yaml`, env);
+    t.same(config.session.store, { type: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'bff:' });
+    t.same(config.session.keys.map((key) => key.id), ['k2', 'k1']);
+    const [acme, beta] = config.tenants;
+    t.equal(acme!.idporten.issuer, PRESETS.prod.issuer);
+    t.same(acme!.idporten.allowedAcrValues, ['idporten-loa-high']);
+    t.same(acme!.idporten.allowedLocales, ['nb', 'nn', 'en']);
+    t.equal(acme!.routes.length, 2);
+    t.same(beta!.routes.map((route) => route.path), ['/mva/validering']);
+    t.equal(beta!.routes[0]!.timeoutMs, 60_000);
+    // No Altinn route, so no Altinn scopes are asked for.
+    t.same(beta!.idporten.scopes, ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending']);
+    t.equal(beta!.idporten.logoutHint, 'client_id');
+  });
+});
+
+t.test('defaults fill what the file leaves out', async (t) => {
+  const config = normaliseConfig(validConfig(), {});
+  t.same(config.server, { host: '127.0.0.1', port: 3000, trustProxy: false, shutdownTimeoutMs: 10_000, logLevel: 'info' });
+  t.same(config.session.store, { type: 'memory', maxSessions: 100_000 });
+  t.equal(config.session.idleTimeoutMs, 30 * 60_000);
+  t.equal(config.session.refreshLeewayMs, 30_000);
+  t.equal(config.session.cookieName, 'bff');
+  t.equal(config.session.sameSite, 'strict');
+  const { idporten, routes } = config.tenants[0]!;
+  t.equal(idporten.acrValues, 'idporten-loa-substantial');
+  t.same(idporten.allowedAcrValues, ['idporten-loa-substantial', 'idporten-loa-high']);
+  t.equal(idporten.uiLocales, 'nb');
+  t.same(idporten.allowedLocales, ['nb', 'nn', 'en', 'se']);
+  t.equal(idporten.logoutHint, 'id_token');
+  t.equal(idporten.usePar, true);
+  t.equal(idporten.httpTimeoutMs, 10_000);
+  t.equal(routes[0]!.timeoutMs, 30_000);
+  t.same(routes[0]!.methods, ['POST'], 'methods are upper-cased');
+  t.equal(routes[1]!.upstream, 'http://127.0.0.1:4102/skd/app', 'trailing slash removed from the upstream');
+});
+
+t.test('publicUrl keeps only the origin and drops a trailing slash', async (t) => {
+  const raw = validConfig();
+  raw.tenants[0].publicUrl = 'http://localhost:3000/';
+  t.equal(normaliseConfig(raw, {}).tenants[0]!.publicUrl, 'http://localhost:3000');
+});
+
+t.test('an explicit issuer wins over the environment preset', async (t) => {
+  const raw = validConfig();
+  raw.tenants[0].idporten.environment = 'test';
+  t.equal(normaliseConfig(raw, {}).tenants[0]!.idporten.issuer, 'http://127.0.0.1:4100');
+});
+
+t.test('CA files are read relative to the config file', async (t) => {
+  const config = loadConfigFile(`${fixtureDir}ca-file.yaml`, env);
+  t.match(config.tenants[0]!.idporten.caPem, /BEGIN CERTIFICATE/);
+  t.match(config.tenants[0]!.upstreamCaPem, /BEGIN CERTIFICATE/);
+});
+
+t.test('broken configuration files are refused with the offending place named', async (t) => {
+  const cases: Array<[file: string, path: string | RegExp, message: string | RegExp]> = [
+    ['yaml-syntax-error.yaml', /yaml-syntax-error\.yaml:\d+:\d+$/, 'YAML syntax error'],
+    ['json-syntax-error.json', /json-syntax-error\.json:4:\d+$/, 'JSON syntax error'],
+    ['unknown-key.yaml', 'tenants[0].routes[0].tokn', 'unknown key "tokn" (did you mean "token"?)'],
+    ['missing-env.yaml', 'tenants[0].idporten.clientAuth.privateKeyJwk', 'environment variable IDPORTEN_JWK_NOT_SET is not set'],
+    ['lifetime-9h.yaml', 'session.absoluteLifetime', "Skatteetaten's scopes cap an ID-porten login at 8 hours"],
+    ['altinn-route-without-exchange-url.yaml', 'tenants[0].routes[1].token', 'tenants[0].altinn.exchangeUrl'],
+    ['duplicate-tenant-ids.yaml', 'tenants[1].id', 'tenant ids must be unique'],
+    ['http-public-url.yaml', 'tenants[0].publicUrl', 'http is allowed only for localhost'],
+    ['does-not-exist.yaml', /does-not-exist\.yaml$/, 'file not found'],
+  ];
+  for (const [file, path, message] of cases) {
+    t.test(file, async (t) => {
+      assertIssue(t, () => loadConfigFile(`${fixtureDir}${file}`, env), path, message);
+    });
+  }
+});
+
+t.test('broken configurations are refused with the offending path named', async (t) => {
+  const cases: Array<[name: string, change: (raw: any) => void, path: string, message: string]> = [
+    ['missing clientId', (raw) => delete raw.tenants[0].idporten.clientId, 'tenants[0].idporten.clientId', 'is required'],
+    [
+      'unknown client auth method',
+      (raw) => (raw.tenants[0].idporten.clientAuth.method = 'client_secret_jwt'),
+      'tenants[0].idporten.clientAuth.method',
+      'must be one of private_key_jwt, client_secret_post, client_secret_basic',
+    ],
+    [
+      'private_key_jwt without a key',
+      (raw) => (raw.tenants[0].idporten.clientAuth = { method: 'private_key_jwt', secret: 'x' }),
+      'tenants[0].idporten.clientAuth.privateKeyJwk',
+      'is required',
+    ],
+    [
+      'a public JWK where the private key belongs',
+      (raw) => {
+        const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = JSON.parse(rsaJwk);
+        raw.tenants[0].idporten.clientAuth = { method: 'private_key_jwt', privateKeyJwk: publicJwk };
+      },
+      'tenants[0].idporten.clientAuth.privateKeyJwk',
+      'must be a private key',
+    ],
+    ['bad duration', (raw) => (raw.session.idleTimeout = '30 minutes'), 'session.idleTimeout', 'a string like "500ms", "120s", "30m", "8h" or "1d"'],
+    ['zero duration', (raw) => (raw.tenants[0].routes[0].timeout = '0s'), 'tenants[0].routes[0].timeout', 'must be a positive duration'],
+    ['bad size', (raw) => (raw.tenants[0].routes[0].bodyLimit = '30 megabytes'), 'tenants[0].routes[0].bodyLimit', 'must be a positive size'],
+    ['idle timeout longer than the lifetime', (raw) => Object.assign(raw.session, { absoluteLifetime: '1h', idleTimeout: '2h' }), 'session.idleTimeout', 'must not be longer than session.absoluteLifetime (1h)'],
+    ['route without upstream', (raw) => delete raw.tenants[0].routes[0].upstream, 'tenants[0].routes[0].upstream', 'is required'],
+    ['route under /auth', (raw) => (raw.tenants[0].routes[0].path = '/auth/x'), 'tenants[0].routes[0].path', 'must not start with /auth'],
+    ['route with a trailing slash', (raw) => (raw.tenants[0].routes[0].path = '/mva/'), 'tenants[0].routes[0].path', 'must not end with "/"'],
+    ['route with ..', (raw) => (raw.tenants[0].routes[0].path = '/mva/../metrics'), 'tenants[0].routes[0].path', '".." segments'],
+    ['repeated route path', (raw) => (raw.tenants[0].routes[1].path = '/mva/validering'), 'tenants[0].routes[1].path', 'repeats tenants[0].routes[0].path'],
+    ['route nested in another', (raw) => (raw.tenants[0].routes[1].path = '/mva/validering/sub'), 'tenants[0].routes[1].path', 'overlaps tenants[0].routes[0].path'],
+    ['upstream with a query', (raw) => (raw.tenants[0].routes[0].upstream = 'http://127.0.0.1:4101/x?a=1'), 'tenants[0].routes[0].upstream', 'query'],
+    ['plain-http upstream off this machine', (raw) => (raw.tenants[0].routes[0].upstream = 'http://skatt.example.no/x'), 'tenants[0].routes[0].upstream', 'use https'],
+    ['unsupported method', (raw) => (raw.tenants[0].routes[0].methods = ['POST', 'TRACE']), 'tenants[0].routes[0].methods', 'unsupported method TRACE'],
+    ['short session key', (raw) => (raw.session.keys[0].secret = randomBytes(16).toString('base64')), 'session.keys[0].secret', 'decodes to 16 bytes'],
+    ['session key that is not base64', (raw) => (raw.session.keys[0].secret = 'not base64 at all!'), 'session.keys[0].secret', 'base64'],
+    ['no session keys', (raw) => (raw.session.keys = []), 'session.keys', 'at least 1 item'],
+    ['repeated session key id', (raw) => raw.session.keys.push({ id: 'k1', secret: sessionKey }), 'session.keys[1].id', 'key ids must be unique'],
+    ['publicUrl with a path', (raw) => (raw.tenants[0].publicUrl = 'https://mva.example.no/app'), 'tenants[0].publicUrl', 'must be an origin only'],
+    [
+      'two tenants on one host',
+      (raw) => raw.tenants.push({ ...structuredClone(raw.tenants[0]), id: 'other' }),
+      'tenants[1].publicUrl',
+      'same host (localhost:3000)',
+    ],
+    ['no issuer and no environment', (raw) => delete raw.tenants[0].idporten.issuer, 'tenants[0].idporten.issuer', 'idporten.environment'],
+    ['no routes and no environment', (raw) => delete raw.tenants[0].routes, 'tenants[0].routes', 'is required'],
+    ['scopes without openid', (raw) => (raw.tenants[0].idporten.scopes = ['skatteetaten:mvameldingvalidering']), 'tenants[0].idporten.scopes', 'must include openid'],
+    ['unknown acr level', (raw) => (raw.tenants[0].idporten.acrValues = 'Level4'), 'tenants[0].idporten.acrValues', 'must be one of idporten-loa-substantial, idporten-loa-high'],
+    ['metrics on the main port', (raw) => (raw.server = { port: 3000, metricsPort: 3000 }), 'server.metricsPort', 'must differ from server.port'],
+    ['untrusted proxy entry', (raw) => (raw.server = { trustProxy: ['10.0.0.0/99'] }), 'server.trustProxy[0]', 'CIDR'],
+    ['redis store with an http URL', (raw) => (raw.session.store = { type: 'redis', url: 'http://127.0.0.1:6379' }), 'session.store.url', 'redis://'],
+    ['memory store with a redis key', (raw) => (raw.session.store = { type: 'memory', url: 'redis://x' }), 'session.store.url', 'unknown key "url"'],
+    ['cookie name with the __Host- prefix', (raw) => (raw.session.cookieName = '__Host-bff'), 'session.cookieName', 'adds __Host- itself'],
+    ['CA file that does not exist', (raw) => (raw.tenants[0].upstreamCaFile = 'no-such-ca.pem'), 'tenants[0].upstreamCaFile', 'ENOENT'],
+    ['unknown top-level key', (raw) => (raw.sesion = {}), 'sesion', 'did you mean "session"?'],
+  ];
+  for (const [name, change, path, message] of cases) {
+    t.test(name, async (t) => {
+      const raw = validConfig();
+      change(raw);
+      assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), path, message);
+    });
+  }
+});
+
+t.test('every problem is reported at once, one per line', async (t) => {
+  const raw = validConfig();
+  delete raw.tenants[0].idporten.clientId;
+  raw.tenants[0].routes[0].tokn = 'idporten';
+  raw.session.idleTimeout = 'soon';
+  const err = assertIssue(t, () => normaliseConfig(raw, {}), 'tenants[0].idporten.clientId', 'is required');
+  t.equal(err?.issues.length, 3);
+  t.same(err?.message.split('\n').length, 3);
+  t.match(err?.message, /^tenants\[0\]\.idporten\.clientId: is required$/m);
+});
+
+t.test('cross-field rules are all reported together too', async (t) => {
+  const raw = validConfig();
+  raw.session.absoluteLifetime = '9h';
+  raw.tenants[0].publicUrl = 'http://mva.example.no';
+  raw.tenants[0].routes[0].path = '/healthz';
+  const err = assertIssue(t, () => normaliseConfig(raw, {}), 'session.absoluteLifetime', '8h');
+  t.same(err?.issues.map((issue) => issue.path), ['session.absoluteLifetime', 'tenants[0].publicUrl', 'tenants[0].routes[0].path']);
+});
+
+t.test('error messages never repeat a secret from the configuration', async (t) => {
+  const shortKey = Buffer.from('sixteen-byte-key').toString('base64');
+  const raw = validConfig();
+  raw.session.keys[0].secret = shortKey;
+  raw.tenants[0].idporten.clientAuth = { method: 'private_key_jwt', privateKeyJwk: '{"kty":"RSA","d":"very-secret-value"' };
+  raw.session.store = { type: 'redis', url: 'http://user:hunter2@127.0.0.1' };
+  try {
+    normaliseConfig(raw, {});
+    t.fail('should not load');
+  } catch (err) {
+    const message = (err as Error).message;
+    t.equal((err as ConfigError).issues.length, 3, message);
+    t.notMatch(message, shortKey);
+    t.notMatch(message, 'very-secret-value');
+    t.notMatch(message, 'hunter2');
+  }
+});
+
+t.test('${NAME} expansion', async (t) => {
+  t.test('expands inside strings and takes values as plain text', async (t) => {
+    const raw = validConfig();
+    raw.tenants[0].idporten.clientId = '${CLIENT_PREFIX}-${CLIENT_SUFFIX}';
+    const config = normaliseConfig(raw, { CLIENT_PREFIX: 'a: b', CLIENT_SUFFIX: '${NOT_EXPANDED_TWICE}' });
+    t.equal(config.tenants[0]!.idporten.clientId, 'a: b-${NOT_EXPANDED_TWICE}');
+  });
+  t.test('$${NAME} is a literal ${NAME}', async (t) => {
+    const raw = validConfig();
+    raw.tenants[0].idporten.clientAuth.secret = 'pa$${SS}';
+    t.equal((normaliseConfig(raw, {}).tenants[0]!.idporten.clientAuth as { secret: string }).secret, 'pa${SS}');
+  });
+  t.test('every missing variable is named with the path where it is used', async (t) => {
+    const raw = validConfig();
+    raw.session.keys[0].secret = '${KEY_ONE}';
+    raw.tenants[0].idporten.clientId = '${CLIENT_ID}';
+    const err = assertIssue(t, () => normaliseConfig(raw, {}), 'session.keys[0].secret', 'environment variable KEY_ONE is not set');
+    t.same(err?.issues, [
+      { path: 'session.keys[0].secret', message: 'environment variable KEY_ONE is not set' },
+      { path: 'tenants[0].idporten.clientId', message: 'environment variable CLIENT_ID is not set' },
+    ], 'the unexpanded values cause no further errors');
+  });
+});
+
+t.test('durations', async (t) => {
+  t.equal(parseDurationMs(120), 120_000, 'a number is seconds');
+  t.equal(parseDurationMs('120'), 120_000, 'a bare string is seconds');
+  t.equal(parseDurationMs('120s'), 120_000);
+  t.equal(parseDurationMs('500ms'), 500);
+  t.equal(parseDurationMs('30m'), 1_800_000);
+  t.equal(parseDurationMs('8h'), 28_800_000);
+  t.equal(parseDurationMs('1d'), 86_400_000);
+  t.equal(parseDurationMs(0.5), 500);
+  for (const bad of [0, -1, '0s', '-5s', '5 minutes', '1h30m', '', 'h', true, null]) {
+    t.throws(() => parseDurationMs(bad), /must be a positive duration/, `refuses ${JSON.stringify(bad)}`);
+  }
+  t.throws(() => parseDurationMs('30d'), /at most 24 days/);
+});
+
+t.test('sizes', async (t) => {
+  t.equal(parseSizeBytes(1024), 1024, 'a number is bytes');
+  t.equal(parseSizeBytes('30MB'), 30_000_000);
+  t.equal(parseSizeBytes('25MiB'), 25 * 1024 * 1024);
+  t.equal(parseSizeBytes('512KB'), 512_000);
+  t.equal(parseSizeBytes('1GiB'), 2 ** 30);
+  t.equal(parseSizeBytes('100'), 100);
+  for (const bad of [0, -1, '0MB', '30 mb', '30TB', 'big']) {
+    t.throws(() => parseSizeBytes(bad), /must be a positive size/, `refuses ${JSON.stringify(bad)}`);
+  }
+});
+
+t.test('session keys', async (t) => {
+  const material = randomBytes(64);
+  const fromBase64 = deriveSessionKey('k', material.toString('base64'));
+  const fromBase64url = deriveSessionKey('k', material.toString('base64url'));
+  t.equal(fromBase64.secret.length, 32, 'a 64-byte secret is condensed to a 32-byte key');
+  t.ok(fromBase64.secret.equals(fromBase64url.secret), 'base64 and base64url of the same bytes give the same key');
+  t.notOk(fromBase64.secret.equals(material.subarray(0, 32)), 'the key is derived, not the raw secret');
+  t.notOk(deriveSessionKey('k', randomBytes(32).toString('base64')).secret.equals(fromBase64.secret));
+  t.throws(() => deriveSessionKey('k', randomBytes(31).toString('base64')), /at least 32 random bytes/);
+});
+
+t.test('where the configuration comes from', async (t) => {
+  t.equal(resolveConfigPath(['--config', 'a.yaml'], { BFF_CONFIG: 'b.yaml' }), 'a.yaml', '--config wins over BFF_CONFIG');
+  t.equal(resolveConfigPath(['--config=a.yaml'], {}), 'a.yaml');
+  t.equal(resolveConfigPath([], { BFF_CONFIG: 'b.yaml' }), 'b.yaml');
+  t.equal(resolveConfigPath([], {}), undefined);
+  t.equal(resolveConfigPath([], { BFF_CONFIG: '' }), undefined);
+  assertIssue(t, () => resolveConfigPath(['--config'], {}), '--config', 'needs a file path');
+
+  t.test('without any configuration the process refuses to start and says how to give one', async (t) => {
+    const err = assertIssue(t, () => loadConfigFromProcess([], {}), '', NO_CONFIG_MESSAGE);
+    t.equal(err?.message, 'no config: pass --config FILE or set BFF_CONFIG');
+  });
+  t.test('loads the file named by BFF_CONFIG', async (t) => {
+    const config = loadConfigFromProcess([], { ...env, BFF_CONFIG: `${configDir}demo.yaml` });
+    t.equal(config.tenants[0]!.id, 'demo');
+  });
+  t.test('loads the file named by --config', async (t) => {
+    const config = loadConfigFromProcess(['--config', `${configDir}multi-tenant.yaml`], { ...env, BFF_CONFIG: `${configDir}demo.yaml` });
+    t.equal(config.tenants.length, 2);
+  });
+  t.test('a --config file that does not exist is an error, never a fallback', async (t) => {
+    assertIssue(t, () => loadConfigFromProcess(['--config', `${fixtureDir}missing.yaml`], env), /missing\.yaml$/, 'file not found');
+  });
+});
