@@ -1,0 +1,108 @@
+/**
+ * The validated, normalised configuration every other module consumes.
+ * Durations are milliseconds, sizes are bytes, URLs carry no trailing slash.
+ * The raw file format (what users write) is described by config/schema.json.
+ */
+
+export type SameSite = 'strict' | 'lax';
+export type AcrLevel = 'idporten-loa-substantial' | 'idporten-loa-high';
+export type TokenKind = 'idporten' | 'altinn';
+
+export interface GatewayConfig {
+  server: ServerConfig;
+  session: SessionConfig;
+  tenants: TenantConfig[];
+}
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** false, true, or a list of trusted proxy CIDRs/addresses; only then are X-Forwarded-* honoured. */
+  trustProxy: boolean | string[];
+  /** How long SIGTERM waits for in-flight requests before closing anyway. */
+  shutdownTimeoutMs: number;
+  /** Serve /metrics on this separate port instead of the main one (undefined = main port). */
+  metricsPort?: number;
+  /** pino level for the process log. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export type StoreConfig =
+  | { type: 'memory'; maxSessions: number }
+  | { type: 'redis'; url: string; keyPrefix: string };
+
+export interface SessionKey {
+  id: string;
+  /** 32 raw bytes derived from the configured secret. */
+  secret: Buffer;
+}
+
+export interface SessionConfig {
+  store: StoreConfig;
+  /** Hard cap from login; never above 8 h. */
+  absoluteLifetimeMs: number;
+  idleTimeoutMs: number;
+  cookieName: string;
+  sameSite: SameSite;
+  /** First key encrypts; all keys decrypt. */
+  keys: SessionKey[];
+  /** Refresh the access token when it expires within this window (scaled down for short-lived tokens). */
+  refreshLeewayMs: number;
+}
+
+export type ClientAuth =
+  | { method: 'private_key_jwt'; privateKeyJwk: JsonWebKeyWithKid }
+  | { method: 'client_secret_post' | 'client_secret_basic'; secret: string };
+
+export interface JsonWebKeyWithKid extends JsonWebKey {
+  kid?: string;
+}
+
+export interface IdportenConfig {
+  issuer: string;
+  clientId: string;
+  clientAuth: ClientAuth;
+  scopes: string[];
+  acrValues: AcrLevel;
+  /** acr values a login request may ask for with ?acr= (always includes acrValues). */
+  allowedAcrValues: AcrLevel[];
+  uiLocales: string;
+  /** ui_locales a login request may ask for with ?locale=. */
+  allowedLocales: string[];
+  postLogoutRedirectUri: string;
+  /** What the end-session form carries: the ID token as id_token_hint (default) or only client_id. */
+  logoutHint: 'id_token' | 'client_id';
+  /** Use PAR when the provider advertises it (default true). */
+  usePar: boolean;
+  /** Timeout for every call to the provider. */
+  httpTimeoutMs: number;
+  /** Extra CA certificates (PEM) to trust for the provider, for test environments. */
+  caPem?: string;
+}
+
+export interface AltinnConfig {
+  exchangeUrl: string;
+}
+
+export interface RouteConfig {
+  /** Path prefix on the gateway, e.g. /mva/validering (no trailing slash). */
+  path: string;
+  /** Absolute upstream URL; the remainder after `path` is appended to its path. */
+  upstream: string;
+  token: TokenKind;
+  /** Upper-case HTTP methods allowed on this route. */
+  methods: string[];
+  timeoutMs: number;
+  bodyLimitBytes: number;
+}
+
+export interface TenantConfig {
+  id: string;
+  /** Origin the browser uses, e.g. https://mva.example.no (no path, no trailing slash). */
+  publicUrl: string;
+  idporten: IdportenConfig;
+  altinn?: AltinnConfig;
+  routes: RouteConfig[];
+  /** Extra CA certificates (PEM) to trust for this tenant's upstreams and Altinn exchange. */
+  upstreamCaPem?: string;
+}
