@@ -1,0 +1,84 @@
+import type {} from '@fastify/cookie';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { GatewayConfig, TenantConfig } from '../config/types.js';
+import { GatewayError } from '../errors.js';
+import type { IdportenClient } from '../oidc/idporten-client.js';
+import { clearedCookieAttributes, cookiePolicy, sessionCookieAttributes, type CookiePolicy } from '../session/cookies.js';
+import type { KeyRing } from '../session/key-ring.js';
+import type { SessionManager } from '../session/manager.js';
+import type { SessionContext } from '../session/session.js';
+import { StoreUnavailableError } from '../session/store.js';
+import { createTenantResolver } from '../tenant/resolve.js';
+import type { TokenService } from '../tokens/token-service.js';
+
+/** Everything a route needs, built once by app.ts. */
+export interface GatewayContext {
+  config: GatewayConfig;
+  clients: Map<string, IdportenClient>;
+  sessions: SessionManager;
+  tokens: TokenService;
+  keys: KeyRing;
+  audit: AuditLog;
+  now: () => number;
+  tenantForHost: (host: string | undefined) => TenantConfig | undefined;
+  cookies: (tenant: TenantConfig) => CookiePolicy;
+}
+
+export function createContext(parts: Omit<GatewayContext, 'tenantForHost' | 'cookies'>): GatewayContext {
+  const policies = new Map(parts.config.tenants.map((t) => [t.id, cookiePolicy(t.publicUrl, parts.config.session.cookieName, parts.config.session.sameSite)]));
+  return { ...parts, tenantForHost: createTenantResolver(parts.config.tenants), cookies: (tenant) => policies.get(tenant.id)! };
+}
+
+export function requireTenant(ctx: GatewayContext, request: FastifyRequest): TenantConfig {
+  const tenant = ctx.tenantForHost(request.host);
+  if (!tenant) throw new GatewayError('unknown_tenant', 'This host is not served by the gateway.');
+  return tenant;
+}
+
+const loaded = new WeakMap<FastifyRequest, SessionContext | null>();
+
+/**
+ * The request's live session, or undefined. Expired sessions are destroyed here (audit `logout` with channel
+ * `expired` or `idle`); a tampered, unknown or malformed cookie is simply no session.
+ */
+export async function currentSession(ctx: GatewayContext, request: FastifyRequest, tenant: TenantConfig): Promise<SessionContext | undefined> {
+  if (loaded.has(request)) return loaded.get(request) ?? undefined;
+  const cookieValue = request.cookies[ctx.cookies(tenant).sessionName];
+  let session: SessionContext | undefined;
+  try {
+    const result = await ctx.sessions.load(cookieValue);
+    if (result.state === 'expired') {
+      await ctx.sessions.destroy(result.session.id);
+      ctx.audit.event('logout', {
+        tenant: tenant.id,
+        session: result.session.hash,
+        sub: result.session.data.user.sub,
+        channel: result.reason === 'idle' ? 'idle' : 'expired',
+      });
+    } else if (result.state === 'live' && result.session.data.tenant === tenant.id) {
+      session = result.session;
+      await ctx.sessions.touch(session);
+    }
+  } catch (err) {
+    if (err instanceof StoreUnavailableError) throw new GatewayError('store_unavailable', 'The session store could not be reached.', { cause: err });
+    throw err;
+  }
+  loaded.set(request, session ?? null);
+  return session;
+}
+
+/** Lets later code of the same request see a session replaced by a refresh or login. */
+export function rememberSession(request: FastifyRequest, session: SessionContext | undefined): void {
+  loaded.set(request, session ?? null);
+}
+
+export function setSessionCookie(ctx: GatewayContext, reply: FastifyReply, tenant: TenantConfig, value: string): void {
+  const policy = ctx.cookies(tenant);
+  reply.setCookie(policy.sessionName, value, sessionCookieAttributes(policy));
+}
+
+export function clearSessionCookie(ctx: GatewayContext, reply: FastifyReply, tenant: TenantConfig): void {
+  const policy = ctx.cookies(tenant);
+  reply.clearCookie(policy.sessionName, clearedCookieAttributes(policy));
+}

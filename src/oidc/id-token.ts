@@ -1,0 +1,74 @@
+import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { AcrLevel } from '../config/types.js';
+import { acrSatisfies } from '../session/session.js';
+import { OidcError } from './errors.js';
+import type { FetchLike } from '../net/fetch.js';
+
+const ASYMMETRIC = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/;
+/** How old an ID token may be when we receive it; ID-porten issues it at the token call. */
+const MAX_ID_TOKEN_AGE_SECONDS = 300;
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+export interface IdTokenExpectations {
+  issuer: string;
+  clientId: string;
+  /** From the provider's metadata; only asymmetric algorithms are ever accepted. */
+  algorithms: string[];
+  nonce?: string | undefined;
+  minimumAcr?: AcrLevel | undefined;
+}
+
+/**
+ * Verifies ID tokens and logout tokens against the provider's JWKS. The key set is fetched on demand and
+ * re-fetched (rate-limited) when a token names a key we have not seen: ID-porten rotates signing keys.
+ */
+export class ProviderKeys {
+  readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(jwksUri: string, fetchImpl: FetchLike) {
+    this.#jwks = createRemoteJWKSet(new URL(jwksUri), {
+      cooldownDuration: 10_000,
+      cacheMaxAge: 10 * 60_000,
+      [customFetch]: fetchImpl as never,
+    });
+  }
+
+  async verify(jwt: string, expect: IdTokenExpectations, requiredClaims: string[] = ['iss', 'aud', 'exp', 'iat', 'sub']): Promise<JWTPayload> {
+    const algorithms = expect.algorithms.filter((a) => ASYMMETRIC.test(a));
+    try {
+      const { payload } = await jwtVerify(jwt, this.#jwks, {
+        issuer: expect.issuer,
+        audience: expect.clientId,
+        algorithms: algorithms.length > 0 ? algorithms : ['RS256'],
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+        maxTokenAge: MAX_ID_TOKEN_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS,
+        requiredClaims,
+      });
+      return payload;
+    } catch (err) {
+      if (err instanceof joseErrors.JOSEError) {
+        if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network/i.test(err.message))) {
+          throw new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
+        }
+        throw new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
+      }
+      if (err instanceof TypeError) throw new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
+      throw new OidcError('rejected', 'token rejected', { cause: err });
+    }
+  }
+}
+
+/** OIDC Core 3.1.3.7 plus ID-porten's rules, on top of the signature check. */
+export async function verifyIdToken(keys: ProviderKeys, idToken: string, expect: IdTokenExpectations): Promise<JWTPayload> {
+  const claims = await keys.verify(idToken, expect);
+  // aud may be a string or an array, but we accept no audience other than ourselves (OIDC Core 3.1.3.7 step 3-4).
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (aud.length !== 1 || aud[0] !== expect.clientId) throw new OidcError('rejected', 'id token has an untrusted audience');
+  if (claims.azp !== undefined && claims.azp !== expect.clientId) throw new OidcError('rejected', 'id token azp is not this client');
+  if (typeof claims.sub !== 'string' || claims.sub.length === 0) throw new OidcError('rejected', 'id token has no sub');
+  if (expect.nonce !== undefined && claims.nonce !== expect.nonce) throw new OidcError('rejected', 'id token nonce mismatch');
+  if (expect.minimumAcr && !acrSatisfies(claims.acr, expect.minimumAcr)) {
+    throw new OidcError('rejected', 'id token acr is below the requested level');
+  }
+  return claims;
+}

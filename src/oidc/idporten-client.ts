@@ -1,0 +1,258 @@
+import * as client from 'openid-client';
+import { importJWK, type JWTPayload } from 'jose';
+import type { AcrLevel, TenantConfig } from '../config/types.js';
+import { isAcrLevel } from '../session/session.js';
+import { classifyProviderError, OidcError } from './errors.js';
+import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
+import { ProviderKeys, verifyIdToken } from './id-token.js';
+
+/** What a login attempt must remember between /auth/login and /auth/callback. */
+export interface LoginTransaction {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+  acr: AcrLevel;
+}
+
+export interface TokenSet {
+  accessToken: string;
+  accessTokenExpiresAt: number;
+  refreshToken?: string | undefined;
+  idToken?: string | undefined;
+  idTokenClaims?: JWTPayload | undefined;
+  scope?: string | undefined;
+}
+
+const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+
+/**
+ * One tenant's ID-porten integration over openid-client: discovery, login URL (PAR when offered),
+ * code exchange, refresh, revocation, end-session URL and logout-token validation.
+ * Knows nothing of HTTP requests or sessions.
+ */
+export class IdportenClient {
+  readonly #tenant: TenantConfig;
+  readonly #fetch: FetchLike;
+  readonly #now: () => number;
+  #config: client.Configuration | undefined;
+  #keys: ProviderKeys | undefined;
+  #discovering: Promise<client.Configuration> | undefined;
+
+  constructor(tenant: TenantConfig, opts: { now?: () => number } = {}) {
+    this.#tenant = tenant;
+    this.#fetch = boundedFetch({ timeoutMs: tenant.idporten.httpTimeoutMs, caPem: tenant.idporten.caPem });
+    this.#now = opts.now ?? Date.now;
+  }
+
+  get ready(): boolean {
+    return this.#config !== undefined;
+  }
+
+  get issuer(): string {
+    return this.#tenant.idporten.issuer;
+  }
+
+  /** Loads the provider metadata once; concurrent callers share the attempt, failures are retried on the next call. */
+  async configuration(): Promise<client.Configuration> {
+    if (this.#config) return this.#config;
+    this.#discovering ??= this.#discover().finally(() => (this.#discovering = undefined));
+    return this.#discovering;
+  }
+
+  async #discover(): Promise<client.Configuration> {
+    const { idporten } = this.#tenant;
+    const allowHttp = isLoopbackUrl(idporten.issuer);
+    let config: client.Configuration;
+    try {
+      config = await client.discovery(
+        new URL(idporten.issuer),
+        idporten.clientId,
+        { id_token_signed_response_alg: 'RS256' },
+        await clientAuthentication(this.#tenant),
+        {
+          [client.customFetch]: this.#fetch as client.CustomFetch,
+          timeout: Math.ceil(idporten.httpTimeoutMs / 1000),
+          ...(allowHttp ? { execute: [client.allowInsecureRequests] } : {}),
+        },
+      );
+    } catch (err) {
+      throw classifyProviderError(err, 'discovery');
+    }
+    const metadata = config.serverMetadata();
+    if (metadata.issuer !== idporten.issuer) throw new OidcError('rejected', 'discovery issuer does not match the configured issuer');
+    if (!metadata.jwks_uri) throw new OidcError('rejected', 'provider metadata has no jwks_uri');
+    config[client.customFetch] = this.#fetch as client.CustomFetch;
+    config.timeout = Math.ceil(idporten.httpTimeoutMs / 1000);
+    this.#keys = new ProviderKeys(metadata.jwks_uri, this.#fetch);
+    this.#config = config;
+    return config;
+  }
+
+  #algorithms(config: client.Configuration): string[] {
+    return config.serverMetadata().id_token_signing_alg_values_supported ?? ['RS256'];
+  }
+
+  /** Builds the authorization request (PKCE S256, state, nonce) — through PAR when the provider offers it. */
+  async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
+    const config = await this.configuration();
+    const codeVerifier = client.randomPKCECodeVerifier();
+    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr };
+    const params: Record<string, string> = {
+      redirect_uri: opts.redirectUri,
+      response_type: 'code',
+      scope: this.#tenant.idporten.scopes.join(' '),
+      state: transaction.state,
+      nonce: transaction.nonce,
+      // RFC 7636 4.2: S256, base64url without padding.
+      code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      acr_values: opts.acr,
+      ui_locales: opts.locale,
+    };
+    const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
+    try {
+      const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
+      return { url, transaction };
+    } catch (err) {
+      throw classifyProviderError(err, 'pushed authorization request');
+    }
+  }
+
+  /**
+   * Checks the authorization response (state, RFC 9207 iss), exchanges the code (PKCE), and verifies the
+   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested.
+   */
+  async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<TokenSet & { idToken: string; idTokenClaims: JWTPayload }> {
+    const config = await this.configuration();
+    let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
+    try {
+      response = await client.authorizationCodeGrant(config, callbackUrl, {
+        pkceCodeVerifier: transaction.codeVerifier,
+        expectedState: transaction.state,
+        expectedNonce: transaction.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      throw classifyProviderError(err, 'code exchange');
+    }
+    const tokens = this.#tokenSet(response);
+    if (!tokens.idToken) throw new OidcError('rejected', 'token response has no id_token');
+    const idTokenClaims = await verifyIdToken(this.#keys!, tokens.idToken, {
+      issuer: this.issuer,
+      clientId: this.#tenant.idporten.clientId,
+      algorithms: this.#algorithms(config),
+      nonce: transaction.nonce,
+      minimumAcr: transaction.acr,
+    });
+    return { ...tokens, idToken: tokens.idToken, idTokenClaims };
+  }
+
+  /**
+   * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
+   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
+   */
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: AcrLevel }): Promise<TokenSet> {
+    const config = await this.configuration();
+    let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
+    try {
+      response = await client.refreshTokenGrant(config, refreshToken);
+    } catch (err) {
+      throw classifyProviderError(err, 'refresh');
+    }
+    const tokens = this.#tokenSet(response);
+    if (tokens.idToken) {
+      const claims = await verifyIdToken(this.#keys!, tokens.idToken, {
+        issuer: this.issuer,
+        clientId: this.#tenant.idporten.clientId,
+        algorithms: this.#algorithms(config),
+        minimumAcr: binding.minimumAcr,
+      });
+      if (claims.sub !== binding.sub) throw new OidcError('rejected', 'refreshed id token has another sub');
+      tokens.idTokenClaims = claims;
+    }
+    return tokens;
+  }
+
+  /** RFC 7009. ID-porten's logout does not revoke tokens with API scopes, so logout calls this. */
+  async revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<void> {
+    const config = await this.configuration();
+    if (!config.serverMetadata().revocation_endpoint) return;
+    try {
+      await client.tokenRevocation(config, token, { token_type_hint: hint });
+    } catch (err) {
+      throw classifyProviderError(err, 'revocation');
+    }
+  }
+
+  endSessionEndpoint(): string | undefined {
+    return this.#config?.serverMetadata().end_session_endpoint;
+  }
+
+  /** The end-session request's parameters (sent as a form POST, or as a URL for JSON clients). */
+  endSessionParameters(opts: { idToken?: string | undefined; state: string }): Record<string, string> {
+    const params: Record<string, string> = {
+      post_logout_redirect_uri: this.#tenant.idporten.postLogoutRedirectUri,
+      state: opts.state,
+    };
+    if (opts.idToken && this.#tenant.idporten.logoutHint === 'id_token') params.id_token_hint = opts.idToken;
+    else params.client_id = this.#tenant.idporten.clientId;
+    return params;
+  }
+
+  /** OIDC Back-Channel Logout 1.0, section 2.6: validates a logout token and returns its sid / sub. */
+  async verifyLogoutToken(logoutToken: string): Promise<{ sid?: string; sub?: string; jti: string; exp: number }> {
+    const config = await this.configuration();
+    const claims = await this.#keys!.verify(
+      logoutToken,
+      { issuer: this.issuer, clientId: this.#tenant.idporten.clientId, algorithms: this.#algorithms(config) },
+      ['iss', 'aud', 'iat', 'exp', 'jti', 'events'],
+    );
+    const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    if (!aud.includes(this.#tenant.idporten.clientId)) throw new OidcError('rejected', 'logout token audience');
+    const events = claims.events as Record<string, unknown> | undefined;
+    if (!events || typeof events !== 'object' || typeof events[BACKCHANNEL_LOGOUT_EVENT] !== 'object' || events[BACKCHANNEL_LOGOUT_EVENT] === null) {
+      throw new OidcError('rejected', 'logout token has no back-channel logout event');
+    }
+    if ('nonce' in claims) throw new OidcError('rejected', 'logout token must not carry a nonce');
+    if (typeof claims.jti !== 'string') throw new OidcError('rejected', 'logout token has no jti');
+    const sid = typeof claims.sid === 'string' ? claims.sid : undefined;
+    const sub = typeof claims.sub === 'string' ? claims.sub : undefined;
+    if (!sid && !sub) throw new OidcError('rejected', 'logout token has neither sid nor sub');
+    return { ...(sid ? { sid } : {}), ...(sub ? { sub } : {}), jti: claims.jti, exp: claims.exp as number };
+  }
+
+  #tokenSet(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): TokenSet {
+    if (typeof response.access_token !== 'string' || response.access_token.length === 0) {
+      throw new OidcError('rejected', 'token response has no access_token');
+    }
+    const expiresIn = typeof response.expires_in === 'number' && response.expires_in > 0 ? response.expires_in : 120;
+    return {
+      accessToken: response.access_token,
+      accessTokenExpiresAt: this.#now() + expiresIn * 1000,
+      refreshToken: response.refresh_token,
+      idToken: response.id_token,
+      scope: response.scope,
+    };
+  }
+}
+
+export function acrFromClaims(claims: JWTPayload, fallback: AcrLevel): AcrLevel {
+  return isAcrLevel(claims.acr) ? claims.acr : fallback;
+}
+
+async function clientAuthentication(tenant: TenantConfig): Promise<client.ClientAuth> {
+  const auth = tenant.idporten.clientAuth;
+  switch (auth.method) {
+    case 'client_secret_post':
+      return client.ClientSecretPost(auth.secret);
+    case 'client_secret_basic':
+      return client.ClientSecretBasic(auth.secret);
+    case 'private_key_jwt': {
+      const { kid, alg: jwkAlg, ...jwk } = auth.privateKeyJwk as JsonWebKey & { kid?: string };
+      const alg = jwkAlg ?? (jwk.kty === 'EC' ? 'ES256' : 'RS256');
+      const key = (await importJWK({ ...jwk, alg }, alg)) as CryptoKey;
+      // ID-porten: iss = sub = client_id, aud = the issuer, client_id also as a form parameter (openid-client does all three).
+      return client.PrivateKeyJwt(kid ? { key, kid } : key);
+    }
+  }
+}

@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import type { SessionConfig } from '../config/types.js';
+import { fingerprint } from '../audit/fingerprint.js';
+import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
+import type { KeyRing } from './key-ring.js';
+import type { SessionContext, SessionData } from './session.js';
+import { StoreUnavailableError, type SessionLock, type SessionStore } from './store.js';
+
+export type LoadResult =
+  | { state: 'live'; session: SessionContext }
+  | { state: 'none' }
+  | { state: 'expired'; reason: 'absolute' | 'idle'; session: SessionContext };
+
+/**
+ * Owns the session life cycle: create with a fresh id, load and check expiry, save token updates, destroy.
+ * Hides the store, the encryption and the lock from everyone above it.
+ */
+export class SessionManager {
+  readonly #store: SessionStore;
+  readonly #lock: SessionLock;
+  readonly #keys: KeyRing;
+  readonly #config: SessionConfig;
+  readonly #now: () => number;
+
+  constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; config: SessionConfig; now?: () => number }) {
+    this.#store = opts.store;
+    this.#lock = opts.lock;
+    this.#keys = opts.keys;
+    this.#config = opts.config;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  get absoluteLifetimeMs(): number {
+    return this.#config.absoluteLifetimeMs;
+  }
+
+  get idleTimeoutMs(): number {
+    return this.#config.idleTimeoutMs;
+  }
+
+  /** Store key for a cookie value: a dump of the store yields no usable cookie. */
+  static storeKey(cookieValue: string): string {
+    return createHash('sha256').update(cookieValue).digest('base64url');
+  }
+
+  static hashForLog(id: string): string {
+    return fingerprint(id) ?? '';
+  }
+
+  /** Creates a session under a brand-new cookie value (never reuses one the browser brought: no fixation). */
+  async create(data: SessionData): Promise<{ cookieValue: string; session: SessionContext }> {
+    const cookieValue = newSessionCookieValue();
+    const id = SessionManager.storeKey(cookieValue);
+    const session: SessionContext = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: this.#now() };
+    await this.save(session);
+    return { cookieValue, session };
+  }
+
+  async load(cookieValue: unknown): Promise<LoadResult> {
+    if (!isWellFormedSessionValue(cookieValue)) return { state: 'none' };
+    return this.loadById(SessionManager.storeKey(cookieValue));
+  }
+
+  async loadById(id: string): Promise<LoadResult> {
+    const stored = await this.#guard(() => this.#store.get(id));
+    if (!stored) return { state: 'none' };
+    const plain = this.#keys.open(stored.sealed, aadFor(id));
+    if (plain === undefined) return { state: 'none' };
+    let data: SessionData;
+    try {
+      data = JSON.parse(plain) as SessionData;
+    } catch {
+      return { state: 'none' };
+    }
+    const session: SessionContext = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
+    const now = this.#now();
+    if (now >= data.createdAt + this.#config.absoluteLifetimeMs) return { state: 'expired', reason: 'absolute', session };
+    if (now >= stored.lastSeenAt + this.#config.idleTimeoutMs) return { state: 'expired', reason: 'idle', session };
+    return { state: 'live', session };
+  }
+
+  /** Records activity for the idle timeout. Writes at most about once a second per session. */
+  async touch(session: SessionContext): Promise<void> {
+    const now = this.#now();
+    if (now - session.lastSeenAt < Math.min(1000, this.#config.idleTimeoutMs / 10)) return;
+    session.lastSeenAt = now;
+    await this.#guard(() => this.#store.touch(session.id, now, this.#ttl(session)));
+  }
+
+  /** Writes the whole session. Callers that change tokens hold the session lock (see withLock). */
+  async save(session: SessionContext): Promise<void> {
+    const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
+    const index = indexKeys(session.data);
+    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), index));
+  }
+
+  async destroy(id: string): Promise<void> {
+    await this.#guard(() => this.#store.delete(id));
+  }
+
+  /** Live sessions of this tenant that ID-porten knows under `sid` (front-/back-channel logout). */
+  async findBySid(tenant: string, sid: string): Promise<SessionContext[]> {
+    return this.#findByIndex(sidIndexKey(tenant, sid));
+  }
+
+  async findBySub(tenant: string, sub: string): Promise<SessionContext[]> {
+    return this.#findByIndex(subIndexKey(tenant, sub));
+  }
+
+  /** Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError. */
+  withLock<T>(session: SessionContext, fn: () => Promise<T>): Promise<T> {
+    return this.#lock.withLock(session.id, fn);
+  }
+
+  async ping(): Promise<void> {
+    await this.#guard(() => this.#store.ping());
+  }
+
+  async #findByIndex(key: string): Promise<SessionContext[]> {
+    const ids = await this.#guard(() => this.#store.findByIndex(key));
+    const found: SessionContext[] = [];
+    for (const id of ids) {
+      const result = await this.loadById(id);
+      if (result.state !== 'none') found.push(result.session);
+    }
+    return found;
+  }
+
+  #ttl(session: SessionContext): number {
+    const absoluteLeft = session.data.createdAt + this.#config.absoluteLifetimeMs - this.#now();
+    const idleLeft = session.lastSeenAt + this.#config.idleTimeoutMs - this.#now();
+    return Math.max(0, Math.min(absoluteLeft, idleLeft));
+  }
+
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw err;
+      throw new StoreUnavailableError('session store failed', { cause: err });
+    }
+  }
+}
+
+function aadFor(id: string): string {
+  return `session:${id}`;
+}
+
+function sidIndexKey(tenant: string, sid: string): string {
+  return `sid:${tenant}:${sid}`;
+}
+
+function subIndexKey(tenant: string, sub: string): string {
+  return `sub:${tenant}:${sub}`;
+}
+
+function indexKeys(data: SessionData): string[] {
+  const keys = [subIndexKey(data.tenant, data.user.sub)];
+  if (data.user.sid) keys.push(sidIndexKey(data.tenant, data.user.sid));
+  return keys;
+}

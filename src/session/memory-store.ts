@@ -1,0 +1,108 @@
+import { LRUCache } from 'lru-cache';
+import { LockTimeoutError, type SessionLock, type SessionStore, type StoredSession } from './store.js';
+
+interface Entry {
+  value: StoredSession;
+  indexKeys: string[];
+}
+
+/** Single-instance store: bounded by maxSessions (least recently used go first) with a TTL per record. */
+export class MemorySessionStore implements SessionStore {
+  readonly #cache: LRUCache<string, Entry>;
+  readonly #index = new Map<string, Set<string>>();
+
+  constructor(maxSessions: number) {
+    this.#cache = new LRUCache<string, Entry>({
+      max: maxSessions,
+      ttlAutopurge: false,
+      allowStale: false,
+      dispose: (entry, id) => this.#unindex(id, entry.indexKeys),
+    });
+  }
+
+  async get(id: string): Promise<StoredSession | undefined> {
+    const entry = this.#cache.get(id);
+    return entry ? { ...entry.value } : undefined;
+  }
+
+  async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
+    if (ttlMs <= 0) return this.delete(id);
+    this.#cache.set(id, { value: { ...value }, indexKeys: [...indexKeys] }, { ttl: ttlMs });
+    for (const key of indexKeys) {
+      let ids = this.#index.get(key);
+      if (!ids) this.#index.set(key, (ids = new Set()));
+      ids.add(id);
+    }
+  }
+
+  async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
+    const entry = this.#cache.get(id);
+    if (!entry) return;
+    if (ttlMs <= 0) return this.delete(id);
+    entry.value.lastSeenAt = lastSeenAt;
+    this.#cache.set(id, entry, { ttl: ttlMs });
+  }
+
+  async delete(id: string): Promise<void> {
+    this.#cache.delete(id);
+  }
+
+  async findByIndex(indexKey: string): Promise<string[]> {
+    return [...(this.#index.get(indexKey) ?? [])];
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.#cache.clear();
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  #unindex(id: string, indexKeys: string[]): void {
+    // The cache calls dispose on overwrite too; only unindex when the id is really gone or re-indexed.
+    for (const key of indexKeys) {
+      const ids = this.#index.get(key);
+      if (!ids) continue;
+      ids.delete(id);
+      if (ids.size === 0) this.#index.delete(key);
+    }
+  }
+}
+
+/** In-process lock: a promise chain per session id. Enough when only one gateway instance runs. */
+export class MemorySessionLock implements SessionLock {
+  readonly #tails = new Map<string, Promise<void>>();
+
+  async withLock<T>(id: string, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+    const previous = this.#tails.get(id) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const tail = previous.then(() => mine);
+    this.#tails.set(id, tail);
+    try {
+      await waitBounded(previous, opts.waitMs ?? 15_000);
+      return await fn();
+    } finally {
+      release();
+      if (this.#tails.get(id) === tail) this.#tails.delete(id);
+    }
+  }
+}
+
+async function waitBounded(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new LockTimeoutError()), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * Where sealed sessions live. Values are opaque (already encrypted); keys are hashes of cookie values.
+ * Implementations: memory (lru-cache, one instance) and Redis (shared by several instances).
+ */
+export interface StoredSession {
+  /** The sealed SessionData. */
+  sealed: string;
+  /** Epoch ms of the last request seen; kept apart from `sealed` so touching never overwrites token updates. */
+  lastSeenAt: number;
+}
+
+export interface SessionStore {
+  get(id: string): Promise<StoredSession | undefined>;
+  /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
+  set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void>;
+  /** Updates only lastSeenAt and the expiry; a no-op when the record is gone. */
+  touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void>;
+  delete(id: string): Promise<void>;
+  /** Session ids indexed under this key. May include ids whose record has since expired. */
+  findByIndex(indexKey: string): Promise<string[]>;
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Mutual exclusion per session for token updates (refresh, Altinn exchange), so that a rotated refresh
+ * token is stored before anyone else may refresh. Memory: in-process; Redis: across instances.
+ */
+export interface SessionLock {
+  /** Runs fn while holding the session's lock; waits (bounded by waitMs) for another holder to finish. */
+  withLock<T>(id: string, fn: () => Promise<T>, opts?: { waitMs?: number; leaseMs?: number }): Promise<T>;
+}
+
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+export class LockTimeoutError extends Error {
+  constructor(message = 'timed out waiting for the session lock') {
+    super(message);
+    this.name = 'LockTimeoutError';
+  }
+}
