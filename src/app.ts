@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import cookie from '@fastify/cookie';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createAuditLog } from './audit/audit-log.js';
 import { GatewayMetrics } from './audit/metrics.js';
@@ -58,7 +58,7 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Fastify's request log would write URLs, and /auth/callback's URL carries the authorization code.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: config.server.trustProxy,
     genReqId: () => randomUUID(),
     requestIdHeader: false,

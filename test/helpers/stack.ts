@@ -1,0 +1,129 @@
+import { generateKeyPair, exportJWK } from 'jose';
+import type { Test } from 'tap';
+import pino, { type Logger } from 'pino';
+import { Writable } from 'node:stream';
+import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
+import { normaliseConfig } from '../../src/config/normalise.js';
+import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../src/demo/idporten-op.js';
+import { REDACT_PATHS as REDACT } from '../../src/logging.js';
+import { freePort } from './ports.js';
+
+export type AuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
+
+export const CLIENT_SECRET = 'a-client-secret-that-is-long-enough-for-hs256-0123456789';
+export const SESSION_KEY = Buffer.alloc(32, 7).toString('base64url');
+
+export interface StackOptions {
+  authMethod?: AuthMethod;
+  op?: Partial<IdportenLookalikeOptions>;
+  /** Extra raw config merged into the gateway's session / tenant idporten sections. */
+  session?: Record<string, unknown>;
+  idporten?: Record<string, unknown>;
+  tenant?: Record<string, unknown>;
+  routes?: Record<string, unknown>[];
+  altinnExchangeUrl?: string;
+  appDeps?: AppDeps;
+  clientId?: string;
+}
+
+export interface Stack {
+  op: IdportenLookalike;
+  gateway: Gateway;
+  /** The browser-facing origin, e.g. http://localhost:41234 */
+  publicUrl: string;
+  clientId: string;
+  /** Every JSON log line the gateway wrote. */
+  logs: Record<string, unknown>[];
+  logText(): string;
+  audit(event?: string): Record<string, unknown>[];
+}
+
+/** Captures pino output as parsed lines (and keeps the raw text for leak scans). */
+export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
+  const chunks: string[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      const text = chunk.toString();
+      chunks.push(text);
+      for (const line of text.split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: makeLogger(sink), lines, text: () => chunks.join('') };
+}
+
+function makeLogger(sink: Writable): Logger {
+  // Same options as production (redaction included), at debug level so tests see everything.
+  return pino({ level: 'debug', redact: { paths: REDACT, censor: '[redacted]' } }, sink);
+}
+
+/** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
+export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stack> {
+  const authMethod = opts.authMethod ?? 'client_secret_post';
+  const clientId = opts.clientId ?? `bff-${authMethod}`;
+  const port = await freePort();
+  const publicUrl = `http://localhost:${port}`;
+  let clientAuth: Record<string, unknown>;
+  const client: Record<string, unknown> = {
+    client_id: clientId,
+    redirect_uris: [`${publicUrl}/auth/callback`],
+    post_logout_redirect_uris: [`${publicUrl}/`],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: authMethod,
+    frontchannel_logout_uri: `${publicUrl}/auth/logout/frontchannel`,
+    backchannel_logout_uri: `${publicUrl}/auth/logout/backchannel`,
+    backchannel_logout_session_required: true,
+  };
+  if (authMethod === 'private_key_jwt') {
+    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+    const priv = { ...(await exportJWK(privateKey)), kid: 'bff-key-1', alg: 'RS256' };
+    const pub = { ...(await exportJWK(publicKey)), kid: 'bff-key-1', alg: 'RS256', use: 'sig' };
+    client.jwks = { keys: [pub] };
+    clientAuth = { method: 'private_key_jwt', privateKeyJwk: JSON.stringify(priv) };
+  } else {
+    client.client_secret = CLIENT_SECRET;
+    clientAuth = { method: authMethod, secret: CLIENT_SECRET };
+  }
+  const op = await startIdportenLookalike({ clients: [client as never], ...opts.op });
+  t.teardown(() => op.close());
+
+  const raw = {
+    server: { host: '127.0.0.1', port, logLevel: 'debug' },
+    session: { store: { type: 'memory', maxSessions: 1000 }, keys: [{ id: 'k1', secret: SESSION_KEY }], ...opts.session },
+    tenants: [
+      {
+        id: 'test',
+        publicUrl,
+        idporten: {
+          issuer: op.issuer,
+          clientId,
+          clientAuth,
+          scopes: ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending', 'altinn:instances.read', 'altinn:instances.write'],
+          acrValues: 'idporten-loa-substantial',
+          httpTimeout: '3s',
+          ...opts.idporten,
+        },
+        ...(opts.altinnExchangeUrl ? { altinn: { exchangeUrl: opts.altinnExchangeUrl } } : {}),
+        routes: opts.routes ?? [],
+        ...opts.tenant,
+      },
+    ],
+  };
+  const config = normaliseConfig(raw, {});
+  const captured = captureLogger();
+  const gateway = await buildApp(config, { logger: captured.logger, ...opts.appDeps });
+  await gateway.app.listen({ host: '127.0.0.1', port });
+  t.teardown(() => gateway.close());
+  await gateway.warmUp();
+  return {
+    op,
+    gateway,
+    publicUrl,
+    clientId,
+    logs: captured.lines,
+    logText: captured.text,
+    audit: (event) => captured.lines.filter((l) => l.audit === true && (event === undefined || l.event === event)),
+  };
+}
