@@ -191,6 +191,10 @@ t.test('broken configuration files are refused with the offending place named', 
   }
 });
 
+t.test('a directory given as the config file is refused', async (t) => {
+  assertIssue(t, () => loadConfigFile(fixtureDir, env), /fixtures\/config$/, 'is a directory, not a file');
+});
+
 t.test('broken configurations are refused with the offending path named', async (t) => {
   const cases: Array<[name: string, change: (raw: any) => void, path: string, message: string]> = [
     ['missing clientId', (raw) => delete raw.tenants[0].idporten.clientId, 'tenants[0].idporten.clientId', 'is required'],
@@ -248,6 +252,23 @@ t.test('broken configurations are refused with the offending path named', async 
     ['redis store with an http URL', (raw) => (raw.session.store = { type: 'redis', url: 'http://127.0.0.1:6379' }), 'session.store.url', 'redis://'],
     ['memory store with a redis key', (raw) => (raw.session.store = { type: 'memory', url: 'redis://x' }), 'session.store.url', 'unknown key "url"'],
     ['cookie name with the __Host- prefix', (raw) => (raw.session.cookieName = '__Host-bff'), 'session.cookieName', 'adds __Host- itself'],
+    [
+      'RSA key shorter than 2048 bits',
+      (raw) => {
+        const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ format: 'jwk' });
+        raw.tenants[0].idporten.clientAuth = { method: 'private_key_jwt', privateKeyJwk: small };
+      },
+      'tenants[0].idporten.clientAuth.privateKeyJwk',
+      'at least 2048 bits',
+    ],
+    [
+      'symmetric JWK',
+      (raw) => (raw.tenants[0].idporten.clientAuth = { method: 'private_key_jwt', privateKeyJwk: { kty: 'oct', k: 'abc' } }),
+      'tenants[0].idporten.clientAuth.privateKeyJwk',
+      'must be an RSA or EC key',
+    ],
+    ['CA file without a certificate', (raw) => (raw.tenants[0].idporten.caFile = 'lifetime-9h.yaml'), 'tenants[0].idporten.caFile', 'holds no PEM certificate'],
+    ['malformed ${} reference', (raw) => (raw.tenants[0].idporten.clientId = '${client-id}'), 'tenants[0].idporten.clientId', 'not a valid environment variable reference'],
     ['CA file that does not exist', (raw) => (raw.tenants[0].upstreamCaFile = 'no-such-ca.pem'), 'tenants[0].upstreamCaFile', 'ENOENT'],
     ['unknown top-level key', (raw) => (raw.sesion = {}), 'sesion', 'did you mean "session"?'],
   ];

@@ -88,8 +88,9 @@ function normaliseIdporten(
   const allowedLocales = LOCALES.filter((locale) => locale === uiLocales || (raw.allowedLocales ?? LOCALES).includes(locale));
 
   const postLogoutText = raw.postLogoutRedirectUri ?? (publicUrl === undefined ? undefined : `${publicUrl}/`);
+  // Kept as written: ID-porten compares it character for character with the registered URI.
   const postLogoutRedirectUri =
-    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText).href) ?? '');
+    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText) && postLogoutText) ?? '');
 
   const clientAuth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(raw.clientAuth));
   if (clientAuth === undefined) return undefined;
