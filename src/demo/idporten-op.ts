@@ -1,0 +1,555 @@
+/**
+ * A local ID-porten look-alike: a real OpenID Provider (oidc-provider) configured the
+ * way ID-porten behaves — code flow only, PKCE S256 for everyone, PAR, RFC 9207 `iss`,
+ * pairwise `sub`, `pid`/`acr`/`amr`/`sid`/`locale` in the ID token, JWT access tokens with
+ * `scope`, rotating refresh tokens without `offline_access`, revocation, RP-initiated
+ * and back-channel logout — plus switches tests need (token endpoint outage, key rotation).
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
+import { OpMemoryStore } from './op-memory-adapter.js';
+import { renderAutoLogoutPage, renderErrorPage, renderLoggedOutPage, renderLoginPage } from './op-pages.js';
+import { findTestUser } from './test-users.js';
+
+export type { ClientMetadata } from 'oidc-provider';
+
+export interface IdportenLookalikeOptions {
+  host?: string;
+  port?: number;
+  clients: ClientMetadata[];
+  accessTokenTtlSeconds?: number;
+  /** Refresh token lifetime without use (ID-porten: 600 s). */
+  refreshTokenIdleSeconds?: number;
+  /** Cap on the whole grant / refresh chain (ID-porten: 7200 s). */
+  authorizationTtlSeconds?: number;
+  idTokenTtlSeconds?: number;
+}
+
+export interface IdportenLookalikeStats {
+  refreshGrants: number;
+  codeGrants: number;
+  revocations: number;
+  refreshGrantErrors: number;
+}
+
+export interface IdportenLookalike {
+  issuer: string;
+  url: string;
+  /** The current provider instance (replaced when the signing key rotates). */
+  readonly provider: Provider;
+  jwksUri: string;
+  /** Every token value the OP issued (access, refresh, id) — for leak checks in tests. */
+  issuedTokens: Set<string>;
+  stats: IdportenLookalikeStats;
+  /** False once a refresh token is consumed by rotation, revoked, expired, or its grant is gone. */
+  isRefreshTokenActive(token: string): Promise<boolean>;
+  /** While true the token endpoint answers 503, as ID-porten does when it is down. */
+  setTokenEndpointDown(down: boolean): void;
+  /** A new RS256 key signs from now on; the old one stays in the JWKS unless dropOld. */
+  rotateSigningKey(opts?: { dropOld?: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const ACR_SUBSTANTIAL = 'idporten-loa-substantial';
+export const ACR_HIGH = 'idporten-loa-high';
+/** Ordered from lowest to highest level of assurance. */
+export const ACR_VALUES = [ACR_SUBSTANTIAL, ACR_HIGH] as const;
+
+export const API_SCOPES = [
+  'skatteetaten:mvameldingvalidering',
+  'skatteetaten:mvameldinginnsending',
+  'altinn:instances.read',
+  'altinn:instances.write',
+] as const;
+
+/**
+ * The single resource server every access token is issued for. ID-porten clients do not
+ * send RFC 8707 `resource`; defaulting to one resource makes oidc-provider issue JWT access
+ * tokens carrying the API scopes next to `openid`, as ID-porten does.
+ */
+const API_RESOURCE = 'urn:lookalike:idporten:api';
+const RESOURCE_SCOPES = ['openid', 'profile', ...API_SCOPES].join(' ');
+
+/** Endpoint paths named like ID-porten's. */
+const ROUTES = {
+  authorization: '/authorize',
+  token: '/token',
+  jwks: '/jwks.json',
+  pushed_authorization_request: '/par',
+  revocation: '/revoke',
+  end_session: '/endsession',
+  userinfo: '/userinfo',
+} as const;
+
+const INTERACTION_PREFIX = '/interaction/';
+const MAX_FORM_BYTES = 16 * 1024;
+
+export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Promise<IdportenLookalike> {
+  const host = opts.host ?? '127.0.0.1';
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  const settings: ProviderSettings = {
+    issuer,
+    clients: opts.clients.map(normaliseClient),
+    accessTokenTtl: opts.accessTokenTtlSeconds ?? 120,
+    refreshIdle: opts.refreshTokenIdleSeconds ?? 600,
+    authorizationTtl: opts.authorizationTtlSeconds ?? 7200,
+    idTokenTtl: opts.idTokenTtlSeconds ?? opts.accessTokenTtlSeconds ?? 120,
+    store: new OpMemoryStore(),
+    cookieKeys: [randomBytes(32).toString('base64url')],
+    pairwiseSalt: randomBytes(32),
+    signingKeys: [await newSigningKey()],
+  };
+
+  const issuedTokens = new Set<string>();
+  const stats: IdportenLookalikeStats = { refreshGrants: 0, codeGrants: 0, revocations: 0, refreshGrantErrors: 0 };
+  let tokenEndpointDown = false;
+
+  const build = (): { provider: Provider; handle: (req: IncomingMessage, res: ServerResponse) => void } => {
+    const provider = createProvider(settings);
+    provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+      const grantType = ctx.oidc?.params?.grant_type;
+      if (grantType === 'authorization_code') stats.codeGrants += 1;
+      if (grantType === 'refresh_token') stats.refreshGrants += 1;
+    });
+    provider.on('grant.error', (ctx: KoaContextWithOIDC) => {
+      if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
+    });
+    return { provider, handle: provider.callback() };
+  };
+  let current = build();
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    handleRequest(req, res).catch((err: unknown) => {
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(renderErrorPage({ error: 'server_error', error_description: String(err) }));
+      } else {
+        res.destroy();
+      }
+    });
+  });
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', issuer);
+    if (url.pathname.startsWith(INTERACTION_PREFIX)) {
+      await handleInteraction(current.provider, settings, req, res, url);
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === ROUTES.token) {
+      if (tokenEndpointDown) {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+        res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'token endpoint is down' }));
+        return;
+      }
+      onResponseBody(res, (status, body) => {
+        if (status === 200) recordTokens(body, issuedTokens);
+      });
+    }
+    if (req.method === 'POST' && url.pathname === ROUTES.end_session) {
+      // ID-porten takes the logout form as a POST. oidc-provider only accepts POST here with
+      // SameSite=None cookies, which plain http cannot carry; a 303 to the GET form keeps the
+      // OP's Lax session cookie flowing, since browsers send Lax cookies on top-level GETs.
+      const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+      res.writeHead(303, { location: `${ROUTES.end_session}?${form.toString()}`, 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === ROUTES.revocation) {
+      onResponseBody(res, (status) => {
+        if (status === 200) stats.revocations += 1;
+      });
+      current.handle(await withoutStructuredToken(req), res);
+      return;
+    }
+    current.handle(req, res);
+  }
+
+  return {
+    issuer,
+    url: issuer,
+    get provider() {
+      return current.provider;
+    },
+    jwksUri: `${issuer}${ROUTES.jwks}`,
+    issuedTokens,
+    stats,
+    async isRefreshTokenActive(token) {
+      try {
+        const refreshToken = await current.provider.RefreshToken.find(token);
+        if (!refreshToken?.isValid || !refreshToken.grantId) return false;
+        return (await current.provider.Grant.find(refreshToken.grantId)) !== undefined;
+      } catch {
+        return false;
+      }
+    },
+    setTokenEndpointDown(down) {
+      tokenEndpointDown = down;
+    },
+    async rotateSigningKey(rotateOpts) {
+      const key = await newSigningKey();
+      settings.signingKeys = rotateOpts?.dropOld ? [key] : [key, ...settings.signingKeys];
+      current = build();
+    },
+    close: () => new Promise<void>((resolve, reject) => {
+      server.close((err) => (err ? reject(err) : resolve()));
+      server.closeAllConnections();
+    }),
+  };
+}
+
+interface ProviderSettings {
+  issuer: string;
+  clients: ClientMetadata[];
+  accessTokenTtl: number;
+  refreshIdle: number;
+  authorizationTtl: number;
+  idTokenTtl: number;
+  store: OpMemoryStore;
+  cookieKeys: string[];
+  pairwiseSalt: Buffer;
+  /** Private JWKs; the first one signs. */
+  signingKeys: JWK[];
+}
+
+function createProvider(s: ProviderSettings): Provider {
+  const policy = interactionPolicy.base();
+  // ID-porten asks for no consent: grants are created automatically (see loadExistingGrant).
+  policy.remove('consent');
+  // A remembered login only counts when its level of assurance meets the request.
+  policy.get('login').checks.add(new interactionPolicy.Check(
+    'acr_too_low',
+    'a higher level of assurance is required',
+    (ctx: KoaContextWithOIDC) => Boolean(ctx.oidc.session.accountId)
+      && acrRank(ctx.oidc.acr) < acrRank(lowestRequestedAcr(ctx.oidc.params.acr_values)),
+  ));
+
+  const provider = new Provider(s.issuer, {
+    adapter: (name: string) => s.store.adapterFor(name),
+    clients: s.clients,
+    routes: ROUTES,
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'RS256',
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+    responseTypes: ['code'],
+    subjectTypes: ['pairwise'],
+    pairwiseIdentifier: async (_ctx: unknown, accountId: string, client: { clientId: string }) =>
+      // Per-client pairwise subject, as ID-porten gives each integration its own `sub`.
+      createHmac('sha256', s.pairwiseSalt).update(`${client.clientId}\0${accountId}`).digest('base64url'),
+    // Sector identifier URIs are synthesised for multi-host clients (normaliseClient); never fetch them.
+    sectorIdentifierUriValidate: () => false,
+    pkce: { required: () => true },
+    acrValues: [...ACR_VALUES],
+    scopes: ['openid', 'profile'],
+    claims: {
+      acr: null,
+      amr: null,
+      sid: null,
+      auth_time: null,
+      iss: null,
+      openid: ['sub', 'pid', 'locale', 'acr', 'amr', 'auth_time'],
+      profile: ['name'],
+    },
+    conformIdTokenClaims: false,
+    discovery: { ui_locales_supported: ['nb', 'nn', 'en', 'se'] },
+    findAccount: async (_ctx: unknown, id: string) => {
+      const user = findTestUser(id);
+      if (!user) return undefined;
+      return {
+        accountId: user.pid,
+        claims: async () => ({ sub: user.pid, pid: user.pid, locale: user.locale, name: user.name }),
+      };
+    },
+    loadExistingGrant: autoGrant,
+    extraTokenClaims: async (ctx: KoaContextWithOIDC, token: { accountId?: string }) => {
+      const source = ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AuthorizationCode;
+      return {
+        ...(token.accountId ? { pid: token.accountId } : {}),
+        ...(source?.acr ? { acr: source.acr } : {}),
+        client_amr: ctx.oidc.client?.clientAuthMethod,
+      };
+    },
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
+      client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+    // Tokens carrying API scopes outlive the ID-porten session (logout does not revoke them).
+    expiresWithSession: async (_ctx: unknown, source: { scopes: Set<string> }) =>
+      !API_SCOPES.some((scope) => source.scopes.has(scope)),
+    ttl: {
+      AccessToken: () => s.accessTokenTtl,
+      IdToken: () => s.idTokenTtl,
+      RefreshToken: (_ctx: unknown, token: { iiat?: number }) => {
+        const now = Math.floor(Date.now() / 1000);
+        const remaining = s.authorizationTtl - (now - (token.iiat ?? now));
+        return Math.max(1, Math.min(s.refreshIdle, remaining));
+      },
+      Grant: () => s.authorizationTtl,
+      Session: () => s.authorizationTtl,
+      Interaction: () => 600,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: false },
+      revocation: { enabled: true },
+      backchannelLogout: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx: KoaContextWithOIDC, form: string) => {
+          ctx.body = renderAutoLogoutPage(form);
+        },
+        postLogoutSuccessSource: async (ctx: KoaContextWithOIDC) => {
+          ctx.body = renderLoggedOutPage();
+        },
+      },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async () => API_RESOURCE,
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async () => ({
+          scope: RESOURCE_SCOPES,
+          accessTokenFormat: 'jwt',
+          accessTokenTTL: s.accessTokenTtl,
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+    interactions: {
+      policy,
+      url: async (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION_PREFIX}${interaction.uid}`,
+    },
+    renderError: async (ctx: KoaContextWithOIDC, out: Record<string, unknown>) => {
+      ctx.type = 'html';
+      ctx.body = renderErrorPage(out);
+    },
+    cookies: {
+      keys: s.cookieKeys,
+      // Plain-http 127.0.0.1: Koa only adds Secure on TLS connections, so these work in tests.
+      long: { httpOnly: true, sameSite: 'lax' },
+      short: { httpOnly: true, sameSite: 'lax' },
+    },
+    jwks: { keys: s.signingKeys },
+    // oidc-provider blocks outgoing requests to loopback addresses; back-channel logout
+    // tokens must reach gateways listening on 127.0.0.1 here.
+    fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
+      const { dispatcher, ...rest } = options;
+      return isLoopback(new URL(url).hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
+    },
+  });
+  return provider;
+}
+
+/**
+ * Grants whatever the client asked for, as ID-porten does without a consent screen.
+ * Also asks for `sid` in the ID token: ID-porten always sends it, oidc-provider only
+ * when requested or required by back-channel logout.
+ */
+async function autoGrant(ctx: KoaContextWithOIDC): Promise<unknown> {
+  const { oidc } = ctx;
+  const accountId: string = oidc.session.accountId;
+  const clientId: string = oidc.client.clientId;
+  const grantId: string | undefined = oidc.result?.consent?.grantId ?? oidc.session.grantIdFor(clientId);
+  let grant = grantId ? await oidc.provider.Grant.find(grantId) : undefined;
+  if (!grant || grant.accountId !== accountId) {
+    grant = new oidc.provider.Grant({ accountId, clientId });
+  }
+  const oidcScopes = [...(oidc.requestParamOIDCScopes as Set<string>)].join(' ');
+  if (oidcScopes) grant.addOIDCScope(oidcScopes);
+  for (const [indicator, resourceServer] of Object.entries(oidc.resourceServers as Record<string, { scopes: Set<string> }>)) {
+    const scopes = [...(oidc.requestParamScopes as Set<string>)].filter((scope) => resourceServer.scopes.has(scope));
+    if (scopes.length) grant.addResourceScope(indicator, scopes.join(' '));
+  }
+  await grant.save();
+  oidc.claims = { ...oidc.claims, id_token: { ...oidc.claims?.id_token, sid: null } };
+  return grant;
+}
+
+async function handleInteraction(
+  provider: Provider,
+  settings: ProviderSettings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+): Promise<void> {
+  const [uid, action] = url.pathname.slice(INTERACTION_PREFIX.length).split('/');
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch {
+    sendHtml(res, 400, renderErrorPage({ error: 'invalid_request', error_description: 'login session expired or unknown' }));
+    return;
+  }
+  if (details.uid !== uid) {
+    sendHtml(res, 400, renderErrorPage({ error: 'invalid_request', error_description: 'interaction mismatch' }));
+    return;
+  }
+  const requestedAcr = lowestRequestedAcr(details.params.acr_values);
+  const clientId = String(details.params.client_id ?? '');
+  const client = settings.clients.find((c) => c.client_id === clientId);
+  const clientName = typeof client?.client_name === 'string' ? client.client_name : clientId;
+
+  if (action === undefined && req.method === 'GET') {
+    sendHtml(res, 200, renderLoginPage({ uid: details.uid, clientName, requestedAcr, acrValues: ACR_VALUES }));
+    return;
+  }
+  if (action === 'cancel' && req.method === 'GET') {
+    // The user pressed "Avbryt": the client receives error=access_denied.
+    await provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'The end-user cancelled the login',
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (action === 'login' && req.method === 'POST') {
+    const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+    const user = findTestUser(form.get('pid') ?? '');
+    if (!user) {
+      sendHtml(res, 400, renderLoginPage({
+        uid: details.uid, clientName, requestedAcr, acrValues: ACR_VALUES, error: 'Unknown test user',
+      }));
+      return;
+    }
+    const chosen = form.get('acr') ?? requestedAcr;
+    // The returned acr is never below what the client asked for.
+    const acr = acrRank(chosen) > acrRank(requestedAcr) ? chosen : requestedAcr;
+    await provider.interactionFinished(req, res, {
+      login: { accountId: user.pid, acr, amr: ['TestID'], remember: true },
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+  res.writeHead(405, { allow: 'GET, POST' });
+  res.end();
+}
+
+function acrRank(acr: unknown): number {
+  return ACR_VALUES.indexOf(acr as (typeof ACR_VALUES)[number]);
+}
+
+/** The level a request asks for: the lowest listed known value (ID-porten default: substantial). */
+function lowestRequestedAcr(acrValues: unknown): string {
+  const requested = typeof acrValues === 'string' ? acrValues.split(' ') : [];
+  return ACR_VALUES.find((acr) => requested.includes(acr)) ?? ACR_SUBSTANTIAL;
+}
+
+/**
+ * Client metadata as ID-porten registers it: pairwise subjects for everyone. oidc-provider
+ * needs a sector identifier when redirect URIs span hosts; the look-alike derives `sub` from
+ * the client id, so a synthetic one (never fetched) satisfies the check.
+ */
+function normaliseClient(client: ClientMetadata): ClientMetadata {
+  const hosts = new Set((client.redirect_uris ?? []).map((uri) => new URL(uri).host));
+  if (hosts.size > 1 && !client.sector_identifier_uri) {
+    return {
+      ...client,
+      sector_identifier_uri: `https://sector.lookalike.invalid/${encodeURIComponent(client.client_id)}`,
+    };
+  }
+  return { ...client };
+}
+
+async function newSigningKey(): Promise<JWK> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  return { ...jwk, alg: 'RS256', use: 'sig', kid: await calculateJwkThumbprint(jwk) };
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+}
+
+function sendHtml(res: ServerResponse, status: number, html: string): void {
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(html);
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Calls `done` with the status and full body once the response has been written. */
+function onResponseBody(res: ServerResponse, done: (status: number, body: string) => void): void {
+  const chunks: Buffer[] = [];
+  const collect = (chunk: unknown): void => {
+    if (typeof chunk === 'string' || chunk instanceof Uint8Array) chunks.push(Buffer.from(chunk));
+  };
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.write = ((chunk: unknown, ...rest: unknown[]) => {
+    collect(chunk);
+    return write(chunk, ...rest);
+  }) as typeof res.write;
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+    collect(chunk);
+    done(res.statusCode, Buffer.concat(chunks).toString('utf8'));
+    return end(chunk, ...rest);
+  }) as typeof res.end;
+}
+
+function recordTokens(body: string, into: Set<string>): void {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    for (const name of ['access_token', 'refresh_token', 'id_token']) {
+      const value = parsed[name];
+      if (typeof value === 'string') into.add(value);
+    }
+  } catch {
+    // not a token response
+  }
+}
+
+/**
+ * oidc-provider refuses to revoke JWT access tokens (400 unsupported_token_type), while
+ * ID-porten accepts them. Swap such a token for an unknown opaque value: the provider still
+ * authenticates the client and answers 200, as RFC 7009 §2.2 prescribes for unknown tokens.
+ * The JWT itself stays valid until it expires, like any self-contained token.
+ */
+async function withoutStructuredToken(req: IncomingMessage): Promise<IncomingMessage> {
+  const body = await readBody(req, MAX_FORM_BYTES);
+  const form = new URLSearchParams(body);
+  const token = form.get('token');
+  if (token && looksLikeJwt(token)) form.set('token', randomBytes(32).toString('base64url'));
+  const replay = new IncomingMessage(req.socket);
+  const buffer = Buffer.from(form.toString(), 'utf8');
+  replay.method = req.method;
+  replay.url = req.url;
+  replay.httpVersion = req.httpVersion;
+  replay.headers = { ...req.headers, 'content-length': String(buffer.length) };
+  replay.push(buffer);
+  replay.push(null);
+  // Marks the replayed message as fully received so that destroying it never closes the socket.
+  replay.complete = true;
+  return replay;
+}
+
+function looksLikeJwt(value: string): boolean {
+  try {
+    decodeProtectedHeader(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+

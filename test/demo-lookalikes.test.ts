@@ -1,0 +1,408 @@
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import * as oidc from 'openid-client';
+import t, { type Test } from 'tap';
+import { ACR_HIGH, ACR_SUBSTANTIAL, startIdportenLookalike, type ClientMetadata, type IdportenLookalike } from '../src/demo/idporten-op.js';
+import { TEST_USERS } from '../src/demo/test-users.js';
+import { Browser, loginAtLookalike } from './helpers/browser.js';
+
+const SECRET = 'a-client-secret-that-is-long-enough-0123456789';
+const SCOPES = 'openid profile skatteetaten:mvameldingvalidering skatteetaten:mvameldinginnsending altinn:instances.read altinn:instances.write';
+const KARI = TEST_USERS[0]!;
+const OLA = TEST_USERS[1]!;
+
+type Tap = Test;
+
+interface Sink {
+  url: string;
+  requests: { method: string; url: string; body: string }[];
+}
+
+/** A stand-in for a relying party's callback / logout endpoints: answers 200 and records what arrives. */
+async function startSink(t: Tap): Promise<Sink> {
+  const requests: Sink['requests'] = [];
+  const server = createServer(async (req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    requests.push({ method: req.method ?? '', url: req.url ?? '', body: Buffer.concat(chunks).toString() });
+    res.end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
+
+async function startOp(t: Tap, clients: ClientMetadata[], ttl: Partial<{ accessTokenTtlSeconds: number }> = {}): Promise<IdportenLookalike> {
+  const op = await startIdportenLookalike({ clients, ...ttl });
+  t.teardown(() => op.close());
+  return op;
+}
+
+function secretClient(clientId: string, sink: Sink, method: 'client_secret_post' | 'client_secret_basic'): ClientMetadata {
+  return {
+    client_id: clientId,
+    client_secret: SECRET,
+    token_endpoint_auth_method: method,
+    redirect_uris: [`${sink.url}/callback`],
+    post_logout_redirect_uris: [`${sink.url}/logged-out`],
+  };
+}
+
+async function rpConfig(op: IdportenLookalike, clientId: string, auth: oidc.ClientAuth): Promise<oidc.Configuration> {
+  return oidc.discovery(new URL(op.issuer), clientId, undefined, auth, { execute: [oidc.allowInsecureRequests] });
+}
+
+interface LoginOptions {
+  pid?: string;
+  acrValues?: string;
+  chooseAcr?: string;
+  par?: boolean;
+  browser?: Browser;
+}
+
+/** Code flow with PKCE S256, state and nonce, driven through the OP's login page like a user. */
+async function login(config: oidc.Configuration, sink: Sink, opts: LoginOptions = {}) {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const params = {
+    redirect_uri: `${sink.url}/callback`,
+    scope: SCOPES,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    acr_values: opts.acrValues ?? ACR_SUBSTANTIAL,
+    ui_locales: 'nb',
+  };
+  const url = opts.par ? await oidc.buildAuthorizationUrlWithPAR(config, params) : oidc.buildAuthorizationUrl(config, params);
+  const browser = opts.browser ?? new Browser();
+  const landed = await loginAtLookalike(browser, url.href, {
+    pid: opts.pid ?? KARI.pid,
+    ...(opts.chooseAcr ? { acr: opts.chooseAcr } : {}),
+  });
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(landed.url), {
+    pkceCodeVerifier: verifier,
+    expectedState: state,
+    expectedNonce: nonce,
+    idTokenExpected: true,
+  });
+  return { tokens, landed, browser };
+}
+
+/** The OAuth `error` code a rejected openid-client call carried, or 'resolved'. */
+async function oauthError(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (err) {
+    return (err as { error?: string }).error;
+  }
+}
+
+async function verifyAgainstJwks(op: IdportenLookalike, token: string) {
+  const jwks = (await (await fetch(op.jwksUri)).json()) as { keys: JWK[] };
+  return jwtVerify(token, createLocalJWKSet(jwks), { issuer: op.issuer });
+}
+
+t.test('ID-porten look-alike', async (t) => {
+  t.test('discovery advertises what ID-porten advertises', async (t) => {
+    const op = await startOp(t, []);
+    const meta = (await (await fetch(`${op.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    t.equal(meta.issuer, op.issuer);
+    t.same(meta.code_challenge_methods_supported, ['S256'], 'PKCE S256 only (RFC 7636)');
+    t.equal(meta.pushed_authorization_request_endpoint, `${op.issuer}/par`, 'PAR endpoint (RFC 9126)');
+    t.equal(meta.authorization_response_iss_parameter_supported, true, 'RFC 9207 iss in the authorization response');
+    t.same(meta.id_token_signing_alg_values_supported, ['RS256']);
+    t.same(meta.response_types_supported, ['code'], 'code flow only');
+    t.same(meta.subject_types_supported, ['pairwise']);
+    t.same(meta.acr_values_supported, [ACR_SUBSTANTIAL, ACR_HIGH]);
+    t.ok(meta.revocation_endpoint, 'revocation endpoint');
+    t.ok(meta.end_session_endpoint, 'end-session endpoint');
+    t.equal(meta.backchannel_logout_supported, true);
+    const jwks = (await (await fetch(op.jwksUri)).json()) as { keys: JWK[] };
+    t.ok(jwks.keys.length >= 1);
+    for (const key of jwks.keys) {
+      t.equal(key.alg, 'RS256');
+      t.equal(key.d, undefined, 'JWKS never publishes private key material');
+    }
+  });
+
+  const privateKeyJwt = await generateKeyPair('RS256', { extractable: true });
+  const publicJwk = { ...(await exportJWK(privateKeyJwt.publicKey)), kid: 'rp-key-1', alg: 'RS256', use: 'sig' };
+  const authMethods: { name: string; metadata: (sink: Sink) => ClientMetadata; auth: () => oidc.ClientAuth; par: boolean }[] = [
+    { name: 'client_secret_post', metadata: (s) => secretClient('rp-post', s, 'client_secret_post'), auth: () => oidc.ClientSecretPost(SECRET), par: false },
+    { name: 'client_secret_basic', metadata: (s) => secretClient('rp-basic', s, 'client_secret_basic'), auth: () => oidc.ClientSecretBasic(SECRET), par: false },
+    {
+      name: 'private_key_jwt (with PAR)',
+      metadata: (s) => ({
+        client_id: 'rp-jwt',
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: { keys: [publicJwk] },
+        redirect_uris: [`${s.url}/callback`],
+      }),
+      auth: () => oidc.PrivateKeyJwt({ key: privateKeyJwt.privateKey, kid: 'rp-key-1' }),
+      par: true,
+    },
+  ];
+
+  for (const method of authMethods) {
+    t.test(`code flow with PKCE and ${method.name} yields ID-porten-shaped tokens`, async (t) => {
+      const sink = await startSink(t);
+      const client = method.metadata(sink);
+      const op = await startOp(t, [client]);
+      const config = await rpConfig(op, client.client_id, method.auth());
+      const { tokens, landed } = await login(config, sink, { par: method.par });
+
+      t.equal(new URL(landed.url).searchParams.get('iss'), op.issuer, 'RFC 9207 iss on the callback');
+      const claims = tokens.claims()!;
+      t.equal(claims.pid, KARI.pid, 'pid claim');
+      t.equal(claims.locale, KARI.locale, 'locale claim');
+      t.equal(claims.acr, ACR_SUBSTANTIAL);
+      t.same(claims.amr, ['TestID'], 'amr is an array');
+      t.type(claims.sid, 'string', 'sid claim');
+      t.not(claims.sub, KARI.pid, 'sub is pairwise, not the pid');
+      await verifyAgainstJwks(op, tokens.id_token!);
+
+      t.equal(decodeProtectedHeader(tokens.access_token).typ, 'at+jwt', 'access token is a JWT (RFC 9068)');
+      const { payload: at } = await verifyAgainstJwks(op, tokens.access_token);
+      t.equal(at.scope, SCOPES, 'openid and the API scopes in one access token');
+      t.equal(at.pid, KARI.pid);
+      t.equal(at.acr, ACR_SUBSTANTIAL);
+      t.equal(at.client_id, client.client_id);
+      t.equal((at.exp ?? 0) - (at.iat ?? 0), 120, '120 s access tokens by default');
+      t.type(tokens.refresh_token, 'string', 'refresh token without offline_access');
+      for (const token of [tokens.access_token, tokens.id_token!, tokens.refresh_token!]) {
+        t.ok(op.issuedTokens.has(token), 'issued token recorded');
+      }
+      t.equal(op.stats.codeGrants, 1);
+    });
+  }
+
+  t.test('sub is pairwise: two clients see different subjects for one user, one client always the same', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp-a', sink, 'client_secret_post'), secretClient('rp-b', sink, 'client_secret_post')]);
+    const a = await rpConfig(op, 'rp-a', oidc.ClientSecretPost(SECRET));
+    const b = await rpConfig(op, 'rp-b', oidc.ClientSecretPost(SECRET));
+    const subA1 = (await login(a, sink)).tokens.claims()!.sub;
+    const subA2 = (await login(a, sink)).tokens.claims()!.sub;
+    const subB = (await login(b, sink)).tokens.claims()!.sub;
+    t.equal(subA1, subA2);
+    t.not(subA1, subB);
+  });
+
+  t.test('the returned acr is at least the requested one', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const high = await login(config, sink, { acrValues: ACR_HIGH, chooseAcr: ACR_SUBSTANTIAL });
+    t.equal(high.tokens.claims()!.acr, ACR_HIGH, 'a user cannot pick a level below the request');
+    const upgraded = await login(config, sink, { acrValues: ACR_SUBSTANTIAL, chooseAcr: ACR_HIGH });
+    t.equal(upgraded.tokens.claims()!.acr, ACR_HIGH, 'the user may log in at a higher level');
+
+    // Single sign-on: a remembered substantial login does not satisfy a request for high.
+    const browser = new Browser();
+    await login(config, sink, { browser });
+    const again = await login(config, sink, { browser, acrValues: ACR_HIGH });
+    t.equal(again.tokens.claims()!.acr, ACR_HIGH);
+    t.ok(browser.history.filter((r) => r.body.includes('id="login-form"')).length === 2, 'the login page was shown again');
+  });
+
+  t.test('refresh tokens rotate, and reusing a consumed one revokes the whole grant', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink);
+    const first = tokens.refresh_token!;
+
+    const refreshed = await oidc.refreshTokenGrant(config, first);
+    const second = refreshed.refresh_token!;
+    t.not(second, first, 'a new refresh token each time');
+    t.equal(refreshed.claims()!.sub, tokens.claims()!.sub);
+    t.equal(await op.isRefreshTokenActive(first), false, 'the used token is consumed');
+    t.equal(await op.isRefreshTokenActive(second), true);
+    t.equal(op.stats.refreshGrants, 1);
+
+    // OAuth 2.0 Security BCP §4.14.2: reuse of a rotated refresh token invalidates the grant.
+    t.equal(await oauthError(oidc.refreshTokenGrant(config, first)), 'invalid_grant');
+    t.equal(await op.isRefreshTokenActive(second), false, 'the newest token died with the grant');
+    t.equal(await oauthError(oidc.refreshTokenGrant(config, second)), 'invalid_grant');
+    t.equal(op.stats.refreshGrantErrors, 2);
+  });
+
+  t.test('an authorization request without PKCE is refused', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: `${sink.url}/callback`,
+      scope: 'openid',
+      state: 'state-1',
+      nonce: 'nonce-1',
+    });
+    const res = await new Browser().navigate(url.href);
+    const callback = new URL(res.url);
+    t.equal(callback.pathname, '/callback');
+    t.equal(callback.searchParams.get('error'), 'invalid_request');
+    t.match(callback.searchParams.get('error_description'), /PKCE/);
+    t.notOk(callback.searchParams.get('code'));
+  });
+
+  t.test('cancelling at the login page sends error=access_denied to the client', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: `${sink.url}/callback`,
+      scope: 'openid',
+      state: 'state-1',
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+    });
+    const browser = new Browser();
+    const page = await browser.navigate(url.href);
+    const cancelHref = /id="login-cancel" href="([^"]+)"/.exec(page.body)?.[1];
+    t.ok(cancelHref, 'the page offers a cancel link');
+    const res = await browser.navigate(new URL(cancelHref!, page.url).href);
+    const callback = new URL(res.url);
+    t.equal(callback.searchParams.get('error'), 'access_denied');
+    t.equal(callback.searchParams.get('state'), 'state-1');
+    t.equal(callback.searchParams.get('iss'), op.issuer);
+  });
+
+  t.test('the login page escapes what it renders', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [{ ...secretClient('rp', sink, 'client_secret_post'), client_name: '<script>alert(1)</script>' }]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const url = oidc.buildAuthorizationUrl(config, {
+      redirect_uri: `${sink.url}/callback`,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+    });
+    const page = await new Browser().navigate(url.href);
+    t.notMatch(page.body, '<script>alert(1)</script>');
+    t.match(page.body, '&lt;script&gt;alert(1)&lt;/script&gt;');
+  });
+
+  t.test('short token lifetimes are honoured', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')], { accessTokenTtlSeconds: 3 });
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink);
+    const at = decodeJwt(tokens.access_token);
+    t.equal((at.exp ?? 0) - (at.iat ?? 0), 3);
+    t.equal(tokens.expires_in, 3);
+  });
+
+  t.test('the token endpoint can be taken down and brought back', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink);
+    op.setTokenEndpointDown(true);
+    const down = await fetch(`${op.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: 'rp', client_secret: SECRET }),
+    });
+    t.equal(down.status, 503);
+    t.equal(await op.isRefreshTokenActive(tokens.refresh_token!), true, 'the outage consumed nothing');
+    op.setTokenEndpointDown(false);
+    const refreshed = await oidc.refreshTokenGrant(config, tokens.refresh_token!);
+    t.type(refreshed.access_token, 'string');
+  });
+
+  t.test('revocation: refresh tokens die, JWT access tokens are accepted with 200', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink);
+    await oidc.tokenRevocation(config, tokens.access_token);
+    await oidc.tokenRevocation(config, tokens.refresh_token!);
+    t.equal(await op.isRefreshTokenActive(tokens.refresh_token!), false);
+    t.equal(await oauthError(oidc.refreshTokenGrant(config, tokens.refresh_token!)), 'invalid_grant');
+    t.equal(op.stats.revocations, 2);
+    const wrongSecret = await fetch(`${op.issuer}/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: tokens.access_token, client_id: 'rp', client_secret: 'wrong' }),
+    });
+    t.equal(wrongSecret.status, 401, 'the client is still authenticated when the token is a JWT');
+  });
+
+  t.test('RP-initiated logout ends at post_logout_redirect_uri without a click and notifies back-channel', async (t) => {
+    const sink = await startSink(t);
+    const client = {
+      ...secretClient('rp', sink, 'client_secret_post'),
+      backchannel_logout_uri: `${sink.url}/backchannel`,
+      backchannel_logout_session_required: true,
+    };
+    const op = await startOp(t, [client]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens, browser } = await login(config, sink);
+    const sid = tokens.claims()!.sid;
+
+    // The gateway's logout page posts this form to end_session_endpoint.
+    const endSession = config.serverMetadata().end_session_endpoint!;
+    const page = `<form method="post" action="${endSession}">
+      <input type="hidden" name="id_token_hint" value="${tokens.id_token}">
+      <input type="hidden" name="post_logout_redirect_uri" value="${sink.url}/logged-out">
+      <input type="hidden" name="state" value="bye-1"></form>`;
+    const afterOp = await browser.submitForm(page, sink.url, 0);
+    const done = await browser.followAutoSubmit(afterOp);
+    t.equal(done.url, `${sink.url}/logged-out?state=bye-1`);
+
+    const delivery = sink.requests.find((r) => r.url === '/backchannel');
+    t.ok(delivery, 'logout token delivered to 127.0.0.1');
+    const logoutToken = new URLSearchParams(delivery!.body).get('logout_token')!;
+    const { payload } = await verifyAgainstJwks(op, logoutToken);
+    t.equal(payload.sid, sid);
+    t.equal(payload.sub, tokens.claims()!.sub);
+    t.ok((payload.events as Record<string, unknown>)['http://schemas.openid.net/event/backchannel-logout']);
+    t.equal(payload.nonce, undefined);
+
+    t.equal(await op.isRefreshTokenActive(tokens.refresh_token!), true, 'like ID-porten, logout does not revoke API tokens');
+    const relogin = await browser.navigate(oidc.buildAuthorizationUrl(config, {
+      redirect_uri: `${sink.url}/callback`,
+      scope: 'openid',
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()),
+      code_challenge_method: 'S256',
+    }).href);
+    t.match(relogin.body, 'id="login-form"', 'the OP session is gone');
+  });
+
+  t.test('signing keys rotate; the old key stays published until dropped', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const before = await login(config, sink);
+    const oldKid = decodeProtectedHeader(before.tokens.id_token!).kid;
+
+    await op.rotateSigningKey();
+    const refreshed = await oidc.refreshTokenGrant(config, before.tokens.refresh_token!);
+    const newKid = decodeProtectedHeader(refreshed.access_token).kid;
+    t.not(newKid, oldKid, 'new tokens carry the new kid');
+    let kids = ((await (await fetch(op.jwksUri)).json()) as { keys: JWK[] }).keys.map((k) => k.kid);
+    t.same(kids.sort(), [oldKid, newKid].sort());
+    t.equal(await op.isRefreshTokenActive(refreshed.refresh_token!), true, 'grants survive the rotation');
+
+    await op.rotateSigningKey({ dropOld: true });
+    kids = ((await (await fetch(op.jwksUri)).json()) as { keys: JWK[] }).keys.map((k) => k.kid);
+    t.equal(kids.length, 1);
+    t.notOk(kids.includes(oldKid) || kids.includes(newKid));
+  });
+
+  t.test('a second user gets their own pid', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink, { pid: OLA.pid });
+    t.equal(tokens.claims()!.pid, OLA.pid);
+    t.equal(tokens.claims()!.locale, OLA.locale);
+  });
+});
