@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import cookie from '@fastify/cookie';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { createAuditLog } from './audit/audit-log.js';
 import { GatewayMetrics } from './audit/metrics.js';
@@ -28,6 +28,8 @@ export interface AppDeps {
   store?: SessionStore;
   lock?: SessionLock;
   now?: () => number;
+  /** Sees every route as it is registered (the OpenAPI test compares them with openapi.yaml). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 export interface Gateway {
@@ -65,6 +67,7 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     return503OnClosing: true,
     bodyLimit: 64 * 1024,
   }) as unknown as FastifyInstance;
+  if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
 
   await app.register(cookie);
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
