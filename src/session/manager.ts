@@ -126,10 +126,16 @@ export class SessionManager {
     return found;
   }
 
+  /**
+   * Store expiry: the session's own deadline plus a short grace, so a browser returning just after the
+   * deadline is told (and audited) as idle or expired instead of silently finding nothing. Deadlines are
+   * enforced by load(), not by the store.
+   */
   #ttl(session: SessionContext): number {
     const absoluteLeft = session.data.createdAt + this.#config.absoluteLifetimeMs - this.#now();
     const idleLeft = session.lastSeenAt + this.#config.idleTimeoutMs - this.#now();
-    return Math.max(0, Math.min(absoluteLeft, idleLeft));
+    const left = Math.min(absoluteLeft, idleLeft);
+    return left <= 0 ? 0 : left + EXPIRED_RECORD_GRACE_MS;
   }
 
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -141,6 +147,8 @@ export class SessionManager {
     }
   }
 }
+
+const EXPIRED_RECORD_GRACE_MS = 60_000;
 
 function aadFor(id: string): string {
   return `session:${id}`;
