@@ -175,6 +175,21 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+async function waitUntil(condition: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; waited < 5000; waited += 10) {
+    if (condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`gave up waiting until ${what}`);
+}
+
+/** Audit lines are written when the server side of the response closes, which may trail the client by a tick. */
+async function auditLinesAfter(start: number, count: number): Promise<Array<Record<string, unknown>>> {
+  const proxyLines = () => auditLines.slice(start).filter((line) => line.event === 'proxy');
+  await waitUntil(() => proxyLines().length >= count, `${count} proxy audit lines are written`);
+  return proxyLines();
+}
+
 function forgetRequests(): void {
   for (const upstream of upstreams) upstream.requests.length = 0;
   for (const upstream of upstreams) upstream.behave({});
@@ -562,11 +577,25 @@ t.test('writes one proxy audit line per proxied request, with session hash and s
   const before = auditLines.length;
   await send('/mva/validering', { method: 'POST', body: '<x/>' });
   await send('/mva/validering/x', { method: 'GET' });
-  const proxyLines = auditLines.slice(before).filter((line) => line.event === 'proxy');
+  const proxyLines = await auditLinesAfter(before, 2);
   t.equal(proxyLines.length, 2);
   t.match(proxyLines[0], { tenant: 'a', route: '/mva/validering', method: 'POST', status: 200, session: 'hash-of-alice', sub: 'alice', durationMs: Number });
   t.match(proxyLines[1], { method: 'GET', status: 405 });
 
   const leaked = issuedTokens.filter((token) => rawLogLines.some((line) => line.includes(token)));
   t.same(leaked, [], 'no issued token appears in any log line');
+});
+
+t.test('a client that hangs up before its answer still leaves one proxy audit line', async (t) => {
+  validering.behave({ delayMs: 500 });
+  const before = auditLines.length;
+  const req = httpRequest({ host: '127.0.0.1', port: gatewayPort, method: 'POST', path: '/mva/validering', headers: spa, agent: false });
+  req.on('error', () => {});
+  req.end('<x/>');
+  await waitUntil(() => validering.requests.at(-1)?.body !== undefined, 'the upstream has the request');
+  req.destroy();
+  const [line] = await auditLinesAfter(before, 1);
+  t.match(line, { event: 'proxy', tenant: 'a', route: '/mva/validering', method: 'POST', status: 499, session: 'hash-of-alice' });
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  t.equal(auditLines.slice(before).filter((l) => l.event === 'proxy').length, 1, 'exactly one line, also after the upstream answered');
 });

@@ -73,7 +73,6 @@ interface ProxyState {
   deferredCsrf?: 'missing_header' | 'origin_mismatch';
   bearer?: string;
   bodyTooLarge?: boolean;
-  audited?: boolean;
 }
 
 const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, route, deps, isTrustedPeer }) => {
@@ -93,11 +92,16 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
 
   const tooLarge = () => new GatewayError('payload_too_large', `The request body exceeds ${route.bodyLimitBytes} bytes.`);
 
-  const auditOnce = (request: FastifyRequest, status: number, durationMs: number): void => {
-    const state = states.get(request.raw);
-    if (state?.audited) return;
-    if (state) state.audited = true;
-    deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(durationMs) });
+  /**
+   * One proxy line per request, written when the response closes: that happens exactly once,
+   * also when the client hangs up before its answer (logged as 499, the client-closed status
+   * common in proxy logs), where Fastify's onResponse would not run.
+   */
+  const auditWhenClosed = (request: FastifyRequest, reply: FastifyReply): void => {
+    reply.raw.once('close', () => {
+      const status = reply.raw.writableFinished ? reply.statusCode : 499;
+      deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(reply.elapsedTime) });
+    });
   };
 
   // Bodies are never parsed: every content type (and none) is handed on as a counted stream.
@@ -118,6 +122,7 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
   });
 
   scope.addHook('onRequest', async (request, reply) => {
+    auditWhenClosed(request, reply);
     const csrf = checkCsrf(request.headers, tenant.publicUrl);
     const firstPartyNavigation = isFirstPartyNavigation(request.method, request.headers);
     if (!csrf.ok && !firstPartyNavigation) return rejectCsrf(request, reply, csrf.reason);
@@ -148,10 +153,6 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
     if (state.bodyTooLarge) return reject(request, reply, tooLarge());
     return undefined;
   });
-
-  scope.addHook('onResponse', async (request, reply) => auditOnce(request, reply.statusCode, reply.elapsedTime));
-  // A client that hangs up before its answer still leaves one proxy line.
-  scope.addHook('onRequestAbort', async (request) => auditOnce(request, 499, 0));
 
   const upstreamTls = {
     rejectUnauthorized: true,
