@@ -74,6 +74,7 @@ async function bearerFor(request: FastifyRequest, forTenant: TenantConfig, forRo
   bearerCalls += 1;
   const session = sessionOf(request);
   if (session === 'idp-down') throw new GatewayError('idp_unavailable', 'ID-porten did not answer.');
+  if (session === 'broken') throw new Error('store at 10.0.0.5:6379 refused password hunter2');
   if (session === 'forged') return sign(otherKey.privateKey, forTenant, forRoute);
   if (session === undefined) {
     throw new GatewayError('login_required', 'No session.', { loginUrl: `/auth/login?returnTo=${encodeURIComponent(request.url)}` });
@@ -433,6 +434,17 @@ t.test('a cross-site navigation without a session gets 403, not a login redirect
 
 t.test('a token failure from the session layer is answered as its problem JSON', async (t) => {
   assertProblem(t, await send('/mva/innsending/x', { headers: { cookie: 'session=idp-down' } }), 503, 'idp_unavailable');
+  t.same(innsending.requests, []);
+});
+
+t.test('an unexpected failure below the proxy is 500 internal_error without its message', async (t) => {
+  const answer = await send('/mva/innsending/x', { headers: { cookie: 'session=broken' } });
+  assertProblem(t, answer, 500, 'internal_error');
+  t.notMatch(answer.text, /10\.0\.0\.5|hunter2|store/);
+});
+
+t.test('a request Fastify cannot read is 400 invalid_request problem JSON', async (t) => {
+  assertProblem(t, await send('/mva/innsending/x', { method: 'POST', body: 'x', headers: { 'content-type': 'not a media type' } }), 400, 'invalid_request');
   t.same(innsending.requests, []);
 });
 
