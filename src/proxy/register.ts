@@ -124,8 +124,7 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
   scope.addHook('onRequest', async (request, reply) => {
     auditWhenClosed(request, reply);
     const csrf = checkCsrf(request.headers, tenant.publicUrl);
-    const firstPartyNavigation = isFirstPartyNavigation(request.method, request.headers);
-    if (!csrf.ok && !firstPartyNavigation) return rejectCsrf(request, reply, csrf.reason);
+    if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return rejectCsrf(request, reply, csrf.reason);
 
     if (!route.methods.includes(request.method)) {
       return reject(request, reply, new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { headers: { allow: route.methods.join(', ') } }));
