@@ -1,0 +1,292 @@
+/**
+ * openapi.yaml is what integrators read; these tests keep it honest against the code: the routes the
+ * app registers, the problem codes in src/errors.ts, and the bodies real requests get back.
+ * No OpenID Provider is needed: the app is built without warmUp, so nothing talks to ID-porten.
+ */
+import { readFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { LightMyRequestResponse, RouteOptions } from 'fastify';
+import pino from 'pino';
+import { parse } from 'yaml';
+import { buildApp } from '../src/app.js';
+import { normaliseConfig } from '../src/config/normalise.js';
+import { PROBLEMS, type ProblemCode } from '../src/errors.js';
+import type { GatewayContext } from '../src/http/context.js';
+import { sessionView } from '../src/routes/auth-common.js';
+import type { SessionContext } from '../src/session/session.js';
+
+type Json = Record<string, unknown>;
+
+const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
+const PUBLIC_URL = 'http://localhost:3999';
+const HOST = new URL(PUBLIC_URL).host;
+const ISSUER = 'https://test.idporten.no';
+
+const spec = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as Json;
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Follows a local JSON pointer ("#/components/…") through the document. */
+function resolvePointer(ref: string): unknown {
+  if (!ref.startsWith('#/')) throw new Error(`only local references are used: ${ref}`);
+  let node: unknown = spec;
+  for (const raw of ref.slice(2).split('/')) {
+    const key = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (node === null || typeof node !== 'object' || !(key in node)) throw new Error(`unresolved reference ${ref}`);
+    node = (node as Json)[key];
+  }
+  return node;
+}
+
+function deref<T = Json>(node: unknown): T {
+  let current = node as Json;
+  while (typeof current.$ref === 'string') current = resolvePointer(current.$ref) as Json;
+  return current as T;
+}
+
+const paths = spec.paths as Record<string, Json>;
+const isProxied = (pathItem: Json) => deref(pathItem)['x-proxied-route'] === true;
+
+function operationsOf(pathItem: Json): [string, Json][] {
+  const item = deref(pathItem);
+  return HTTP_METHODS.filter((m) => item[m] !== undefined).map((m) => [m.toUpperCase(), item[m] as Json]);
+}
+
+/** "/mva/innsending/{path}" → "/mva/innsending/*"; other templates → Fastify's ":name". */
+function fastifyUrl(path: string): string {
+  return path.replace(/\/\{[^}]+\}$/, '/*').replace(/\{([^}]+)\}/g, ':$1');
+}
+
+/** A tenant on the test-environment preset: its routes are the two /mva routes the document uses as examples. */
+function gatewayConfig() {
+  return normaliseConfig(
+    {
+      server: { host: '127.0.0.1', port: 0 },
+      session: { store: { type: 'memory', maxSessions: 100 }, keys: [{ id: 'k1', secret: Buffer.alloc(32, 7).toString('base64url') }] },
+      tenants: [
+        {
+          id: 'docs',
+          publicUrl: PUBLIC_URL,
+          idporten: {
+            environment: 'test',
+            clientId: 'docs-client',
+            clientAuth: { method: 'client_secret_post', secret: 'a-client-secret-that-is-long-enough-for-hs256-0123456789' },
+          },
+        },
+      ],
+    },
+    {},
+  );
+}
+
+async function startGateway(t: Test) {
+  const config = gatewayConfig();
+  const registered: RouteOptions[] = [];
+  const gateway = await buildApp(config, { logger: pino({ level: 'silent' }), onRoute: (route) => registered.push(route) });
+  t.teardown(() => gateway.close());
+  await gateway.app.ready();
+  return { gateway, config, registered, tenant: config.tenants[0]! };
+}
+
+const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });
+ajv.addSchema({ $id: 'openapi', components: spec.components }, 'openapi');
+
+/** The media schema, with its component references pointed into the document. */
+function compile(schema: Json) {
+  const text = JSON.stringify(schema).replaceAll('"#/components/', '"openapi#/components/');
+  return ajv.compile(JSON.parse(text) as Json);
+}
+
+/** The answer's status, content type and body are the ones the document gives for this operation. */
+function assertDocumented(t: Test, method: string, path: string, res: LightMyRequestResponse): void {
+  const item = paths[path];
+  const operation = item === undefined ? undefined : (deref(item)[method.toLowerCase()] as Json | undefined);
+  if (!t.ok(operation, `${method} ${path} is documented`) || !operation) return;
+  const response = (operation.responses as Json)[String(res.statusCode)];
+  if (!t.ok(response, `${method} ${path} documents status ${res.statusCode}`)) return;
+  const content = deref(response).content as Record<string, Json> | undefined;
+  const mediaType = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
+  if (content === undefined) {
+    t.equal(res.body, '', `${method} ${path} ${res.statusCode} has no body, as documented`);
+    return;
+  }
+  const media = content[mediaType];
+  if (!t.ok(media, `${method} ${path} ${res.statusCode} documents ${mediaType}`) || !media) return;
+  if (mediaType.includes('json')) {
+    const validate = compile(media.schema as Json);
+    t.ok(validate(JSON.parse(res.body)), `${method} ${path} ${res.statusCode} body matches its schema`, { errors: validate.errors, body: res.body });
+  }
+}
+
+t.test('openapi.yaml is an OpenAPI 3.1 document with info and paths', async (t) => {
+  t.match(spec.openapi, /^3\.1\.\d+$/);
+  const info = spec.info as Json;
+  t.type(info.title, 'string');
+  t.equal(info.version, pkg.version, 'info.version follows package.json');
+  t.ok(Object.keys(paths).length > 0);
+});
+
+t.test('every $ref in openapi.yaml resolves', async (t) => {
+  const refs: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node !== null && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === '$ref' && typeof value === 'string') refs.push(value);
+        else walk(value);
+      }
+    }
+  };
+  walk(spec);
+  t.ok(refs.length > 0);
+  for (const ref of refs) t.doesNotThrow(() => resolvePointer(ref), ref);
+});
+
+t.test('documents exactly the gateway-owned routes the app registers', async (t) => {
+  const { registered, tenant } = await startGateway(t);
+  const underConfiguredRoute = (url: string) => tenant.routes.some((r) => url === r.path || url.startsWith(`${r.path}/`));
+  const methodsOf = (route: RouteOptions) => (Array.isArray(route.method) ? route.method : [route.method]);
+  const getUrls = new Set(registered.filter((r) => methodsOf(r).includes('GET')).map((r) => r.url));
+
+  const owned = new Set<string>();
+  let proxiedSeen = 0;
+  for (const route of registered) {
+    if (underConfiguredRoute(route.url)) {
+      proxiedSeen++;
+      continue;
+    }
+    for (const method of methodsOf(route)) {
+      // Fastify adds HEAD to every GET route by itself.
+      if (method === 'HEAD' && getUrls.has(route.url)) continue;
+      owned.add(`${method} ${route.url}`);
+    }
+  }
+  t.ok(proxiedSeen > 0, 'the exclusion rule applies to the configured routes only');
+
+  const documented = new Set<string>();
+  for (const [path, item] of Object.entries(paths)) {
+    if (isProxied(item)) continue;
+    for (const [method] of operationsOf(item)) documented.add(`${method} ${fastifyUrl(path)}`);
+  }
+  t.same([...documented].sort(), [...owned].sort());
+});
+
+t.test('documents proxied routes as configured routes that need X-CSRF and answer with problem responses', async (t) => {
+  const { gateway, tenant } = await startGateway(t);
+  const proxied = Object.entries(paths).filter(([, item]) => isProxied(item));
+  t.ok(proxied.length > 0, 'at least one proxied route is described');
+  for (const [path, item] of proxied) {
+    const routePath = path.replace(/\/\{[^}]+\}$/, '');
+    const route = tenant.routes.find((r) => r.path === routePath);
+    if (!t.ok(route, `${path} is one of the preset routes`) || !route) continue;
+    const operations = operationsOf(item);
+    t.same(operations.map(([m]) => m).sort(), [...route.methods].sort(), `${path} documents the route's methods`);
+    for (const [method, operation] of operations) {
+      t.ok(gateway.app.hasRoute({ method, url: fastifyUrl(path), constraints: { host: HOST } }), `${method} ${path} is registered`);
+      const params = ((operation.parameters ?? []) as Json[]).map((p) => deref(p));
+      t.ok(params.some((p) => p.name === 'X-CSRF' && p.in === 'header' && p.required === true), `${method} ${path} requires X-CSRF`);
+      t.same(operation.security, [{ sessionCookie: [] }], `${method} ${path} needs the session cookie`);
+      for (const status of ['401', '403', '404', '405', '413', '502', '503', '504']) {
+        if (status === '413' && method === 'GET') continue;
+        t.ok((operation.responses as Json)[status], `${method} ${path} documents ${status}`);
+      }
+    }
+  }
+});
+
+t.test("the Problem schema's code enum is exactly the codes in src/errors.ts", async (t) => {
+  const problem = (spec.components as Json).schemas as Record<string, Json>;
+  const code = (problem.Problem!.properties as Record<string, Json>).code!;
+  t.same([...(code.enum as string[])].sort(), Object.keys(PROBLEMS).sort());
+});
+
+t.test('every documented problem example carries the status, title and type its code has in src/errors.ts', async (t) => {
+  const codesSeen = new Set<string>();
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of operationsOf(item)) {
+      for (const [status, response] of Object.entries(operation.responses as Json)) {
+        const examples = (deref(response).content as Record<string, Json> | undefined)?.['application/problem+json']?.examples as Json | undefined;
+        for (const example of Object.values(examples ?? {})) {
+          const value = deref(example).value as { code: ProblemCode; status: number; title: string; type: string };
+          const expected = PROBLEMS[value.code];
+          if (!t.ok(expected, `${method} ${path} ${status}: ${value.code} is a known code`)) continue;
+          t.same(
+            { listedUnder: Number(status), status: value.status, title: value.title, type: value.type },
+            { listedUnder: expected.status, status: expected.status, title: expected.title, type: `urn:idporten-bff:problem:${value.code}` },
+            `${method} ${path} ${status}: ${value.code}`,
+          );
+          codesSeen.add(value.code);
+        }
+      }
+    }
+  }
+  t.same([...codesSeen].sort(), Object.keys(PROBLEMS).sort(), 'every code appears under some operation');
+});
+
+t.test('state-changing /auth endpoints document X-CSRF; back-channel logout (server to server) does not', async (t) => {
+  for (const [path, item] of Object.entries(paths)) {
+    if (isProxied(item)) continue;
+    for (const [method, operation] of operationsOf(item)) {
+      if (method === 'GET') continue;
+      const hasCsrf = ((operation.parameters ?? []) as Json[]).some((p) => deref(p).name === 'X-CSRF');
+      t.equal(hasCsrf, path !== '/auth/logout/backchannel', `${method} ${path}`);
+    }
+  }
+});
+
+t.test('the SessionView schema describes what sessionView() returns, field for field', async (t) => {
+  const validate = compile({ $ref: '#/components/schemas/SessionView' });
+  const now = Date.parse('2026-03-02T08:15:00Z');
+  const ctx = { now: () => now, sessions: { absoluteLifetimeMs: 8 * 3_600_000, idleTimeoutMs: 30 * 60_000 } } as unknown as GatewayContext;
+  const session = (user: Json) =>
+    ({
+      id: 'id',
+      hash: 'hash',
+      lastSeenAt: now,
+      data: {
+        tenant: 'docs',
+        user,
+        createdAt: now - 15 * 60_000,
+        tokens: { accessToken: 'at', accessTokenIssuedAt: now, accessTokenExpiresAt: now + 120_000, refreshToken: 'rt', idToken: 'it', scope: 'openid' },
+      },
+    }) as unknown as SessionContext;
+  const full = JSON.parse(JSON.stringify(sessionView(ctx, session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: ['TestID'], locale: 'nn', sid: 'x' }))));
+  t.ok(validate(full), 'with every claim', { errors: validate.errors });
+  t.notOk(JSON.stringify(full).includes('"at"') || JSON.stringify(full).includes('"rt"'), 'no token in the view');
+  const minimal = JSON.parse(JSON.stringify(sessionView(ctx, session({ sub: 's', acr: 'idporten-loa-substantial', amr: [] }))));
+  t.ok(validate(minimal), 'without pid and locale', { errors: validate.errors });
+  t.notOk(validate({ ...full, extra: 1 }), 'the schema rejects fields sessionView() does not send');
+});
+
+t.test('real answers from the app match the documented statuses and bodies', async (t) => {
+  const { gateway } = await startGateway(t);
+  const send = (method: 'GET' | 'POST', url: string, headers: Record<string, string> = {}) =>
+    gateway.app.inject({ method, url, headers: { host: HOST, ...headers } });
+
+  assertDocumented(t, 'GET', '/healthz', await send('GET', '/healthz'));
+  // Provider metadata is never loaded here, so the gateway is not ready.
+  const ready = await send('GET', '/readyz');
+  t.equal(ready.statusCode, 503);
+  assertDocumented(t, 'GET', '/readyz', ready);
+  assertDocumented(t, 'GET', '/metrics', await send('GET', '/metrics'));
+
+  assertDocumented(t, 'GET', '/auth/session', await send('GET', '/auth/session'));
+  assertDocumented(t, 'GET', '/auth/session', await send('GET', '/auth/session', { host: 'elsewhere.example' }));
+  assertDocumented(t, 'POST', '/auth/session/refresh', await send('POST', '/auth/session/refresh'));
+  assertDocumented(t, 'POST', '/auth/session/refresh', await send('POST', '/auth/session/refresh', { 'x-csrf': '1' }));
+
+  const logout = await send('POST', '/auth/logout', { 'x-csrf': '1', accept: 'application/json' });
+  t.equal(logout.statusCode, 200);
+  assertDocumented(t, 'POST', '/auth/logout', logout);
+  assertDocumented(t, 'POST', '/auth/logout', await send('POST', '/auth/logout', { origin: 'https://attacker.example' }));
+  assertDocumented(t, 'GET', '/auth/logout/callback', await send('GET', '/auth/logout/callback'));
+
+  assertDocumented(t, 'GET', '/auth/logout/frontchannel', await send('GET', `/auth/logout/frontchannel?iss=${encodeURIComponent(ISSUER)}&sid=abc`));
+  assertDocumented(t, 'GET', '/auth/logout/frontchannel', await send('GET', '/auth/logout/frontchannel?iss=https%3A%2F%2Fother.example&sid=abc'));
+  assertDocumented(t, 'POST', '/auth/logout/backchannel', await send('POST', '/auth/logout/backchannel', { 'content-type': 'application/x-www-form-urlencoded' }));
+  assertDocumented(t, 'GET', '/auth/login/cancelled', await send('GET', '/auth/login/cancelled'));
+
+  assertDocumented(t, 'POST', '/mva/validering', await send('POST', '/mva/validering'));
+  assertDocumented(t, 'POST', '/mva/validering', await send('POST', '/mva/validering', { 'x-csrf': '1' }));
+  assertDocumented(t, 'GET', '/mva/innsending/{path}', await send('GET', '/mva/innsending/instances', { 'x-csrf': '1' }));
+});
