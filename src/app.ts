@@ -6,7 +6,7 @@ import { createAuditLog } from './audit/audit-log.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import type { GatewayConfig, RouteConfig, TenantConfig } from './config/types.js';
 import { GatewayError, sendGatewayError, sendProblem } from './errors.js';
-import { createContext, currentSession, type GatewayContext } from './http/context.js';
+import { createContext, requireSession, type GatewayContext } from './http/context.js';
 import { createLogger } from './logging.js';
 import { IdportenClient } from './oidc/idporten-client.js';
 import { registerProxyRoutes } from './proxy/register.js';
@@ -19,7 +19,6 @@ import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
 import type { SessionContext } from './session/session.js';
 import type { SessionLock, SessionStore } from './session/store.js';
-import { loginUrl } from './tenant/urls.js';
 import { TokenService } from './tokens/token-service.js';
 
 export interface AppDeps {
@@ -120,8 +119,7 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
       return session ? { session: session.hash, sub: session.data.user.sub } : {};
     },
     bearerFor: async (request, tenant: TenantConfig, route: RouteConfig) => {
-      const session = await currentSession(ctx, request, tenant);
-      if (!session) throw new GatewayError('login_required', 'No live session; log in first.', { loginUrl: loginUrl(tenant, request.url) });
+      const session = await requireSession(ctx, request, tenant, request.url);
       proxiedSessions.set(request, session);
       const { token } = route.token === 'altinn' ? await ctx.tokens.altinnToken(session, tenant) : await ctx.tokens.idportenAccessToken(session, tenant);
       return token;

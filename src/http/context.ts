@@ -10,6 +10,7 @@ import type { SessionManager } from '../session/manager.js';
 import type { SessionContext } from '../session/session.js';
 import { StoreUnavailableError } from '../session/store.js';
 import { createTenantResolver } from '../tenant/resolve.js';
+import { loginUrl } from '../tenant/urls.js';
 import type { TokenService } from '../tokens/token-service.js';
 
 /** Everything a route needs, built once by app.ts. */
@@ -37,6 +38,7 @@ export function requireTenant(ctx: GatewayContext, request: FastifyRequest): Ten
 }
 
 const loaded = new WeakMap<FastifyRequest, SessionContext | null>();
+const endedNow = new WeakSet<FastifyRequest>();
 
 /**
  * The request's live session, or undefined. Expired sessions are destroyed here (audit `logout` with channel
@@ -49,6 +51,7 @@ export async function currentSession(ctx: GatewayContext, request: FastifyReques
   try {
     const result = await ctx.sessions.load(cookieValue);
     if (result.state === 'expired') {
+      endedNow.add(request);
       await ctx.sessions.destroy(result.session.id);
       ctx.audit.event('logout', {
         tenant: tenant.id,
@@ -66,6 +69,17 @@ export async function currentSession(ctx: GatewayContext, request: FastifyReques
   }
   loaded.set(request, session ?? null);
   return session;
+}
+
+/**
+ * The request's live session, or a 401: `session_expired` when this request found its session past its
+ * idle or absolute deadline, `login_required` when there was none.
+ */
+export async function requireSession(ctx: GatewayContext, request: FastifyRequest, tenant: TenantConfig, returnTo?: string): Promise<SessionContext> {
+  const session = await currentSession(ctx, request, tenant);
+  if (session) return session;
+  if (endedNow.has(request)) throw new GatewayError('session_expired', 'The session has ended; log in again.', { loginUrl: loginUrl(tenant, returnTo) });
+  throw new GatewayError('login_required', 'No live session; log in first.', { loginUrl: loginUrl(tenant, returnTo) });
 }
 
 /** Lets later code of the same request see a session replaced by a refresh or login. */

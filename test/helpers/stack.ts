@@ -7,6 +7,7 @@ import { normaliseConfig } from '../../src/config/normalise.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../src/demo/idporten-op.js';
 import { REDACT_PATHS as REDACT } from '../../src/logging.js';
 import { freePort } from './ports.js';
+import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../src/demo/skatteetaten.js';
 
 export type AuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 
@@ -24,6 +25,8 @@ export interface StackOptions {
   altinnExchangeUrl?: string;
   appDeps?: AppDeps;
   clientId?: string;
+  /** Start the Skatteetaten look-alike and route /mva/validering (its validation endpoint) and /mva/echo (its /echo/) to it. */
+  upstreams?: boolean;
 }
 
 export interface Stack {
@@ -32,6 +35,7 @@ export interface Stack {
   /** The browser-facing origin, e.g. http://localhost:41234 */
   publicUrl: string;
   clientId: string;
+  skatteetaten?: SkatteetatenLookalike;
   /** Every JSON log line the gateway wrote. */
   logs: Record<string, unknown>[];
   logText(): string;
@@ -89,6 +93,16 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
   const op = await startIdportenLookalike({ clients: [client as never], ...opts.op });
   t.teardown(() => op.close());
 
+  let skatteetaten: SkatteetatenLookalike | undefined;
+  const routes = [...(opts.routes ?? [])];
+  if (opts.upstreams) {
+    skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    t.teardown(() => skatteetaten!.close());
+    routes.push(
+      { path: '/mva/validering', upstream: skatteetaten.validationUrl, token: 'idporten', methods: ['POST'] },
+      { path: '/mva/echo', upstream: `${skatteetaten.url}/echo`, token: 'idporten' },
+    );
+  }
   const raw = {
     server: { host: '127.0.0.1', port, logLevel: 'debug' },
     session: { store: { type: 'memory', maxSessions: 1000 }, keys: [{ id: 'k1', secret: SESSION_KEY }], ...opts.session },
@@ -106,7 +120,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
           ...opts.idporten,
         },
         ...(opts.altinnExchangeUrl ? { altinn: { exchangeUrl: opts.altinnExchangeUrl } } : {}),
-        routes: opts.routes ?? [],
+        routes,
         ...opts.tenant,
       },
     ],
@@ -120,6 +134,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
   return {
     op,
     gateway,
+    ...(skatteetaten ? { skatteetaten } : {}),
     publicUrl,
     clientId,
     logs: captured.lines,
