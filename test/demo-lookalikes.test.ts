@@ -1,9 +1,23 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import { createHash } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type JWK,
+} from 'jose';
 import * as oidc from 'openid-client';
 import t, { type Test } from 'tap';
 import { ACR_HIGH, ACR_SUBSTANTIAL, startIdportenLookalike, type ClientMetadata, type IdportenLookalike } from '../src/demo/idporten-op.js';
+import { startAltinnLookalike } from '../src/demo/altinn.js';
+import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from '../src/demo/samples.js';
+import { startSkatteetatenLookalike, VALIDATION_SCOPE } from '../src/demo/skatteetaten.js';
 import { TEST_USERS } from '../src/demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 
@@ -62,6 +76,7 @@ interface LoginOptions {
   chooseAcr?: string;
   par?: boolean;
   browser?: Browser;
+  scope?: string;
 }
 
 /** Code flow with PKCE S256, state and nonce, driven through the OP's login page like a user. */
@@ -71,7 +86,7 @@ async function login(config: oidc.Configuration, sink: Sink, opts: LoginOptions 
   const nonce = oidc.randomNonce();
   const params = {
     redirect_uri: `${sink.url}/callback`,
-    scope: SCOPES,
+    scope: opts.scope ?? SCOPES,
     code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
     state,
@@ -404,5 +419,244 @@ t.test('ID-porten look-alike', async (t) => {
     const { tokens } = await login(config, sink, { pid: OLA.pid });
     t.equal(tokens.claims()!.pid, OLA.pid);
     t.equal(tokens.claims()!.locale, OLA.locale);
+  });
+});
+
+/** An OP with one client and a helper that logs Kari (or someone else) in and returns the tokens. */
+async function startTokenSource(t: Tap, opTtl: { accessTokenTtlSeconds?: number } = {}) {
+  const sink = await startSink(t);
+  const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')], opTtl);
+  const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+  return {
+    op,
+    tokens: async (opts: LoginOptions = {}) => (await login(config, sink, opts)).tokens,
+  };
+}
+
+/** A token that looks like the OP's but is signed with someone else's key. */
+async function forgeToken(op: IdportenLookalike, claims: Record<string, unknown>): Promise<string> {
+  const { privateKey } = await generateKeyPair('RS256');
+  const jwks = (await (await fetch(op.jwksUri)).json()) as { keys: JWK[] };
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: jwks.keys[0]!.kid! })
+    .setIssuer(op.issuer)
+    .setIssuedAt()
+    .setExpirationTime('2m')
+    .sign(privateKey);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+t.test('Skatteetaten validation look-alike', async (t) => {
+  const source = await startTokenSource(t);
+  const skatt = await startSkatteetatenLookalike({ issuer: source.op.issuer, jwksUri: source.op.jwksUri });
+  t.teardown(() => skatt.close());
+  const good = await source.tokens();
+  const validate = (authorization: string | undefined, body = VALID_MVA_MELDING, contentType = 'application/xml') =>
+    fetch(skatt.validationUrl, {
+      method: 'POST',
+      headers: { 'content-type': contentType, ...(authorization ? { authorization } : {}) },
+      body,
+    });
+
+  t.test('a request without a token gets 401 and a bare Bearer challenge (RFC 6750 §3.1)', async (t) => {
+    const res = await validate(undefined);
+    t.equal(res.status, 401);
+    t.match(res.headers.get('www-authenticate'), /^Bearer realm="[^"]+"$/);
+  });
+
+  t.test('a token signed by another key gets 401 invalid_token', async (t) => {
+    const forged = await forgeToken(source.op, { scope: VALIDATION_SCOPE, pid: KARI.pid });
+    const res = await validate(`Bearer ${forged}`);
+    t.equal(res.status, 401);
+    t.match(res.headers.get('www-authenticate'), 'error="invalid_token"');
+  });
+
+  t.test('an expired token gets 401 invalid_token', async (t) => {
+    const shortLived = await startTokenSource(t, { accessTokenTtlSeconds: 1 });
+    const skattShort = await startSkatteetatenLookalike({ issuer: shortLived.op.issuer, jwksUri: shortLived.op.jwksUri });
+    t.teardown(() => skattShort.close());
+    const { access_token: token } = await shortLived.tokens();
+    await sleep(2100);
+    const res = await fetch(skattShort.validationUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml', authorization: `Bearer ${token}` },
+      body: VALID_MVA_MELDING,
+    });
+    t.equal(res.status, 401);
+    t.match(res.headers.get('www-authenticate'), /error="invalid_token", error_description="token expired"/);
+  });
+
+  t.test('a token without the validation scope gets 403 insufficient_scope', async (t) => {
+    const { access_token: token } = await source.tokens({ scope: 'openid altinn:instances.read' });
+    const res = await validate(`Bearer ${token}`);
+    t.equal(res.status, 403);
+    t.match(res.headers.get('www-authenticate'), `error="insufficient_scope"`);
+    t.match(res.headers.get('www-authenticate'), `scope="${VALIDATION_SCOPE}"`);
+  });
+
+  t.test('a good token and a valid return give 200 GYLDIG', async (t) => {
+    const res = await validate(`Bearer ${good.access_token}`);
+    t.equal(res.status, 200);
+    t.match(res.headers.get('content-type'), /^application\/xml/);
+    const body = await res.text();
+    t.match(body, '<valideringsresultat');
+    t.match(body, '<status>GYLDIG</status>');
+    t.notMatch(body, '<valideringsfeil>');
+  });
+
+  t.test('an invalid return still gets 200, with UGYLDIG and the broken rules', async (t) => {
+    const res = await validate(`Bearer ${good.access_token}`, INVALID_MVA_MELDING);
+    t.equal(res.status, 200);
+    const body = await res.text();
+    t.match(body, '<status>UGYLDIG</status>');
+    t.match(body, /<kontrollnummer>R018<\/kontrollnummer>/, 'the lines do not add up');
+    t.match(body, /skattleggingsperiode mangler/, 'no tax period');
+  });
+
+  t.test('malformed XML and a foreign root are UGYLDIG, non-XML bodies 415', async (t) => {
+    const broken = await (await validate(`Bearer ${good.access_token}`, '<mvaMeldingDto><a></mvaMeldingDto>')).text();
+    t.match(broken, '<status>UGYLDIG</status>');
+    const foreign = await (await validate(`Bearer ${good.access_token}`, '<skattemelding/>')).text();
+    t.match(foreign, 'rotelementet må være mvaMeldingDto');
+    const dtd = await (await validate(`Bearer ${good.access_token}`, '<!DOCTYPE x [<!ENTITY e "x">]><mvaMeldingDto/>')).text();
+    t.match(dtd, 'DTD er ikke tillatt');
+    const json = await validate(`Bearer ${good.access_token}`, '{}', 'application/json');
+    t.equal(json.status, 415);
+  });
+
+  t.test('echo reflects the request and a digest of the streamed body, never the bearer itself', async (t) => {
+    const payload = Buffer.alloc(3 * 1024 * 1024 + 17, 'x');
+    const res = await fetch(`${skatt.url}/echo/some/path?a=1&b=two`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${good.access_token}`, 'x-test': 'yes' },
+      body: payload,
+    });
+    t.equal(res.status, 200);
+    const echo = (await res.json()) as Record<string, any>;
+    t.equal(echo.method, 'PUT');
+    t.equal(echo.path, '/echo/some/path');
+    t.equal(echo.query, 'a=1&b=two');
+    t.equal(echo.headers['x-test'], 'yes');
+    t.same(echo.body, { sha256: createHash('sha256').update(payload).digest('hex'), length: payload.length });
+    t.notMatch(JSON.stringify(echo), good.access_token, 'the token is not reflected');
+    t.match(echo.headers.authorization, /^Bearer fingerprint:[\w-]{12}$/);
+    t.equal(skatt.requests.at(-1)?.bodySize, payload.length);
+
+    const forged = await forgeToken(source.op, { scope: VALIDATION_SCOPE });
+    t.equal((await fetch(`${skatt.url}/echo/x`, { headers: { authorization: `Bearer ${forged}` } })).status, 401);
+    t.equal((await fetch(`${skatt.url}/echo/x`)).status, 401);
+  });
+});
+
+t.test('Altinn look-alike', async (t) => {
+  const source = await startTokenSource(t);
+  const altinn = await startAltinnLookalike({ issuer: source.op.issuer, jwksUri: source.op.jwksUri });
+  t.teardown(() => altinn.close());
+  const kari = await source.tokens();
+  const exchange = (authorization?: string) =>
+    fetch(altinn.exchangeUrl, { headers: authorization ? { authorization } : {} });
+
+  t.test('the exchange refuses missing and forged ID-porten tokens', async (t) => {
+    t.equal((await exchange()).status, 401);
+    const forged = await forgeToken(source.op, { pid: KARI.pid, scope: SCOPES });
+    const res = await exchange(`Bearer ${forged}`);
+    t.equal(res.status, 401);
+    t.match(res.headers.get('www-authenticate'), 'invalid_token');
+    t.equal(altinn.stats.exchanges, 0);
+  });
+
+  t.test('the exchange returns an Altinn JWT with the ID-porten token\'s expiry', async (t) => {
+    const res = await exchange(`Bearer ${kari.access_token}`);
+    t.equal(res.status, 200);
+    t.match(res.headers.get('content-type'), /^text\/plain/);
+    const altinnToken = await res.text();
+    const { payload } = await jwtVerify(altinnToken, createRemoteJWKSet(new URL(altinn.jwksUri)), { issuer: altinn.url });
+    t.equal(payload.exp, decodeJwt(kari.access_token).exp, 'same exp as the ID-porten access token');
+    t.equal(payload['urn:altinn:partyid'], KARI.altinnPartyId);
+    t.equal(payload['urn:altinn:userid'], String(KARI.altinnUserId));
+    t.equal(payload.scope, SCOPES);
+    t.ok(altinn.issuedTokens.has(altinnToken));
+    t.equal(altinn.stats.exchanges, 1);
+  });
+
+  t.test('the app refuses an ID-porten token used directly', async (t) => {
+    const res = await fetch(`${altinn.appUrl}/instances`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${kari.access_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ instanceOwner: { partyId: String(KARI.altinnPartyId) } }),
+    });
+    t.equal(res.status, 401);
+  });
+
+  t.test('instance, data, process and feedback with an Altinn token', async (t) => {
+    const token = await (await exchange(`Bearer ${kari.access_token}`)).text();
+    const call = (method: string, path: string, body?: string | Buffer, contentType = 'application/json') =>
+      fetch(`${altinn.appUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+        ...(body !== undefined ? { body: body as BodyInit } : {}),
+      });
+
+    const created = await call('POST', '/instances', JSON.stringify({ instanceOwner: { organisationNumber: '310000001' } }));
+    t.equal(created.status, 201);
+    const instance = (await created.json()) as { id: string; process: { currentTask: { altinnTaskType: string } } };
+    t.match(instance.id, new RegExp(`^${KARI.altinnPartyId}/[0-9a-f-]{36}$`));
+    t.equal(instance.process.currentTask.altinnTaskType, 'data');
+
+    const melding = await call('POST', `/instances/${instance.id}/data?dataType=mvamelding`, VALID_MVA_MELDING, 'application/xml');
+    t.equal(melding.status, 201);
+    const element = (await melding.json()) as { id: string; size: number; sha256: string; dataType: string };
+    t.equal(element.size, Buffer.byteLength(VALID_MVA_MELDING));
+    t.equal(element.sha256, createHash('sha256').update(VALID_MVA_MELDING).digest('hex'));
+
+    const replaced = await call('PUT', `/instances/${instance.id}/data/${element.id}`, INVALID_MVA_MELDING, 'application/xml');
+    t.equal(replaced.status, 200);
+    t.equal(((await replaced.json()) as { size: number }).size, Buffer.byteLength(INVALID_MVA_MELDING));
+    t.equal(await (await call('GET', `/instances/${instance.id}/data/${element.id}`)).text(), INVALID_MVA_MELDING);
+
+    const attachment = Buffer.alloc(2 * 1024 * 1024, 7);
+    const vedlegg = await call('POST', `/instances/${instance.id}/data?dataType=binaerVedlegg`, attachment, 'application/pdf');
+    t.equal(vedlegg.status, 201);
+    t.equal(((await vedlegg.json()) as { size: number }).size, attachment.length);
+
+    let feedback = (await (await call('GET', `/instances/${instance.id}/feedback/status`)).json()) as { status: string; isFinal: boolean };
+    t.same(feedback, { status: 'Venter', isFinal: false, currentTask: 'data' });
+
+    const toConfirm = (await (await call('PUT', `/instances/${instance.id}/process/next`)).json()) as { currentTask: { altinnTaskType: string } };
+    t.equal(toConfirm.currentTask.altinnTaskType, 'confirm');
+    t.equal((await call('POST', `/instances/${instance.id}/data?dataType=binaerVedlegg`, 'late', 'text/plain')).status, 409, 'data is frozen after the data task');
+    const toFeedback = (await (await call('PUT', `/instances/${instance.id}/process/next`)).json()) as { ended: string | null };
+    t.ok(toFeedback.ended, 'the process ends once the feedback is in');
+
+    feedback = (await (await call('GET', `/instances/${instance.id}/feedback`)).json()) as { status: string; isFinal: boolean };
+    t.equal(feedback.status, 'Avsluttet');
+    t.equal(feedback.isFinal, true);
+    t.equal((await call('PUT', `/instances/${instance.id}/process/next`)).status, 409);
+  });
+
+  t.test('another person cannot touch the instance; tokens without submission scopes cannot write', async (t) => {
+    const kariToken = await (await exchange(`Bearer ${kari.access_token}`)).text();
+    const created = await fetch(`${altinn.appUrl}/instances`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${kariToken}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const { id } = (await created.json()) as { id: string };
+
+    const ola = await source.tokens({ pid: OLA.pid });
+    const olaToken = await (await exchange(`Bearer ${ola.access_token}`)).text();
+    const peek = await fetch(`${altinn.appUrl}/instances/${id}`, { headers: { authorization: `Bearer ${olaToken}` } });
+    t.equal(peek.status, 403);
+
+    const narrow = await source.tokens({ scope: `openid ${VALIDATION_SCOPE}` });
+    const narrowToken = await (await exchange(`Bearer ${narrow.access_token}`)).text();
+    const write = await fetch(`${altinn.appUrl}/instances`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${narrowToken}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    t.equal(write.status, 403);
+    t.match(write.headers.get('www-authenticate'), 'insufficient_scope');
   });
 });

@@ -1,0 +1,136 @@
+/**
+ * A Skatteetaten VAT-validation look-alike. Like the real API it takes the ID-porten access
+ * token as bearer (scope `skatteetaten:mvameldingvalidering`) and answers 200 with a
+ * `valideringsresultat` document even when the return is invalid. `/echo/*` reflects what
+ * arrived (headers, query, a digest of the streamed body) so proxy tests can inspect it.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { fingerprint } from '../audit/fingerprint.js';
+import { createBearerVerifier, wwwAuthenticate, type BearerResult } from './bearer.js';
+import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
+import { renderValideringsresultat, validateMvaMelding } from './mva-validation.js';
+
+export const VALIDATION_PATH = '/api/mva/grensesnittstoette/mva-melding/valider';
+export const VALIDATION_SCOPE = 'skatteetaten:mvameldingvalidering';
+const ECHO_PREFIX = '/echo/';
+const MAX_XML_BYTES = 10 * 1024 * 1024;
+const REALM = 'skatteetaten-lookalike';
+
+export interface SkatteetatenLookalikeOptions {
+  host?: string;
+  port?: number;
+  /** The ID-porten issuer whose access tokens are accepted. */
+  issuer: string;
+  jwksUri: string;
+}
+
+export interface RecordedRequest {
+  method: string;
+  /** Path and query as received. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** Bytes of request body read so far (final once the response is sent). */
+  bodySize: number;
+}
+
+export interface SkatteetatenLookalike {
+  url: string;
+  /** Full URL of the validation endpoint. */
+  validationUrl: string;
+  requests: RecordedRequest[];
+  close(): Promise<void>;
+}
+
+export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOptions): Promise<SkatteetatenLookalike> {
+  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE });
+  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri });
+  const requests: RecordedRequest[] = [];
+
+  const running = await serve(opts.host ?? '127.0.0.1', opts.port ?? 0, async (req, res, url) => {
+    const record: RecordedRequest = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, bodySize: 0 };
+    requests.push(record);
+
+    if (url.pathname === VALIDATION_PATH) {
+      await validate(req, res, record);
+    } else if (url.pathname.startsWith(ECHO_PREFIX)) {
+      await echo(req, res, url, record);
+    } else {
+      req.resume();
+      sendJson(res, 404, { error: 'not_found' });
+    }
+  });
+
+  async function validate(req: IncomingMessage, res: ServerResponse, record: RecordedRequest): Promise<void> {
+    if (req.method !== 'POST') {
+      req.resume();
+      sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
+      return;
+    }
+    const auth = await verifyValidation(req.headers.authorization);
+    if (!auth.ok) {
+      refuse(req, res, auth);
+      return;
+    }
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/xml' && type !== 'text/xml') {
+      req.resume();
+      sendJson(res, 415, { error: 'unsupported_media_type', error_description: 'send application/xml' });
+      return;
+    }
+    let xml: Buffer;
+    try {
+      xml = await readBody(req, MAX_XML_BYTES);
+    } catch (err) {
+      if (!(err instanceof BodyTooLargeError)) throw err;
+      sendJson(res, 413, { error: 'payload_too_large' }, { connection: 'close' });
+      return;
+    }
+    record.bodySize = xml.length;
+    const document = renderValideringsresultat(validateMvaMelding(xml.toString('utf8')));
+    res.writeHead(200, { 'content-type': 'application/xml; charset=utf-8', 'content-length': Buffer.byteLength(document) });
+    res.end(document);
+  }
+
+  async function echo(req: IncomingMessage, res: ServerResponse, url: URL, record: RecordedRequest): Promise<void> {
+    const auth = await verifyAny(req.headers.authorization);
+    if (!auth.ok) {
+      refuse(req, res, auth);
+      return;
+    }
+    const body = await digestBody(req, {
+      onChunk: (_chunk, size) => {
+        record.bodySize = size;
+      },
+    });
+    sendJson(res, 200, {
+      method: req.method,
+      path: url.pathname,
+      query: url.search.replace(/^\?/, ''),
+      // The bearer is shown as its fingerprint: a reflected token would itself be a leak.
+      headers: { ...req.headers, authorization: `Bearer fingerprint:${fingerprint(bearerValue(req)) ?? ''}` },
+      body: { sha256: body.sha256, length: body.size },
+      tokenClaims: { sub: auth.claims.sub, scope: auth.claims.scope, exp: auth.claims.exp },
+    });
+  }
+
+  return {
+    url: running.url,
+    validationUrl: `${running.url}${VALIDATION_PATH}`,
+    requests,
+    close: running.close,
+  };
+}
+
+function refuse(req: IncomingMessage, res: ServerResponse, result: Extract<BearerResult, { ok: false }>): void {
+  req.resume();
+  sendJson(
+    res,
+    result.status,
+    { error: result.error === 'missing_token' ? 'unauthorized' : result.error, error_description: result.description },
+    { 'www-authenticate': wwwAuthenticate(result, REALM, VALIDATION_SCOPE) },
+  );
+}
+
+function bearerValue(req: IncomingMessage): string | undefined {
+  return /^Bearer +(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
+}
