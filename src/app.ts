@@ -18,7 +18,7 @@ import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
 import type { SessionContext } from './session/session.js';
-import type { SessionLock, SessionStore } from './session/store.js';
+import { StoreUnavailableError, type SessionLock, type SessionStore } from './session/store.js';
 import { TokenService } from './tokens/token-service.js';
 
 export interface AppDeps {
@@ -91,6 +91,10 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     if (err instanceof GatewayError) {
       if (err.status >= 500) request.log.warn({ code: err.code, cause: (err.cause as Error | undefined)?.message }, err.message);
       return sendGatewayError(reply, err);
+    }
+    if (err instanceof StoreUnavailableError) {
+      request.log.warn({ cause: (err.cause as Error | undefined)?.message }, 'session store unavailable');
+      return sendProblem(reply, 'store_unavailable', 'The session store could not be reached.');
     }
     if (err.validation) return sendProblem(reply, 'invalid_request', 'The request parameters are not valid.');
     if (err.statusCode === 413 || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendProblem(reply, 'payload_too_large', 'The request body is too large.');

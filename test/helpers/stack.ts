@@ -8,6 +8,7 @@ import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeO
 import { REDACT_PATHS as REDACT } from '../../src/logging.js';
 import { freePort } from './ports.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../src/demo/skatteetaten.js';
+import { startAltinnLookalike, type AltinnLookalike } from '../../src/demo/altinn.js';
 
 export type AuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 
@@ -25,7 +26,10 @@ export interface StackOptions {
   altinnExchangeUrl?: string;
   appDeps?: AppDeps;
   clientId?: string;
-  /** Start the Skatteetaten look-alike and route /mva/validering (its validation endpoint) and /mva/echo (its /echo/) to it. */
+  /**
+   * Start the Skatteetaten and Altinn look-alikes and route /mva/validering (validation), /mva/echo (Skatteetaten's /echo/,
+   * ID-porten token) and /mva/innsending (the Altinn app, Altinn token) to them.
+   */
   upstreams?: boolean;
 }
 
@@ -36,6 +40,7 @@ export interface Stack {
   publicUrl: string;
   clientId: string;
   skatteetaten?: SkatteetatenLookalike;
+  altinn?: AltinnLookalike;
   /** Every JSON log line the gateway wrote. */
   logs: Record<string, unknown>[];
   logText(): string;
@@ -94,13 +99,19 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
   t.teardown(() => op.close());
 
   let skatteetaten: SkatteetatenLookalike | undefined;
+  let altinn: AltinnLookalike | undefined;
   const routes = [...(opts.routes ?? [])];
+  let altinnExchangeUrl = opts.altinnExchangeUrl;
   if (opts.upstreams) {
     skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
     t.teardown(() => skatteetaten!.close());
+    altinn = await startAltinnLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    t.teardown(() => altinn!.close());
+    altinnExchangeUrl ??= altinn.exchangeUrl;
     routes.push(
       { path: '/mva/validering', upstream: skatteetaten.validationUrl, token: 'idporten', methods: ['POST'] },
       { path: '/mva/echo', upstream: `${skatteetaten.url}/echo`, token: 'idporten' },
+      { path: '/mva/innsending', upstream: altinn.appUrl, token: 'altinn' },
     );
   }
   const raw = {
@@ -119,7 +130,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
           httpTimeout: '3s',
           ...opts.idporten,
         },
-        ...(opts.altinnExchangeUrl ? { altinn: { exchangeUrl: opts.altinnExchangeUrl } } : {}),
+        ...(altinnExchangeUrl ? { altinn: { exchangeUrl: altinnExchangeUrl } } : {}),
         routes,
         ...opts.tenant,
       },
@@ -135,6 +146,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
     op,
     gateway,
     ...(skatteetaten ? { skatteetaten } : {}),
+    ...(altinn ? { altinn } : {}),
     publicUrl,
     clientId,
     logs: captured.lines,
