@@ -19,11 +19,18 @@ export interface IdTokenExpectations {
 }
 
 /**
+ * A token naming a key we have not seen may force a JWKS re-fetch this often, on top of jose's own 10 s
+ * cooldown: ID-porten's new key is then accepted at once, while forged kids cannot make us hammer the JWKS.
+ */
+const UNKNOWN_KID_RELOAD_INTERVAL_MS = 60_000;
+
+/**
  * Verifies ID tokens and logout tokens against the provider's JWKS. The key set is fetched on demand and
  * re-fetched (rate-limited) when a token names a key we have not seen: ID-porten rotates signing keys.
  */
 export class ProviderKeys {
   readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
+  #unknownKidReload: { at: number; settled: Promise<void> } | undefined;
 
   constructor(jwksUri: string, fetchImpl: FetchLike) {
     this.#jwks = createRemoteJWKSet(new URL(jwksUri), {
@@ -35,27 +42,50 @@ export class ProviderKeys {
 
   async verify(jwt: string, expect: IdTokenExpectations, requiredClaims: string[] = ['iss', 'aud', 'exp', 'iat', 'sub']): Promise<JWTPayload> {
     const algorithms = expect.algorithms.filter((a) => ASYMMETRIC.test(a));
+    const attempt = async () =>
+      (
+        await jwtVerify(jwt, this.#jwks, {
+          issuer: expect.issuer,
+          audience: expect.clientId,
+          algorithms: algorithms.length > 0 ? algorithms : ['RS256'],
+          clockTolerance: CLOCK_TOLERANCE_SECONDS,
+          maxTokenAge: MAX_ID_TOKEN_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS,
+          requiredClaims,
+        })
+      ).payload;
     try {
-      const { payload } = await jwtVerify(jwt, this.#jwks, {
-        issuer: expect.issuer,
-        audience: expect.clientId,
-        algorithms: algorithms.length > 0 ? algorithms : ['RS256'],
-        clockTolerance: CLOCK_TOLERANCE_SECONDS,
-        maxTokenAge: MAX_ID_TOKEN_AGE_SECONDS + CLOCK_TOLERANCE_SECONDS,
-        requiredClaims,
-      });
-      return payload;
-    } catch (err) {
-      if (err instanceof joseErrors.JOSEError) {
-        if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network/i.test(err.message))) {
-          throw new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
-        }
-        throw new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
+      try {
+        return await attempt();
+      } catch (err) {
+        // jose re-fetches on an unknown kid only after its cooldown; right after a rotation that refuses a good token.
+        if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
+        await this.#reloadForUnknownKid();
+        return await attempt();
       }
-      if (err instanceof TypeError) throw new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
-      throw new OidcError('rejected', 'token rejected', { cause: err });
+    } catch (err) {
+      throw verificationFailure(err);
     }
   }
+
+  /** One forced re-fetch per interval; callers within the interval wait for it (and then see its keys). */
+  #reloadForUnknownKid(): Promise<void> {
+    const now = Date.now();
+    if (this.#unknownKidReload && now - this.#unknownKidReload.at < UNKNOWN_KID_RELOAD_INTERVAL_MS) return this.#unknownKidReload.settled;
+    const reload = this.#jwks.reload();
+    this.#unknownKidReload = { at: now, settled: reload.catch(() => undefined) };
+    return reload;
+  }
+}
+
+function verificationFailure(err: unknown): OidcError {
+  if (err instanceof joseErrors.JOSEError) {
+    if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network/i.test(err.message))) {
+      return new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
+    }
+    return new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
+  }
+  if (err instanceof TypeError) return new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
+  return new OidcError('rejected', 'token rejected', { cause: err });
 }
 
 /** OIDC Core 3.1.3.7 plus ID-porten's rules, on top of the signature check. */
