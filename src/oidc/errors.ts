@@ -36,7 +36,9 @@ export function classifyProviderError(err: unknown, context: string): OidcError 
     return new OidcError('unavailable', `${context}: provider unreachable`, { cause: err });
   }
   if (typeof e?.code === 'string' && e.code.startsWith('OAUTH_')) {
-    return new OidcError('rejected', `${context}: ${e.code} ${sanitize(e.message)}`, { cause: err });
+    // openid-client's message is generic ("invalid response encountered"); its cause names the check that failed.
+    const detail = e.cause instanceof Error ? e.cause.message : e.message;
+    return new OidcError('rejected', `${context}: ${e.code} ${sanitize(detail)}`, { cause: err });
   }
   return new OidcError('unavailable', `${context}: ${sanitize(e?.message)}`, { cause: err });
 }
