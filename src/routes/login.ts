@@ -12,6 +12,7 @@ import {
   openTransaction,
   sealTransaction,
   transactionCookieSuffix,
+  type SealedLoginTransaction,
 } from '../session/login-transaction.js';
 import { SessionManager } from '../session/manager.js';
 import type { SessionData } from '../session/session.js';
@@ -30,6 +31,14 @@ interface CallbackQuery {
   code?: string;
   error?: string;
   iss?: string;
+}
+
+/**
+ * The callback arrives cross-site, where a SameSite=Strict session cookie is not sent, so the login
+ * remembers at its start which session (store key, not the cookie) it is going to replace.
+ */
+interface PendingLogin extends SealedLoginTransaction {
+  replacesSession?: string;
 }
 
 const stringQuery = (names: string[]) => ({
@@ -57,7 +66,9 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     const { transaction, url } = started;
     const policy = ctx.cookies(tenant);
     dropOldestTransactions(request, reply, policy.transactionPrefix, ctx, tenant);
-    const sealed = sealTransaction(ctx.keys, { tenant: tenant.id, ...transaction, returnTo, createdAt: ctx.now() });
+    const current = await currentSession(ctx, request, tenant);
+    const pending: PendingLogin = { tenant: tenant.id, ...transaction, returnTo, createdAt: ctx.now(), ...(current ? { replacesSession: current.id } : {}) };
+    const sealed = sealTransaction(ctx.keys, pending);
     reply.setCookie(policy.transactionPrefix + transactionCookieSuffix(transaction.state), sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
     ctx.audit.event('login.start', { tenant: tenant.id, acr, locale, state: fingerprint(transaction.state), par: !url.searchParams.has('state') });
     return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
@@ -69,7 +80,7 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     const policy = ctx.cookies(tenant);
     const cookieName = state ? policy.transactionPrefix + transactionCookieSuffix(state) : undefined;
     const sealed = cookieName ? request.cookies[cookieName] : undefined;
-    const tx = state ? openTransaction(ctx.keys, sealed, tenant.id, state, ctx.now()) : undefined;
+    const tx: PendingLogin | undefined = state ? openTransaction(ctx.keys, sealed, tenant.id, state, ctx.now()) : undefined;
     // One attempt per transaction: the cookie goes whatever happens next, so a replayed callback URL finds nothing.
     if (cookieName && sealed !== undefined) reply.clearCookie(cookieName, clearedCookieAttributes(policy, 'lax'));
     const fail = (status: number, reason: string, message: string) => {
@@ -102,8 +113,8 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     }
 
     // No fixation: whatever session this browser had is destroyed and the new one gets a new id.
-    const previous = await currentSession(ctx, request, tenant);
-    if (previous) await ctx.sessions.destroy(previous.id);
+    const replaced = [...new Set([(await currentSession(ctx, request, tenant))?.id, tx.replacesSession])].filter((id): id is string => typeof id === 'string');
+    for (const id of replaced) await ctx.sessions.destroy(id);
 
     const claims = tokens.idTokenClaims;
     const now = ctx.now();
@@ -138,7 +149,7 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
       acr,
       amr: data.user.amr,
       sid: fingerprint(data.user.sid),
-      replacedSession: previous ? SessionManager.hashForLog(previous.id) : undefined,
+      replacedSession: replaced[0] ? SessionManager.hashForLog(replaced[0]) : undefined,
       idToken: fingerprint(tokens.idToken),
       accessToken: fingerprint(tokens.accessToken),
       refreshToken: fingerprint(tokens.refreshToken),
