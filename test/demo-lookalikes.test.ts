@@ -660,3 +660,90 @@ t.test('Altinn look-alike', async (t) => {
     t.match(write.headers.get('www-authenticate'), 'insufficient_scope');
   });
 });
+
+t.test('test browser', async (t) => {
+  // A site that sets cookies as told by the query and echoes the Cookie header it receives.
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const setCookies = url.searchParams.getAll('set');
+    const location = url.searchParams.get('go');
+    res.writeHead(location ? Number(url.searchParams.get('status') ?? 302) : 200, {
+      ...(setCookies.length ? { 'set-cookie': setCookies } : {}),
+      ...(location ? { location } : {}),
+      'content-type': 'application/json',
+    });
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => res.end(JSON.stringify({
+      method: req.method,
+      cookie: req.headers.cookie ?? '',
+      mode: req.headers['sec-fetch-mode'],
+      site: req.headers['sec-fetch-site'],
+      origin: req.headers.origin,
+      body,
+    })));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  }));
+  const port = (server.address() as AddressInfo).port;
+  const ip = `http://127.0.0.1:${port}`;
+  const named = `http://localhost:${port}`;
+  const seen = (r: { body: string }) => JSON.parse(r.body) as Record<string, string>;
+
+  t.test('cookies follow host and path, not port, and expire', async (t) => {
+    const browser = new Browser();
+    await browser.navigate(`${ip}/a/page?set=${encodeURIComponent('root=1; Path=/')}&set=${encodeURIComponent('deep=2; Path=/a')}&set=${encodeURIComponent('gone=3; Max-Age=0')}`);
+    t.equal(seen(await browser.fetch(`${ip}/a/x`)).cookie, 'deep=2; root=1', 'longest path first');
+    t.equal(seen(await browser.fetch(`${ip}/ab`)).cookie, 'root=1', 'path /a does not match /ab');
+    t.equal(seen(await browser.fetch(`${named}/a/x`)).cookie, '', 'another host gets nothing');
+    t.same(browser.cookies('127.0.0.1').map((c) => c.name).sort(), ['deep', 'root']);
+    await browser.navigate(`${ip}/?set=${encodeURIComponent('root=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT')}`);
+    t.equal(browser.cookie('127.0.0.1', 'root'), undefined, 'Expires in the past deletes');
+  });
+
+  t.test('Secure and __Host- cookies are not accepted over http', async (t) => {
+    const browser = new Browser();
+    await browser.navigate(`${ip}/?set=${encodeURIComponent('s=1; Secure')}&set=${encodeURIComponent('__Host-h=1; Path=/')}&set=${encodeURIComponent('plain=1')}`);
+    t.same(browser.cookies('127.0.0.1').map((c) => c.name), ['plain']);
+  });
+
+  t.test('redirects: 302/303 become GET, 307 keeps method and body', async (t) => {
+    const browser = new Browser();
+    const see303 = await browser.navigate(`${ip}/form?go=${encodeURIComponent('/after')}&status=303`, { method: 'POST', body: 'a=1' });
+    t.equal(seen(see303).method, 'GET');
+    const keep307 = await browser.navigate(`${ip}/form?go=${encodeURIComponent('/after')}&status=307`, { method: 'POST', body: 'a=1' });
+    t.equal(seen(keep307).method, 'POST');
+    t.equal(seen(keep307).body, 'a=1');
+    t.equal(seen(keep307).mode, 'navigate');
+    t.equal(browser.history.length, 4, 'every response is recorded');
+  });
+
+  t.test('SameSite: Strict stays home on cross-site navigations, Lax goes along on GET only', async (t) => {
+    const browser = new Browser();
+    await browser.navigate(`${named}/?set=${encodeURIComponent('strict=1; SameSite=Strict')}&set=${encodeURIComponent('lax=1; SameSite=Lax')}`);
+    const crossGet = await browser.navigate(`${ip}/?go=${encodeURIComponent(`${named}/back`)}`);
+    t.equal(seen(crossGet).cookie, 'lax=1', 'redirected back from another site');
+    t.equal(seen(crossGet).site, 'cross-site');
+    const form = `<form method="post" action="${named}/post"><input type="hidden" name="x" value="1"></form>`;
+    const crossPost = await browser.submitForm(form, ip, 0);
+    t.equal(seen(crossPost).cookie, '', 'no cookies on a cross-site POST');
+    t.equal(seen(crossPost).origin, ip);
+    const sameSite = await browser.fetch(`${named}/api`);
+    t.equal(seen(sameSite).cookie, 'strict=1; lax=1');
+    t.equal(seen(sameSite).mode, 'cors');
+  });
+
+  t.test('forms: hidden fields, selects, checked radios, overrides, entities', async (t) => {
+    const browser = new Browser();
+    const html = `<form id="f" method="post" action="/submit?x=1">
+      <input type="hidden" name="a" value="x &amp; y">
+      <select name="s"><option value="1">one</option><option value="2" selected>two</option></select>
+      <input type="radio" name="r" value="no"><input type="radio" name="r" value="yes" checked>
+      <input type="submit" name="go" value="Go"><textarea name="t">hi</textarea></form>`;
+    const res = await browser.submitForm(html, `${ip}/page`, 'f', { s: '1' });
+    t.equal(seen(res).body, 'a=x+%26+y&r=yes&t=hi&s=1');
+  });
+});

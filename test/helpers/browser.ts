@@ -4,6 +4,7 @@
  * SameSite on cross-site requests, redirects per Fetch (302/303 → GET, 307/308 keep method
  * and body), `Sec-Fetch-*` headers — and records everything it receives for leak checks.
  */
+import { Agent, request, type Dispatcher } from 'undici';
 
 export interface BrowserResponse {
   url: string;
@@ -43,9 +44,24 @@ export interface FetchInit {
 const MAX_REDIRECTS = 20;
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
 
+export interface BrowserOptions {
+  /** Extra CA certificate(s) to trust for https, e.g. a test CA. */
+  ca?: string | Buffer;
+}
+
 export class Browser {
   readonly history: BrowserResponse[] = [];
   #jar: StoredCookie[] = [];
+  readonly #dispatcher: Agent | undefined;
+
+  constructor(options: BrowserOptions = {}) {
+    this.#dispatcher = options.ca ? new Agent({ connect: { ca: options.ca } }) : undefined;
+  }
+
+  /** Releases the connection pool of a browser created with its own CA. */
+  async close(): Promise<void> {
+    await this.#dispatcher?.close();
+  }
 
   /** A top-level navigation: sends cookies, follows redirects, returns the final response. */
   async navigate(url: string, init: NavigateInit = {}): Promise<BrowserResponse> {
@@ -92,7 +108,7 @@ export class Browser {
     throw new Error(`too many redirects starting at ${url}`);
   }
 
-  /** An SPA `fetch(url, { credentials: 'include', redirect: 'manual' })`: one request, no redirects followed. */
+  /** Like an SPA's `fetch(url, { credentials: 'include', redirect: 'manual' })`: one request, no redirects followed. */
   async fetch(url: string, init: FetchInit = {}): Promise<BrowserResponse> {
     const target = new URL(url);
     const method = (init.method ?? 'GET').toUpperCase();
@@ -174,14 +190,19 @@ export class Browser {
   }
 
   async #send(url: URL, method: string, headers: Record<string, string>, body: string | Uint8Array | undefined): Promise<BrowserResponse> {
-    const res = await globalThis.fetch(url, {
-      method,
+    // undici's request, not fetch: fetch overwrites Sec-Fetch-Mode with "cors" on every request.
+    const res = await request(url, {
+      method: method as Dispatcher.HttpMethod,
       headers,
-      body: SAFE_METHODS.has(method) ? undefined : (body as BodyInit | undefined),
-      redirect: 'manual',
+      body: SAFE_METHODS.has(method) ? undefined : body,
+      ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
     });
-    for (const line of res.headers.getSetCookie()) this.#storeCookie(line, url);
-    const recorded: BrowserResponse = { url: url.href, status: res.status, headers: res.headers, body: await res.text() };
+    const received = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) {
+      for (const item of Array.isArray(value) ? value : [value ?? '']) received.append(name, item);
+    }
+    for (const line of received.getSetCookie()) this.#storeCookie(line, url);
+    const recorded: BrowserResponse = { url: url.href, status: res.statusCode, headers: received, body: await res.body.text() };
     this.history.push(recorded);
     return recorded;
   }
@@ -307,8 +328,8 @@ function siteOf(url: URL): string {
 }
 
 function fetchSite(initiatorOrigin: string | undefined, target: URL, crossSite: boolean): string {
-  if (initiatorOrigin === undefined) return 'none';
   if (crossSite) return 'cross-site';
+  if (initiatorOrigin === undefined) return 'none';
   return initiatorOrigin === target.origin ? 'same-origin' : 'same-site';
 }
 
