@@ -82,12 +82,16 @@ export class MemorySessionLock implements SessionLock {
     const mine = new Promise<void>((resolve) => (release = resolve));
     const tail = previous.then(() => mine);
     this.#tails.set(id, tail);
+    // Forget the queue only once everyone in it is done: a waiter that timed out must not let the next
+    // caller in while the holder ahead of it still runs.
+    void tail.then(() => {
+      if (this.#tails.get(id) === tail) this.#tails.delete(id);
+    });
     try {
       await waitBounded(previous, opts.waitMs ?? 15_000);
       return await fn();
     } finally {
       release();
-      if (this.#tails.get(id) === tail) this.#tails.delete(id);
     }
   }
 }
