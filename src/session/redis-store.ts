@@ -6,22 +6,93 @@ import { MemorySessionLock } from './memory-store.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
+const DEFAULT_LOCK_WAIT_MS = 15_000;
+const DEFAULT_LOCK_LEASE_MS = 30_000;
 
-// Touch only when the record still exists, so a touch never resurrects a destroyed session.
-const TOUCH = `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 't', ARGV[1]); redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end return 0`;
-// Release only our own lock (the value is a random token per holder).
+/*
+ * A session is a hash {d: sealed data, t: last seen, i: JSON list of its index keys}; an index (sid, sub) is a
+ * set of session ids. The scripts keep both in step atomically. They reach index keys named inside the
+ * hash, so they need a single Redis server (or a primary with replicas), not Redis Cluster.
+ */
+
+// An index lives as long as its longest-lived member: NX gives a fresh set its first expiry, GT only ever extends it.
+const SET = `
+local old = redis.call('HGET', KEYS[1], 'i')
+if old then for _, k in ipairs(cjson.decode(old)) do redis.call('SREM', k, ARGV[1]) end end
+local index = {}
+for i = 2, #KEYS do index[#index + 1] = KEYS[i] end
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 't', ARGV[3], 'i', cjson.encode(index))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+for _, k in ipairs(index) do
+  redis.call('SADD', k, ARGV[1])
+  redis.call('PEXPIRE', k, ARGV[4], 'NX')
+  redis.call('PEXPIRE', k, ARGV[4], 'GT')
+end
+return 1`;
+
+// Only when the record still exists, so a touch never resurrects a destroyed session. It extends the
+// indexes with the record: an active session stays findable by sid long after its first expiry.
+const TOUCH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 't', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local index = redis.call('HGET', KEYS[1], 'i')
+if index then for _, k in ipairs(cjson.decode(index)) do
+  redis.call('SADD', k, ARGV[1])
+  redis.call('PEXPIRE', k, ARGV[3], 'NX')
+  redis.call('PEXPIRE', k, ARGV[3], 'GT')
+end end
+return 1`;
+
+const DELETE = `
+local index = redis.call('HGET', KEYS[1], 'i')
+if index then for _, k in ipairs(cjson.decode(index)) do redis.call('SREM', k, ARGV[1]) end end
+return redis.call('DEL', KEYS[1])`;
+
+// Members whose record expired are dropped on the way (expiry cannot tell the index).
+const FIND = `
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then live[#live + 1] = id else redis.call('SREM', KEYS[1], id) end
+end
+return live`;
+
+// A lock is released or extended only by its holder (the value is a random token per holder).
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
+type Arg = string | number;
+interface StoreCommands {
+  bffSet(...args: Arg[]): Promise<number>;
+  bffTouch(key: string, id: string, lastSeenAt: Arg, ttlMs: Arg): Promise<number>;
+  bffDelete(key: string, id: string): Promise<number>;
+  bffFind(indexKey: string, sessionKeyPrefix: string): Promise<string[]>;
+  bffRelease(key: string, token: string): Promise<number>;
+  bffExtend(key: string, token: string, leaseMs: Arg): Promise<number>;
+}
+type StoreRedis = Redis & StoreCommands;
+
+function withCommands(redis: Redis): StoreRedis {
+  // defineCommand runs scripts by EVALSHA and reloads them after a Redis restart emptied its script cache.
+  redis.defineCommand('bffSet', { lua: SET });
+  redis.defineCommand('bffTouch', { lua: TOUCH, numberOfKeys: 1 });
+  redis.defineCommand('bffDelete', { lua: DELETE, numberOfKeys: 1 });
+  redis.defineCommand('bffFind', { lua: FIND, numberOfKeys: 1 });
+  redis.defineCommand('bffRelease', { lua: RELEASE, numberOfKeys: 1 });
+  redis.defineCommand('bffExtend', { lua: EXTEND, numberOfKeys: 1 });
+  return redis as StoreRedis;
+}
 
 /**
- * Shared store for several gateway instances. A session is a hash {d: sealed data, t: last seen};
- * index sets (sid, sub) list session ids; locks are SET NX PX keys with a lease.
+ * Shared store for several gateway instances. Every failure to reach Redis surfaces as StoreUnavailableError
+ * (the gateway answers 503 store_unavailable) instead of hanging the request.
  */
 export class RedisSessionStore implements SessionStore {
-  readonly #redis: Redis;
+  readonly #redis: StoreRedis;
   readonly #prefix: string;
 
   constructor(redis: Redis, keyPrefix: string) {
-    this.#redis = redis;
+    this.#redis = withCommands(redis);
     this.#prefix = keyPrefix;
   }
 
@@ -33,6 +104,10 @@ export class RedisSessionStore implements SessionStore {
     return `${this.#prefix}i:${key}`;
   }
 
+  #lockKey(id: string): string {
+    return `${this.#prefix}l:${id}`;
+  }
+
   async get(id: string): Promise<StoredSession | undefined> {
     const [sealed, lastSeen] = await this.#do(() => this.#redis.hmget(this.#key(id), 'd', 't'));
     if (!sealed || !lastSeen) return undefined;
@@ -41,27 +116,21 @@ export class RedisSessionStore implements SessionStore {
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
     if (ttlMs <= 0) return this.delete(id);
-    const ttl = Math.ceil(ttlMs);
-    const multi = this.#redis.multi().hset(this.#key(id), 'd', value.sealed, 't', String(value.lastSeenAt)).pexpire(this.#key(id), ttl);
-    for (const key of indexKeys) {
-      const k = this.#indexKey(key);
-      // The index lives at least as long as its longest-lived member.
-      multi.sadd(k, id).pexpire(k, ttl, 'NX').pexpire(k, ttl, 'GT');
-    }
-    await this.#do(() => multi.exec());
+    const keys = [this.#key(id), ...new Set(indexKeys.map((k) => this.#indexKey(k)))];
+    await this.#do(() => this.#redis.bffSet(keys.length, ...keys, id, value.sealed, value.lastSeenAt, Math.ceil(ttlMs)));
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
     if (ttlMs <= 0) return this.delete(id);
-    await this.#do(() => this.#redis.eval(TOUCH, 1, this.#key(id), String(lastSeenAt), String(Math.ceil(ttlMs))));
+    await this.#do(() => this.#redis.bffTouch(this.#key(id), id, lastSeenAt, Math.ceil(ttlMs)));
   }
 
   async delete(id: string): Promise<void> {
-    await this.#do(() => this.#redis.del(this.#key(id)));
+    await this.#do(() => this.#redis.bffDelete(this.#key(id), id));
   }
 
   async findByIndex(indexKey: string): Promise<string[]> {
-    return this.#do(() => this.#redis.smembers(this.#indexKey(indexKey)));
+    return this.#do(() => this.#redis.bffFind(this.#indexKey(indexKey), this.#key('')));
   }
 
   async ping(): Promise<void> {
@@ -80,48 +149,71 @@ export class RedisSessionStore implements SessionStore {
     }
   }
 
-  /** Lock across instances; waiters in this process queue locally first so only one polls Redis. */
+  /**
+   * Lock across instances: a SET NX PX key with a lease, renewed while its holder works, so a crashed
+   * instance frees it within one lease and a slow holder keeps it. Waiters in this process queue locally
+   * first so only one of them polls Redis; waitMs bounds the whole wait, local and remote.
+   */
   lock(): SessionLock {
     const local = new MemorySessionLock();
-    const redis = this.#redis;
-    const lockKey = (id: string) => `${this.#prefix}l:${id}`;
-    const run = <T>(fn: () => Promise<T>) => this.#do(fn);
     return {
-      withLock: <T>(id: string, fn: () => Promise<T>, opts: { waitMs?: number; leaseMs?: number } = {}) =>
-        local.withLock(id, async () => {
-          const token = randomBytes(16).toString('base64url');
-          const leaseMs = opts.leaseMs ?? 30_000;
-          const deadline = Date.now() + (opts.waitMs ?? 15_000);
-          for (;;) {
-            const ok = await run(() => redis.set(lockKey(id), token, 'PX', leaseMs, 'NX'));
-            if (ok === 'OK') break;
-            if (Date.now() >= deadline) throw new LockTimeoutError();
-            await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
-          }
-          try {
-            return await fn();
-          } finally {
-            await run(() => redis.eval(RELEASE, 1, lockKey(id), token)).catch(() => undefined);
-          }
-        }, opts),
+      withLock: <T>(id: string, fn: () => Promise<T>, opts: { waitMs?: number; leaseMs?: number } = {}) => {
+        const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS;
+        const deadline = Date.now() + waitMs;
+        return local.withLock(id, () => this.#holdRemote(id, fn, deadline, opts.leaseMs ?? DEFAULT_LOCK_LEASE_MS), { waitMs });
+      },
     };
+  }
+
+  async #holdRemote<T>(id: string, fn: () => Promise<T>, deadline: number, leaseMs: number): Promise<T> {
+    const key = this.#lockKey(id);
+    const token = randomBytes(16).toString('base64url');
+    for (;;) {
+      const ok = await this.#do(() => this.#redis.set(key, token, 'PX', leaseMs, 'NX'));
+      if (ok === 'OK') break;
+      if (Date.now() >= deadline) throw new LockTimeoutError();
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    }
+    const renewal = setInterval(() => void this.#redis.bffExtend(key, token, leaseMs).catch(() => undefined), Math.max(10, leaseMs / 3));
+    renewal.unref();
+    try {
+      return await fn();
+    } finally {
+      clearInterval(renewal);
+      // When Redis is unreachable the lease frees the lock instead.
+      await this.#redis.bffRelease(key, token).catch(() => undefined);
+    }
   }
 }
 
+/**
+ * Connects to Redis for the session store. A Redis that is down at start-up is not fatal: the client keeps
+ * reconnecting, /readyz reports the store unreachable meanwhile, and requests get 503 store_unavailable.
+ */
 export async function createRedisStore(config: { url: string; keyPrefix: string }, logger: Logger): Promise<{ store: RedisSessionStore; lock: SessionLock }> {
   const redis = new Redis(config.url, {
     lazyConnect: true,
-    // Fail fast while disconnected: a request gets 503 store_unavailable instead of hanging.
+    // Fail fast while disconnected: a request gets 503 store_unavailable instead of waiting in a queue.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: COMMAND_TIMEOUT_MS,
+    // A server that accepts connections but does not answer (overloaded, frozen) must not hang requests.
     commandTimeout: COMMAND_TIMEOUT_MS,
   });
-  redis.on('error', (err: Error) => logger.warn({ reason: err.message }, 'redis error'));
+  // Log transitions, not every failed reconnect attempt.
+  let reachable = true;
+  redis.on('error', (err: Error) => {
+    if (reachable) logger.warn({ reason: err.message }, 'redis unreachable; reconnecting');
+    reachable = false;
+  });
+  redis.on('ready', () => {
+    if (!reachable) logger.info('redis reachable again');
+    reachable = true;
+  });
   try {
     await redis.connect();
-  } catch (err) {
-    logger.warn({ reason: (err as Error).message }, 'redis not reachable at start; will keep retrying');
+  } catch {
+    // Already logged by the error listener; the client keeps retrying.
   }
   const store = new RedisSessionStore(redis, config.keyPrefix);
   return { store, lock: store.lock() };
