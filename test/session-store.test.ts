@@ -1,0 +1,395 @@
+import t, { type Test } from 'tap';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
+import { createRedisStore } from '../src/session/redis-store.js';
+import { LockTimeoutError, StoreUnavailableError, type SessionLock, type SessionStore } from '../src/session/store.js';
+import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const silent = pino({ level: 'silent' });
+
+/** One gateway instance's view of the store; `peer` is a second instance sharing it (the same objects in memory). */
+interface Instance {
+  store: SessionStore;
+  lock: SessionLock;
+}
+interface Subject extends Instance {
+  peer: Instance;
+}
+type Factory = (t: Test) => Promise<Subject>;
+
+// The memory lock's wait timer is unref'd (it must not keep a server process alive); in a test nothing else
+// may be pending while a waiter times out, so hold the event loop open until the file is done.
+const keepAlive = setInterval(() => undefined, 1_000);
+t.teardown(() => clearInterval(keepAlive));
+
+const record = (sealed: string, lastSeenAt = 1) => ({ sealed, lastSeenAt });
+
+/** Resolves true once `p` settles, false if it has not within `ms` (a bound against hangs, not a timing check). */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const settled = p.then(
+    () => true as const,
+    () => true as const,
+  );
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** The behaviour every SessionStore/SessionLock pair promises (src/session/store.ts). */
+function contract(t: Test, make: Factory): void {
+  t.test('get returns what set stored, set replaces it, delete removes it', async (t) => {
+    const { store, peer } = await make(t);
+    t.equal(await store.get('nobody'), undefined, 'an unknown id is undefined');
+    await store.set('a', record('sealed-1', 100), 60_000, []);
+    t.same(await store.get('a'), record('sealed-1', 100));
+    t.same(await peer.store.get('a'), record('sealed-1', 100), 'the other instance reads the same record');
+    const copy = await store.get('a');
+    copy!.sealed = 'changed by the caller';
+    t.same(await store.get('a'), record('sealed-1', 100), 'callers get a copy, not the stored record');
+    await peer.store.set('a', record('sealed-2', 200), 60_000, []);
+    t.same(await store.get('a'), record('sealed-2', 200), 'set replaces the whole record');
+    await store.delete('a');
+    t.equal(await store.get('a'), undefined);
+    t.equal(await peer.store.get('a'), undefined, 'deleted for every instance');
+    await store.delete('a');
+    t.pass('deleting an absent record is fine');
+  });
+
+  t.test('a record expires with its TTL; a non-positive TTL removes it at once', async (t) => {
+    const { store } = await make(t);
+    await store.set('short', record('s'), 150, []);
+    await store.set('long', record('l'), 60_000, []);
+    await sleep(400);
+    t.equal(await store.get('short'), undefined, 'expired');
+    t.same(await store.get('long'), record('l'), 'a longer TTL is unaffected');
+    await store.set('long', record('l'), 0, []);
+    t.equal(await store.get('long'), undefined, 'set with TTL 0 removes the record');
+    await store.set('touched', record('t'), 60_000, []);
+    await store.touch('touched', 5, -1);
+    t.equal(await store.get('touched'), undefined, 'touch with a TTL in the past removes the record');
+  });
+
+  t.test('touch records lastSeenAt and extends the expiry', async (t) => {
+    const { store } = await make(t);
+    await store.set('a', record('sealed', 1), 300, []);
+    await store.touch('a', 42, 60_000);
+    t.same(await store.get('a'), record('sealed', 42), 'only lastSeenAt changed');
+    await sleep(600);
+    t.same(await store.get('a'), record('sealed', 42), 'still there after the first TTL');
+  });
+
+  t.test('touch never overwrites sealed data another instance saved in between', async (t) => {
+    // Instance A loads the session, instance B stores refreshed tokens, then A records the request it served.
+    const { store, peer } = await make(t);
+    await store.set('a', record('old-tokens', 1), 60_000, []);
+    t.same(await store.get('a'), record('old-tokens', 1));
+    await peer.store.set('a', record('refreshed-tokens', 2), 60_000, []);
+    await store.touch('a', 3, 60_000);
+    t.same(await peer.store.get('a'), record('refreshed-tokens', 3));
+  });
+
+  t.test('touch never resurrects a deleted, expired or unknown record', async (t) => {
+    const { store, peer } = await make(t);
+    await store.set('deleted', record('x'), 60_000, ['sub:u']);
+    await peer.store.delete('deleted');
+    await store.touch('deleted', 9, 60_000);
+    t.equal(await store.get('deleted'), undefined, 'logout on one instance is not undone by a late touch on another');
+    t.same(await store.findByIndex('sub:u'), [], 'nor is its index entry');
+    await store.set('expired', record('x'), 100, []);
+    await sleep(300);
+    await store.touch('expired', 9, 60_000);
+    t.equal(await store.get('expired'), undefined);
+    await store.touch('never-existed', 9, 60_000);
+    t.equal(await store.get('never-existed'), undefined);
+  });
+
+  t.test('findByIndex lists the sessions of a sid or sub, seen from every instance', async (t) => {
+    const { store, peer } = await make(t);
+    await store.set('one', record('1'), 60_000, ['sid:test:s1', 'sub:test:u']);
+    await peer.store.set('two', record('2'), 60_000, ['sid:test:s2', 'sub:test:u']);
+    await store.set('other', record('3'), 60_000, ['sub:test:someone-else']);
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['one', 'two']);
+    t.same(await peer.store.findByIndex('sid:test:s1'), ['one']);
+    t.same(await store.findByIndex('sid:test:s2'), ['two']);
+    t.same(await store.findByIndex('sid:test:unknown'), []);
+    await store.set('one', record('1b'), 60_000, ['sid:test:s1', 'sub:test:u']);
+    t.same(await store.findByIndex('sid:test:s1'), ['one'], 'saving again does not duplicate the entry');
+    await store.touch('one', 5, 60_000);
+    t.same(await store.findByIndex('sid:test:s1'), ['one'], 'a touched session stays indexed');
+  });
+
+  t.test('a deleted session drops out of its indexes; the other members stay', async (t) => {
+    const { store, peer } = await make(t);
+    await store.set('one', record('1'), 60_000, ['sid:test:s', 'sub:test:u']);
+    await store.set('two', record('2'), 60_000, ['sub:test:u']);
+    await peer.store.delete('one');
+    t.same(await store.findByIndex('sub:test:u'), ['two']);
+    t.same(await store.findByIndex('sid:test:s'), []);
+  });
+
+  t.test('an index outlives its shorter-lived members, whichever was saved first', async (t) => {
+    const { store } = await make(t);
+    await store.set('long-first', record('1'), 60_000, ['sub:test:u']);
+    await store.set('short-after', record('2'), 150, ['sub:test:u']);
+    await store.set('short-first', record('3'), 150, ['sub:test:v']);
+    await store.set('long-after', record('4'), 60_000, ['sub:test:v']);
+    await sleep(400);
+    // The contract lets an index still list expired members; what matters is that the live one is there.
+    t.ok((await store.findByIndex('sub:test:u')).includes('long-first'), 'a short-lived member does not shorten the index');
+    t.ok((await store.findByIndex('sub:test:v')).includes('long-after'), 'a long-lived member extends the index');
+  });
+
+  t.test('an active session stays findable by sid after the TTL it was saved with', async (t) => {
+    // Saved once at login, then kept alive only by touches (requests that need no refresh):
+    // front-channel logout must still find it by sid.
+    const { store, peer } = await make(t);
+    await store.set('active', record('x'), 300, ['sid:test:s', 'sub:test:u']);
+    await store.touch('active', 2, 60_000);
+    await sleep(600);
+    t.same(await peer.store.findByIndex('sid:test:s'), ['active']);
+    t.same(await peer.store.findByIndex('sub:test:u'), ['active']);
+  });
+
+  t.test('two withLock calls on one id never overlap, also from two instances', async (t) => {
+    const { lock, peer } = await make(t);
+    let inside = 0;
+    let most = 0;
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        (i % 2 ? peer.lock : lock).withLock('same', async () => {
+          inside += 1;
+          most = Math.max(most, inside);
+          await sleep(15);
+          order.push(i);
+          inside -= 1;
+        }),
+      ),
+    );
+    t.equal(most, 1, 'never two holders at once');
+    t.equal(order.length, 12, 'every caller ran');
+  });
+
+  t.test('withLock on different ids runs in parallel', async (t) => {
+    const { lock, peer } = await make(t);
+    const aStarted = gate();
+    const bStarted = gate();
+    const [aSawB, bSawA] = await Promise.all([
+      lock.withLock('a', async () => {
+        aStarted.open();
+        return settlesWithin(bStarted.promise, 5_000);
+      }),
+      peer.lock.withLock('b', async () => {
+        bStarted.open();
+        return settlesWithin(aStarted.promise, 5_000);
+      }),
+    ]);
+    t.ok(aSawB && bSawA, 'each holder saw the other running');
+  });
+
+  t.test('waiting longer than waitMs for a held lock rejects with LockTimeoutError and never runs fn', async (t) => {
+    const { lock, peer } = await make(t);
+    const release = gate();
+    const holding = gate();
+    const holder = lock.withLock('busy', async () => {
+      holding.open();
+      await release.promise;
+      return 'held';
+    });
+    await holding.promise;
+    let ran = false;
+    for (const [name, candidate] of [['the same instance', lock], ['another instance', peer.lock]] as const) {
+      await t.rejects(
+        candidate.withLock('busy', async () => (ran = true), { waitMs: 200 }),
+        LockTimeoutError,
+        `waiting on ${name}`,
+      );
+    }
+    t.equal(ran, false);
+    release.open();
+    t.equal(await holder, 'held');
+    t.equal(await peer.lock.withLock('busy', async () => 'free again', { waitMs: 5_000 }), 'free again');
+  });
+
+  t.test('a holder that throws releases the lock', async (t) => {
+    const { lock, peer } = await make(t);
+    await t.rejects(lock.withLock('x', async () => Promise.reject(new Error('boom'))), { message: 'boom' });
+    t.equal(await peer.lock.withLock('x', async () => 'next', { waitMs: 1_000 }), 'next');
+  });
+
+  t.test('a live holder keeps the lock for as long as it works, beyond its lease', async (t) => {
+    const { lock, peer } = await make(t);
+    const holding = gate();
+    const holder = lock.withLock(
+      'slow',
+      async () => {
+        holding.open();
+        await sleep(900);
+      },
+      { leaseMs: 200 },
+    );
+    await holding.promise;
+    await t.rejects(peer.lock.withLock('slow', async () => undefined, { waitMs: 600 }), LockTimeoutError);
+    await holder;
+  });
+}
+
+t.test('MemorySessionStore', async (t) => {
+  const make: Factory = async (t) => {
+    const store = new MemorySessionStore(1000);
+    t.teardown(() => store.close());
+    const instance = { store, lock: new MemorySessionLock() };
+    return { ...instance, peer: instance };
+  };
+  contract(t, make);
+
+  t.test('when full, the least recently used session goes first and leaves its indexes', async (t) => {
+    const store = new MemorySessionStore(2);
+    await store.set('a', record('a'), 60_000, ['sub:test:u']);
+    await store.set('b', record('b'), 60_000, ['sub:test:u']);
+    await store.get('a');
+    await store.set('c', record('c'), 60_000, ['sub:test:u']);
+    t.equal(await store.get('b'), undefined, 'b was least recently used');
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['a', 'c']);
+    t.equal(store.size, 2);
+  });
+});
+
+const missing = redisMissingReason();
+t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
+  const redis = await startRedis(t);
+  let prefixes = 0;
+  const connect = async (t: Test, keyPrefix: string) => {
+    const instance = await createRedisStore({ url: redis.url, keyPrefix }, silent);
+    t.teardown(() => instance.store.close());
+    return instance;
+  };
+  const make: Factory = async (t) => {
+    const keyPrefix = `bff-test-${(prefixes += 1)}:`;
+    return { ...(await connect(t, keyPrefix)), peer: await connect(t, keyPrefix) };
+  };
+  contract(t, make);
+
+  t.test('index keys expire with their longest-lived member: nothing lingers forever', async (t) => {
+    const { store } = await make(t);
+    const raw = rawClient(t, redis);
+    await store.set('a', record('a'), 5_000, ['sid:test:s']);
+    await store.set('b', record('b'), 20_000, ['sid:test:s']);
+    const keys = await raw.keys(`bff-test-${prefixes}:i:*`);
+    t.same(keys, [`bff-test-${prefixes}:i:sid:test:s`]);
+    const ttl = await raw.pttl(keys[0]!);
+    t.ok(ttl > 5_000 && ttl <= 20_000, `index TTL ${ttl} ms follows the longest member`);
+    await store.delete('a');
+    await store.delete('b');
+    t.same(await raw.keys(`bff-test-${prefixes}:*`), [], 'deleting every member removes the index key too');
+  });
+
+  t.test('the store keeps no cookie value and no plaintext: keys are the ids it was given', async (t) => {
+    const { store } = await make(t);
+    const raw = rawClient(t, redis);
+    await store.set('hashed-id', record('sealed-blob'), 60_000, ['sub:test:u']);
+    t.same((await raw.keys(`bff-test-${prefixes}:*`)).sort(), [`bff-test-${prefixes}:i:sub:test:u`, `bff-test-${prefixes}:s:hashed-id`]);
+    t.same(await raw.hmget(`bff-test-${prefixes}:s:hashed-id`, 'd', 't'), ['sealed-blob', '1']);
+  });
+
+  t.test('the lease frees a lock whose holder crashed', async (t) => {
+    const { lock } = await make(t);
+    const raw = rawClient(t, redis);
+    // What an instance that died while holding the lock leaves behind: its key, with a lease.
+    await raw.set(`bff-test-${prefixes}:l:orphan`, 'token-of-a-dead-instance', 'PX', 400);
+    t.equal(await lock.withLock('orphan', async () => 'acquired', { waitMs: 10_000 }), 'acquired');
+    t.equal(await raw.exists(`bff-test-${prefixes}:l:orphan`), 0, 'released after use');
+  });
+
+  t.test('a holder whose connection died stops renewing, and its lease runs out', async (t) => {
+    const { lock } = await make(t);
+    const crashed = await connect(t, `bff-test-${prefixes}:`);
+    const holding = gate();
+    const never = gate();
+    t.teardown(never.open);
+    void crashed.lock.withLock('orphan', async () => {
+      holding.open();
+      await never.promise;
+    }, { leaseMs: 300 });
+    await holding.promise;
+    await crashed.store.close();
+    t.equal(await lock.withLock('orphan', async () => 'acquired', { waitMs: 10_000 }), 'acquired');
+  });
+
+  t.test('Redis down: every operation fails fast with StoreUnavailableError; after a restart they work again', async (t) => {
+    const { store, lock } = await make(t);
+    await store.set('a', record('a'), 60_000, ['sub:test:u']);
+    await redis.stop();
+    t.teardown(() => redis.start().catch(() => undefined));
+    const operations: [string, () => Promise<unknown>][] = [
+      ['get', () => store.get('a')],
+      ['set', () => store.set('a', record('b'), 60_000, ['sub:test:u'])],
+      ['touch', () => store.touch('a', 2, 60_000)],
+      ['delete', () => store.delete('a')],
+      ['findByIndex', () => store.findByIndex('sub:test:u')],
+      ['ping', () => store.ping()],
+      ['withLock', () => lock.withLock('a', async () => 'ran')],
+    ];
+    for (const [name, op] of operations) await t.rejects(op(), StoreUnavailableError, `${name} rejects`);
+    await redis.start();
+    await reachable(store);
+    t.equal(await store.get('a'), undefined, 'the data is gone: this Redis keeps nothing on disk');
+    await store.set('a', record('after'), 60_000, ['sub:test:u']);
+    t.same(await store.get('a'), record('after'));
+    t.same(await store.findByIndex('sub:test:u'), ['a'], 'scripts work again after Redis lost its script cache');
+    t.equal(await lock.withLock('a', async () => 'ran'), 'ran');
+  });
+
+  t.test('Redis frozen: operations fail with StoreUnavailableError instead of hanging, and recover', async (t) => {
+    const { store } = await make(t);
+    await store.set('a', record('a'), 60_000, []);
+    redis.pause();
+    t.teardown(() => redis.resume());
+    await t.rejects(store.get('a'), StoreUnavailableError, 'get gives up after the command timeout');
+    await t.rejects(store.ping(), StoreUnavailableError);
+    redis.resume();
+    await reachable(store);
+    t.same(await store.get('a'), record('a'));
+  });
+
+  t.test('a store created while Redis is down connects once Redis is up', async (t) => {
+    await redis.stop();
+    t.teardown(() => redis.start().catch(() => undefined));
+    const { store } = await connect(t, 'bff-test-late:');
+    await t.rejects(store.ping(), StoreUnavailableError, 'unreachable at first');
+    await redis.start();
+    await reachable(store);
+    await store.set('a', record('a'), 60_000, []);
+    t.same(await store.get('a'), record('a'));
+  });
+});
+
+function rawClient(t: Test, redis: RedisServer): Redis {
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  t.teardown(() => client.disconnect());
+  return client;
+}
+
+/** Waits until the store's client has reconnected (ioredis backs off up to 2 s between attempts). */
+async function reachable(store: SessionStore): Promise<void> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await store.ping();
+    } catch (err) {
+      if (attempt >= 100) throw err;
+      await sleep(100);
+    }
+  }
+}
