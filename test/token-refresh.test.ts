@@ -72,14 +72,15 @@ t.test('a revoked grant ends the session: 401 session_expired, and the session i
 });
 
 t.test('ID-porten down: 503 idp_unavailable once the token has expired, the session survives and recovers', async (t) => {
-  const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: 4 } });
+  const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: TTL } });
   const { browser } = await login(stack);
   stack.op.setTokenEndpointDown(true);
-  // Inside the leeway (1 s for a 4 s token) but not yet expired: the current token is still used.
-  await sleep(3300);
+  // Inside the leeway (2 s for an 8 s token) but not yet expired: the current token is still used.
+  await sleep(TTL * 750 + 200);
   const early = await browser.fetch(`${stack.publicUrl}/mva/echo/early`, { headers: api });
   t.equal(early.status, 200, 'a still-valid token is used when the refresh fails');
-  await sleep(1000);
+  t.equal(stack.audit('token.refresh.failure').length, 1, 'the failed refresh is audited');
+  await sleep(TTL * 250 + 100);
   const down = await browser.fetch(`${stack.publicUrl}/mva/echo/down`, { headers: api });
   t.equal(down.status, 503);
   t.equal(JSON.parse(down.body).code, 'idp_unavailable');
