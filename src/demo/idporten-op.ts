@@ -6,7 +6,7 @@
  * and back-channel logout — plus switches tests need (token endpoint outage, key rotation).
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
@@ -132,10 +132,10 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
   let current = build();
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    handleRequest(req, res).catch((err: unknown) => {
+    handleRequest(req, res).catch(() => {
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'text/html; charset=utf-8' });
-        res.end(renderErrorPage({ error: 'server_error', error_description: String(err) }));
+        res.end(renderErrorPage({ error: 'server_error', error_description: 'the look-alike failed to handle this request' }));
       } else {
         res.destroy();
       }
