@@ -75,7 +75,8 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
 
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-content-type-options', 'nosniff');
-    if (!reply.hasHeader('referrer-policy')) reply.header('referrer-policy', 'no-referrer');
+    // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on same-origin form posts, which the CSRF check must refuse.
+    if (!reply.hasHeader('referrer-policy')) reply.header('referrer-policy', 'same-origin');
     if (request.routeOptions.url !== '/auth/logout/frontchannel' && !reply.hasHeader('x-frame-options') && request.url.startsWith('/auth/')) {
       reply.header('x-frame-options', 'DENY');
     }

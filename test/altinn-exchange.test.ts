@@ -62,7 +62,7 @@ t.test('200 concurrent Altinn-routed requests share one exchange; a refresh brin
   t.equal(stack.altinn!.stats.exchanges, 2, 'one re-exchange after the refresh');
   const exchanges = stack.audit('token.exchange');
   t.equal(exchanges.length, 2);
-  t.not(exchanges[0]!.accessToken, exchanges[1]!.accessToken, 'each exchange is bound to its own access token');
+  t.equal(new Set(exchanges.map((e) => e.accessToken)).size, exchanges.length, 'never two exchanges for one access token');
 });
 
 t.test('an Altinn exchange that fails is a 502 problem and the session survives', async (t) => {
