@@ -8,6 +8,9 @@ import t, { type Test } from 'tap';
 import { Browser, type BrowserResponse } from './helpers/browser.js';
 import { corruptSignature, plantCookie, startHostileStack, type HostileStack, type IdTokenTamper } from './helpers/hostile-op.js';
 
+// Many real logins (and RSA key generation) on a shared, busy machine: more room than tap's default 30 s.
+t.setTimeout(90_000);
+
 const HOUR = 3600;
 const WEEK = 7 * 24 * HOUR;
 const now = () => Math.floor(Date.now() / 1000);
@@ -524,3 +527,47 @@ t.test('forged tokens with ever new kids cannot make the gateway hammer the JWKS
   }
   t.ok(stack.op.jwksRequests <= 2, `the JWKS was fetched at most twice for five unknown kids (got ${stack.op.jwksRequests})`);
 });
+
+// ---------------------------------------------------------------- refreshed ID tokens (OIDC Core 12.2)
+
+async function refresh(stack: HostileStack, browser: Browser): Promise<BrowserResponse> {
+  return browser.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: { 'x-csrf': '1' } });
+}
+
+t.test('a refresh against the hostile OP rotates the refresh token and keeps the session', async (t) => {
+  const stack = await startHostileStack(t);
+  const browser = new Browser();
+  await expectLoggedIn(t, stack, browser, await login(stack, browser));
+  const res = await refresh(stack, browser);
+  t.equal(res.status, 200);
+  t.equal(JSON.parse(res.body).user.sub, stack.op.sub);
+  t.same(stack.op.tokenRequests.map((f) => f.get('grant_type')), ['authorization_code', 'refresh_token']);
+  t.equal(stack.audit('token.refresh').length, 1);
+  t.equal(await sessionStatus(stack, browser), 200);
+});
+
+const brokenRefreshes: { name: string; tamper: IdTokenTamper; query?: string }[] = [
+  // OIDC Core 12.2: iss, sub and aud MUST be the same as in the original ID token; the signature is checked as at login.
+  { name: 'another sub', tamper: (d) => void (d.claims.sub = 'someone-else') },
+  { name: 'another issuer', tamper: (d) => void (d.claims.iss = 'https://evil.example') },
+  { name: 'another audience', tamper: (d) => void (d.claims.aud = 'someone-else') },
+  { name: 'a corrupted signature', tamper: (d) => void (d.finish = corruptSignature) },
+  { name: 'alg none', tamper: (d) => void (d.header = { alg: 'none', typ: 'JWT' }) },
+  // The level the user logged in with may not silently drop.
+  { name: 'an acr below the login', query: '?acr=idporten-loa-high', tamper: (d) => void (d.claims.acr = 'idporten-loa-substantial') },
+];
+
+for (const c of brokenRefreshes) {
+  t.test(`a refreshed ID token with ${c.name} ends the session`, async (t) => {
+    const stack = await startHostileStack(t);
+    const browser = new Browser();
+    await expectLoggedIn(t, stack, browser, await login(stack, browser, c.query ?? ''));
+    stack.op.tamperIdToken = (draft, context) => (context.grant === 'refresh_token' ? c.tamper(draft, context) : undefined);
+    const res = await refresh(stack, browser);
+    t.equal(res.status, 401);
+    t.equal(JSON.parse(res.body).code, 'session_expired');
+    t.equal(await sessionStatus(stack, browser), 401, 'the session is gone');
+    t.equal(stack.audit('token.refresh.failure').length, 1);
+    t.equal(stack.audit('token.refresh').length, 0);
+  });
+}
