@@ -90,8 +90,9 @@ export class HostileOp {
   /** Token endpoint answers that were errors, by OAuth error code. */
   readonly tokenErrors: string[] = [];
   readonly revoked = new Set<string>();
-  /** Every access, refresh and ID token issued, for leak checks. */
+  /** Every access, refresh and ID token issued, and every authorization code, for leak checks. */
   readonly issuedTokens = new Set<string>();
+  readonly issuedCodes = new Set<string>();
   jwksRequests = 0;
 
   readonly #server: Server;
@@ -229,6 +230,7 @@ export class HostileOp {
     } else {
       const code = randomBytes(24).toString('base64url');
       this.#codes.set(code, { request, used: false, accessTokens: [] });
+      this.issuedCodes.add(code);
       back.searchParams.set('code', code);
     }
     if (request.state !== undefined) back.searchParams.set('state', request.state);
