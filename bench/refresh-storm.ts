@@ -1,0 +1,96 @@
+/**
+ * Refresh storm: one session whose access token has just expired, then N proxied requests at once.
+ * The gateway must refresh once (single flight) and let every request through with the new token.
+ * Two rounds, one per expiry: N fresh connections (a burst of new clients), then the same N requests
+ * over a few kept-alive connections (as through a load balancer's connection pool).
+ */
+import { Agent, request } from 'undici';
+import { fixed, ms, sleep, table, type Check, type Section } from './report.js';
+import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
+
+export interface RefreshStormOptions {
+  requests: number;
+  accessTokenTtlSeconds: number;
+}
+
+interface EchoAnswer {
+  headers: { authorization?: string };
+}
+
+interface StormResult {
+  sockets: number;
+  totalMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  ok: number;
+  grants: number;
+  grantErrors: number;
+  bearers: number;
+}
+
+const POOLED_SOCKETS = 50;
+const AFTER_EXPIRY_MS = 250;
+
+export async function refreshStorm(opts: RefreshStormOptions): Promise<Section> {
+  const stack = await startBenchStack({ accessTokenTtlSeconds: opts.accessTokenTtlSeconds });
+  try {
+    const cookie = await stack.login();
+    const rounds: StormResult[] = [];
+    for (const sockets of [opts.requests, POOLED_SOCKETS]) {
+      // Every round starts right after the token it found has expired: the login's, then the previous round's.
+      await sleep(opts.accessTokenTtlSeconds * 1000 + AFTER_EXPIRY_MS);
+      rounds.push(await storm(stack, cookie, opts.requests, sockets));
+    }
+    const markdown = [
+      `${opts.requests} concurrent GET ${ECHO_ROUTE}/storm/<i> for one session, fired ${AFTER_EXPIRY_MS} ms after its ${opts.accessTokenTtlSeconds} s access token expired.`,
+      `A storm that outlasts ${fixed(opts.accessTokenTtlSeconds * 750)} ms may rightly see a second refresh: the new token then enters its own refresh leeway (a quarter of its lifetime).`,
+      '',
+      table(
+        ['connections', 'all done ms', 'p50 ms', 'p99 ms', '200s', 'refresh grants at the OP', 'refresh errors', 'distinct bearers upstream'],
+        rounds.map((r) => [r.sockets, fixed(r.totalMs), ms(r.p50Ms), ms(r.p99Ms), `${r.ok}/${opts.requests}`, r.grants, r.grantErrors, r.bearers]),
+      ),
+    ].join('\n');
+    const checks: Check[] = rounds.flatMap((r) => [
+      { name: `${r.sockets} connections: exactly one refresh grant at the OP`, pass: r.grants === 1 && r.grantErrors === 0, detail: `${r.grants} grants, ${r.grantErrors} errors` },
+      { name: `${r.sockets} connections: every request answered 200 with the same new token`, pass: r.ok === opts.requests && r.bearers === 1, detail: `${r.ok}/${opts.requests} ok, ${r.bearers} bearer(s)` },
+    ]);
+    return { title: 'Refresh storm', markdown, checks };
+  } finally {
+    await stack.close();
+  }
+}
+
+async function storm(stack: BenchStack, cookie: string, requests: number, sockets: number): Promise<StormResult> {
+  const agent = new Agent({ connections: sockets, pipelining: 1 });
+  const headers = { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' };
+  const url = `${stack.publicUrl}${ECHO_ROUTE}/storm`;
+  try {
+    const before = await stack.opStats();
+    const started = performance.now();
+    const answers = await Promise.all(
+      Array.from({ length: requests }, async (_, i) => {
+        const t0 = performance.now();
+        const res = await request(`${url}/${i}`, { headers, dispatcher: agent });
+        const text = await res.body.text();
+        const bearer = res.statusCode === 200 ? (JSON.parse(text) as EchoAnswer).headers.authorization : undefined;
+        return { status: res.statusCode, bearer, ms: performance.now() - t0 };
+      }),
+    );
+    const totalMs = performance.now() - started;
+    const after = await stack.opStats();
+    const latencies = answers.map((a) => a.ms).sort((a, b) => a - b);
+    const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]!;
+    return {
+      sockets,
+      totalMs,
+      p50Ms: at(0.5),
+      p99Ms: at(0.99),
+      ok: answers.filter((a) => a.status === 200).length,
+      grants: after.refreshGrants - before.refreshGrants,
+      grantErrors: after.refreshGrantErrors - before.refreshGrantErrors,
+      bearers: new Set(answers.map((a) => a.bearer).filter(Boolean)).size,
+    };
+  } finally {
+    await agent.close();
+  }
+}

@@ -1,0 +1,25 @@
+/** What a benchmark hands back: a Markdown section for the results and the targets it checked. */
+export interface Check {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+export interface Section {
+  title: string;
+  markdown: string;
+  checks: Check[];
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+export const fixed = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+export const ms = (n: number): string => fixed(n, n < 10 ? 2 : 1);
+export const mib = (bytes: number): string => fixed(bytes / (1024 * 1024), 1);
+export const ratio = (n: number): string => `${fixed(n, 2)}×`;
+export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis));
