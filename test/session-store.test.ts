@@ -115,6 +115,25 @@ function contract(t: Test, make: Factory): void {
     t.equal(await store.get('never-existed'), undefined);
   });
 
+  t.test('update replaces a live record but never resurrects a deleted or expired one', async (t) => {
+    // A refresh on one instance that finishes after a logout on another must not bring the session back.
+    const { store, peer } = await make(t);
+    await store.set('a', record('v1', 1), 60_000, ['sid:test:s']);
+    t.equal(await peer.store.update('a', record('v2', 2), 60_000, ['sid:test:s']), true, 'a live record is updated');
+    t.same(await store.get('a'), record('v2', 2));
+    t.same(await store.findByIndex('sid:test:s'), ['a'], 'and stays indexed');
+    await store.delete('a');
+    t.equal(await peer.store.update('a', record('v3', 3), 60_000, ['sid:test:s']), false, 'a deleted record is not written');
+    t.equal(await store.get('a'), undefined);
+    t.same(await store.findByIndex('sid:test:s'), [], 'nor indexed again');
+    await store.set('b', record('x'), 100, []);
+    await sleep(300);
+    t.equal(await store.update('b', record('y'), 60_000, []), false, 'an expired record is not written');
+    t.equal(await store.get('b'), undefined);
+    t.equal(await store.update('never-existed', record('z'), 60_000, []), false);
+    t.equal(await store.get('never-existed'), undefined);
+  });
+
   t.test('findByIndex lists the sessions of a sid or sub, seen from every instance', async (t) => {
     const { store, peer } = await make(t);
     await store.set('one', record('1'), 60_000, ['sid:test:s1', 'sub:test:u']);
@@ -336,6 +355,7 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const operations: [string, () => Promise<unknown>][] = [
       ['get', () => store.get('a')],
       ['set', () => store.set('a', record('b'), 60_000, ['sub:test:u'])],
+      ['update', () => store.update('a', record('b'), 60_000, ['sub:test:u'])],
       ['touch', () => store.touch('a', 2, 60_000)],
       ['delete', () => store.delete('a')],
       ['findByIndex', () => store.findByIndex('sub:test:u')],

@@ -87,11 +87,19 @@ export class SessionManager {
     await this.#guard(() => this.#store.touch(session.id, now, this.#ttl(session)));
   }
 
-  /** Writes the whole session. Callers that change tokens hold the session lock (see withLock). */
+  /** Writes the whole session. */
   async save(session: SessionContext): Promise<void> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
-    const index = indexKeys(session.data);
-    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), index));
+    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
+  }
+
+  /**
+   * Writes token updates (callers hold the session lock, see withLock). False when the session was destroyed
+   * while the caller worked, e.g. by a logout on another instance during a refresh: it stays destroyed.
+   */
+  async update(session: SessionContext): Promise<boolean> {
+    const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
+    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
   }
 
   async destroy(id: string): Promise<void> {

@@ -35,6 +35,12 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
+  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
+    if (!this.#cache.has(id)) return false;
+    await this.set(id, value, ttlMs, indexKeys);
+    return true;
+  }
+
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
     const entry = this.#cache.get(id);
     if (!entry) return;

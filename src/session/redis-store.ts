@@ -15,8 +15,10 @@ const DEFAULT_LOCK_LEASE_MS = 30_000;
  * hash, so they need a single Redis server (or a primary with replicas), not Redis Cluster.
  */
 
-// An index lives as long as its longest-lived member: NX gives a fresh set its first expiry, GT only ever extends it.
+// ARGV[5] = '1': update only an existing record. An index lives as long as its longest-lived member:
+// NX gives a fresh set its first expiry, GT only ever extends it.
 const SET = `
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local old = redis.call('HGET', KEYS[1], 'i')
 if old then for _, k in ipairs(cjson.decode(old)) do redis.call('SREM', k, ARGV[1]) end end
 local index = {}
@@ -116,8 +118,20 @@ export class RedisSessionStore implements SessionStore {
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
     if (ttlMs <= 0) return this.delete(id);
+    await this.#write(id, value, ttlMs, indexKeys, false);
+  }
+
+  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
+    if (ttlMs <= 0) return (await this.#do(() => this.#redis.bffDelete(this.#key(id), id))) === 1;
+    return this.#write(id, value, ttlMs, indexKeys, true);
+  }
+
+  async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], onlyIfPresent: boolean): Promise<boolean> {
     const keys = [this.#key(id), ...new Set(indexKeys.map((k) => this.#indexKey(k)))];
-    await this.#do(() => this.#redis.bffSet(keys.length, ...keys, id, value.sealed, value.lastSeenAt, Math.ceil(ttlMs)));
+    const written = await this.#do(() =>
+      this.#redis.bffSet(keys.length, ...keys, id, value.sealed, value.lastSeenAt, Math.ceil(ttlMs), onlyIfPresent ? '1' : '0'),
+    );
+    return written === 1;
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {

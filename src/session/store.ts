@@ -13,6 +13,11 @@ export interface SessionStore {
   get(id: string): Promise<StoredSession | undefined>;
   /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
   set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void>;
+  /**
+   * Like set, but only while the record exists, so a token update never resurrects a session that was
+   * destroyed meanwhile (a logout on another instance). Resolves false when the record was gone.
+   */
+  update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean>;
   /** Updates only lastSeenAt and the expiry; a no-op when the record is gone. */
   touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void>;
   delete(id: string): Promise<void>;

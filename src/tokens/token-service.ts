@@ -133,7 +133,11 @@ export class TokenService {
       if (refreshed.idTokenClaims) session.data.user.acr = acrFromClaims(refreshed.idTokenClaims, session.data.user.acr);
       // A new access token invalidates the Altinn token exchanged from the old one.
       session.data.altinn = undefined;
-      await sessions.save(session);
+      if (!(await sessions.update(session))) {
+        // Logged out elsewhere while the grant ran: the new tokens are dropped, the session stays ended.
+        audit.event('token.refresh.failure', { ...base, reason: 'session ended during refresh', accessToken: fingerprint(refreshed.accessToken) });
+        throw this.#sessionExpired(tenant);
+      }
       this.#lastRefreshFailure.delete(session.id);
       audit.event('token.refresh', {
         ...base,
@@ -146,7 +150,7 @@ export class TokenService {
       });
       return session;
     } catch (err) {
-      if (err instanceof StoreUnavailableError) throw err;
+      if (err instanceof StoreUnavailableError || err instanceof GatewayError) throw err;
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
       audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(tokens.refreshToken) });
       if (failure.kind === 'unavailable') {
@@ -170,7 +174,7 @@ export class TokenService {
         const accessToken = current.data.tokens.accessToken;
         const exchanged = await exchangeForAltinnToken(this.#fetchFor(tenant), tenant.altinn!.exchangeUrl, accessToken, current.data.tokens.accessTokenExpiresAt);
         current.data.altinn = { token: exchanged.token, expiresAt: exchanged.expiresAt, accessTokenFingerprint: fingerprint(accessToken)! };
-        await sessions.save(current);
+        if (!(await sessions.update(current))) throw this.#sessionExpired(tenant);
         audit.event('token.exchange', {
           tenant: tenant.id,
           session: current.hash,
