@@ -111,6 +111,7 @@ async function startAttackerSite(t: Test, gateway: string): Promise<string> {
 
 t.test('a browser logs in, validates, submits, refreshes, resists cross-site requests and logs out without ever holding a token', browserTestOptions(), async (t) => {
   await mkdir(SCREENSHOTS, { recursive: true });
+  const context = await launchChromium(t);
   const captured = captureLogger();
   const stack: DemoStack = await startDemoStack({
     ports: { gateway: await freePort(), op: await freePort(), skatteetaten: await freePort(), altinn: await freePort() },
@@ -121,15 +122,14 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
   const { publicUrl, op, skatteetaten, altinn, gateway } = stack;
   const opOrigin = new URL(op.issuer).origin;
 
-  const context = await launchChromium(t);
   const responses = new ResponseRecorder(context);
   const views: PageView[] = [];
   const cookieValues = new Set<string>();
   const page = context.pages()[0] ?? (await context.newPage());
   await responses.watch(page);
   const shoot = (p: Page, name: string) => p.screenshot({ path: `${SCREENSHOTS}${name}.png`, fullPage: true });
-  const view = async (step: string, p: Page = page) => {
-    const v = await readPage(p, step);
+  const view = async (step: string) => {
+    const v = await readPage(page, step);
     views.push(v);
     return v;
   };
