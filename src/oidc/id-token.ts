@@ -79,7 +79,8 @@ export class ProviderKeys {
 
 function verificationFailure(err: unknown): OidcError {
   if (err instanceof joseErrors.JOSEError) {
-    if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network/i.test(err.message))) {
+    // Timeouts, network failures and a JWKS endpoint answering other than 200 are the provider being down, not a bad token.
+    if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network|200 OK/i.test(err.message))) {
       return new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
     }
     return new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
