@@ -134,8 +134,10 @@ export class TokenService {
       // A new access token invalidates the Altinn token exchanged from the old one.
       session.data.altinn = undefined;
       if (!(await sessions.update(session))) {
-        // Logged out elsewhere while the grant ran: the new tokens are dropped, the session stays ended.
+        // Logged out elsewhere while the grant ran: the new tokens are dropped, the session stays ended, and
+        // the fresh refresh token is revoked (best effort) so it does not live on at ID-porten unheld.
         audit.event('token.refresh.failure', { ...base, reason: 'session ended during refresh', accessToken: fingerprint(refreshed.accessToken) });
+        if (refreshed.refreshToken) void client.revoke(refreshed.refreshToken, 'refresh_token').catch(() => undefined);
         throw this.#sessionExpired(tenant);
       }
       this.#lastRefreshFailure.delete(session.id);
