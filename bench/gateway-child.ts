@@ -14,6 +14,12 @@ export interface MemorySample {
   arrayBuffers: number;
 }
 
+export interface SessionToken {
+  token: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
 export interface MemoryPeaks {
   idle: MemorySample;
   peak: MemorySample;
@@ -53,10 +59,11 @@ serveCalls({
     return { pid: process.pid };
   },
 
-  async accessToken(cookieValue: string) {
+  async accessToken(cookieValue: string): Promise<SessionToken> {
     const loaded = await running().ctx.sessions.load(cookieValue);
     if (loaded.state !== 'live') throw new Error(`session is ${loaded.state}`);
-    return loaded.session.data.tokens.accessToken;
+    const { accessToken, accessTokenExpiresAt } = loaded.session.data.tokens;
+    return { token: accessToken, expiresAt: accessTokenExpiresAt };
   },
 
   /**

@@ -17,7 +17,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --only LIST         comma-separated: proxy, session, storm, upload, sessions (default: all)
   --duration SEC      seconds per load run (default 10)
   --connections LIST  autocannon connections, comma-separated (default 10,50)
-  --rounds N          direct/gateway alternations per connection count (default 2)
+  --rounds N          alternations (direct/gateway, memory/Redis) per connection count (default 2)
   --storm N           concurrent requests in the refresh storm (default 1000)
   --upload-mb N       upload size in MiB (default 25)
   --sessions LIST     session counts for the memory store (default 10000,100000)
@@ -56,7 +56,7 @@ const seconds = positive(values.duration);
 const connections = list(values.connections);
 const benchmarks: Record<string, () => Promise<Section>> = {
   proxy: () => proxyOverhead({ connections, seconds, rounds: positive(values.rounds) }),
-  session: () => sessionThroughput({ connections, seconds }),
+  session: () => sessionThroughput({ connections, seconds, rounds: positive(values.rounds) }),
   storm: () => refreshStorm({ requests: positive(values.storm), accessTokenTtlSeconds: 8 }),
   upload: () => uploadMemory({ megabytes: positive(values['upload-mb']) }),
   sessions: () => sessionMemory({ counts: list(values.sessions), redisCount: 10_000 }),

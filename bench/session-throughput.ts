@@ -4,15 +4,16 @@
  */
 import { runLoad, type LoadResult, type LoadTarget } from './load.js';
 import { startPrivateRedis } from './redis.js';
-import { fixed, ms, ratio, table, type Section } from './report.js';
+import { fixed, mean, ms, ratio, table, type Section } from './report.js';
 import { startBenchStack, type BenchStack } from './stack.js';
 
 export interface SessionThroughputOptions {
   connections: number[];
   seconds: number;
+  rounds: number;
 }
 
-const WARM_UP_SECONDS = 2;
+const WARM_UP_SECONDS = 3;
 
 export async function sessionThroughput(opts: SessionThroughputOptions): Promise<Section> {
   const stacks: BenchStack[] = [];
@@ -31,24 +32,41 @@ export async function sessionThroughput(opts: SessionThroughputOptions): Promise
     const rows: (string | number)[][] = [];
     const ratios: (string | number)[][] = [];
     let failed = 0;
+    for (const { target } of targets) await runLoad(target, opts.connections[0]!, WARM_UP_SECONDS);
     for (const connections of opts.connections) {
-      for (const { target } of targets) await runLoad(target, connections, WARM_UP_SECONDS);
-      const results: LoadResult[] = [];
-      for (const { target, stack } of targets) results.push(await runLoad(target, connections, opts.seconds, stack.cpuMicros));
-      for (const r of results) {
-        rows.push([r.label, connections, fixed(r.reqPerSec), ms(r.p50Ms), ms(r.p99Ms), fixed(r.cpuMsPerRequest!.gateway, 2), r.failed]);
-        failed += r.failed;
+      const byStore = new Map<string, LoadResult[]>();
+      for (let round = 1; round <= opts.rounds; round += 1) {
+        // Alternating which store goes first keeps a drift in machine load from favouring one.
+        const order = round % 2 === 1 ? targets : [...targets].reverse();
+        for (const { target, stack } of order) {
+          const r = await runLoad(target, connections, opts.seconds, stack.cpuMicros);
+          byStore.set(r.label, [...(byStore.get(r.label) ?? []), r]);
+        }
       }
-      const [mem, red] = results;
-      if (mem && red) ratios.push([connections, ratio(red.reqPerSec / mem.reqPerSec), ratio(red.p50Ms / mem.p50Ms), ratio(red.cpuMsPerRequest!.gateway / mem.cpuMsPerRequest!.gateway)]);
+      for (const { target } of targets) {
+        for (const [i, r] of byStore.get(target.label)!.entries()) {
+          rows.push([`${r.label} (round ${i + 1})`, connections, fixed(r.reqPerSec), ms(r.p50Ms), ms(r.p99Ms), fixed(r.cpuMsPerRequest!.gateway, 2), r.failed]);
+          failed += r.failed;
+        }
+      }
+      const [mem, red] = targets.map(({ target }) => byStore.get(target.label)!);
+      if (mem && red) {
+        const each = (f: (m: LoadResult, r: LoadResult) => number): number => mean(mem.map((m, i) => f(m, red[i]!)));
+        ratios.push([
+          connections,
+          ratio(each((m, r) => r.reqPerSec / m.reqPerSec)),
+          ratio(each((m, r) => r.p50Ms / m.p50Ms)),
+          ratio(each((m, r) => r.cpuMsPerRequest!.gateway / m.cpuMsPerRequest!.gateway)),
+        ]);
+      }
     }
 
     const parts = [
-      `Each run ${opts.seconds} s after a ${WARM_UP_SECONDS} s warm-up, one session for all connections; stores alternate.`,
+      `Each run ${opts.seconds} s, after a ${WARM_UP_SECONDS} s warm-up per store; one session for all connections; the stores alternate, the first in each round switching.`,
       '',
       table(['store', 'connections', 'req/s', 'p50 ms', 'p99 ms', 'gateway CPU ms/req', 'failed'], rows),
     ];
-    if (ratios.length) parts.push('', 'Redis relative to memory, measured back to back:', '', table(['connections', 'req/s ratio', 'p50 ratio', 'gateway CPU/req ratio'], ratios));
+    if (ratios.length) parts.push('', 'Redis relative to memory, per round then averaged:', '', table(['connections', 'req/s ratio', 'p50 ratio', 'gateway CPU/req ratio'], ratios));
     else parts.push('', '_redis-server is not installed: the Redis store was skipped._');
     return {
       title: 'Session lookup (GET /auth/session)',

@@ -3,7 +3,7 @@
  * loopback ports, and the runner driving them. Each benchmark starts its own and stops it afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import type { MemoryPeaks, MemorySample } from './gateway-child.js';
+import type { MemoryPeaks, MemorySample, SessionToken } from './gateway-child.js';
 import { forkChild, type Child } from './ipc.js';
 import { loginSession } from './login.js';
 import type { LookalikeUrls } from './lookalikes-child.js';
@@ -41,8 +41,8 @@ export interface BenchStack {
   cookieName: string;
   /** Logs a test user in and returns the session cookie value. */
   login(): Promise<string>;
-  /** The ID-porten access token held in a session (to call the upstream directly, as the gateway does). */
-  accessToken(cookieValue: string): Promise<string>;
+  /** The ID-porten access token a session holds now (to call the upstream directly, as the gateway does). */
+  accessToken(cookieValue: string): Promise<SessionToken>;
   opStats(): Promise<OpStats>;
   /** CPU time (user + system, microseconds) each process has used so far. */
   cpuMicros(): Promise<CpuMicros>;
@@ -80,7 +80,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       echoUrl: urls.echoUrl,
       cookieName: COOKIE_NAME,
       login: () => loginSession(publicUrl, TEST_USERS[nextUser++ % TEST_USERS.length]!.pid, COOKIE_NAME),
-      accessToken: (cookieValue) => gateway.call<string>('accessToken', cookieValue),
+      accessToken: (cookieValue) => gateway.call<SessionToken>('accessToken', cookieValue),
       opStats: () => lookalikes.call<OpStats>('opStats'),
       cpuMicros: async () => {
         const [gatewayCpu, lookalikesCpu] = await Promise.all([gateway.call<number>('cpuMicros'), lookalikes.call<number>('cpuMicros')]);
