@@ -85,6 +85,8 @@ const ROUTES = {
 } as const;
 
 const INTERACTION_PREFIX = '/interaction/';
+/** Query parameter naming a logout form posted to /endsession and kept server side. */
+const LOGOUT_HANDLE = 'logout_request';
 const MAX_FORM_BYTES = 16 * 1024;
 
 export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Promise<IdportenLookalike> {
@@ -142,6 +144,8 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     });
   });
 
+  const pendingLogouts = new Map<string, string>();
+
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', issuer);
     if (url.pathname.startsWith(INTERACTION_PREFIX)) {
@@ -162,10 +166,20 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       // ID-porten takes the logout form as a POST. oidc-provider only accepts POST here with
       // SameSite=None cookies, which plain http cannot carry; a 303 to the GET form keeps the
       // OP's Lax session cookie flowing, since browsers send Lax cookies on top-level GETs.
+      // The form stays here under a random handle, so the ID token never lands in a URL.
       const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
-      res.writeHead(303, { location: `${ROUTES.end_session}?${form.toString()}`, 'cache-control': 'no-store' });
+      const handle = randomBytes(16).toString('base64url');
+      pendingLogouts.set(handle, form.toString());
+      setTimeout(() => pendingLogouts.delete(handle), 5 * 60_000).unref();
+      res.writeHead(303, { location: `${ROUTES.end_session}?${LOGOUT_HANDLE}=${handle}`, 'cache-control': 'no-store' });
       res.end();
       return;
+    }
+    const handle = req.method === 'GET' && url.pathname === ROUTES.end_session ? url.searchParams.get(LOGOUT_HANDLE) : null;
+    if (handle !== null) {
+      const form = pendingLogouts.get(handle);
+      pendingLogouts.delete(handle);
+      req.url = `${ROUTES.end_session}?${form ?? ''}`;
     }
     if (req.method === 'POST' && url.pathname === ROUTES.revocation) {
       onResponseBody(res, (status) => {

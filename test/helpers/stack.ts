@@ -1,11 +1,11 @@
 import { generateKeyPair, exportJWK } from 'jose';
 import type { Test } from 'tap';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../src/demo/idporten-op.js';
-import { REDACT_PATHS as REDACT } from '../../src/logging.js';
+import { createLogger } from '../../src/logging.js';
 import { freePort } from './ports.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../src/demo/skatteetaten.js';
 import { startAltinnLookalike, type AltinnLookalike } from '../../src/demo/altinn.js';
@@ -59,13 +59,10 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
       cb();
     },
   });
-  return { logger: makeLogger(sink), lines, text: () => chunks.join('') };
+  // The production logger (redaction included), at debug level so tests see everything.
+  return { logger: createLogger({ level: 'debug', destination: sink }), lines, text: () => chunks.join('') };
 }
 
-function makeLogger(sink: Writable): Logger {
-  // Same options as production (redaction included), at debug level so tests see everything.
-  return pino({ level: 'debug', redact: { paths: REDACT, censor: '[redacted]' } }, sink);
-}
 
 /** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
 export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stack> {
