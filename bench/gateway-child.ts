@@ -1,6 +1,6 @@
 /**
  * The gateway under measurement, in its own process: built with buildApp from the config the runner
- * sends, plus calls only the bench has (memory samples, a session's access token).
+ * sends, plus calls only the bench has (memory samples, CPU time, a session's access token).
  */
 import { buildApp, type Gateway } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
@@ -30,7 +30,14 @@ const SAMPLE_EVERY_MS = 5;
 const LISTEN_BACKLOG = 2048;
 
 let gateway: Gateway | undefined;
-let tracking: { idle: MemorySample; peak: MemorySample; samples: number; timer: NodeJS.Timeout } | undefined;
+interface Tracking {
+  idle: MemorySample;
+  peak: MemorySample;
+  samples: number;
+  timer?: NodeJS.Timeout;
+}
+
+let tracking: Tracking | undefined;
 
 function sample(): MemorySample {
   const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
@@ -74,12 +81,13 @@ serveCalls({
     collectGarbage();
     const idle = sample();
     const collect = opts.collectEveryMs !== undefined;
-    const state = { idle, peak: { ...idle }, samples: 0, timer: setInterval(() => {
+    const state: Tracking = { idle, peak: { ...idle }, samples: 0 };
+    state.timer = setInterval(() => {
       if (collect) globalThis.gc?.();
       const now = sample();
       state.samples += 1;
       for (const key of Object.keys(now) as (keyof MemorySample)[]) state.peak[key] = Math.max(state.peak[key], now[key]);
-    }, opts.collectEveryMs ?? SAMPLE_EVERY_MS) };
+    }, opts.collectEveryMs ?? SAMPLE_EVERY_MS);
     tracking = state;
     return idle;
   },
@@ -97,13 +105,8 @@ serveCalls({
     return user + system;
   },
 
-  async memory() {
-    collectGarbage();
-    return sample();
-  },
-
   async close() {
-    if (tracking) clearInterval(tracking.timer);
+    clearInterval(tracking?.timer);
     await gateway?.close();
   },
 });

@@ -46,7 +46,6 @@ export interface BenchStack {
   opStats(): Promise<OpStats>;
   /** CPU time (user + system, microseconds) each process has used so far. */
   cpuMicros(): Promise<CpuMicros>;
-  gatewayMemory(): Promise<MemorySample>;
   trackGatewayMemory(opts?: { collectEveryMs?: number }): Promise<MemorySample>;
   stopTrackingGatewayMemory(): Promise<MemoryPeaks>;
   close(): Promise<void>;
@@ -87,7 +86,6 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
         const own = process.cpuUsage();
         return { gateway: gatewayCpu, lookalikes: lookalikesCpu, runner: own.user + own.system };
       },
-      gatewayMemory: () => gateway.call<MemorySample>('memory'),
       trackGatewayMemory: (trackOpts) => gateway.call<MemorySample>('trackMemory', trackOpts ?? {}),
       stopTrackingGatewayMemory: () => gateway.call<MemoryPeaks>('stopTracking'),
       close: () => stopAll(children),
