@@ -36,6 +36,8 @@ export function createLogger(opts: { level?: string; destination?: pino.Destinat
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    opts.destination,
+    // Buffered, asynchronous writes to stdout: one audit line per proxied request must not block the event
+    // loop on a write(2). pino flushes the buffer synchronously when the process exits.
+    opts.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }),
   );
 }
