@@ -233,3 +233,15 @@ async function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Prom
   }
   throw new Error('condition not met in time');
 }
+
+t.test('logging in again replaces the session: the old one is destroyed and its refresh token revoked', async (t) => {
+  const stack = await startStack(t);
+  const { browser, cookie, session } = await loggedIn(stack);
+  await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
+  const second = browser.cookie('localhost', 'bff')!;
+  t.not(second.value, cookie.value, 'a new cookie value');
+  t.equal((await stack.gateway.ctx.sessions.load(cookie.value)).state, 'none', 'the old session is gone');
+  await waitFor(async () => !(await stack.op.isRefreshTokenActive(session.data.tokens.refreshToken!)));
+  t.pass('the old refresh token is revoked at the provider');
+  t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 200, 'the new session works');
+});

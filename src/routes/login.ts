@@ -18,7 +18,7 @@ import { SessionManager } from '../session/manager.js';
 import type { SessionData } from '../session/session.js';
 import { callbackUrl, tenantRoot } from '../tenant/urls.js';
 import { safeReturnTo } from './return-to.js';
-import { sendErrorPage, wantsHtml } from './auth-common.js';
+import { revokeTokens, sendErrorPage, wantsHtml } from './auth-common.js';
 
 interface LoginQuery {
   returnTo?: string;
@@ -31,14 +31,6 @@ interface CallbackQuery {
   code?: string;
   error?: string;
   iss?: string;
-}
-
-/**
- * The callback arrives cross-site, where a SameSite=Strict session cookie is not sent, so the login
- * remembers at its start which session (store key, not the cookie) it is going to replace.
- */
-interface PendingLogin extends SealedLoginTransaction {
-  replacesSession?: string;
 }
 
 const stringQuery = (names: string[]) => ({
@@ -67,7 +59,7 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     const policy = ctx.cookies(tenant);
     dropOldestTransactions(request, reply, policy.transactionPrefix, ctx, tenant);
     const current = await currentSession(ctx, request, tenant);
-    const pending: PendingLogin = { tenant: tenant.id, ...transaction, returnTo, createdAt: ctx.now(), ...(current ? { replacesSession: current.id } : {}) };
+    const pending: SealedLoginTransaction = { tenant: tenant.id, ...transaction, returnTo, createdAt: ctx.now(), ...(current ? { replacesSession: current.id } : {}) };
     const sealed = sealTransaction(ctx.keys, pending);
     reply.setCookie(policy.transactionPrefix + transactionCookieSuffix(transaction.state), sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
     ctx.audit.event('login.start', { tenant: tenant.id, acr, locale, state: fingerprint(transaction.state), par: !url.searchParams.has('state') });
@@ -80,7 +72,7 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     const policy = ctx.cookies(tenant);
     const cookieName = state ? policy.transactionPrefix + transactionCookieSuffix(state) : undefined;
     const sealed = cookieName ? request.cookies[cookieName] : undefined;
-    const tx: PendingLogin | undefined = state ? openTransaction(ctx.keys, sealed, tenant.id, state, ctx.now()) : undefined;
+    const tx = state ? openTransaction(ctx.keys, sealed, tenant.id, state, ctx.now()) : undefined;
     // One attempt per transaction: the cookie goes whatever happens next, so a replayed callback URL finds nothing.
     if (cookieName && sealed !== undefined) reply.clearCookie(cookieName, clearedCookieAttributes(policy, 'lax'));
     const fail = (status: number, reason: string, message: string) => {
@@ -114,7 +106,12 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
 
     // No fixation: whatever session this browser had is destroyed and the new one gets a new id.
     const replaced = [...new Set([(await currentSession(ctx, request, tenant))?.id, tx.replacesSession])].filter((id): id is string => typeof id === 'string');
-    for (const id of replaced) await ctx.sessions.destroy(id);
+    for (const id of replaced) {
+      const old = await ctx.sessions.loadById(id);
+      await ctx.sessions.destroy(id);
+      // Its tokens are nobody's now: revoke them at ID-porten without holding up the login.
+      if (old.state !== 'none') void revokeTokens(ctx, request.log, tenant, old.session);
+    }
 
     const claims = tokens.idTokenClaims;
     const now = ctx.now();

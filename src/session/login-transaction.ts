@@ -11,6 +11,11 @@ export interface SealedLoginTransaction {
   acr: AcrLevel;
   returnTo: string;
   createdAt: number;
+  /**
+   * The session (store key, never the cookie) this login replaces. The callback arrives cross-site, where a
+   * SameSite=Strict session cookie is not sent, so the login remembers it at its start.
+   */
+  replacesSession?: string;
 }
 
 /** ≤ 10 minutes, as the contract allows; ID-porten's login page needs a few. */
