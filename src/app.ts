@@ -10,6 +10,7 @@ import { createContext, requireSession, type GatewayContext } from './http/conte
 import { createLogger } from './logging.js';
 import { IdportenClient } from './oidc/idporten-client.js';
 import { registerProxyRoutes } from './proxy/register.js';
+import { trustedPeer } from './proxy/trusted-peer.js';
 import { healthRoutes } from './routes/health.js';
 import { loginRoutes } from './routes/login.js';
 import { logoutRoutes } from './routes/logout.js';
@@ -56,6 +57,7 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
   const tokens = new TokenService({ sessions, clients, audit, refreshLeewayMs: config.session.refreshLeewayMs, now });
   const ctx = createContext({ config, clients, sessions, tokens, keys, audit, now });
 
+  const isTrustedPeer = trustedPeer(config.server.trustProxy);
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Fastify's request log would write URLs, and /auth/callback's URL carries the authorization code.
@@ -64,6 +66,16 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     genReqId: () => randomUUID(),
     requestIdHeader: false,
     return503OnClosing: true,
+    rewriteUrl: (req) => {
+      // Behind a trusted proxy that rewrites Host, the browser's host arrives as X-Forwarded-Host. Routing
+      // (tenants are told apart by host) must see that one, so it becomes the Host before any route matches.
+      const forwarded = req.headers['x-forwarded-host'];
+      if (forwarded !== undefined && isTrustedPeer(req.socket.remoteAddress)) {
+        const nearest = (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',').at(-1)?.trim();
+        if (nearest) req.headers.host = nearest;
+      }
+      return req.url ?? '/';
+    },
     bodyLimit: 64 * 1024,
   }) as unknown as FastifyInstance;
   if (deps.onRoute) app.addHook('onRoute', deps.onRoute);

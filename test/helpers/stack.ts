@@ -20,6 +20,7 @@ export interface StackOptions {
   op?: Partial<IdportenLookalikeOptions>;
   /** Extra raw config merged into the gateway's session / tenant idporten sections. */
   session?: Record<string, unknown>;
+  server?: Record<string, unknown>;
   idporten?: Record<string, unknown>;
   tenant?: Record<string, unknown>;
   routes?: Record<string, unknown>[];
@@ -112,7 +113,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
     );
   }
   const raw = {
-    server: { host: '127.0.0.1', port, logLevel: 'debug' },
+    server: { host: '127.0.0.1', port, logLevel: 'debug', ...opts.server },
     session: { store: { type: 'memory', maxSessions: 1000 }, keys: [{ id: 'k1', secret: SESSION_KEY }], ...opts.session },
     tenants: [
       {
