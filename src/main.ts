@@ -20,7 +20,9 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.server.logLevel });
   const gateway = await buildApp(config, { logger });
   const metricsServer = config.server.metricsPort !== undefined ? await startMetricsServer(gateway.metrics, config.server.host, config.server.metricsPort) : undefined;
-  await gateway.app.listen({ host: config.server.host, port: config.server.port });
+  // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)
+  // otherwise overflows it and clients wait for TCP retransmits.
+  await gateway.app.listen({ host: config.server.host, port: config.server.port, backlog: 2048 });
   await gateway.warmUp();
 
   let stopping = false;
