@@ -50,7 +50,3 @@ export function isAcrLevel(value: unknown): value is AcrLevel {
 export function acrSatisfies(actual: unknown, required: AcrLevel): actual is AcrLevel {
   return isAcrLevel(actual) && ACR_RANK[actual] >= ACR_RANK[required];
 }
-
-export function sessionEndsAt(data: SessionData, absoluteLifetimeMs: number): number {
-  return data.createdAt + absoluteLifetimeMs;
-}

@@ -12,8 +12,4 @@ export class SingleFlight<T> {
     this.#running.set(key, p);
     return p;
   }
-
-  get size(): number {
-    return this.#running.size;
-  }
 }
