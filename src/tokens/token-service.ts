@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import type { TenantConfig } from '../config/types.js';
@@ -37,7 +38,8 @@ export class TokenService {
   readonly #now: () => number;
   readonly #refreshes = new SingleFlight<SessionContext>();
   readonly #exchanges = new SingleFlight<SessionContext>();
-  readonly #lastRefreshFailure = new Map<string, number>();
+  /** When ID-porten last failed to refresh a session; entries are only useful for the cooldown, then they go. */
+  readonly #lastRefreshFailure = new LRUCache<string, number>({ max: 100_000, ttl: REFRESH_RETRY_COOLDOWN_MS });
   readonly #altinnFetch = new Map<string, FetchLike>();
 
   constructor(opts: TokenServiceOptions) {
