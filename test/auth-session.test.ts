@@ -48,17 +48,46 @@ t.test('session and login-transaction cookies carry the contract attributes on p
 });
 
 t.test('on an https publicUrl cookies are __Host- prefixed and Secure', async (t) => {
-  const stack = await startStack(t);
-  // A second tenant on https, served by the same process: inject with its Host header.
-  const res = await stack.gateway.app.inject({ method: 'POST', url: '/auth/logout', headers: { host: new URL(stack.publicUrl).host, 'x-csrf': '1', accept: 'application/json' } });
-  t.match(res.headers['set-cookie'], /^bff=;/, 'http tenant clears plain bff');
-  const { cookiePolicy, sessionCookieAttributes, transactionCookieAttributes } = await import('../src/session/cookies.js');
-  const policy = cookiePolicy('https://mva.example.no', 'bff', 'lax');
-  t.equal(policy.sessionName, '__Host-bff');
-  t.match(policy.transactionPrefix, /^__Host-bff-login-/);
-  t.same(sessionCookieAttributes(policy), { httpOnly: true, secure: true, sameSite: 'lax', path: '/' });
-  t.equal(transactionCookieAttributes(policy, 600).sameSite, 'lax');
-  t.equal(transactionCookieAttributes(policy, 600).secure, true);
+  // TLS ends at a load balancer in front; the gateway itself is reached over http here.
+  const stack = await startStack(t, { httpsPublicUrl: true });
+  const host = new URL(stack.publicUrl).host;
+  const login = await stack.gateway.app.inject({ method: 'GET', url: '/auth/login', headers: { host } });
+  t.equal(login.statusCode, 302);
+  const tx = String(login.headers['set-cookie']);
+  t.match(tx, /^__Host-bff-login-[A-Za-z0-9_-]{16}=/, 'transaction cookie has the __Host- prefix');
+  t.match(tx, /; Max-Age=600/);
+  t.match(tx, /; Path=\//);
+  t.match(tx, /; HttpOnly/);
+  t.match(tx, /; Secure/);
+  t.match(tx, /; SameSite=Lax/);
+  t.notMatch(tx, /Domain=/i);
+  const location = new URL(login.headers.location as string);
+  t.equal(location.origin, stack.op.issuer);
+
+  // Log in at the provider; its redirect back to the https callback cannot be followed here (no TLS in front),
+  // so the callback is delivered to the gateway directly, with the transaction cookie the browser would send.
+  const browser = new Browser();
+  await loginAtLookalike(browser, location.toString(), { pid: user.pid }).catch(() => undefined);
+  const back = browser.history.map((r) => r.headers.get('location')).find((l) => l?.startsWith(`${stack.publicUrl}/auth/callback`));
+  t.ok(back, 'the provider redirected to the https callback');
+  const callbackUrl = new URL(back!);
+  const callback = await stack.gateway.app.inject({ method: 'GET', url: `${callbackUrl.pathname}${callbackUrl.search}`, headers: { host, cookie: tx.split(';')[0]! } });
+  t.equal(callback.statusCode, 302, 'the login completes');
+  const session = ([] as string[]).concat(callback.headers['set-cookie'] ?? []).find((c) => c.startsWith('__Host-bff='));
+  t.ok(session, 'a __Host-bff session cookie is set');
+  t.match(session!, /^__Host-bff=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Strict$/, 'exactly: opaque value, Path=/, HttpOnly, Secure, SameSite=Strict, no Domain, no Max-Age');
+
+  const logout = await stack.gateway.app.inject({ method: 'POST', url: '/auth/logout', headers: { host, 'x-csrf': '1', accept: 'application/json' } });
+  const cleared = String(logout.headers['set-cookie']);
+  t.match(cleared, /^__Host-bff=;/, 'the session cookie is __Host-bff');
+  t.match(cleared, /; Path=\//);
+  t.match(cleared, /; HttpOnly/);
+  t.match(cleared, /; Secure/);
+  t.match(cleared, /; SameSite=Strict/);
+
+  const { cookiePolicy, sessionCookieAttributes } = await import('../src/session/cookies.js');
+  const policy = cookiePolicy(stack.publicUrl, 'bff', 'strict');
+  t.same(sessionCookieAttributes(policy), { httpOnly: true, secure: true, sameSite: 'strict', path: '/' }, 'the session cookie is set with the same attributes');
 });
 
 t.test('GET /auth/session is a 401 problem with loginUrl when there is no live session, whatever the cookie', async (t) => {

@@ -21,6 +21,8 @@ export interface StackOptions {
   /** Extra raw config merged into the gateway's session / tenant idporten sections. */
   session?: Record<string, unknown>;
   server?: Record<string, unknown>;
+  /** Give the tenant an https publicUrl, as behind a TLS-terminating load balancer (the gateway itself still speaks http). */
+  httpsPublicUrl?: boolean;
   idporten?: Record<string, unknown>;
   tenant?: Record<string, unknown>;
   routes?: Record<string, unknown>[];
@@ -70,7 +72,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
   const authMethod = opts.authMethod ?? 'client_secret_post';
   const clientId = opts.clientId ?? `bff-${authMethod}`;
   const port = await freePort();
-  const publicUrl = `http://localhost:${port}`;
+  const publicUrl = `${opts.httpsPublicUrl ? 'https' : 'http'}://localhost:${port}`;
   let clientAuth: Record<string, unknown>;
   const client: Record<string, unknown> = {
     client_id: clientId,
