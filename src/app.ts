@@ -6,7 +6,7 @@ import { createAuditLog } from './audit/audit-log.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import type { GatewayConfig, RouteConfig, TenantConfig } from './config/types.js';
 import { GatewayError, sendGatewayError, sendProblem } from './errors.js';
-import { createContext, requireSession, type GatewayContext } from './http/context.js';
+import { createContext, loadedSession, requireSession, type GatewayContext } from './http/context.js';
 import { createLogger } from './logging.js';
 import { IdportenClient } from './oidc/idporten-client.js';
 import { registerProxyRoutes } from './proxy/register.js';
@@ -18,7 +18,6 @@ import { sessionRoutes } from './routes/session.js';
 import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
-import type { SessionContext } from './session/session.js';
 import { StoreUnavailableError, type SessionLock, type SessionStore } from './session/store.js';
 import { TokenService } from './tokens/token-service.js';
 
@@ -126,18 +125,16 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     return reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  const proxiedSessions = new WeakMap<object, SessionContext>();
   await registerProxyRoutes(app, {
     tenants: config.tenants,
     trustProxy: config.server.trustProxy,
     audit,
     auditContext: (request) => {
-      const session = proxiedSessions.get(request);
+      const session = loadedSession(request);
       return session ? { session: session.hash, sub: session.data.user.sub } : {};
     },
     bearerFor: async (request, tenant: TenantConfig, route: RouteConfig) => {
       const session = await requireSession(ctx, request, tenant, request.url);
-      proxiedSessions.set(request, session);
       const { token } = route.token === 'altinn' ? await ctx.tokens.altinnToken(session, tenant) : await ctx.tokens.idportenAccessToken(session, tenant);
       return token;
     },

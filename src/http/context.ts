@@ -82,9 +82,9 @@ export async function requireSession(ctx: GatewayContext, request: FastifyReques
   throw new GatewayError('login_required', 'No live session; log in first.', { loginUrl: loginUrl(tenant, returnTo) });
 }
 
-/** Lets later code of the same request see a session replaced by a refresh or login. */
-export function rememberSession(request: FastifyRequest, session: SessionContext | undefined): void {
-  loaded.set(request, session ?? null);
+/** The session currentSession found for this request, if it has run (for audit lines written later). */
+export function loadedSession(request: FastifyRequest): SessionContext | undefined {
+  return loaded.get(request) ?? undefined;
 }
 
 export function setSessionCookie(ctx: GatewayContext, reply: FastifyReply, tenant: TenantConfig, value: string): void {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { rememberSession, requireSession, requireTenant, type GatewayContext } from '../http/context.js';
+import { requireSession, requireTenant, type GatewayContext } from '../http/context.js';
 import { enforceCsrf, sessionView } from './auth-common.js';
 
 /** GET /auth/session and POST /auth/session/refresh. */
@@ -15,7 +15,6 @@ export async function sessionRoutes(app: FastifyInstance, { ctx }: { ctx: Gatewa
     enforceCsrf(ctx, request, tenant);
     const session = await requireSession(ctx, request, tenant);
     const refreshed = await ctx.tokens.refreshNow(session, tenant);
-    rememberSession(request, refreshed);
     return reply.header('cache-control', 'no-store').send(sessionView(ctx, refreshed));
   });
 }
