@@ -105,12 +105,14 @@ export async function loginRoutes(app: FastifyInstance, { ctx }: { ctx: GatewayC
     }
 
     // No fixation: whatever session this browser had is destroyed and the new one gets a new id.
-    const replaced = [...new Set([(await currentSession(ctx, request, tenant))?.id, tx.replacesSession])].filter((id): id is string => typeof id === 'string');
+    const cookieSession = SessionManager.idForCookie(request.cookies[policy.sessionName]);
+    const replaced = [...new Set([cookieSession, tx.replacesSession])].filter((id): id is string => id !== undefined);
     for (const id of replaced) {
       const old = await ctx.sessions.loadById(id);
+      if (old.state === 'none' || old.session.data.tenant !== tenant.id) continue;
       await ctx.sessions.destroy(id);
       // Its tokens are nobody's now: revoke them at ID-porten without holding up the login.
-      if (old.state !== 'none') void revokeTokens(ctx, request.log, tenant, old.session);
+      void revokeTokens(ctx, request.log, tenant, old.session);
     }
 
     const claims = tokens.idTokenClaims;

@@ -57,8 +57,13 @@ export class SessionManager {
   }
 
   async load(cookieValue: unknown): Promise<LoadResult> {
-    if (!isWellFormedSessionValue(cookieValue)) return { state: 'none' };
-    return this.loadById(SessionManager.storeKey(cookieValue));
+    const id = SessionManager.idForCookie(cookieValue);
+    return id === undefined ? { state: 'none' } : this.loadById(id);
+  }
+
+  /** The store key a cookie value would have; undefined for anything that is not a well-formed value. */
+  static idForCookie(cookieValue: unknown): string | undefined {
+    return isWellFormedSessionValue(cookieValue) ? SessionManager.storeKey(cookieValue) : undefined;
   }
 
   async loadById(id: string): Promise<LoadResult> {
