@@ -7,7 +7,7 @@ import type { MemoryPeaks, MemorySample, SessionToken } from './gateway-child.js
 import { forkChild, type Child } from './ipc.js';
 import { loginSession } from './login.js';
 import type { LookalikeUrls } from './lookalikes-child.js';
-import { freePort } from './ports.js';
+import { freePort } from '../src/demo/free-port.js';
 import { TEST_USERS } from '../src/demo/test-users.js';
 
 export type BenchStore = { type: 'memory'; maxSessions?: number } | { type: 'redis'; url: string; keyPrefix?: string };

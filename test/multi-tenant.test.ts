@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, captureLogger, SESSION_KEY } from './helpers/stack.js';
-import { freePort } from './helpers/ports.js';
+import { freePort } from '../src/demo/free-port.js';
 import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { startIdportenLookalike } from '../src/demo/idporten-op.js';

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import { createBearerVerifier, wwwAuthenticate, type BearerResult } from './bearer.js';
+import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
 import { BodyTooLargeError, digestBody, sendJson, serve } from './http-server.js';
 import { findTestUser } from './test-users.js';
 
@@ -372,13 +372,7 @@ function filename(disposition: string | undefined): { filename?: string } {
 }
 
 function refuse(req: IncomingMessage, res: ServerResponse, result: Extract<BearerResult, { ok: false }>): void {
-  req.resume();
-  sendJson(
-    res,
-    result.status,
-    { error: result.error === 'missing_token' ? 'unauthorized' : result.error, error_description: result.description },
-    { 'www-authenticate': wwwAuthenticate(result, REALM) },
-  );
+  refuseBearer(req, res, result, REALM);
 }
 
 function notFound(req: IncomingMessage, res: ServerResponse): void {

@@ -2,6 +2,7 @@
  * Bearer-token checks shared by the upstream look-alikes (RFC 6750): the JWT signature via
  * the issuer's JWKS, expiry, issuer, optionally audience, and the scope the endpoint needs.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -10,6 +11,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import { sendJson } from './http-server.js';
 
 export interface BearerVerifierOptions {
   issuer: string;
@@ -68,6 +70,17 @@ export function wwwAuthenticate(result: Extract<BearerResult, { ok: false }>, re
   }
   if (result.error === 'insufficient_scope' && scope) parts.push(`scope="${scope}"`);
   return `Bearer ${parts.join(', ')}`;
+}
+
+/** Answers a failed check: drains the request body, RFC 6750 error JSON and challenge. */
+export function refuseBearer(req: IncomingMessage, res: ServerResponse, result: Extract<BearerResult, { ok: false }>, realm: string, scope?: string): void {
+  req.resume();
+  sendJson(
+    res,
+    result.status,
+    { error: result.error === 'missing_token' ? 'unauthorized' : result.error, error_description: result.description },
+    { 'www-authenticate': wwwAuthenticate(result, realm, scope) },
+  );
 }
 
 function resolveKeys(opts: BearerVerifierOptions): JWTVerifyGetKey {

@@ -1,14 +1,5 @@
+import { escapeHtml } from '../http/html.js';
 import { TEST_USERS } from './test-users.js';
-
-/** Escapes text for HTML element content and double-quoted attribute values. */
-export function escapeHtml(value: unknown): string {
-  return String(value)
-    .replaceAll('&', '&amp;')
-    .replaceAll('<', '&lt;')
-    .replaceAll('>', '&gt;')
-    .replaceAll('"', '&quot;')
-    .replaceAll("'", '&#39;');
-}
 
 const STYLE = 'body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem}'
   + 'label{display:block;margin:.75rem 0 .25rem}select,input,button{font-size:1rem}'
@@ -84,7 +75,7 @@ export function renderLoggedOutPage(): string {
 
 export function renderErrorPage(fields: Record<string, unknown>): string {
   const rows = Object.entries(fields)
-    .map(([key, value]) => `<p><strong>${escapeHtml(key)}</strong>: ${escapeHtml(value)}</p>`)
+    .map(([key, value]) => `<p><strong>${escapeHtml(key)}</strong>: ${escapeHtml(String(value))}</p>`)
     .join('\n');
   return page('Error', `<h1>Something went wrong</h1>\n${rows}`);
 }

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { fingerprint } from '../audit/fingerprint.js';
-import { createBearerVerifier, wwwAuthenticate, type BearerResult } from './bearer.js';
+import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
 import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
 import { renderValideringsresultat, validateMvaMelding } from './mva-validation.js';
 
@@ -122,13 +122,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
 }
 
 function refuse(req: IncomingMessage, res: ServerResponse, result: Extract<BearerResult, { ok: false }>): void {
-  req.resume();
-  sendJson(
-    res,
-    result.status,
-    { error: result.error === 'missing_token' ? 'unauthorized' : result.error, error_description: result.description },
-    { 'www-authenticate': wwwAuthenticate(result, REALM, VALIDATION_SCOPE) },
-  );
+  refuseBearer(req, res, result, REALM, VALIDATION_SCOPE);
 }
 
 function bearerValue(req: IncomingMessage): string | undefined {

@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;', '`': '&#96;' };
+
+/** Escapes text for HTML element content and quoted attribute values. */
 export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
+  return value.replace(/[&<>"'`]/g, (c) => HTML_ESCAPES[c]!);
 }
 
 /** The small page a browser sees when a login cannot finish. Shows a correlation id, reflects nothing else. */

@@ -14,7 +14,7 @@ import { ACR_HIGH } from '../../src/demo/idporten-op.js';
 import { startDemoStack, type DemoStack } from '../../src/demo/stack.js';
 import { TEST_USERS } from '../../src/demo/test-users.js';
 import { browserTestOptions, launchChromium, ResponseRecorder, type SeenResponse } from '../helpers/chromium.js';
-import { freePort } from '../helpers/ports.js';
+import { freePort } from '../../src/demo/free-port.js';
 import { captureLogger } from '../helpers/stack.js';
 
 const SCREENSHOTS = fileURLToPath(new URL('../../test-output/browser/', import.meta.url));

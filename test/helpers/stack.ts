@@ -6,7 +6,7 @@ import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../src/demo/idporten-op.js';
 import { createLogger } from '../../src/logging.js';
-import { freePort } from './ports.js';
+import { freePort } from '../../src/demo/free-port.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../src/demo/skatteetaten.js';
 import { startAltinnLookalike, type AltinnLookalike } from '../../src/demo/altinn.js';
 

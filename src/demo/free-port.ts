@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 
-/** A port free right now on 127.0.0.1 (for servers whose URL must be known before they start). */
+/** A port free right now on 127.0.0.1, for servers whose URL must be known before they start (tests, benchmarks). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
