@@ -46,8 +46,7 @@ export function parseBaseUrl(text: string): string {
  * section 3). Kept exactly as written, since it is compared as a string with the `iss` the provider returns.
  */
 export function parseIssuer(text: string): string {
-  const url = parseWebUrl(text);
-  if (url.search !== '' || text.includes('?')) throw new Error('must not contain a query string (?...)');
+  parseBaseUrl(text);
   return text;
 }
 
