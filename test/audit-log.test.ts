@@ -62,4 +62,7 @@ t.test('a full login → refresh → exchange → logout leaves an audit trail w
   const proxy = stack.audit('proxy');
   t.ok(proxy.every((p) => typeof p.route === 'string' && typeof p.status === 'number' && typeof p.method === 'string'), 'proxy events carry route, method, status');
   t.ok(proxy.some((p) => typeof p.durationMs === 'number'), 'and a duration');
+  const authenticated = proxy.filter((p) => p.status === 200);
+  t.ok(authenticated.length >= 2, 'the authenticated proxy calls were audited');
+  t.ok(authenticated.every((p) => p.session === success.session && p.sub === success.sub), 'each names the session hash and sub');
 });
