@@ -17,7 +17,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# --- runtime: compiled code, production dependencies, no compiler, no demo --------------------
+# --- runtime: compiled code and production dependencies (the demo lives outside src/) ---------
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     BFF_CONFIG=/config/gateway.yaml
@@ -27,9 +27,6 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The config loader reads the schema at run time from dist/config/../../config/schema.json.
 COPY config/schema.json ./config/schema.json
-# The demo stack needs dev dependencies (oidc-provider) and has no place in production.
-RUN rm -rf dist/demo
-
 USER node
 EXPOSE 3000
 # slim images carry no curl; Node's own fetch checks liveness.

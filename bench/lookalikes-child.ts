@@ -2,8 +2,8 @@
  * The ID-porten and Skatteetaten look-alikes in their own process, so that neither the load generator
  * nor the gateway shares their event loop.
  */
-import { startIdportenLookalike, type IdportenLookalike } from '../src/demo/idporten-op.js';
-import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../src/demo/skatteetaten.js';
+import { startIdportenLookalike, type IdportenLookalike } from '../demo/idporten-op.js';
+import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../demo/skatteetaten.js';
 import { serveCalls } from './ipc.js';
 
 export interface LookalikeStart {

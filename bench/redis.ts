@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../src/demo/free-port.js';
+import { freePort } from '../demo/free-port.js';
 
 export interface PrivateRedis {
   url: string;

@@ -7,8 +7,8 @@ import type { MemoryPeaks, MemorySample, SessionToken } from './gateway-child.js
 import { forkChild, type Child } from './ipc.js';
 import { loginSession } from './login.js';
 import type { LookalikeUrls } from './lookalikes-child.js';
-import { freePort } from '../src/demo/free-port.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { freePort } from '../demo/free-port.js';
+import { TEST_USERS } from '../demo/test-users.js';
 
 export type BenchStore = { type: 'memory'; maxSessions?: number } | { type: 'redis'; url: string; keyPrefix?: string };
 

@@ -2,8 +2,8 @@ import t from 'tap';
 import { decodeJwt } from 'jose';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
-import { VALID_MVA_MELDING, INVALID_MVA_MELDING } from '../src/demo/samples.js';
+import { TEST_USERS } from '../demo/test-users.js';
+import { VALID_MVA_MELDING, INVALID_MVA_MELDING } from '../demo/samples.js';
 
 const user = TEST_USERS[2]!;
 const api = { 'x-csrf': '1' };

@@ -1,8 +1,8 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, startStack } from './helpers/stack.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
-import { VALID_MVA_MELDING } from '../src/demo/samples.js';
+import { TEST_USERS } from '../demo/test-users.js';
+import { VALID_MVA_MELDING } from '../demo/samples.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 
 const user = TEST_USERS[0]!;

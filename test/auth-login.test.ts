@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type AuthMethod } from './helpers/stack.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { TEST_USERS } from '../demo/test-users.js';
 
 const user = TEST_USERS[0]!;
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { TEST_USERS } from '../demo/test-users.js';
 import { SessionManager } from '../src/session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
 

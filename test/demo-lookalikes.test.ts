@@ -14,11 +14,11 @@ import {
 } from 'jose';
 import * as oidc from 'openid-client';
 import t, { type Test } from 'tap';
-import { ACR_HIGH, ACR_SUBSTANTIAL, startIdportenLookalike, type ClientMetadata, type IdportenLookalike } from '../src/demo/idporten-op.js';
-import { startAltinnLookalike } from '../src/demo/altinn.js';
-import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from '../src/demo/samples.js';
-import { startSkatteetatenLookalike, VALIDATION_SCOPE } from '../src/demo/skatteetaten.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { ACR_HIGH, ACR_SUBSTANTIAL, startIdportenLookalike, type ClientMetadata, type IdportenLookalike } from '../demo/idporten-op.js';
+import { startAltinnLookalike } from '../demo/altinn.js';
+import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from '../demo/samples.js';
+import { startSkatteetatenLookalike, VALIDATION_SCOPE } from '../demo/skatteetaten.js';
+import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 
 const SECRET = 'a-client-secret-that-is-long-enough-0123456789';

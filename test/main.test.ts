@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { freePort } from '../src/demo/free-port.js';
+import { freePort } from '../demo/free-port.js';
 
 const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const FIXTURES = new URL('./fixtures/config/', import.meta.url).pathname;

@@ -1,12 +1,12 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, captureLogger, SESSION_KEY } from './helpers/stack.js';
-import { freePort } from '../src/demo/free-port.js';
+import { freePort } from '../demo/free-port.js';
 import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
-import { startIdportenLookalike } from '../src/demo/idporten-op.js';
-import { startSkatteetatenLookalike } from '../src/demo/skatteetaten.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { startIdportenLookalike } from '../demo/idporten-op.js';
+import { startSkatteetatenLookalike } from '../demo/skatteetaten.js';
+import { TEST_USERS } from '../demo/test-users.js';
 
 // One gateway, two customers: each tenant has its own ID-porten client, host and upstream. The browser reaches
 // tenant "acme" as localhost:<port> and tenant "beta" as 127.0.0.1:<port> (cookies are scoped by host).

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { buildApp, type AppDeps } from '../src/app.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { TEST_USERS } from '../demo/test-users.js';
 import { createRedisStore } from '../src/session/redis-store.js';
 import type { SessionStore, StoredSession } from '../src/session/store.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { safeReturnTo } from '../src/routes/return-to.js';
-import { TEST_USERS } from '../src/demo/test-users.js';
+import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack } from './helpers/stack.js';
 

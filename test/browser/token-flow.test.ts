@@ -10,11 +10,11 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Cookie, Page } from 'playwright-core';
 import t, { type Test } from 'tap';
-import { ACR_HIGH } from '../../src/demo/idporten-op.js';
-import { startDemoStack, type DemoStack } from '../../src/demo/stack.js';
-import { TEST_USERS } from '../../src/demo/test-users.js';
+import { ACR_HIGH } from '../../demo/idporten-op.js';
+import { startDemoStack, type DemoStack } from '../../demo/stack.js';
+import { TEST_USERS } from '../../demo/test-users.js';
 import { browserTestOptions, launchChromium, ResponseRecorder, type SeenResponse } from '../helpers/chromium.js';
-import { freePort } from '../../src/demo/free-port.js';
+import { freePort } from '../../demo/free-port.js';
 import { captureLogger } from '../helpers/stack.js';
 
 const SCREENSHOTS = fileURLToPath(new URL('../../test-output/browser/', import.meta.url));

@@ -12,7 +12,7 @@ import type { Test } from 'tap';
 import { buildApp, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import type { Browser } from './browser.js';
-import { freePort } from '../../src/demo/free-port.js';
+import { freePort } from '../../demo/free-port.js';
 import { captureLogger, CLIENT_SECRET, SESSION_KEY } from './stack.js';
 
 export interface OpSigningKey {

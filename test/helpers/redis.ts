@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Test } from 'tap';
-import { freePort } from '../../src/demo/free-port.js';
+import { freePort } from '../../demo/free-port.js';
 
 export interface RedisServer {
   readonly port: number;

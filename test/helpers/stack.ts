@@ -4,11 +4,11 @@ import type { Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
-import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../src/demo/idporten-op.js';
+import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../demo/idporten-op.js';
 import { createLogger } from '../../src/logging.js';
-import { freePort } from '../../src/demo/free-port.js';
-import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../src/demo/skatteetaten.js';
-import { startAltinnLookalike, type AltinnLookalike } from '../../src/demo/altinn.js';
+import { freePort } from '../../demo/free-port.js';
+import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../../demo/skatteetaten.js';
+import { startAltinnLookalike, type AltinnLookalike } from '../../demo/altinn.js';
 
 export type AuthMethod = 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
 

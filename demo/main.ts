@@ -1,4 +1,4 @@
-import { createLogger } from '../logging.js';
+import { createLogger } from '../src/logging.js';
 import { TEST_USERS } from './test-users.js';
 import { DEFAULT_DEMO_PORTS, startDemoStack, type DemoPorts } from './stack.js';
 

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { buildApp, type Gateway } from '../app.js';
-import { normaliseConfig } from '../config/normalise.js';
-import { parseConfigFile } from '../config/parse-file.js';
+import { buildApp, type Gateway } from '../src/app.js';
+import { normaliseConfig } from '../src/config/normalise.js';
+import { parseConfigFile } from '../src/config/parse-file.js';
 import { startAltinnLookalike, type AltinnLookalike } from './altinn.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from './idporten-op.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from './skatteetaten.js';
 import { registerDemoSpa } from './spa.js';
 
-export const DEMO_CONFIG_FILE = fileURLToPath(new URL('../../config/demo.yaml', import.meta.url));
+export const DEMO_CONFIG_FILE = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 
 export interface DemoPorts {
   gateway: number;

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from './samples.js';
 
-const SPA_DIR = new URL('../../src/demo/spa/', import.meta.url);
+const SPA_DIR = new URL('./spa/', import.meta.url);
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /**

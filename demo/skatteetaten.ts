@@ -5,7 +5,7 @@
  * arrived (headers, query, a digest of the streamed body) so proxy tests can inspect it.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { fingerprint } from '../audit/fingerprint.js';
+import { fingerprint } from '../src/audit/fingerprint.js';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
 import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
 import { renderValideringsresultat, validateMvaMelding } from './mva-validation.js';
