@@ -67,7 +67,7 @@ serveCalls({
   },
 
   async accessToken(cookieValue: string): Promise<SessionToken> {
-    const loaded = await running().ctx.sessions.load(cookieValue);
+    const loaded = await running().core.lifecycle.sessions.load(cookieValue);
     if (loaded.state !== 'live') throw new Error(`session is ${loaded.state}`);
     const { accessToken, accessTokenExpiresAt } = loaded.session.data.tokens;
     return { token: accessToken, expiresAt: accessTokenExpiresAt };

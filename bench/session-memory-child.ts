@@ -11,7 +11,7 @@ import { KeyRing } from '../src/session/key-ring.js';
 import { SessionManager } from '../src/session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
 import { createRedisStore } from '../src/session/redis-store.js';
-import type { SessionData } from '../src/session/session.js';
+import type { SessionData } from '../src/tokens/session-data.js';
 import { serveCalls } from './ipc.js';
 
 export interface SessionCost {

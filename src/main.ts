@@ -3,7 +3,7 @@ import { loadConfigFromProcess } from './config/cli.js';
 import { ConfigError } from './config/errors.js';
 import type { GatewayConfig } from './config/types.js';
 import { createLogger } from './logging.js';
-import { startMetricsServer } from './routes/metrics-server.js';
+import { startMetricsServer } from './http/metrics-server.js';
 
 /** Process entry: config → app → listen; SIGTERM stops accepting, lets in-flight requests finish (bounded), exits 0. */
 async function main(): Promise<void> {
@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: config.server.logLevel });
   const gateway = await buildApp(config, { logger });
-  const metricsServer = config.server.metricsPort !== undefined ? await startMetricsServer(gateway.metrics, config.server.host, config.server.metricsPort) : undefined;
+  const metricsServer = config.server.metricsPort !== undefined ? await startMetricsServer(gateway.core.metrics, config.server.host, config.server.metricsPort) : undefined;
   // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)
   // otherwise overflows it and clients wait for TCP retransmits.
   await gateway.app.listen({ host: config.server.host, port: config.server.port, backlog: 2048 });

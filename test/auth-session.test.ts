@@ -13,7 +13,7 @@ async function loggedIn(stack: Stack, opts: { acr?: string } = {}) {
   await loginAtLookalike(browser, `${stack.publicUrl}/auth/login${qs}`, { pid: user.pid, ...(opts.acr ? { acr: opts.acr } : {}) });
   const cookie = browser.cookie('localhost', 'bff');
   if (!cookie) throw new Error('no session cookie after login');
-  const loaded = await stack.gateway.ctx.sessions.load(cookie.value);
+  const loaded = await stack.gateway.core.lifecycle.sessions.load(cookie.value);
   if (loaded.state !== 'live') throw new Error('session not live');
   return { browser, cookie, session: loaded.session };
 }
@@ -269,7 +269,7 @@ t.test('logging in again replaces the session: the old one is destroyed and its 
   await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
   const second = browser.cookie('localhost', 'bff')!;
   t.not(second.value, cookie.value, 'a new cookie value');
-  t.equal((await stack.gateway.ctx.sessions.load(cookie.value)).state, 'none', 'the old session is gone');
+  t.equal((await stack.gateway.core.lifecycle.sessions.load(cookie.value)).state, 'none', 'the old session is gone');
   await waitFor(async () => !(await stack.op.isRefreshTokenActive(session.data.tokens.refreshToken!)));
   t.pass('the old refresh token is revoked at the provider');
   t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 200, 'the new session works');

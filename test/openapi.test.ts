@@ -11,10 +11,10 @@ import pino from 'pino';
 import { parse } from 'yaml';
 import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
-import { PROBLEMS, type ProblemCode } from '../src/errors.js';
-import type { GatewayContext } from '../src/http/context.js';
-import { sessionView } from '../src/routes/auth-common.js';
-import type { SessionContext } from '../src/session/session.js';
+import type { ErrorCode as ProblemCode } from '../src/errors.js';
+import { PROBLEMS } from '../src/http/problem.js';
+import { sessionView } from '../src/http/session-view.js';
+import type { Session } from '../src/tokens/session-data.js';
 
 type Json = Record<string, unknown>;
 
@@ -237,7 +237,7 @@ t.test('state-changing /auth endpoints document X-CSRF; back-channel logout (ser
 t.test('the SessionView schema describes what sessionView() returns, field for field', async (t) => {
   const validate = compile({ $ref: '#/components/schemas/SessionView' });
   const now = Date.parse('2026-03-02T08:15:00Z');
-  const ctx = { now: () => now, sessions: { absoluteLifetimeMs: 8 * 3_600_000, idleTimeoutMs: 30 * 60_000 } } as unknown as GatewayContext;
+  const lifetimes = { absoluteLifetimeMs: 8 * 3_600_000, idleTimeoutMs: 30 * 60_000 };
   const session = (user: Json) =>
     ({
       id: 'id',
@@ -249,11 +249,11 @@ t.test('the SessionView schema describes what sessionView() returns, field for f
         createdAt: now - 15 * 60_000,
         tokens: { accessToken: 'at', accessTokenIssuedAt: now, accessTokenExpiresAt: now + 120_000, refreshToken: 'rt', idToken: 'it', scope: 'openid' },
       },
-    }) as unknown as SessionContext;
-  const full = JSON.parse(JSON.stringify(sessionView(ctx, session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: ['TestID'], locale: 'nn', sid: 'x' }))));
+    }) as unknown as Session;
+  const full = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: ['TestID'], locale: 'nn', sid: 'x' }), lifetimes, now)));
   t.ok(validate(full), 'with every claim', { errors: validate.errors });
   t.notOk(JSON.stringify(full).includes('"at"') || JSON.stringify(full).includes('"rt"'), 'no token in the view');
-  const minimal = JSON.parse(JSON.stringify(sessionView(ctx, session({ sub: 's', acr: 'idporten-loa-substantial', amr: [] }))));
+  const minimal = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', acr: 'idporten-loa-substantial', amr: [] }), lifetimes, now)));
   t.ok(validate(minimal), 'without pid and locale', { errors: validate.errors });
   t.notOk(validate({ ...full, extra: 1 }), 'the schema rejects fields sessionView() does not send');
 });

@@ -9,8 +9,9 @@ import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createAuditLog } from '../src/audit/audit-log.js';
 import type { RouteConfig, TenantConfig } from '../src/config/types.js';
-import { GatewayError, sendProblem } from '../src/errors.js';
-import { checkCsrf } from '../src/proxy/csrf.js';
+import { GatewayError } from '../src/errors.js';
+import { checkCsrf } from '../src/http/csrf.js';
+import { sendError } from '../src/http/problem.js';
 import { registerProxyRoutes, type ProxyDeps } from '../src/proxy/register.js';
 import { startEchoUpstream, type EchoUpstream } from './helpers/echo-upstream.js';
 import { createTestPki } from './helpers/tls.js';
@@ -77,7 +78,7 @@ async function bearerFor(request: FastifyRequest, forTenant: TenantConfig, forRo
   if (session === 'broken') throw new Error('store at 10.0.0.5:6379 refused password hunter2');
   if (session === 'forged') return sign(otherKey.privateKey, forTenant, forRoute);
   if (session === undefined) {
-    throw new GatewayError('login_required', 'No session.', { loginUrl: `/auth/login?returnTo=${encodeURIComponent(request.url)}` });
+    throw new GatewayError('login_required', 'No session.');
   }
   return sign(signingKey.privateKey, forTenant, forRoute);
 }
@@ -109,10 +110,11 @@ const logger = pino({ level: 'info' }, logSink);
 
 async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number> {
   const app = Fastify({ loggerInstance: logger, disableRequestLogging: true });
-  app.setNotFoundHandler((_request, reply) => sendProblem(reply, 'route_not_found', 'No route for this path.'));
+  app.setNotFoundHandler((_request, reply) => sendError(reply, new GatewayError('route_not_found', 'No route for this path.')));
   await registerProxyRoutes(app, {
     tenants: [tenantA, tenantB],
     bearerFor,
+    loginUrl: (request) => `/auth/login?returnTo=${encodeURIComponent(request.url)}`,
     auditContext: (request) => {
       const session = sessionOf(request);
       return session === undefined ? {} : { session: `hash-of-${session}`, sub: 'alice' };

@@ -59,7 +59,7 @@ async function startCluster(t: Test, server: RedisServer, opts: ClusterOptions =
     const { store, lock } = await createRedisStore({ url: server.url, keyPrefix }, logsB.logger);
     Object.assign(depsB, { store: opts.wrapStoreB(store), lock });
   }
-  const gatewayB = await buildApp(stack.gateway.ctx.config, depsB);
+  const gatewayB = await buildApp(stack.gateway.core.config, depsB);
   await gatewayB.app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => gatewayB.close());
   await gatewayB.warmUp();
@@ -84,7 +84,7 @@ async function login(cluster: Cluster) {
   await loginAtLookalike(browser, `${cluster.stack.publicUrl}/auth/login`, { pid: user.pid });
   const cookieValue = browser.cookie('localhost', 'bff')?.value;
   if (!cookieValue) throw new Error('login set no session cookie');
-  const loaded = await cluster.stack.gateway.ctx.sessions.load(cookieValue);
+  const loaded = await cluster.stack.gateway.core.lifecycle.sessions.load(cookieValue);
   if (loaded.state !== 'live') throw new Error('no live session after login');
   return { browser, cookieValue, session: loaded.session };
 }

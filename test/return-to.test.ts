@@ -5,7 +5,7 @@
  * ID-porten look-alike, where the callback's Location header is what a browser would follow.
  */
 import t from 'tap';
-import { safeReturnTo } from '../src/routes/return-to.js';
+import { safeReturnTo } from '../src/http/return-to.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack } from './helpers/stack.js';

@@ -10,7 +10,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function login(stack: Stack) {
   const browser = new Browser();
   await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
-  const loaded = await stack.gateway.ctx.sessions.load(browser.cookie('localhost', 'bff')!.value);
+  const loaded = await stack.gateway.core.lifecycle.sessions.load(browser.cookie('localhost', 'bff')!.value);
   if (loaded.state !== 'live') throw new Error('no session');
   return { browser, session: loaded.session };
 }
@@ -99,7 +99,7 @@ t.test('no refresh past the absolute lifetime: 401 session_expired although the 
   const res = await browser.fetch(`${stack.publicUrl}/mva/echo/b`, { headers: api });
   t.equal(res.status, 401);
   t.equal(JSON.parse(res.body).code, 'session_expired');
-  const latest = await stack.gateway.ctx.sessions.loadById(session.id);
+  const latest = await stack.gateway.core.lifecycle.sessions.loadById(session.id);
   t.equal(latest.state, 'none', 'the session record is gone');
   t.equal(stack.audit('logout').filter((l) => l.channel === 'expired').length, 1);
 });
@@ -115,7 +115,7 @@ t.test('POST /auth/session/refresh refreshes now through the same path and needs
   t.equal(body.authenticated, true);
   t.equal(body.user.sub, session.data.user.sub);
   t.equal(stack.op.stats.refreshGrants, 1);
-  const after = await stack.gateway.ctx.sessions.loadById(session.id);
+  const after = await stack.gateway.core.lifecycle.sessions.loadById(session.id);
   t.equal(after.state, 'live');
   t.not(after.state === 'live' && after.session.data.tokens.accessToken, session.data.tokens.accessToken, 'a new access token is stored');
   t.notOk(res.body.includes(session.data.tokens.accessToken));

@@ -1,4 +1,3 @@
-import type { Logger } from 'pino';
 
 /** The audit events of the contract. One JSON line each, never carrying a raw token, code, cookie or pid. */
 export type AuditEvent =
@@ -13,7 +12,8 @@ export type AuditEvent =
   | 'csrf.reject'
   | 'proxy';
 
-export type LogoutChannel = 'rp' | 'frontchannel' | 'backchannel' | 'expired' | 'idle';
+/** How a session ended: the user (rp, all, user), ID-porten (frontchannel, backchannel), an operator (admin), time (expired, idle), a new login (replaced); a refresh token ID-porten no longer accepts is `expired` with a reason. */
+export type LogoutChannel = 'rp' | 'frontchannel' | 'backchannel' | 'expired' | 'idle' | 'all' | 'user' | 'admin' | 'replaced';
 
 export interface AuditFields {
   tenant: string;
@@ -27,7 +27,12 @@ export interface AuditLog {
   event(name: AuditEvent, fields: AuditFields): void;
 }
 
-export function createAuditLog(logger: Logger): AuditLog {
+/** The part of a pino logger the audit log writes through. */
+export interface ChildLogger {
+  child(bindings: Record<string, unknown>): { info(fields: object, message: string): void };
+}
+
+export function createAuditLog(logger: ChildLogger): AuditLog {
   const log = logger.child({ audit: true });
   return {
     event(name, fields) {

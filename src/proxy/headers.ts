@@ -18,7 +18,8 @@ const FORWARDING = ['forwarded', 'x-real-ip'];
 const UPSTREAM_ONLY = ['set-cookie', 'set-cookie2', 'proxy-authenticate'];
 
 export interface UpstreamRequestContext {
-  bearer: string;
+  /** The bearer to send; undefined on public (`token: none`) routes, which send none. */
+  bearer: string | undefined;
   /** host[:port] of the upstream URL. */
   upstreamHost: string;
   /** Whether X-Forwarded-* / Forwarded from the client may pass (the peer is a trusted proxy). */
@@ -41,7 +42,7 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
     out[name] = value;
   }
   out.host = ctx.upstreamHost;
-  out.authorization = `Bearer ${ctx.bearer}`;
+  if (ctx.bearer !== undefined) out.authorization = `Bearer ${ctx.bearer}`;
   return out;
 }
 

@@ -11,7 +11,7 @@
  *   3. Raw path is a plain descendant of route.path (400 invalid_request), see path-safety.ts.
  *   4. Declared Content-Length within route.bodyLimitBytes (413 payload_too_large).
  *   5. deps.bearerFor (its GatewayError; login_required / session_expired on a top-level GET
- *      navigation become a 302 to the login URL instead of 401 problem JSON).
+ *      navigation become a 302 to deps.loginUrl instead of 401 problem JSON carrying it).
  * Steps 1-4 run in onRequest, before the body is touched; step 5 in preHandler because it is async.
  * Then the body streams to the upstream, counted against the limit, and the response streams back.
  *
@@ -25,17 +25,24 @@ import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RouteConfig, TenantConfig } from '../config/types.js';
-import { GatewayError, sendGatewayError, type ProblemReply } from '../errors.js';
+import { GatewayError } from '../errors.js';
+import { checkCsrf, isFirstPartyNavigation } from '../http/csrf.js';
+import { isTopLevelNavigation } from '../http/negotiation.js';
+import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../http/problem.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
-import { checkCsrf, isFirstPartyNavigation } from './csrf.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { upstreamPathFor } from './path-safety.js';
 import { trustedPeer } from './trusted-peer.js';
 
 export interface ProxyDeps {
   tenants: TenantConfig[];
-  /** Resolves the bearer for this request or throws GatewayError (login_required / session_expired / idp_unavailable / store_unavailable …). */
-  bearerFor(request: FastifyRequest, tenant: TenantConfig, route: RouteConfig): Promise<string>;
+  /**
+   * Resolves the bearer for this request (undefined: send none) or throws GatewayError (login_required /
+   * session_expired / idp_unavailable / store_unavailable …).
+   */
+  bearerFor(request: FastifyRequest, tenant: TenantConfig, route: RouteConfig): Promise<string | undefined>;
+  /** Where a request that needs a login is sent (the problem's loginUrl, or a navigation's redirect). */
+  loginUrl(request: FastifyRequest, tenant: TenantConfig): string;
   /** Session-id hash and sub for audit lines, if a session was resolved for this request (may return {}). */
   auditContext(request: FastifyRequest): { session?: string; sub?: string };
   audit: AuditLog;
@@ -52,6 +59,7 @@ export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
   deps: ProxyDeps,
 ): Promise<void> {
   const isTrustedPeer = trustedPeer(deps.trustProxy);
+  app.decorateRequest('proxyState', null);
   for (const tenant of deps.tenants) {
     for (const route of tenant.routes) {
       await app.register(proxyRoute, { prefix: route.path, tenant, route, deps, isTrustedPeer });
@@ -66,25 +74,30 @@ interface RouteContext {
   isTrustedPeer: (remoteAddress: string | undefined) => boolean;
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Per-request state of a proxied request, shared between its hooks and reply-from's callbacks. */
+    proxyState: ProxyState | null;
+  }
+}
+
+function stateOf(request: { proxyState?: ProxyState | null }): ProxyState {
+  if (!request.proxyState) throw new Error('proxy state missing: onRequest did not run');
+  return request.proxyState;
+}
+
 /** Per-request state shared between the hooks of one route. */
 interface ProxyState {
   upstreamPath: string;
   /** Set when a first-party navigation skipped the CSRF check only to reach the login redirect. */
   deferredCsrf?: 'missing_header' | 'origin_mismatch';
-  bearer?: string;
+  /** Set once preHandler resolved it (undefined on routes that send none). */
+  bearer?: { value: string | undefined };
   bodyTooLarge?: boolean;
 }
 
 const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, route, deps, isTrustedPeer }) => {
   const upstream = new URL(route.upstream);
-  // Keyed by the raw request: reply-from's callbacks see a differently typed FastifyRequest.
-  const states = new WeakMap<object, ProxyState>();
-  const stateOf = (request: { raw: object }): ProxyState => {
-    const state = states.get(request.raw);
-    if (state === undefined) throw new Error('proxy state missing: onRequest did not run');
-    return state;
-  };
-
   const rejectCsrf = (request: FastifyRequest, reply: FastifyReply, reason: 'missing_header' | 'origin_mismatch'): FastifyReply => {
     deps.audit.event('csrf.reject', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, reason });
     return reject(request, reply, new GatewayError('csrf_failed', 'The request lacks the X-CSRF header or comes from another origin.'));
@@ -108,18 +121,11 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', (request, payload, done) => {
     done(null, limitBody(payload, route.bodyLimitBytes, () => {
-      stateOf(request).bodyTooLarge = true;
+      stateOf(request as FastifyRequest).bodyTooLarge = true;
     }));
   });
 
-  scope.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    if (error instanceof GatewayError) return reject(request, reply, error);
-    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      return reject(request, reply, new GatewayError('invalid_request', 'The request could not be read.'));
-    }
-    request.log.error({ err: error }, 'proxy route failed');
-    return reject(request, reply, new GatewayError('internal_error', 'The request failed inside the gateway.'));
-  });
+  scope.setErrorHandler((error, request, reply) => reject(request, reply, asGatewayError(error, request.log)));
 
   scope.addHook('onRequest', async (request, reply) => {
     auditWhenClosed(request, reply);
@@ -127,26 +133,26 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
     if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return rejectCsrf(request, reply, csrf.reason);
 
     if (!route.methods.includes(request.method)) {
-      return reject(request, reply, new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { headers: { allow: route.methods.join(', ') } }));
+      return reject(request, reply, new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { allow: route.methods }));
     }
     const upstreamPath = upstreamPathFor(request.raw.url ?? '', route.path, upstream.pathname);
     if (upstreamPath === undefined) {
       return reject(request, reply, new GatewayError('invalid_request', 'The request path is not allowed.'));
     }
     if (declaresTooLarge(request.headers['content-length'], route.bodyLimitBytes)) return reject(request, reply, tooLarge());
-    states.set(request.raw, csrf.ok ? { upstreamPath } : { upstreamPath, deferredCsrf: csrf.reason });
+    request.proxyState = csrf.ok ? { upstreamPath } : { upstreamPath, deferredCsrf: csrf.reason };
     return undefined;
   });
 
   scope.addHook('preHandler', async (request, reply) => {
     const state = stateOf(request);
     try {
-      state.bearer = await deps.bearerFor(request, tenant, route);
+      state.bearer = { value: await deps.bearerFor(request, tenant, route) };
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
-      const loginNeeded = err.code === 'login_required' || err.code === 'session_expired';
-      if (loginNeeded && err.loginUrl !== undefined && isTopLevelNavigation(request)) return reply.redirect(err.loginUrl, 302);
-      return reject(request, reply, err);
+      const loginUrl = deps.loginUrl(request, tenant);
+      if (needsLogin(err.code) && isTopLevelNavigation(request)) return reply.redirect(loginUrl, 302);
+      return reject(request, reply, err, loginUrl);
     }
     if (state.deferredCsrf !== undefined) return rejectCsrf(request, reply, state.deferredCsrf);
     if (state.bodyTooLarge) return reject(request, reply, tooLarge());
@@ -197,17 +203,13 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
 };
 
 /** Answers with a problem; closes the connection when the client may still be sending a body nobody will read. */
-function reject<R extends ProblemReply>(request: { raw: { complete: boolean } }, reply: R, err: GatewayError): R {
+function reject<R extends ProblemReply>(request: { raw: { complete: boolean } }, reply: R, err: GatewayError, loginUrl?: string): R {
   if (!request.raw.complete) reply.header('connection', 'close');
-  sendGatewayError(reply, err);
+  sendError(reply, err, loginUrl);
   return reply;
 }
 
-function bearerOf(state: ProxyState): string {
+function bearerOf(state: ProxyState): string | undefined {
   if (state.bearer === undefined) throw new Error('no bearer: preHandler did not run');
-  return state.bearer;
-}
-
-function isTopLevelNavigation(request: FastifyRequest): boolean {
-  return request.method === 'GET' && request.headers['sec-fetch-mode'] === 'navigate';
+  return state.bearer.value;
 }

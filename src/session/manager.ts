@@ -3,19 +3,19 @@ import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
-import type { SessionContext, SessionData } from './session.js';
+import type { SessionContext, SessionRecord } from './session.js';
 import { StoreUnavailableError, type SessionLock, type SessionStore } from './store.js';
 
-export type LoadResult =
-  | { state: 'live'; session: SessionContext }
+export type LoadResult<D extends SessionRecord = SessionRecord> =
+  | { state: 'live'; session: SessionContext<D> }
   | { state: 'none' }
-  | { state: 'expired'; reason: 'absolute' | 'idle'; session: SessionContext };
+  | { state: 'expired'; reason: 'absolute' | 'idle'; session: SessionContext<D> };
 
 /**
  * Owns the session life cycle: create with a fresh id, load and check expiry, save token updates, destroy.
  * Hides the store, the encryption and the lock from everyone above it.
  */
-export class SessionManager {
+export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #store: SessionStore;
   readonly #lock: SessionLock;
   readonly #keys: KeyRing;
@@ -48,15 +48,15 @@ export class SessionManager {
   }
 
   /** Creates a session under a brand-new cookie value (never reuses one the browser brought: no fixation). */
-  async create(data: SessionData): Promise<{ cookieValue: string; session: SessionContext }> {
+  async create(data: D): Promise<{ cookieValue: string; session: SessionContext<D> }> {
     const cookieValue = newSessionCookieValue();
     const id = SessionManager.storeKey(cookieValue);
-    const session: SessionContext = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: this.#now() };
+    const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: this.#now() };
     await this.save(session);
     return { cookieValue, session };
   }
 
-  async load(cookieValue: unknown): Promise<LoadResult> {
+  async load(cookieValue: unknown): Promise<LoadResult<D>> {
     const id = SessionManager.idForCookie(cookieValue);
     return id === undefined ? { state: 'none' } : this.loadById(id);
   }
@@ -66,18 +66,18 @@ export class SessionManager {
     return isWellFormedSessionValue(cookieValue) ? SessionManager.storeKey(cookieValue) : undefined;
   }
 
-  async loadById(id: string): Promise<LoadResult> {
+  async loadById(id: string): Promise<LoadResult<D>> {
     const stored = await this.#guard(() => this.#store.get(id));
     if (!stored) return { state: 'none' };
     const plain = this.#keys.open(stored.sealed, aadFor(id));
     if (plain === undefined) return { state: 'none' };
-    let data: SessionData;
+    let data: D;
     try {
-      data = JSON.parse(plain) as SessionData;
+      data = JSON.parse(plain) as D;
     } catch {
       return { state: 'none' };
     }
-    const session: SessionContext = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
+    const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
     const now = this.#now();
     if (now >= data.createdAt + this.#config.absoluteLifetimeMs) return { state: 'expired', reason: 'absolute', session };
     if (now >= stored.lastSeenAt + this.#config.idleTimeoutMs) return { state: 'expired', reason: 'idle', session };
@@ -85,7 +85,7 @@ export class SessionManager {
   }
 
   /** Records activity for the idle timeout. Writes at most about once a second per session. */
-  async touch(session: SessionContext): Promise<void> {
+  async touch(session: SessionContext<D>): Promise<void> {
     const now = this.#now();
     if (now - session.lastSeenAt < Math.min(1000, this.#config.idleTimeoutMs / 10)) return;
     session.lastSeenAt = now;
@@ -93,7 +93,7 @@ export class SessionManager {
   }
 
   /** Writes the whole session. */
-  async save(session: SessionContext): Promise<void> {
+  async save(session: SessionContext<D>): Promise<void> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
     await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
   }
@@ -102,7 +102,7 @@ export class SessionManager {
    * Writes token updates (callers hold the session lock, see withLock). False when the session was destroyed
    * while the caller worked, e.g. by a logout on another instance during a refresh: it stays destroyed.
    */
-  async update(session: SessionContext): Promise<boolean> {
+  async update(session: SessionContext<D>): Promise<boolean> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
     return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
   }
@@ -112,16 +112,16 @@ export class SessionManager {
   }
 
   /** Live sessions of this tenant that ID-porten knows under `sid` (front-/back-channel logout). */
-  async findBySid(tenant: string, sid: string): Promise<SessionContext[]> {
+  async findBySid(tenant: string, sid: string): Promise<SessionContext<D>[]> {
     return this.#findByIndex(sidIndexKey(tenant, sid));
   }
 
-  async findBySub(tenant: string, sub: string): Promise<SessionContext[]> {
+  async findBySub(tenant: string, sub: string): Promise<SessionContext<D>[]> {
     return this.#findByIndex(subIndexKey(tenant, sub));
   }
 
   /** Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError. */
-  withLock<T>(session: SessionContext, fn: () => Promise<T>): Promise<T> {
+  withLock<T>(session: SessionContext<D>, fn: () => Promise<T>): Promise<T> {
     return this.#lock.withLock(session.id, fn);
   }
 
@@ -129,9 +129,9 @@ export class SessionManager {
     await this.#guard(() => this.#store.ping());
   }
 
-  async #findByIndex(key: string): Promise<SessionContext[]> {
+  async #findByIndex(key: string): Promise<SessionContext<D>[]> {
     const ids = await this.#guard(() => this.#store.findByIndex(key));
-    const found: SessionContext[] = [];
+    const found: SessionContext<D>[] = [];
     for (const id of ids) {
       const result = await this.loadById(id);
       if (result.state !== 'none') found.push(result.session);
@@ -144,7 +144,7 @@ export class SessionManager {
    * deadline is told (and audited) as idle or expired instead of silently finding nothing. Deadlines are
    * enforced by load(), not by the store.
    */
-  #ttl(session: SessionContext): number {
+  #ttl(session: SessionContext<D>): number {
     const absoluteLeft = session.data.createdAt + this.#config.absoluteLifetimeMs - this.#now();
     const idleLeft = session.lastSeenAt + this.#config.idleTimeoutMs - this.#now();
     const left = Math.min(absoluteLeft, idleLeft);
@@ -175,7 +175,7 @@ function subIndexKey(tenant: string, sub: string): string {
   return `sub:${tenant}:${sub}`;
 }
 
-function indexKeys(data: SessionData): string[] {
+function indexKeys(data: SessionRecord): string[] {
   const keys = [subIndexKey(data.tenant, data.user.sub)];
   if (data.user.sid) keys.push(sidIndexKey(data.tenant, data.user.sid));
   return keys;

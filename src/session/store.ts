@@ -37,16 +37,5 @@ export interface SessionLock {
   withLock<T>(id: string, fn: () => Promise<T>, opts?: { waitMs?: number; leaseMs?: number }): Promise<T>;
 }
 
-export class StoreUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreUnavailableError';
-  }
-}
-
-export class LockTimeoutError extends Error {
-  constructor(message = 'timed out waiting for the session lock') {
-    super(message);
-    this.name = 'LockTimeoutError';
-  }
-}
+// Defined with the other domain errors, so the HTTP edge maps them to problems in one place.
+export { LockTimeoutError, StoreUnavailableError } from '../errors.js';

@@ -1,4 +1,4 @@
-import type { SessionData } from '../session/session.js';
+import type { SessionData } from './session-data.js';
 
 /**
  * When to refresh: inside the configured leeway before expiry, but never more than a quarter of the token's

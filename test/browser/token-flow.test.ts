@@ -144,7 +144,7 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
     return bff.value;
   };
   const liveSession = async () => {
-    const loaded = await gateway.ctx.sessions.load(await sessionCookie());
+    const loaded = await gateway.core.lifecycle.sessions.load(await sessionCookie());
     if (loaded.state !== 'live') throw new Error(`session is ${loaded.state}`);
     return loaded.session;
   };
@@ -334,7 +334,7 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
 
   await step('no token or client secret reaches the browser, and the logs hold no token, secret, cookie or pid', async (t) => {
     await responses.settled();
-    const clientAuth = gateway.ctx.config.tenants[0]!.idporten.clientAuth;
+    const clientAuth = gateway.core.config.tenants[0]!.idporten.clientAuth;
     const secrets: Secret[] = [
       ...[...op.issuedTokens].map((value, i) => ({ label: `ID-porten token #${i + 1}`, value })),
       ...[...altinn.issuedTokens].map((value, i) => ({ label: `Altinn token #${i + 1}`, value })),

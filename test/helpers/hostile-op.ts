@@ -420,7 +420,7 @@ export async function startHostileStack(t: Test, opts: { idporten?: Record<strin
   t.teardown(() => gateway.close());
   await gateway.warmUp();
   const tenant = config.tenants[0]!;
-  const policy = gateway.ctx.cookies(tenant);
+  const policy = gateway.core.tenants.byId(tenant.id)!.cookies;
   return {
     op,
     gateway,

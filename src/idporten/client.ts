@@ -1,7 +1,6 @@
 import * as client from 'openid-client';
 import { importJWK, type JWTPayload } from 'jose';
 import type { AcrLevel, TenantConfig } from '../config/types.js';
-import { isAcrLevel } from '../session/session.js';
 import { classifyProviderError, OidcError } from './errors.js';
 import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
 import { ProviderKeys, verifyIdToken } from './id-token.js';
@@ -22,6 +21,9 @@ export interface TokenSet {
   idTokenClaims?: JWTPayload | undefined;
   scope?: string | undefined;
 }
+
+/** What a finished login hands over: the tokens and the verified ID token's claims. */
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -122,7 +124,7 @@ export class IdportenClient {
    * Checks the authorization response (state, RFC 9207 iss), exchanges the code (PKCE), and verifies the
    * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested.
    */
-  async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<TokenSet & { idToken: string; idTokenClaims: JWTPayload }> {
+  async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
     let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
     try {
@@ -151,7 +153,7 @@ export class IdportenClient {
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
    * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: AcrLevel }): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
     const config = await this.configuration();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
@@ -234,10 +236,6 @@ export class IdportenClient {
       scope: response.scope,
     };
   }
-}
-
-export function acrFromClaims(claims: JWTPayload, fallback: AcrLevel): AcrLevel {
-  return isAcrLevel(claims.acr) ? claims.acr : fallback;
 }
 
 async function clientAuthentication(tenant: TenantConfig): Promise<client.ClientAuth> {

@@ -1,6 +1,5 @@
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import type { AcrLevel } from '../config/types.js';
-import { acrSatisfies } from '../session/session.js';
+import { acrSatisfies } from './acr.js';
 import { OidcError } from './errors.js';
 import type { FetchLike } from '../net/fetch.js';
 
@@ -15,7 +14,7 @@ export interface IdTokenExpectations {
   /** From the provider's metadata; only asymmetric algorithms are ever accepted. */
   algorithms: string[];
   nonce?: string | undefined;
-  minimumAcr?: AcrLevel | undefined;
+  minimumAcr?: string | undefined;
 }
 
 /**

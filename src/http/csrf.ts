@@ -1,4 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import type { AuditLog } from '../audit/audit-log.js';
+import { GatewayError } from '../errors.js';
 
 export type CsrfResult = { ok: true } | { ok: false; reason: 'missing_header' | 'origin_mismatch' };
 
@@ -25,4 +27,22 @@ export function isFirstPartyNavigation(method: string, headers: IncomingHttpHead
   if (method !== 'GET' || headers['sec-fetch-mode'] !== 'navigate') return false;
   const site = headers['sec-fetch-site'];
   return site === 'same-origin' || site === 'none';
+}
+
+/**
+ * State-changing /auth/* requests follow the proxy's rule; a rejection is audited. A plain HTML form on the
+ * tenant's own pages cannot send X-CSRF: with `allowSameOriginForm` its Origin header (always sent on
+ * POST) proves where it came from.
+ */
+export function enforceCsrf(
+  request: { headers: IncomingHttpHeaders; method: string; routeOptions: { url?: string | undefined } },
+  tenant: { id: string; config: { publicUrl: string } },
+  audit: AuditLog,
+  opts: { allowSameOriginForm?: boolean } = {},
+): void {
+  const result = checkCsrf(request.headers, tenant.config.publicUrl);
+  if (result.ok) return;
+  if (opts.allowSameOriginForm && request.headers.origin === new URL(tenant.config.publicUrl).origin) return;
+  audit.event('csrf.reject', { tenant: tenant.id, path: request.routeOptions.url, method: request.method, reason: result.reason });
+  throw new GatewayError('csrf_failed', 'This request needs the header X-CSRF: 1 and must come from the application\'s own origin.');
 }

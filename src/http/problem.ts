@@ -1,0 +1,80 @@
+/**
+ * The one place where errors become HTTP: each code's status and title, and the RFC 9457 problem body
+ * (`application/problem+json`). Bodies never carry stack traces, internal addresses, tokens or secrets.
+ */
+import type { FastifyBaseLogger, FastifyError } from 'fastify';
+import { GatewayError, type ErrorCode } from '../errors.js';
+
+export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
+  login_required: { status: 401, title: 'Login required' },
+  session_expired: { status: 401, title: 'Session expired' },
+  csrf_failed: { status: 403, title: 'CSRF check failed' },
+  route_not_found: { status: 404, title: 'Route not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  invalid_request: { status: 400, title: 'Invalid request' },
+  unknown_tenant: { status: 421, title: 'Unknown host' },
+  upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
+  upstream_timeout: { status: 504, title: 'Upstream timeout' },
+  idp_unavailable: { status: 503, title: 'ID-porten unavailable' },
+  store_unavailable: { status: 503, title: 'Session store unavailable' },
+  refresh_in_progress: { status: 503, title: 'Refresh in progress' },
+  internal_error: { status: 500, title: 'Internal error' },
+};
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  loginUrl?: string;
+}
+
+export function problemBody(code: ErrorCode, detail: string, loginUrl?: string): ProblemBody {
+  const { status, title } = PROBLEMS[code];
+  const body: ProblemBody = { type: `urn:idporten-bff:problem:${code}`, title, status, detail, code };
+  if (loginUrl !== undefined) body.loginUrl = loginUrl;
+  return body;
+}
+
+/** The reply methods a problem needs (both Fastify's reply and reply-from's callbacks provide them). */
+export interface ProblemReply {
+  code(status: number): ProblemReply;
+  header(name: string, value: string): ProblemReply;
+  send(payload: unknown): unknown;
+}
+
+/** Codes that mean "log in (again)": their answers point the browser at the login. */
+export function needsLogin(code: ErrorCode): boolean {
+  return code === 'login_required' || code === 'session_expired';
+}
+
+/** Answers `err` as problem JSON; `loginUrl` is added to the answers that need a login. */
+export function sendError(reply: ProblemReply, err: GatewayError, loginUrl?: string): unknown {
+  const body = problemBody(err.code, err.message, needsLogin(err.code) ? loginUrl : undefined);
+  reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).header('cache-control', 'no-store');
+  if (err.allow) reply.header('allow', err.allow.join(', '));
+  if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+  return reply.send(JSON.stringify(body));
+}
+
+/**
+ * Any thrown value as a GatewayError: domain errors as they are, Fastify's own client errors (validation,
+ * body limits, bad content) as 4xx, anything else as internal_error, logged without its stack or message
+ * reaching the client.
+ */
+export function asGatewayError(err: unknown, log: FastifyBaseLogger): GatewayError {
+  if (err instanceof GatewayError) {
+    if (PROBLEMS[err.code].status >= 500) log.warn({ code: err.code, cause: (err.cause as Error | undefined)?.message }, err.message);
+    return err;
+  }
+  const e = err as FastifyError;
+  if (e.validation) return new GatewayError('invalid_request', 'The request parameters are not valid.');
+  if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('payload_too_large', 'The request body is too large.');
+  if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) return new GatewayError('invalid_request', 'The request could not be understood.');
+  log.error({ err: { type: e.name, message: e.message, code: e.code } }, 'unexpected error');
+  return new GatewayError('internal_error', 'Something went wrong in the gateway.');
+}

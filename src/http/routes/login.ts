@@ -1,0 +1,140 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { fingerprint } from '../../audit/fingerprint.js';
+import type { AcrLevel } from '../../config/types.js';
+import { GatewayError } from '../../errors.js';
+import { OidcError } from '../../idporten/errors.js';
+import { clearedCookieAttributes, transactionCookieAttributes } from '../../session/cookies.js';
+import {
+  LOGIN_TRANSACTION_TTL_SECONDS,
+  MAX_PENDING_LOGINS,
+  openTransaction,
+  sealTransaction,
+  transactionCookieSuffix,
+  type SealedLoginTransaction,
+} from '../../session/login-transaction.js';
+import type { Tenant } from '../../tenant/tenant.js';
+import { callbackUrl, tenantRoot } from '../../tenant/urls.js';
+import { TokenLifecycle } from '../../tokens/lifecycle.js';
+import { wantsHtml } from '../negotiation.js';
+import { sendErrorPage, setSessionCookie } from '../replies.js';
+import { safeReturnTo } from '../return-to.js';
+
+interface LoginQuery {
+  returnTo?: string;
+  acr?: string;
+  locale?: string;
+}
+
+interface CallbackQuery {
+  state?: string;
+  code?: string;
+  error?: string;
+  iss?: string;
+}
+
+const stringQuery = (names: string[]) => ({
+  type: 'object',
+  properties: Object.fromEntries(names.map((n) => [n, { type: 'string', maxLength: 4096 }])),
+});
+
+/** GET /auth/login, GET /auth/callback, GET /auth/login/cancelled. */
+export async function loginRoutes(app: FastifyInstance): Promise<void> {
+  const { lifecycle, keys, audit, now } = app.gateway;
+
+  app.get<{ Querystring: LoginQuery }>('/auth/login', { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) } }, async (request, reply) => {
+    const tenant = request.bff.requireTenant();
+    const { idporten } = tenant.config;
+    const returnTo = safeReturnTo(request.query.returnTo, tenant.config.publicUrl);
+    const acr = (idporten.allowedAcrValues as string[]).includes(request.query.acr ?? '') ? (request.query.acr as AcrLevel) : idporten.acrValues;
+    const locale = idporten.allowedLocales.includes(request.query.locale ?? '') ? request.query.locale! : idporten.uiLocales;
+    let started;
+    try {
+      started = await tenant.idporten.startLogin({ acr, locale, redirectUri: callbackUrl(tenant.config) });
+    } catch (err) {
+      const reason = err instanceof OidcError ? err.reason : 'login could not start';
+      audit.event('login.failure', { tenant: tenant.id, reason, stage: 'start' });
+      if (wantsHtml(request)) return sendErrorPage(reply, tenant, 503, 'ID-porten is unavailable', 'The login could not start because ID-porten did not answer. Please try again shortly.', request.id);
+      throw new GatewayError('idp_unavailable', 'ID-porten could not be reached; try again shortly.', { cause: err });
+    }
+    const { transaction, url } = started;
+    const policy = tenant.cookies;
+    dropOldestTransactions(request, reply, tenant);
+    const current = await request.bff.session();
+    const pending: SealedLoginTransaction = { tenant: tenant.id, ...transaction, returnTo, createdAt: now(), ...(current ? { replacesSession: current.id } : {}) };
+    const sealed = sealTransaction(keys, pending);
+    reply.setCookie(policy.transactionPrefix + transactionCookieSuffix(transaction.state), sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
+    audit.event('login.start', { tenant: tenant.id, acr, locale, state: fingerprint(transaction.state), par: !url.searchParams.has('state') });
+    return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
+  });
+
+  app.get<{ Querystring: CallbackQuery }>('/auth/callback', { schema: { querystring: stringQuery(['state', 'code', 'error', 'iss']) } }, async (request, reply) => {
+    const tenant = request.bff.requireTenant();
+    const { state, error } = request.query;
+    const policy = tenant.cookies;
+    const cookieName = state ? policy.transactionPrefix + transactionCookieSuffix(state) : undefined;
+    const sealed = cookieName ? request.cookies[cookieName] : undefined;
+    const tx = state ? openTransaction(keys, sealed, tenant.id, state, now()) : undefined;
+    // One attempt per transaction: the cookie goes whatever happens next, so a replayed callback URL finds nothing.
+    if (cookieName && sealed !== undefined) reply.clearCookie(cookieName, clearedCookieAttributes(policy, 'lax'));
+    const fail = (status: number, reason: string, message: string) => {
+      audit.event('login.failure', { tenant: tenant.id, reason, state: fingerprint(state) });
+      return sendErrorPage(reply, tenant, status, 'Login failed', message, request.id);
+    };
+
+    if (error !== undefined) {
+      // RFC 9207: an error response carries iss too; one from another issuer is not ours to act on.
+      if (request.query.iss !== undefined && request.query.iss !== tenant.config.idporten.issuer) return fail(400, 'error response from another issuer', 'The login answer did not come from ID-porten.');
+      if (error === 'access_denied') {
+        audit.event('login.cancelled', { tenant: tenant.id, state: fingerprint(state) });
+        return reply.header('cache-control', 'no-store').redirect(tenantRoot(tenant.config, { login_error: 'cancelled' }), 302);
+      }
+      return fail(400, `provider error ${error.slice(0, 64).replace(/[^a-z_]/gi, '')}`, 'ID-porten could not complete the login.');
+    }
+    if (!state) return fail(400, 'missing state', 'The login answer was incomplete. Please start the login again.');
+    if (!tx) return fail(400, 'unknown or expired login transaction', 'This login has expired or was started in another browser. Please start the login again.');
+
+    const currentUrl = new URL(callbackUrl(tenant.config));
+    currentUrl.search = new URL(request.raw.url ?? '/', 'http://x').search;
+    let tokens;
+    try {
+      tokens = await tenant.idporten.finishLogin(currentUrl, tx);
+    } catch (err) {
+      const failure = err instanceof OidcError ? err : new OidcError('rejected', 'login failed', { cause: err });
+      request.log.warn({ tenant: tenant.id, reason: failure.reason }, 'login failed');
+      if (failure.kind === 'unavailable') return fail(503, failure.reason, 'ID-porten did not answer. Please try again shortly.');
+      return fail(400, failure.reason, 'The login answer from ID-porten could not be accepted. Please start the login again.');
+    }
+
+    // No fixation: whatever session this browser had is ended and the new one gets a new id.
+    const { cookieValue } = await lifecycle.begin(tenant, tokens, {
+      requestedAcr: tx.acr,
+      replaces: [TokenLifecycle.idForCookie(request.cookies[policy.sessionName]), tx.replacesSession],
+      userAgent: request.headers['user-agent']?.slice(0, 256),
+    });
+    setSessionCookie(reply, tenant, cookieValue);
+    return reply.header('cache-control', 'no-store').redirect(new URL(tx.returnTo, tenant.config.publicUrl).toString(), 302);
+  });
+
+  app.get('/auth/login/cancelled', async (request, reply) => {
+    const tenant = request.bff.requireTenant();
+    const policy = tenant.cookies;
+    let cleared = 0;
+    for (const name of Object.keys(request.cookies)) {
+      if (name.startsWith(policy.transactionPrefix)) {
+        reply.clearCookie(name, clearedCookieAttributes(policy, 'lax'));
+        cleared++;
+      }
+    }
+    audit.event('login.cancelled', { tenant: tenant.id, via: 'return-uri', transactions: cleared });
+    return reply.header('cache-control', 'no-store').redirect(tenantRoot(tenant.config, { login_error: 'cancelled' }), 302);
+  });
+}
+
+/** Keeps at most MAX_PENDING_LOGINS - 1 older transaction cookies so one browser's header stays small. */
+function dropOldestTransactions(request: FastifyRequest, reply: FastifyReply, tenant: Tenant): void {
+  const policy = tenant.cookies;
+  const pending = Object.keys(request.cookies).filter((n) => n.startsWith(policy.transactionPrefix));
+  if (pending.length < MAX_PENDING_LOGINS) return;
+  for (const name of pending.slice(0, pending.length - MAX_PENDING_LOGINS + 1)) reply.clearCookie(name, clearedCookieAttributes(policy, 'lax'));
+}
+

@@ -1,0 +1,175 @@
+/**
+ * The gateway as a Fastify plugin (library mode): `await app.register(idportenBff, { config })` adds
+ * `/auth/*`, the API routes and health endpoints to an existing server, and decorates every request with
+ * `request.bff` (its tenant, its user, a bearer for a named route). The standalone server (`app.ts`) is
+ * this plugin plus its own Fastify options and `listen`.
+ *
+ * Wiring only: config → store → sessions → tenants → token lifecycle → HTTP routes and proxy.
+ */
+import cookie from '@fastify/cookie';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { createAuditLog } from './audit/audit-log.js';
+import { GatewayMetrics } from './audit/metrics.js';
+import { loadConfigFile, normaliseConfig } from './config/load.js';
+import type { GatewayConfig } from './config/types.js';
+import { BffRequest, auditIdentity } from './http/bff-request.js';
+import type { GatewayCore } from './http/core.js';
+import { asGatewayError, sendError } from './http/problem.js';
+import { healthRoutes } from './http/routes/health.js';
+import { loginRoutes } from './http/routes/login.js';
+import { logoutRoutes } from './http/routes/logout.js';
+import { metricsRoute } from './http/routes/metrics.js';
+import { sessionRoutes } from './http/routes/session.js';
+import { securityHeaders } from './http/security-headers.js';
+import { registerProxyRoutes } from './proxy/register.js';
+import { KeyRing } from './session/key-ring.js';
+import { SessionManager } from './session/manager.js';
+import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
+import type { SessionLock, SessionStore } from './session/store.js';
+import { Tenants } from './tenant/tenant.js';
+import { loginUrl } from './tenant/urls.js';
+import { TokenLifecycle } from './tokens/lifecycle.js';
+import type { SessionData } from './tokens/session-data.js';
+
+export interface IdportenBffOptions {
+  /** The configuration: a file path, or an object in the file's shape (`${ENV}` expanded from `env`). */
+  config: string | Record<string, unknown> | ValidatedConfig;
+  env?: NodeJS.ProcessEnv;
+  /** A store and lock to use instead of the configured ones (instances in one process can share them). */
+  store?: SessionStore;
+  lock?: SessionLock;
+  now?: () => number;
+}
+
+/** A configuration that has already passed validation (see `validated`). */
+export interface ValidatedConfig {
+  readonly validated: GatewayConfig;
+}
+
+/** Marks a configuration loaded with `loadConfigFile` / `normaliseConfig` so the plugin takes it as it is. */
+export function validated(config: GatewayConfig): ValidatedConfig {
+  return { validated: config };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Loads every tenant's provider metadata; keeps retrying in the background until it succeeds. */
+    bffWarmUp(): Promise<void>;
+  }
+}
+
+const DISCOVERY_RETRY_MS = 5_000;
+
+async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
+  const config = resolveConfig(opts);
+  const now = opts.now ?? Date.now;
+  const log = app.log as FastifyBaseLogger;
+  const { store, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(config, log);
+  const metrics = new GatewayMetrics();
+  const audit = metrics.counting(createAuditLog(log));
+  const keys = new KeyRing(config.session.keys);
+  const sessions = new SessionManager<SessionData>({ store, lock, keys, config: config.session, now });
+  const tenants = new Tenants(config, { now });
+  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now });
+  const core: GatewayCore = { config, tenants, lifecycle, keys, audit, metrics, now };
+
+  // Visible to the host application: cookies parsed, and request.bff on every request.
+  if (!app.hasDecorator('parseCookie')) await app.register(cookie);
+  app.decorate('gateway', core);
+  app.decorateRequest('bff', null as unknown as BffRequest);
+  app.addHook('onRequest', async (request) => {
+    request.bff = new BffRequest(lifecycle, tenants.forHost(request.host), request.cookies);
+  });
+
+  const warmUp = discovery(tenants, log);
+  app.decorate('bffWarmUp', warmUp.run);
+  app.addHook('onReady', async () => void warmUp.run());
+  app.addHook('onClose', async () => {
+    warmUp.stop();
+    await lifecycle.settled();
+    if (!opts.store) await store.close();
+  });
+
+  // The gateway's own routes, in their own scope: their error handling, body parsing and headers stay theirs.
+  await app.register(async (scope) => {
+    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
+      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+    });
+    scope.setErrorHandler((err, request, reply) => {
+      const tenant = request.bff?.tenant;
+      return sendError(reply, asGatewayError(err, request.log), tenant ? loginUrl(tenant.config) : undefined);
+    });
+    scope.addHook('onSend', securityHeaders);
+    scope.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      metrics.observeRequest(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+      // Path only: query strings may carry codes and state.
+      request.log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    });
+    await scope.register(healthRoutes);
+    await scope.register(loginRoutes);
+    await scope.register(sessionRoutes);
+    await scope.register(logoutRoutes);
+    await scope.register(metricsRoute);
+    await registerProxyRoutes(scope, {
+      tenants: config.tenants,
+      trustProxy: config.server.trustProxy,
+      audit,
+      auditContext: auditIdentity,
+      loginUrl: (request, tenant) => loginUrl(tenant, request.url),
+      bearerFor: (request, tenant, route) => request.bff.bearerFor(tenant.id, route),
+    });
+  });
+}
+
+/** The plugin, with its decorators and hooks visible to the server it is registered on. */
+export const idportenBff = fp(idportenBffPlugin, { fastify: '5.x', name: 'idporten-bff' });
+export default idportenBff;
+
+function resolveConfig(opts: IdportenBffOptions): GatewayConfig {
+  const env = opts.env ?? process.env;
+  if (typeof opts.config === 'string') return loadConfigFile(opts.config, env);
+  if ('validated' in opts.config && typeof opts.config.validated === 'object') return (opts.config as ValidatedConfig).validated;
+  return normaliseConfig(opts.config, env);
+}
+
+async function createStore(config: GatewayConfig, log: FastifyBaseLogger): Promise<{ store: SessionStore; lock: SessionLock }> {
+  const storeConfig = config.session.store;
+  if (storeConfig.type === 'memory') return { store: new MemorySessionStore(storeConfig.maxSessions), lock: new MemorySessionLock() };
+  const { createRedisStore } = await import('./session/redis-store.js');
+  return createRedisStore(storeConfig, log as never);
+}
+
+/** Provider discovery for every tenant, retried in the background until each has its metadata. */
+function discovery(tenants: Tenants, log: FastifyBaseLogger): { run(): Promise<void>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  const run = (): Promise<void> => (running ??= attempt().finally(() => (running = undefined)));
+  const attempt = async (): Promise<void> => {
+    clearTimeout(timer);
+    const pending = tenants.all.filter((t) => !t.idporten.ready);
+    await Promise.all(
+      pending.map(async (tenant) => {
+        try {
+          await tenant.idporten.configuration();
+          log.info({ tenant: tenant.id, issuer: tenant.idporten.issuer }, 'provider metadata loaded');
+        } catch (err) {
+          log.warn({ tenant: tenant.id, issuer: tenant.idporten.issuer, reason: (err as Error).message }, 'provider metadata not loaded yet; retrying');
+        }
+      }),
+    );
+    if (!stopped && tenants.all.some((t) => !t.idporten.ready)) {
+      timer = setTimeout(() => void run(), DISCOVERY_RETRY_MS);
+      timer.unref();
+    }
+  };
+  return {
+    run,
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,225 @@
+import type { AuditLog, LogoutChannel } from '../audit/audit-log.js';
+import { fingerprint } from '../audit/fingerprint.js';
+import type { AcrLevel } from '../config/types.js';
+import { GatewayError, sessionExpired } from '../errors.js';
+import { userFromClaims } from '../idporten/claims.js';
+import type { LoginTokens } from '../idporten/client.js';
+import { SessionManager } from '../session/manager.js';
+import type { Tenant } from '../tenant/tenant.js';
+import { TOKEN_KINDS, type TokenSource } from './kinds/index.js';
+import { Refresher, reloadLive } from './refresh.js';
+import { accessTokenValid } from './refresh-policy.js';
+import { Revoker, type RevocationOutcome, type WarningLog } from './revocation.js';
+import type { Session, SessionData } from './session-data.js';
+import { SingleFlight } from './single-flight.js';
+
+/** Re-obtain a derived token (Altinn) this long before it expires. */
+const DERIVED_EXPIRY_LEEWAY_MS = 10_000;
+
+/** Channels where someone is waiting to hear that the tokens are revoked; the others revoke in the background. */
+const REVOKE_BEFORE_ANSWERING: ReadonlySet<LogoutChannel> = new Set(['rp', 'frontchannel', 'backchannel', 'all', 'user', 'admin']);
+
+export type CurrentSession = { state: 'live'; session: Session } | { state: 'ended'; reason: 'idle' | 'expired' } | { state: 'none' };
+
+export interface TokenLifecycleOptions {
+  sessions: SessionManager<SessionData>;
+  audit: AuditLog;
+  log: WarningLog;
+  refreshLeewayMs: number;
+  now: () => number;
+}
+
+/**
+ * The one owner of a session's tokens, from the login that brings them to the revocation that ends them:
+ * begin a session from a login, find the request's live session, give a route the bearer of its token
+ * kind (refreshing and exchanging as needed), and end a session for a named reason — revoke, destroy and
+ * audit, written once here and nowhere else.
+ */
+export class TokenLifecycle implements TokenSource {
+  readonly #sessions: SessionManager<SessionData>;
+  readonly #audit: AuditLog;
+  readonly #now: () => number;
+  readonly #revoker: Revoker;
+  readonly #refresher: Refresher;
+  readonly #derivations = new SingleFlight<Session>();
+
+  constructor(opts: TokenLifecycleOptions) {
+    this.#sessions = opts.sessions;
+    this.#audit = opts.audit;
+    this.#now = opts.now;
+    this.#revoker = new Revoker(opts.log);
+    this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
+  }
+
+  get sessions(): SessionManager<SessionData> {
+    return this.#sessions;
+  }
+
+  /**
+   * A new session (under a new id: no fixation) from a finished login. Whatever sessions this browser had
+   * in the tenant are ended first (`replaces`: store keys from its cookie and from the login transaction).
+   */
+  async begin(tenant: Tenant, login: LoginTokens, opts: { requestedAcr: AcrLevel; replaces: Array<string | undefined>; userAgent?: string | undefined }): Promise<{ cookieValue: string; session: Session }> {
+    const replaced: string[] = [];
+    for (const id of new Set(opts.replaces)) {
+      if (id === undefined) continue;
+      const old = await this.#sessions.loadById(id);
+      if (old.state === 'none' || old.session.data.tenant !== tenant.id) continue;
+      await this.end(old.session, tenant, 'replaced');
+      replaced.push(old.session.hash);
+    }
+    const now = this.#now();
+    const { user, binding } = userFromClaims(login.idTokenClaims, opts.requestedAcr, tenant.config.idporten.clientId);
+    const data: SessionData = {
+      tenant: tenant.id,
+      user,
+      idTokenBinding: binding,
+      createdAt: now,
+      userAgent: opts.userAgent,
+      tokens: {
+        accessToken: login.accessToken,
+        accessTokenIssuedAt: now,
+        accessTokenExpiresAt: login.accessTokenExpiresAt,
+        refreshToken: login.refreshToken,
+        idToken: login.idToken,
+        scope: login.scope,
+      },
+    };
+    const { cookieValue, session } = await this.#sessions.create(data);
+    this.#audit.event('login.success', {
+      tenant: tenant.id,
+      session: session.hash,
+      sub: user.sub,
+      acr: user.acr,
+      amr: user.amr,
+      sid: fingerprint(user.sid),
+      replacedSession: replaced[0],
+      idToken: fingerprint(login.idToken),
+      accessToken: fingerprint(login.accessToken),
+      refreshToken: fingerprint(login.refreshToken),
+      accessTokenExpiresAt: new Date(login.accessTokenExpiresAt).toISOString(),
+    });
+    return { cookieValue, session };
+  }
+
+  /**
+   * The live session a cookie value names in this tenant. A session found past its idle or absolute
+   * deadline is ended here (audited as `idle` / `expired`); a tampered, unknown or foreign cookie is none.
+   */
+  async current(tenant: Tenant, cookieValue: unknown): Promise<CurrentSession> {
+    const result = await this.#sessions.load(cookieValue);
+    if (result.state === 'none' || result.session.data.tenant !== tenant.id) return { state: 'none' };
+    if (result.state === 'expired') {
+      const reason = result.reason === 'idle' ? 'idle' : 'expired';
+      await this.end(result.session, tenant, reason);
+      return { state: 'ended', reason };
+    }
+    await this.#sessions.touch(result.session);
+    return { state: 'live', session: result.session };
+  }
+
+  /** The bearer a route of this token kind sends upstream (undefined: none). */
+  async bearer(kindName: string, tenant: Tenant, session: Session | undefined): Promise<string | undefined> {
+    const kind = TOKEN_KINDS.get(kindName);
+    if (!kind) throw new GatewayError('internal_error', `Unknown token kind ${kindName}.`);
+    return kind.bearer(this, tenant, session);
+  }
+
+  needsSession(kindName: string): boolean {
+    return TOKEN_KINDS.get(kindName)?.needsSession ?? true;
+  }
+
+  fresh(session: Session, tenant: Tenant): Promise<Session> {
+    return this.#refresher.fresh(session, tenant);
+  }
+
+  /** POST /auth/session/refresh: refresh now, sharing a refresh that is already running. */
+  refreshNow(session: Session, tenant: Tenant): Promise<Session> {
+    return this.#refresher.refreshNow(session, tenant);
+  }
+
+  async derived(session: Session, tenant: Tenant, kind: string, obtain: (accessToken: string, session: Session) => Promise<{ token: string; expiresAt: number }>): Promise<string> {
+    const cached = this.#usableDerived(session, kind);
+    if (cached) return cached;
+    const updated = await this.#derivations.run(`${kind}:${session.id}`, () =>
+      this.#sessions.withLock(session, async () => {
+        const current = await reloadLive(this.#sessions, session);
+        if (this.#usableDerived(current, kind)) return current;
+        if (!accessTokenValid(current.data, this.#now())) throw sessionExpired();
+        const { accessToken } = current.data.tokens;
+        const base = { tenant: tenant.id, session: current.hash, sub: current.data.user.sub, kind };
+        let obtained;
+        try {
+          obtained = await obtain(accessToken, current);
+        } catch (err) {
+          this.#audit.event('token.exchange', { ...base, failed: true, reason: ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message });
+          throw err;
+        }
+        current.data.derived = { ...current.data.derived, [kind]: { token: obtained.token, expiresAt: obtained.expiresAt, from: fingerprint(accessToken)! } };
+        if (!(await this.#sessions.update(current))) throw sessionExpired();
+        this.#audit.event('token.exchange', {
+          ...base,
+          accessToken: fingerprint(accessToken),
+          [`${kind}Token`]: fingerprint(obtained.token),
+          expiresAt: new Date(obtained.expiresAt).toISOString(),
+        });
+        return current;
+      }),
+    );
+    return updated.data.derived![kind]!.token;
+  }
+
+  #usableDerived(session: Session, kind: string): string | undefined {
+    const derived = session.data.derived?.[kind];
+    if (!derived || derived.from !== fingerprint(session.data.tokens.accessToken)) return undefined;
+    const leeway = Math.min(DERIVED_EXPIRY_LEEWAY_MS, (derived.expiresAt - session.data.tokens.accessTokenIssuedAt) / 4);
+    return this.#now() < derived.expiresAt - leeway ? derived.token : undefined;
+  }
+
+  /** Sessions of this tenant that ID-porten knows under `sid` (front-/back-channel logout). */
+  findBySid(tenant: Tenant, sid: string): Promise<Session[]> {
+    return this.#sessions.findBySid(tenant.id, sid);
+  }
+
+  findBySub(tenant: Tenant, sub: string): Promise<Session[]> {
+    return this.#sessions.findBySub(tenant.id, sub);
+  }
+
+  /**
+   * Ends a session: revokes its tokens at ID-porten (before answering when someone asked for the logout,
+   * in the background otherwise), destroys it, and writes the one `logout` audit line.
+   */
+  async end(session: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string } = {}): Promise<void> {
+    let revoked: RevocationOutcome | 'background';
+    if (REVOKE_BEFORE_ANSWERING.has(channel)) {
+      revoked = await this.#revoker.revoke(tenant, session);
+      await this.#sessions.destroy(session.id);
+    } else {
+      await this.#sessions.destroy(session.id);
+      this.#revoker.inBackground(tenant, session);
+      revoked = 'background';
+    }
+    this.#refresher.forget(session.id);
+    this.#audit.event('logout', {
+      tenant: tenant.id,
+      session: session.hash,
+      sub: session.data.user.sub,
+      channel,
+      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+      sid: fingerprint(session.data.user.sid),
+      accessToken: fingerprint(session.data.tokens.accessToken),
+      refreshToken: fingerprint(session.data.tokens.refreshToken),
+      revoked,
+    });
+  }
+
+  /** Resolves once background revocations have run (shutdown). */
+  settled(): Promise<void> {
+    return this.#revoker.settled();
+  }
+
+  /** The store key a session cookie value stands for, if it is well-formed. */
+  static idForCookie(cookieValue: unknown): string | undefined {
+    return SessionManager.idForCookie(cookieValue);
+  }
+}

@@ -1,0 +1,37 @@
+import type { IdTokenBinding, IdportenUser } from '../idporten/claims.js';
+import type { SessionContext } from '../session/session.js';
+
+/** Everything the gateway keeps about one logged-in browser. Stored sealed; never sent to the browser. */
+export interface SessionData {
+  tenant: string;
+  user: IdportenUser;
+  /** Claims a refreshed ID token must keep. */
+  idTokenBinding: IdTokenBinding;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  /** A short description of the browser that logged in (for the user's list of sessions). */
+  userAgent?: string | undefined;
+  tokens: {
+    accessToken: string;
+    /** When the access token was obtained and when it expires (epoch ms). */
+    accessTokenIssuedAt: number;
+    accessTokenExpiresAt: number;
+    refreshToken?: string | undefined;
+    idToken: string;
+    scope?: string | undefined;
+  };
+  /**
+   * Tokens obtained from the access token (an Altinn token, …), by token kind. Each is valid only for the
+   * access token it came from, so a refresh drops them all.
+   */
+  derived?: Record<string, DerivedToken> | undefined;
+}
+
+export interface DerivedToken {
+  token: string;
+  expiresAt: number;
+  /** Fingerprint of the access token it was obtained from. */
+  from: string;
+}
+
+export type Session = SessionContext<SessionData>;
