@@ -7,6 +7,8 @@ import { parseDurationMs } from '../src/config/duration.js';
 import { parseSizeBytes } from '../src/config/size.js';
 import { deriveSessionKey } from '../src/config/session-keys.js';
 import { PRESETS } from '../src/config/presets.js';
+import { readFileSync } from 'node:fs';
+import { configSchemaJson } from '../src/config/schema.js';
 
 const configDir = fileURLToPath(new URL('../config/', import.meta.url));
 const fixtureDir = fileURLToPath(new URL('./fixtures/config/', import.meta.url));
@@ -74,6 +76,11 @@ function assertIssue(t: Test, load: () => unknown, path: string | RegExp, messag
   t.fail('expected a ConfigError, but the configuration loaded');
   return undefined;
 }
+
+t.test('config/schema.json is exactly what the TypeBox schema in src/config/schema.ts produces (npm run schema)', async (t) => {
+  const onDisk = readFileSync(new URL('../config/schema.json', import.meta.url), 'utf8');
+  t.equal(onDisk, configSchemaJson(), 'config/schema.json is out of date: run npm run schema');
+});
 
 t.test('the example configurations load', async (t) => {
   t.test('config/demo.yaml describes the local demo stack', async (t) => {

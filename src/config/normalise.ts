@@ -1,7 +1,7 @@
 /**
  * raw configuration → validated GatewayConfig, in three stages:
  *   1. `${NAME}` expansion (a missing variable is reported where it was used),
- *   2. config/schema.json (shape, types, unknown keys),
+ *   2. the schema in schema.ts (shape, types, unknown keys),
  *   3. rules across fields (lifetimes, URLs, unique ids, key strength, presets).
  * Each stage reports every problem it finds; a later stage runs only when the earlier ones passed,
  * because its checks rely on the shape the schema guarantees.
@@ -10,7 +10,7 @@
 import { ConfigError, IssueList } from './errors.js';
 import { expandEnv } from './env.js';
 import { childPath, isWithin } from './path.js';
-import type { RawConfig } from './raw.js';
+import type { RawConfig } from './schema.js';
 import { normaliseServer } from './server.js';
 import { normaliseSession } from './session.js';
 import { normaliseTenant } from './tenant.js';

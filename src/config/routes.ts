@@ -7,7 +7,7 @@ import { childPath } from './path.js';
 import { parseDurationMs } from './duration.js';
 import { parseSizeBytes } from './size.js';
 import { parseBaseUrl } from './urls.js';
-import type { RawRoute } from './raw.js';
+import type { RawRoute } from './schema.js';
 import type { RouteConfig } from './types.js';
 
 const DEFAULT_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];

@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { IssueList } from './errors.js';
 import { parseDurationMs } from './duration.js';
-import type { RawConfig } from './raw.js';
+import type { RawConfig } from './schema.js';
 import type { ServerConfig } from './types.js';
 
 const DEFAULT_SHUTDOWN_TIMEOUT = '10s';

@@ -5,7 +5,7 @@
 import type { IssueList } from './errors.js';
 import { formatDuration, parseDurationMs } from './duration.js';
 import { childPath } from './path.js';
-import type { RawConfig } from './raw.js';
+import type { RawConfig } from './schema.js';
 import { deriveSessionKey } from './session-keys.js';
 import { parseRedisUrl } from './urls.js';
 import type { SessionConfig, SessionKey, StoreConfig } from './types.js';

@@ -9,14 +9,15 @@ import type { IssueList } from './errors.js';
 import { childPath } from './path.js';
 import { readCertificates } from './pem.js';
 import { PRESETS, defaultScopes, presetRoutes } from './presets.js';
-import type { RawIdporten, RawTenant } from './raw.js';
+import type { RawIdporten, RawTenant } from './schema.js';
 import { normaliseRoutes } from './routes.js';
+import { ACR_LEVELS as SCHEMA_ACR_LEVELS, LOCALES as SCHEMA_LOCALES } from './schema.js';
 import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig } from './types.js';
 import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
 
 /** Lowest to highest assurance. */
-const ACR_LEVELS: AcrLevel[] = ['idporten-loa-substantial', 'idporten-loa-high'];
-const LOCALES = ['nb', 'nn', 'en', 'se'];
+const ACR_LEVELS: readonly AcrLevel[] = SCHEMA_ACR_LEVELS;
+const LOCALES: readonly string[] = SCHEMA_LOCALES;
 
 /** Returns undefined when the tenant has errors (they are in `issues`). */
 export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, issues: IssueList): TenantConfig | undefined {

@@ -1,12 +1,16 @@
 /**
  * The validated, normalised configuration every other module consumes.
  * Durations are milliseconds, sizes are bytes, URLs carry no trailing slash.
- * The raw file format (what users write) is described by config/schema.json.
+ * The raw file format (what users write) is the TypeBox schema in schema.ts; the value sets shared
+ * by both sides come from there.
  */
 
-export type SameSite = 'strict' | 'lax';
-export type AcrLevel = 'idporten-loa-substantial' | 'idporten-loa-high';
-export type TokenKind = 'idporten' | 'altinn';
+import type { ACR_LEVELS, LOG_LEVELS, SAME_SITE, TOKEN_KINDS } from './schema.js';
+
+export type SameSite = (typeof SAME_SITE)[number];
+export type AcrLevel = (typeof ACR_LEVELS)[number];
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface GatewayConfig {
   server: ServerConfig;
@@ -24,7 +28,7 @@ export interface ServerConfig {
   /** Serve /metrics on this separate port instead of the main one (undefined = main port). */
   metricsPort?: number;
   /** pino level for the process log. */
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
 }
 
 export type StoreConfig =
