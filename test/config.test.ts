@@ -246,6 +246,8 @@ t.test('broken configurations are refused with the offending path named', async 
     ['short session key', (raw) => (raw.session.keys[0].secret = randomBytes(16).toString('base64')), 'session.keys[0].secret', 'decodes to 16 bytes'],
     ['session key that is not base64', (raw) => (raw.session.keys[0].secret = 'not base64 at all!'), 'session.keys[0].secret', 'base64'],
     ['no session keys', (raw) => (raw.session.keys = []), 'session.keys', 'at least 1 item'],
+    ['session key id with a "."', (raw) => (raw.session.keys[0].id = 'k.2'), 'session.keys[0].id', 'must be 1-32 letters, digits, "_" or "-" (no ".";'],
+    ['session key id longer than 32', (raw) => (raw.session.keys[0].id = 'k'.repeat(33)), 'session.keys[0].id', 'must be 1-32 letters'],
     ['repeated session key id', (raw) => raw.session.keys.push({ id: 'k1', secret: sessionKey }), 'session.keys[1].id', 'key ids must be unique'],
     ['publicUrl with a path', (raw) => (raw.tenants[0].publicUrl = 'https://mva.example.no/app'), 'tenants[0].publicUrl', 'must be an origin only'],
     [

@@ -148,8 +148,9 @@ const SessionKey = define(
   Type.Object(
     {
       id: Type.String({
-        pattern: '^[A-Za-z0-9._-]{1,64}$',
-        expected: 'must be 1-64 letters, digits, ".", "_" or "-"',
+        description: 'Names the key inside every sealed session value, which uses "." as its separator, so an id holds no ".".',
+        pattern: '^[A-Za-z0-9_-]{1,32}$',
+        expected: 'must be 1-32 letters, digits, "_" or "-" (no "."; sealed session values use "." as their separator)',
       }),
       secret: annotate(NonEmptyString, { description: 'base64 or base64url of at least 32 random bytes.' }),
     },
