@@ -165,6 +165,23 @@ t.test('defaults fill what the file leaves out', async (t) => {
   t.equal(routes[1]!.upstream, 'http://127.0.0.1:4102/skd/app', 'trailing slash removed from the upstream');
 });
 
+t.test('the default idle timeout follows a shorter absolute lifetime down', async (t) => {
+  const short = validConfig();
+  short.session.absoluteLifetime = '5m';
+  const config = normaliseConfig(short, {});
+  t.equal(config.session.absoluteLifetimeMs, 5 * 60_000);
+  t.equal(config.session.idleTimeoutMs, 5 * 60_000, 'min(30m, absoluteLifetime)');
+
+  const long = validConfig();
+  long.session.absoluteLifetime = '2h';
+  t.equal(normaliseConfig(long, {}).session.idleTimeoutMs, 30 * 60_000, '30m when the lifetime is longer');
+
+  const written = validConfig();
+  Object.assign(written.session, { absoluteLifetime: '5m', idleTimeout: '10m' });
+  const err = assertIssue(t, () => normaliseConfig(written, {}), 'session.idleTimeout', 'must not be longer than session.absoluteLifetime (5m)');
+  t.same(err?.issues.map((issue) => issue.path), ['session.idleTimeout'], 'only the key the operator wrote is named');
+});
+
 t.test('publicUrl keeps only the origin and drops a trailing slash', async (t) => {
   const raw = validConfig();
   raw.tenants[0].publicUrl = 'http://localhost:3000/';

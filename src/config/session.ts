@@ -12,6 +12,8 @@ import type { SessionConfig, SessionKey, StoreConfig } from './types.js';
 
 /** Skatteetaten's scopes end an ID-porten login after 8 hours; no session may outlive it. */
 const MAX_LIFETIME_MS = 8 * 3_600_000;
+/** The idle timeout when none is written, or the absolute lifetime when that is shorter. */
+const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 
 export function normaliseSession(raw: RawConfig['session'], issues: IssueList): SessionConfig {
   const absoluteLifetimeMs = issues.attempt('session.absoluteLifetime', () => parseDurationMs(raw.absoluteLifetime ?? '8h'));
@@ -21,7 +23,11 @@ export function normaliseSession(raw: RawConfig['session'], issues: IssueList): 
       "must be at most 8h: Skatteetaten's scopes cap an ID-porten login at 8 hours, so a longer session could not keep valid tokens",
     );
   }
-  const idleTimeoutMs = issues.attempt('session.idleTimeout', () => parseDurationMs(raw.idleTimeout ?? '30m'));
+  // Unwritten, the idle timeout follows a short lifetime down; only a written one can contradict it.
+  const idleTimeoutMs =
+    raw.idleTimeout === undefined
+      ? Math.min(DEFAULT_IDLE_TIMEOUT_MS, absoluteLifetimeMs ?? DEFAULT_IDLE_TIMEOUT_MS)
+      : issues.attempt('session.idleTimeout', () => parseDurationMs(raw.idleTimeout));
   if (idleTimeoutMs !== undefined && absoluteLifetimeMs !== undefined && idleTimeoutMs > absoluteLifetimeMs) {
     issues.add('session.idleTimeout', `must not be longer than session.absoluteLifetime (${formatDuration(absoluteLifetimeMs)})`);
   }
