@@ -9,6 +9,7 @@ import { deriveSessionKey } from '../src/config/session-keys.js';
 import { PRESETS } from '../src/config/presets.js';
 import { readFileSync } from 'node:fs';
 import { configSchemaJson } from '../src/config/schema.js';
+import { cookiePolicy, sessionCookieAttributes, transactionCookieAttributes } from '../src/session/cookies.js';
 
 const configDir = fileURLToPath(new URL('../config/', import.meta.url));
 const fixtureDir = fileURLToPath(new URL('./fixtures/config/', import.meta.url));
@@ -186,6 +187,54 @@ t.test('publicUrl keeps only the origin and drops a trailing slash', async (t) =
   const raw = validConfig();
   raw.tenants[0].publicUrl = 'http://localhost:3000/';
   t.equal(normaliseConfig(raw, {}).tenants[0]!.publicUrl, 'http://localhost:3000');
+});
+
+/** validConfig() with a second tenant (a copy of the first) on `publicUrl`. */
+function twoTenants(publicUrl: string): any {
+  const raw = validConfig();
+  raw.tenants.push({ ...structuredClone(raw.tenants[0]), id: 'b', publicUrl });
+  return raw;
+}
+
+t.test('http://NAME.localhost:PORT is a loopback origin, like http://localhost:PORT (RFC 6761 section 6.3)', async (t) => {
+  const raw = twoTenants('http://b.localhost:3000');
+  raw.tenants[1].idporten.postLogoutRedirectUri = 'http://b.localhost:3000/signed-out';
+  const config = normaliseConfig(raw, {});
+  const tenant = config.tenants[1]!;
+  t.equal(tenant.publicUrl, 'http://b.localhost:3000');
+  t.equal(tenant.idporten.postLogoutRedirectUri, 'http://b.localhost:3000/signed-out');
+  t.equal(normaliseConfig(twoTenants('http://b.localhost:3000'), {}).tenants[1]!.idporten.postLogoutRedirectUri, 'http://b.localhost:3000/', 'the default follows publicUrl');
+
+  t.test('its cookies: plain-http loopback gets neither Secure nor the __Host- prefix', async (t) => {
+    const policy = cookiePolicy(tenant.publicUrl, config.session.cookieName, config.session.sameSite);
+    t.equal(policy.sessionName, 'bff');
+    t.equal(policy.transactionPrefix, 'bff-login-');
+    t.equal(sessionCookieAttributes(policy).secure, false);
+    t.equal(transactionCookieAttributes(policy, 600).secure, false);
+  });
+  t.test('on https it gets both, like any https origin', async (t) => {
+    const policy = cookiePolicy('https://b.localhost:3443', 'bff', 'strict');
+    t.equal(policy.sessionName, '__Host-bff');
+    t.equal(sessionCookieAttributes(policy).secure, true);
+  });
+  t.test('the gateway\'s own connections still need a literal loopback name for plain http', async (t) => {
+    const upstream = validConfig();
+    upstream.tenants[0].routes[0].upstream = 'http://api.localhost:4101/valider';
+    assertIssue(t, () => normaliseConfig(upstream, {}), 'tenants[0].routes[0].upstream', 'http is allowed only for localhost, 127.0.0.1 and [::1]');
+  });
+  t.test('a name that only ends in "localhost" is not under .localhost', async (t) => {
+    assertIssue(t, () => normaliseConfig(twoTenants('http://evillocalhost:3000'), {}), 'tenants[1].publicUrl', 'http is allowed only for localhost, NAME.localhost');
+    assertIssue(t, () => normaliseConfig(twoTenants('http://b.localhost.example.no'), {}), 'tenants[1].publicUrl', 'use https');
+  });
+});
+
+t.test('two tenants on one host name share cookies whatever their ports, so that is refused', async (t) => {
+  const message =
+    'has the same host name (localhost) as tenants[0].publicUrl; browsers share cookies across ports, so each tenant needs its own host name';
+  assertIssue(t, () => normaliseConfig(twoTenants('http://localhost:3001'), {}), 'tenants[1].publicUrl', message);
+  assertIssue(t, () => normaliseConfig(twoTenants('https://localhost'), {}), 'tenants[1].publicUrl', message);
+  t.equal(normaliseConfig(twoTenants('http://127.0.0.1:3000'), {}).tenants.length, 2, 'localhost and 127.0.0.1 are different host names');
+  t.equal(normaliseConfig(twoTenants('http://b.localhost:3001'), {}).tenants.length, 2, 'localhost and b.localhost are different host names');
 });
 
 t.test('an explicit issuer wins over the environment preset', async (t) => {

@@ -40,6 +40,7 @@ function normaliseTenants(raw: RawConfig['tenants'], baseDir: string, issues: Is
   const tenants: TenantConfig[] = [];
   const indexById = new Map<string, number>();
   const indexByHost = new Map<string, number>();
+  const indexByHostname = new Map<string, number>();
   raw.forEach((entry, index) => {
     const path = childPath('tenants', index);
     const sameId = indexById.get(entry.id);
@@ -48,13 +49,22 @@ function normaliseTenants(raw: RawConfig['tenants'], baseDir: string, issues: Is
 
     const tenant = normaliseTenant(entry, path, baseDir, issues);
     if (!tenant) return;
-    // Requests are matched to a tenant by their Host header, so two tenants cannot share one.
-    const host = new URL(tenant.publicUrl).host;
+    // Requests are matched to a tenant by their Host header, so two tenants cannot share one. Nor can they
+    // share a host name on different ports (or schemes): cookies are scoped by host name alone, so one
+    // tenant's session cookie would reach the other.
+    const { host, hostname } = new URL(tenant.publicUrl);
     const sameHost = indexByHost.get(host);
+    const sameHostname = indexByHostname.get(hostname);
     if (sameHost !== undefined) {
       issues.add(childPath(path, 'publicUrl'), `uses the same host (${host}) as tenants[${sameHost}].publicUrl; each tenant needs its own host`);
+    } else if (sameHostname !== undefined) {
+      issues.add(
+        childPath(path, 'publicUrl'),
+        `has the same host name (${hostname}) as tenants[${sameHostname}].publicUrl; browsers share cookies across ports, so each tenant needs its own host name`,
+      );
     } else {
       indexByHost.set(host, index);
+      indexByHostname.set(hostname, index);
     }
     tenants.push(tenant);
   });

@@ -81,7 +81,8 @@ const Size = define(
 const Url = define(
   'url',
   Type.String({
-    description: 'An absolute http(s) URL; plain http only for localhost, 127.0.0.1 and [::1].',
+    description:
+      'An absolute http(s) URL; plain http only for localhost, 127.0.0.1 and [::1], and for a browser-facing URL (publicUrl, postLogoutRedirectUri) also NAME.localhost.',
     minLength: 1,
   }),
 );

@@ -91,7 +91,7 @@ function normaliseIdporten(
   const postLogoutText = raw.postLogoutRedirectUri ?? (publicUrl === undefined ? undefined : `${publicUrl}/`);
   // Kept as written: ID-porten compares it character for character with the registered URI.
   const postLogoutRedirectUri =
-    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText) && postLogoutText) ?? '');
+    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText, 'browser') && postLogoutText) ?? '');
 
   const clientAuth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(raw.clientAuth));
   if (clientAuth === undefined) return undefined;
