@@ -130,7 +130,7 @@ t.test('the example configurations load', async (t) => {
 
   t.test('config/multi-tenant.yaml: two tenants on Redis, explicit routes win over the preset', async (t) => {
     const config = loadConfigFile(`${configDir}multi-tenant.yaml`, env);
-    t.same(config.session.store, { type: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'bff:' });
+    t.same(config.session.store, { type: 'redis', mode: 'single', url: 'redis://127.0.0.1:6379', keyPrefix: 'bff:', allowPlaintext: false });
     t.same(config.session.keys.map((key) => key.id), ['k2', 'k1']);
     const [acme, beta] = config.tenants;
     t.equal(acme!.idporten.issuer, PRESETS.prod.issuer);
@@ -235,6 +235,74 @@ t.test('two tenants on one host name share cookies whatever their ports, so that
   assertIssue(t, () => normaliseConfig(twoTenants('https://localhost'), {}), 'tenants[1].publicUrl', message);
   t.equal(normaliseConfig(twoTenants('http://127.0.0.1:3000'), {}).tenants.length, 2, 'localhost and 127.0.0.1 are different host names');
   t.equal(normaliseConfig(twoTenants('http://b.localhost:3001'), {}).tenants.length, 2, 'localhost and b.localhost are different host names');
+});
+
+t.test('session.store for Redis', async (t) => {
+  const withStore = (store: unknown) => {
+    const raw = validConfig();
+    raw.session.store = store;
+    return raw;
+  };
+  const storeOf = (store: unknown) => normaliseConfig(withStore(store), {}).session.store;
+
+  t.test('one server: url', async (t) => {
+    t.same(storeOf({ type: 'redis', url: 'rediss://redis.example.no:6380/2' }), {
+      type: 'redis', mode: 'single', url: 'rediss://redis.example.no:6380/2', keyPrefix: 'bff:', allowPlaintext: false,
+    });
+    for (const url of ['redis://localhost:6379', 'redis://127.0.0.1', 'redis://[::1]:6379']) {
+      t.equal((storeOf({ type: 'redis', url }) as { url: string }).url, url, `${url}: plain redis:// on this machine`);
+    }
+  });
+  t.test('a cluster: cluster.nodes', async (t) => {
+    t.same(storeOf({ type: 'redis', cluster: { nodes: ['rediss://r1.example.no:6379', 'rediss://r2.example.no:6379'] }, keyPrefix: 'gw:' }), {
+      type: 'redis', mode: 'cluster', url: 'rediss://r1.example.no:6379', nodes: ['rediss://r1.example.no:6379', 'rediss://r2.example.no:6379'], keyPrefix: 'gw:', allowPlaintext: false,
+    });
+  });
+  t.test('a primary through Sentinel: sentinel.nodes and sentinel.name', async (t) => {
+    t.same(storeOf({ type: 'redis', sentinel: { nodes: ['rediss://s1.example.no:26379'], name: 'sessions' } }), {
+      type: 'redis', mode: 'sentinel', url: 'rediss://s1.example.no:26379', nodes: ['rediss://s1.example.no:26379'], name: 'sessions', keyPrefix: 'bff:', allowPlaintext: false,
+    });
+  });
+  t.test('plain redis:// off this machine needs allowPlaintext: true', async (t) => {
+    const refusal = 'use rediss://, or set session.store.allowPlaintext: true';
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis', url: 'redis://redis.example.no:6379' }), {}), 'session.store.url', refusal);
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis', url: 'redis://10.0.0.5:6379' }), {}), 'session.store.url', 'cross the network unencrypted');
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', cluster: { nodes: ['redis://127.0.0.1:7000', 'redis://r2.example.no:7000'] } }), {}),
+      'session.store.cluster.nodes[1]',
+      refusal,
+    );
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', sentinel: { nodes: ['redis://s1.example.no:26379'], name: 'sessions' } }), {}),
+      'session.store.sentinel.nodes[0]',
+      refusal,
+    );
+    const allowed = storeOf({ type: 'redis', url: 'redis://redis.internal:6379', allowPlaintext: true });
+    t.match(allowed, { mode: 'single', url: 'redis://redis.internal:6379', allowPlaintext: true }, 'an explicit opt-in is honoured');
+  });
+  t.test('exactly one of url, cluster or sentinel', async (t) => {
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis' }), {}), 'session.store', 'needs exactly one of url (one server), cluster or sentinel');
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', url: 'rediss://r.example.no', cluster: { nodes: ['rediss://r.example.no'] } }), {}),
+      'session.store.cluster',
+      'cannot be combined with session.store.url; give exactly one of url, cluster or sentinel',
+    );
+  });
+  t.test('shapes the schema refuses', async (t) => {
+    const cases: Array<[store: unknown, path: string, message: string]> = [
+      [{ type: 'redis', cluster: { nodes: [] } }, 'session.store.cluster.nodes', 'at least 1 item'],
+      [{ type: 'redis', cluster: { node: ['rediss://r.example.no'] } }, 'session.store.cluster.node', 'did you mean "nodes"?'],
+      [{ type: 'redis', sentinel: { nodes: ['rediss://s.example.no'] } }, 'session.store.sentinel.name', 'is required'],
+      [{ type: 'redis', cluster: { nodes: ['rediss://a.example.no', 'redis://127.0.0.1'] } }, 'session.store.cluster.nodes', 'must all use rediss:// or all use redis://'],
+      [{ type: 'redis', cluster: { nodes: ['https://a.example.no'] } }, 'session.store.cluster.nodes[0]', 'must start with redis:// or rediss://'],
+      [{ type: 'redis', url: 'rediss://r.example.no', allowPlaintext: 'yes' }, 'session.store.allowPlaintext', 'must be true or false'],
+      [{ type: 'memory', cluster: { nodes: ['redis://127.0.0.1'] } }, 'session.store.cluster', 'unknown key "cluster"'],
+    ];
+    for (const [store, path, message] of cases) assertIssue(t, () => normaliseConfig(withStore(store), {}), path, message);
+  });
 });
 
 t.test('an explicit issuer wins over the environment preset', async (t) => {

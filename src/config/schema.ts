@@ -133,11 +133,37 @@ const MemoryStore = Type.Object(
   closed,
 );
 
+const RedisUrl = annotate(NonEmptyString, {
+  description: 'redis://HOST:PORT or rediss://HOST:PORT (TLS), optionally with user, password and database.',
+});
+const RedisNodes = Type.Array(RedisUrl, { minItems: 1 });
+
 const RedisStore = Type.Object(
   {
     type: Type.Literal('redis'),
-    url: NonEmptyString,
-    keyPrefix: Type.Optional(Type.String()),
+    url: Type.Optional(annotate(RedisUrl, { description: 'A single Redis server. Give exactly one of url, cluster or sentinel.' })),
+    cluster: Type.Optional(
+      Type.Object(
+        { nodes: annotate(RedisNodes, { description: 'Some of the cluster\'s nodes; the rest are discovered from them.' }) },
+        { ...closed, description: 'A Redis Cluster. Give exactly one of url, cluster or sentinel.' },
+      ),
+    ),
+    sentinel: Type.Optional(
+      Type.Object(
+        {
+          nodes: annotate(RedisNodes, { description: 'The Sentinels to ask for the current primary.' }),
+          name: annotate(NonEmptyString, { description: 'The monitored primary\'s name (the master name in the Sentinel configuration).' }),
+        },
+        { ...closed, description: 'A primary found through Redis Sentinel. Give exactly one of url, cluster or sentinel.' },
+      ),
+    ),
+    keyPrefix: Type.Optional(Type.String({ description: 'Prefix for every key the gateway writes (default "bff:").' })),
+    allowPlaintext: Type.Optional(
+      Type.Boolean({
+        description:
+          'Allow redis:// (no TLS) to a server off this machine (default false): sessions and tokens then cross the network unencrypted. Prefer rediss://.',
+      }),
+    ),
   },
   closed,
 );

@@ -31,9 +31,34 @@ export interface ServerConfig {
   logLevel: LogLevel;
 }
 
-export type StoreConfig =
-  | { type: 'memory'; maxSessions: number }
-  | { type: 'redis'; url: string; keyPrefix: string };
+export type StoreConfig = MemoryStoreConfig | RedisStoreConfig;
+
+export interface MemoryStoreConfig {
+  type: 'memory';
+  maxSessions: number;
+}
+
+/** How the gateway finds Redis: one server, a Redis Cluster, or a primary named by Redis Sentinel. */
+export type RedisMode = 'single' | 'cluster' | 'sentinel';
+
+interface RedisStoreBase {
+  type: 'redis';
+  /**
+   * single: the server's URL as written. cluster and sentinel: the first of `nodes`, so that a store which
+   * knows only single servers still has a URL; such a store must check `mode` before using it.
+   */
+  url: string;
+  keyPrefix: string;
+  /** The operator allowed redis:// (no TLS) to a server off this machine. */
+  allowPlaintext: boolean;
+}
+
+export type RedisStoreConfig =
+  | (RedisStoreBase & { mode: 'single' })
+  /** `nodes`: seed URLs, at least one; the cluster's other nodes are discovered from them. */
+  | (RedisStoreBase & { mode: 'cluster'; nodes: string[] })
+  /** `nodes`: the Sentinels' URLs, at least one; `name`: the monitored primary's name. */
+  | (RedisStoreBase & { mode: 'sentinel'; nodes: string[]; name: string });
 
 export interface SessionKey {
   id: string;

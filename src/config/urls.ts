@@ -72,6 +72,17 @@ export function parseIssuer(text: string): string {
 
 /** A redis:// or rediss:// URL. The message never repeats the URL, which may carry a password. */
 export function parseRedisUrl(text: string): string {
+  redisUrl(text);
+  return text;
+}
+
+/** True for redis:// (no TLS) to a server off this machine; `text` has passed parseRedisUrl. */
+export function isPlaintextRemoteRedis(text: string): boolean {
+  const url = redisUrl(text);
+  return url.protocol === 'redis:' && !isLocalHost(url.hostname);
+}
+
+function redisUrl(text: string): URL {
   let url: URL;
   try {
     url = new URL(text);
@@ -79,5 +90,6 @@ export function parseRedisUrl(text: string): string {
     throw new Error('must be a URL such as redis://127.0.0.1:6379');
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must start with redis:// or rediss://');
-  return text;
+  if (url.hostname === '') throw new Error('must name a host, e.g. rediss://redis.example.no:6379');
+  return url;
 }
