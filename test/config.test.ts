@@ -147,7 +147,16 @@ t.test('the example configurations load', async (t) => {
 
 t.test('defaults fill what the file leaves out', async (t) => {
   const config = normaliseConfig(validConfig(), {});
-  t.same(config.server, { host: '127.0.0.1', port: 3000, trustProxy: false, shutdownTimeoutMs: 10_000, logLevel: 'info' });
+  t.same(config.server, {
+    host: '127.0.0.1',
+    port: 3000,
+    trustProxy: false,
+    shutdownTimeoutMs: 10_000,
+    logLevel: 'info',
+    requestTimeoutMs: 60_000,
+    headersTimeoutMs: 10_000,
+    rateLimit: { login: { max: 30, windowMs: 60_000 } },
+  });
   t.same(config.session.store, { type: 'memory', maxSessions: 100_000 });
   t.equal(config.session.idleTimeoutMs, 30 * 60_000);
   t.equal(config.session.refreshLeewayMs, 30_000);
@@ -162,6 +171,9 @@ t.test('defaults fill what the file leaves out', async (t) => {
   t.equal(idporten.usePar, true);
   t.equal(idporten.httpTimeoutMs, 10_000);
   t.equal(routes[0]!.timeoutMs, 30_000);
+  t.same(routes[0]!.forwardHeaders, []);
+  t.equal(config.tenants[0]!.exposePid, false);
+  t.equal(config.tenants[0]!.app, undefined, 'no app unless one is configured');
   t.same(routes[0]!.methods, ['POST'], 'methods are upper-cased');
   t.equal(routes[1]!.upstream, 'http://127.0.0.1:4102/skd/app', 'trailing slash removed from the upstream');
 });
@@ -303,6 +315,106 @@ t.test('session.store for Redis', async (t) => {
     ];
     for (const [store, path, message] of cases) assertIssue(t, () => normaliseConfig(withStore(store), {}), path, message);
   });
+});
+
+t.test('server timeouts and the login rate limit', async (t) => {
+  const raw = validConfig();
+  raw.server = { requestTimeout: '2m', headersTimeout: '15s', rateLimit: { login: { max: 5, window: '30s' } } };
+  t.match(normaliseConfig(raw, {}).server, { requestTimeoutMs: 120_000, headersTimeoutMs: 15_000, rateLimit: { login: { max: 5, windowMs: 30_000 } } });
+
+  const halfWritten = validConfig();
+  halfWritten.server = { rateLimit: { login: { max: 100 } } };
+  t.same(normaliseConfig(halfWritten, {}).server.rateLimit, { login: { max: 100, windowMs: 60_000 } }, 'the window keeps its default');
+
+  const shortRequest = validConfig();
+  shortRequest.server = { requestTimeout: '5s' };
+  t.equal(normaliseConfig(shortRequest, {}).server.headersTimeoutMs, 5_000, 'the default headers timeout follows a shorter request timeout down');
+
+  const cases: Array<[server: unknown, path: string, message: string]> = [
+    [{ requestTimeout: '30s', headersTimeout: '45s' }, 'server.headersTimeout', 'must not be longer than server.requestTimeout (30s)'],
+    [{ headersTimeout: '2m' }, 'server.headersTimeout', 'must not be longer than server.requestTimeout (1m)'],
+    [{ requestTimeout: 'soon' }, 'server.requestTimeout', 'must be a positive duration'],
+    [{ rateLimit: { login: { max: 0 } } }, 'server.rateLimit.login.max', 'must be >= 1'],
+    [{ rateLimit: { login: { window: '1 minute' } } }, 'server.rateLimit.login.window', 'must be a positive duration'],
+    [{ rateLimit: { logn: {} } }, 'server.rateLimit.logn', 'did you mean "login"?'],
+  ];
+  for (const [server, path, message] of cases) {
+    const broken = validConfig();
+    broken.server = server;
+    assertIssue(t, () => normaliseConfig(broken, {}), path, message);
+  }
+});
+
+t.test('tenants[].app: the SPA on the tenant\'s origin', async (t) => {
+  const withApp = (app: unknown) => {
+    const raw = validConfig();
+    raw.tenants[0].app = app;
+    return raw;
+  };
+  t.test('static: a folder, resolved against the config file\'s folder', async (t) => {
+    const config = normaliseConfig(withApp({ static: '../app', headers: { 'Content-Security-Policy': "default-src 'self'" } }), {}, fixtureDir);
+    t.same(config.tenants[0]!.app, {
+      kind: 'static',
+      dir: fileURLToPath(new URL('./fixtures/app', import.meta.url)),
+      requireLogin: false,
+      headers: { 'content-security-policy': "default-src 'self'" },
+    });
+  });
+  t.test('upstream: a dev server or frontend container', async (t) => {
+    const config = normaliseConfig(withApp({ upstream: 'http://localhost:5173/', requireLogin: true }), {}, fixtureDir);
+    t.same(config.tenants[0]!.app, { kind: 'upstream', url: 'http://localhost:5173', requireLogin: true, headers: {} });
+  });
+  t.test('refused', async (t) => {
+    const cases: Array<[app: unknown, path: string, message: string]> = [
+      [{}, 'tenants[0].app', 'needs exactly one of static (a folder of built files) or upstream (a URL)'],
+      [{ static: '../app', upstream: 'http://localhost:5173' }, 'tenants[0].app.upstream', 'cannot be combined with tenants[0].app.static'],
+      [{ static: 'no-such-dir' }, 'tenants[0].app.static', 'ENOENT'],
+      [{ static: 'lifetime-9h.yaml' }, 'tenants[0].app.static', 'is not a directory'],
+      [{ upstream: 'http://frontend.example.no' }, 'tenants[0].app.upstream', 'use https'],
+      [{ static: '../app', requireLogin: 'yes' }, 'tenants[0].app.requireLogin', 'must be true or false'],
+      [{ static: '../app', headers: { csp: 1 } }, 'tenants[0].app.headers.csp', 'must be a string'],
+      [{ static: '../app', headers: { 'bad name': 'x' } }, 'tenants[0].app.headers.bad name', 'is not an HTTP header name'],
+      [{ static: '../app', headers: { 'x-a': 'one\r\nset-cookie: x=1' } }, 'tenants[0].app.headers.x-a', 'must not contain line breaks'],
+      [{ static: '../app', headers: { 'Set-Cookie': 'a=1' } }, 'tenants[0].app.headers.Set-Cookie', 'never sets cookies'],
+      [{ static: '../app', headers: { 'X-A': '1', 'x-a': '2' } }, 'tenants[0].app.headers.x-a', 'repeats tenants[0].app.headers.X-A'],
+      [{ dir: '../app' }, 'tenants[0].app.dir', 'unknown key "dir"'],
+    ];
+    for (const [app, path, message] of cases) assertIssue(t, () => normaliseConfig(withApp(app), {}, fixtureDir), path, message);
+  });
+});
+
+t.test('routes: token none, forwardHeaders; tenants: exposePid', async (t) => {
+  const raw = validConfig();
+  raw.tenants[0].exposePid = true;
+  raw.tenants[0].routes.push({ path: '/public', upstream: 'http://127.0.0.1:4101/public', token: 'none', methods: ['GET'] });
+  raw.tenants[0].routes[0].forwardHeaders = ['X-Request-Id', 'accept-language', 'x-request-id'];
+  const tenant = normaliseConfig(raw, {}).tenants[0]!;
+  t.equal(tenant.exposePid, true);
+  t.equal(tenant.routes[2]!.token, 'none');
+  t.same(tenant.routes[0]!.forwardHeaders, ['x-request-id', 'accept-language'], 'lower-cased, repeats dropped');
+
+  const refused: Array<[name: string, message: string]> = [
+    ['Authorization', 'authorization is never forwarded'],
+    ['cookie', 'cookie is never forwarded'],
+    ['Host', 'host is never forwarded'],
+    ['x-forwarded-for', 'the gateway sets X-Forwarded-For'],
+    ['connection', 'hop-by-hop'],
+    ['Transfer-Encoding', 'hop-by-hop'],
+  ];
+  for (const [name, message] of refused) {
+    const broken = validConfig();
+    broken.tenants[0].routes[0].forwardHeaders = ['x-ok', name];
+    assertIssue(t, () => normaliseConfig(broken, {}), 'tenants[0].routes[0].forwardHeaders[1]', message);
+  }
+  const badName = validConfig();
+  badName.tenants[0].routes[0].forwardHeaders = ['x request'];
+  assertIssue(t, () => normaliseConfig(badName, {}), 'tenants[0].routes[0].forwardHeaders[0]', 'must be an HTTP header name');
+  const badToken = validConfig();
+  badToken.tenants[0].routes[0].token = 'anonymous';
+  assertIssue(t, () => normaliseConfig(badToken, {}), 'tenants[0].routes[0].token', 'must be one of idporten, altinn, none');
+  const badFlag = validConfig();
+  badFlag.tenants[0].exposePid = 'no';
+  assertIssue(t, () => normaliseConfig(badFlag, {}), 'tenants[0].exposePid', 'must be true or false');
 });
 
 t.test('an explicit issuer wins over the environment preset', async (t) => {

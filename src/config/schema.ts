@@ -98,7 +98,16 @@ const Locale = define('locale', Enum(LOCALES));
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const SAME_SITE = ['strict', 'lax'] as const;
 export const ENVIRONMENTS = ['test', 'prod'] as const;
-export const TOKEN_KINDS = ['idporten', 'altinn'] as const;
+export const TOKEN_KINDS = ['idporten', 'altinn', 'none'] as const;
+
+/** An HTTP field name (RFC 9110 section 5.1); the gateway lower-cases it. */
+const HeaderName = define(
+  'headerName',
+  Type.String({
+    pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+    expected: 'must be an HTTP header name: letters, digits and !#$%&\'*+.^_`|~- (RFC 9110 section 5.1)',
+  }),
+);
 
 // --- server --------------------------------------------------------------------------------------
 
@@ -118,6 +127,34 @@ const Server = define(
       shutdownTimeout: Type.Optional(Duration),
       metricsPort: Type.Optional(Port),
       logLevel: Type.Optional(Enum(LOG_LEVELS)),
+      requestTimeout: Type.Optional(
+        annotate(Duration, { description: 'How long a client may take to send a whole request, headers and body (default "60s").' }),
+      ),
+      headersTimeout: Type.Optional(
+        annotate(Duration, {
+          description: 'How long a client may take to send the request headers (default "10s", or requestTimeout when shorter); at most requestTimeout.',
+        }),
+      ),
+      rateLimit: Type.Optional(
+        Type.Object(
+          {
+            login: Type.Optional(
+              Type.Object(
+                {
+                  max: Type.Optional(Type.Integer({ minimum: 1, description: 'Requests allowed per window (default 30).' })),
+                  window: Type.Optional(annotate(Duration, { description: 'The window the count runs over (default "1m").' })),
+                },
+                {
+                  ...closed,
+                  description:
+                    '/auth/login and /auth/callback per client address and tenant; over the limit they answer 429 rate_limited with Retry-After.',
+                },
+              ),
+            ),
+          },
+          { ...closed, description: 'Request rate limits.' },
+        ),
+      ),
     },
     closed,
   ),
@@ -272,7 +309,16 @@ const Route = define(
     {
       path: Type.String({ pattern: '^/', expected: 'must start with "/"' }),
       upstream: Url,
-      token: Enum(TOKEN_KINDS),
+      token: Enum(TOKEN_KINDS, {
+        description:
+          'The bearer the upstream gets: the ID-porten access token, an Altinn token exchanged for it, or none (a public pass-through: no session needed, no bearer sent).',
+      }),
+      forwardHeaders: Type.Optional(
+        Type.Array(HeaderName, {
+          description:
+            'Request headers passed to the upstream besides the built-in allow-list. Never authorization, cookie, host, X-Forwarded-* or hop-by-hop headers.',
+        }),
+      ),
       methods: Type.Optional(
         Type.Array(Type.String({ pattern: '^[A-Za-z]+$', expected: 'must be an HTTP method name such as GET or POST' }), {
           minItems: 1,
@@ -282,6 +328,36 @@ const Route = define(
       bodyLimit: Type.Optional(Size),
     },
     closed,
+  ),
+);
+
+const App = define(
+  'app',
+  Type.Object(
+    {
+      static: Type.Optional(
+        annotate(NonEmptyString, {
+          description:
+            "A built SPA's folder, relative to the configuration file's folder: files as they are, index.html for client-side routes.",
+        }),
+      ),
+      upstream: Type.Optional(annotate(Url, { description: 'A dev server or frontend container to pass app requests to (WebSocket upgrades pass).' })),
+      requireLogin: Type.Optional(
+        Type.Boolean({
+          description: 'A top-level navigation without a live session is sent to /auth/login?returnTo=<path> (default false).',
+        }),
+      ),
+      headers: Type.Optional(
+        Type.Record(Type.String(), Type.String(), {
+          description: 'Response headers added to every app answer, e.g. content-security-policy.',
+        }),
+      ),
+    },
+    {
+      ...closed,
+      description:
+        'The SPA on the tenant\'s origin: every request not owned by /auth/*, the health endpoints or a route. Give exactly one of static or upstream.',
+    },
   ),
 );
 
@@ -298,6 +374,10 @@ const Tenant = define(
       idporten: Idporten,
       altinn: Type.Optional(Altinn),
       routes: Type.Optional(Type.Array(Route)),
+      app: Type.Optional(App),
+      exposePid: Type.Optional(
+        Type.Boolean({ description: "Whether /auth/session includes the user's pid (national identity number) (default false)." }),
+      ),
     },
     closed,
   ),

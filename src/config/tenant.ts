@@ -3,6 +3,7 @@
  * Environment presets fill what the tenant leaves out; whatever the tenant writes wins.
  */
 
+import { normaliseApp } from './app.js';
 import { normaliseClientAuth } from './client-auth.js';
 import { parseDurationMs } from './duration.js';
 import type { IssueList } from './errors.js';
@@ -46,12 +47,14 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
     raw.upstreamCaFile === undefined
       ? undefined
       : issues.attempt(childPath(path, 'upstreamCaFile'), () => readCertificates(raw.upstreamCaFile ?? '', baseDir));
+  const app = raw.app === undefined ? undefined : normaliseApp(raw.app, childPath(path, 'app'), baseDir, issues);
 
   // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
   if (issues.items.length > before || publicUrl === undefined || idporten === undefined) return undefined;
-  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes };
+  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes, exposePid: raw.exposePid ?? false };
   if (altinn) tenant.altinn = altinn;
   if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
+  if (app) tenant.app = app;
   return tenant;
 }
 

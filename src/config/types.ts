@@ -29,6 +29,16 @@ export interface ServerConfig {
   metricsPort?: number;
   /** pino level for the process log. */
   logLevel: LogLevel;
+  /** How long a client may take to send a whole request (Node's server.requestTimeout). */
+  requestTimeoutMs: number;
+  /** How long a client may take to send the request headers (Node's server.headersTimeout); never above requestTimeoutMs. */
+  headersTimeoutMs: number;
+  rateLimit: RateLimitConfig;
+}
+
+export interface RateLimitConfig {
+  /** /auth/login and /auth/callback, counted per client address and tenant. */
+  login: { max: number; windowMs: number };
 }
 
 export type StoreConfig = MemoryStoreConfig | RedisStoreConfig;
@@ -118,7 +128,14 @@ export interface RouteConfig {
   path: string;
   /** Absolute upstream URL; the remainder after `path` is appended to its path. */
   upstream: string;
+  /** 'none': a public pass-through, no session needed and no bearer sent. */
   token: TokenKind;
+  /**
+   * Lower-case request header names passed to the upstream besides the built-in allow-list (never
+   * authorization, cookie, host, X-Forwarded-* or hop-by-hop names). normaliseConfig always sets it;
+   * absent only in a hand-built RouteConfig, where it means [].
+   */
+  forwardHeaders?: string[];
   /** Upper-case HTTP methods allowed on this route. */
   methods: string[];
   timeoutMs: number;
@@ -134,4 +151,24 @@ export interface TenantConfig {
   routes: RouteConfig[];
   /** Extra CA certificates (PEM) to trust for this tenant's upstreams and Altinn exchange. */
   upstreamCaPem?: string;
+  /** The SPA served on the tenant's origin; absent when the tenant has none. */
+  app?: AppConfig;
+  /**
+   * Whether /auth/session includes the user's pid. normaliseConfig always sets it (default false);
+   * absent only in a hand-built TenantConfig, where it means false.
+   */
+  exposePid?: boolean;
+}
+
+export type AppConfig =
+  /** `dir`: absolute path of an existing directory holding the built SPA. */
+  | ({ kind: 'static'; dir: string } & AppOptions)
+  /** `url`: the dev server or frontend container, no trailing slash. */
+  | ({ kind: 'upstream'; url: string } & AppOptions);
+
+export interface AppOptions {
+  /** A top-level navigation without a live session is redirected to /auth/login?returnTo=<path>. */
+  requireLogin: boolean;
+  /** Response headers added to every app answer; names lower-cased. */
+  headers: Record<string, string>;
 }
