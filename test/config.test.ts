@@ -7,6 +7,9 @@ import { parseDurationMs } from '../src/config/duration.js';
 import { parseSizeBytes } from '../src/config/size.js';
 import { deriveSessionKey } from '../src/config/session-keys.js';
 import { PRESETS } from '../src/config/presets.js';
+import { readFileSync } from 'node:fs';
+import { configSchemaJson } from '../src/config/schema.js';
+import { cookiePolicy, sessionCookieAttributes, transactionCookieAttributes } from '../src/session/cookies.js';
 
 const configDir = fileURLToPath(new URL('../config/', import.meta.url));
 const fixtureDir = fileURLToPath(new URL('./fixtures/config/', import.meta.url));
@@ -75,6 +78,11 @@ function assertIssue(t: Test, load: () => unknown, path: string | RegExp, messag
   return undefined;
 }
 
+t.test('config/schema.json is exactly what the TypeBox schema in src/config/schema.ts produces (npm run schema)', async (t) => {
+  const onDisk = readFileSync(new URL('../config/schema.json', import.meta.url), 'utf8');
+  t.equal(onDisk, configSchemaJson(), 'config/schema.json is out of date: run npm run schema');
+});
+
 t.test('the example configurations load', async (t) => {
   t.test('config/demo.yaml describes the local demo stack', async (t) => {
     const config = loadConfigFile(`${configDir}demo.yaml`, env);
@@ -122,7 +130,7 @@ t.test('the example configurations load', async (t) => {
 
   t.test('config/multi-tenant.yaml: two tenants on Redis, explicit routes win over the preset', async (t) => {
     const config = loadConfigFile(`${configDir}multi-tenant.yaml`, env);
-    t.same(config.session.store, { type: 'redis', url: 'redis://127.0.0.1:6379', keyPrefix: 'bff:' });
+    t.same(config.session.store, { type: 'redis', mode: 'single', url: 'redis://127.0.0.1:6379', keyPrefix: 'bff:', allowPlaintext: false });
     t.same(config.session.keys.map((key) => key.id), ['k2', 'k1']);
     const [acme, beta] = config.tenants;
     t.equal(acme!.idporten.issuer, PRESETS.prod.issuer);
@@ -139,7 +147,16 @@ t.test('the example configurations load', async (t) => {
 
 t.test('defaults fill what the file leaves out', async (t) => {
   const config = normaliseConfig(validConfig(), {});
-  t.same(config.server, { host: '127.0.0.1', port: 3000, trustProxy: false, shutdownTimeoutMs: 10_000, logLevel: 'info' });
+  t.same(config.server, {
+    host: '127.0.0.1',
+    port: 3000,
+    trustProxy: false,
+    shutdownTimeoutMs: 10_000,
+    logLevel: 'info',
+    requestTimeoutMs: 60_000,
+    headersTimeoutMs: 10_000,
+    rateLimit: { login: { max: 30, windowMs: 60_000 } },
+  });
   t.same(config.session.store, { type: 'memory', maxSessions: 100_000 });
   t.equal(config.session.idleTimeoutMs, 30 * 60_000);
   t.equal(config.session.refreshLeewayMs, 30_000);
@@ -154,14 +171,250 @@ t.test('defaults fill what the file leaves out', async (t) => {
   t.equal(idporten.usePar, true);
   t.equal(idporten.httpTimeoutMs, 10_000);
   t.equal(routes[0]!.timeoutMs, 30_000);
+  t.same(routes[0]!.forwardHeaders, []);
+  t.equal(config.tenants[0]!.exposePid, false);
+  t.equal(config.tenants[0]!.app, undefined, 'no app unless one is configured');
   t.same(routes[0]!.methods, ['POST'], 'methods are upper-cased');
   t.equal(routes[1]!.upstream, 'http://127.0.0.1:4102/skd/app', 'trailing slash removed from the upstream');
+});
+
+t.test('the default idle timeout follows a shorter absolute lifetime down', async (t) => {
+  const short = validConfig();
+  short.session.absoluteLifetime = '5m';
+  const config = normaliseConfig(short, {});
+  t.equal(config.session.absoluteLifetimeMs, 5 * 60_000);
+  t.equal(config.session.idleTimeoutMs, 5 * 60_000, 'min(30m, absoluteLifetime)');
+
+  const long = validConfig();
+  long.session.absoluteLifetime = '2h';
+  t.equal(normaliseConfig(long, {}).session.idleTimeoutMs, 30 * 60_000, '30m when the lifetime is longer');
+
+  const written = validConfig();
+  Object.assign(written.session, { absoluteLifetime: '5m', idleTimeout: '10m' });
+  const err = assertIssue(t, () => normaliseConfig(written, {}), 'session.idleTimeout', 'must not be longer than session.absoluteLifetime (5m)');
+  t.same(err?.issues.map((issue) => issue.path), ['session.idleTimeout'], 'only the key the operator wrote is named');
 });
 
 t.test('publicUrl keeps only the origin and drops a trailing slash', async (t) => {
   const raw = validConfig();
   raw.tenants[0].publicUrl = 'http://localhost:3000/';
   t.equal(normaliseConfig(raw, {}).tenants[0]!.publicUrl, 'http://localhost:3000');
+});
+
+/** validConfig() with a second tenant (a copy of the first) on `publicUrl`. */
+function twoTenants(publicUrl: string): any {
+  const raw = validConfig();
+  raw.tenants.push({ ...structuredClone(raw.tenants[0]), id: 'b', publicUrl });
+  return raw;
+}
+
+t.test('http://NAME.localhost:PORT is a loopback origin, like http://localhost:PORT (RFC 6761 section 6.3)', async (t) => {
+  const raw = twoTenants('http://b.localhost:3000');
+  raw.tenants[1].idporten.postLogoutRedirectUri = 'http://b.localhost:3000/signed-out';
+  const config = normaliseConfig(raw, {});
+  const tenant = config.tenants[1]!;
+  t.equal(tenant.publicUrl, 'http://b.localhost:3000');
+  t.equal(tenant.idporten.postLogoutRedirectUri, 'http://b.localhost:3000/signed-out');
+  t.equal(normaliseConfig(twoTenants('http://b.localhost:3000'), {}).tenants[1]!.idporten.postLogoutRedirectUri, 'http://b.localhost:3000/', 'the default follows publicUrl');
+
+  t.test('its cookies: plain-http loopback gets neither Secure nor the __Host- prefix', async (t) => {
+    const policy = cookiePolicy(tenant.publicUrl, config.session.cookieName, config.session.sameSite);
+    t.equal(policy.sessionName, 'bff');
+    t.equal(policy.transactionPrefix, 'bff-login-');
+    t.equal(sessionCookieAttributes(policy).secure, false);
+    t.equal(transactionCookieAttributes(policy, 600).secure, false);
+  });
+  t.test('on https it gets both, like any https origin', async (t) => {
+    const policy = cookiePolicy('https://b.localhost:3443', 'bff', 'strict');
+    t.equal(policy.sessionName, '__Host-bff');
+    t.equal(sessionCookieAttributes(policy).secure, true);
+  });
+  t.test('the gateway\'s own connections still need a literal loopback name for plain http', async (t) => {
+    const upstream = validConfig();
+    upstream.tenants[0].routes[0].upstream = 'http://api.localhost:4101/valider';
+    assertIssue(t, () => normaliseConfig(upstream, {}), 'tenants[0].routes[0].upstream', 'http is allowed only for localhost, 127.0.0.1 and [::1]');
+  });
+  t.test('a name that only ends in "localhost" is not under .localhost', async (t) => {
+    assertIssue(t, () => normaliseConfig(twoTenants('http://evillocalhost:3000'), {}), 'tenants[1].publicUrl', 'http is allowed only for localhost, NAME.localhost');
+    assertIssue(t, () => normaliseConfig(twoTenants('http://b.localhost.example.no'), {}), 'tenants[1].publicUrl', 'use https');
+  });
+});
+
+t.test('two tenants on one host name share cookies whatever their ports, so that is refused', async (t) => {
+  const message =
+    'has the same host name (localhost) as tenants[0].publicUrl; browsers share cookies across ports, so each tenant needs its own host name';
+  assertIssue(t, () => normaliseConfig(twoTenants('http://localhost:3001'), {}), 'tenants[1].publicUrl', message);
+  assertIssue(t, () => normaliseConfig(twoTenants('https://localhost'), {}), 'tenants[1].publicUrl', message);
+  t.equal(normaliseConfig(twoTenants('http://127.0.0.1:3000'), {}).tenants.length, 2, 'localhost and 127.0.0.1 are different host names');
+  t.equal(normaliseConfig(twoTenants('http://b.localhost:3001'), {}).tenants.length, 2, 'localhost and b.localhost are different host names');
+});
+
+t.test('session.store for Redis', async (t) => {
+  const withStore = (store: unknown) => {
+    const raw = validConfig();
+    raw.session.store = store;
+    return raw;
+  };
+  const storeOf = (store: unknown) => normaliseConfig(withStore(store), {}).session.store;
+
+  t.test('one server: url', async (t) => {
+    t.same(storeOf({ type: 'redis', url: 'rediss://redis.example.no:6380/2' }), {
+      type: 'redis', mode: 'single', url: 'rediss://redis.example.no:6380/2', keyPrefix: 'bff:', allowPlaintext: false,
+    });
+    for (const url of ['redis://localhost:6379', 'redis://127.0.0.1', 'redis://[::1]:6379']) {
+      t.equal((storeOf({ type: 'redis', url }) as { url: string }).url, url, `${url}: plain redis:// on this machine`);
+    }
+  });
+  t.test('a cluster: cluster.nodes', async (t) => {
+    t.same(storeOf({ type: 'redis', cluster: { nodes: ['rediss://r1.example.no:6379', 'rediss://r2.example.no:6379'] }, keyPrefix: 'gw:' }), {
+      type: 'redis', mode: 'cluster', url: 'rediss://r1.example.no:6379', nodes: ['rediss://r1.example.no:6379', 'rediss://r2.example.no:6379'], keyPrefix: 'gw:', allowPlaintext: false,
+    });
+  });
+  t.test('a primary through Sentinel: sentinel.nodes and sentinel.name', async (t) => {
+    t.same(storeOf({ type: 'redis', sentinel: { nodes: ['rediss://s1.example.no:26379'], name: 'sessions' } }), {
+      type: 'redis', mode: 'sentinel', url: 'rediss://s1.example.no:26379', nodes: ['rediss://s1.example.no:26379'], name: 'sessions', keyPrefix: 'bff:', allowPlaintext: false,
+    });
+  });
+  t.test('plain redis:// off this machine needs allowPlaintext: true', async (t) => {
+    const refusal = 'use rediss://, or set session.store.allowPlaintext: true';
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis', url: 'redis://redis.example.no:6379' }), {}), 'session.store.url', refusal);
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis', url: 'redis://10.0.0.5:6379' }), {}), 'session.store.url', 'cross the network unencrypted');
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', cluster: { nodes: ['redis://127.0.0.1:7000', 'redis://r2.example.no:7000'] } }), {}),
+      'session.store.cluster.nodes[1]',
+      refusal,
+    );
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', sentinel: { nodes: ['redis://s1.example.no:26379'], name: 'sessions' } }), {}),
+      'session.store.sentinel.nodes[0]',
+      refusal,
+    );
+    const allowed = storeOf({ type: 'redis', url: 'redis://redis.internal:6379', allowPlaintext: true });
+    t.match(allowed, { mode: 'single', url: 'redis://redis.internal:6379', allowPlaintext: true }, 'an explicit opt-in is honoured');
+  });
+  t.test('exactly one of url, cluster or sentinel', async (t) => {
+    assertIssue(t, () => normaliseConfig(withStore({ type: 'redis' }), {}), 'session.store', 'needs exactly one of url (one server), cluster or sentinel');
+    assertIssue(
+      t,
+      () => normaliseConfig(withStore({ type: 'redis', url: 'rediss://r.example.no', cluster: { nodes: ['rediss://r.example.no'] } }), {}),
+      'session.store.cluster',
+      'cannot be combined with session.store.url; give exactly one of url, cluster or sentinel',
+    );
+  });
+  t.test('shapes the schema refuses', async (t) => {
+    const cases: Array<[store: unknown, path: string, message: string]> = [
+      [{ type: 'redis', cluster: { nodes: [] } }, 'session.store.cluster.nodes', 'at least 1 item'],
+      [{ type: 'redis', cluster: { node: ['rediss://r.example.no'] } }, 'session.store.cluster.node', 'did you mean "nodes"?'],
+      [{ type: 'redis', sentinel: { nodes: ['rediss://s.example.no'] } }, 'session.store.sentinel.name', 'is required'],
+      [{ type: 'redis', cluster: { nodes: ['rediss://a.example.no', 'redis://127.0.0.1'] } }, 'session.store.cluster.nodes', 'must all use rediss:// or all use redis://'],
+      [{ type: 'redis', cluster: { nodes: ['https://a.example.no'] } }, 'session.store.cluster.nodes[0]', 'must start with redis:// or rediss://'],
+      [{ type: 'redis', url: 'rediss://r.example.no', allowPlaintext: 'yes' }, 'session.store.allowPlaintext', 'must be true or false'],
+      [{ type: 'memory', cluster: { nodes: ['redis://127.0.0.1'] } }, 'session.store.cluster', 'unknown key "cluster"'],
+    ];
+    for (const [store, path, message] of cases) assertIssue(t, () => normaliseConfig(withStore(store), {}), path, message);
+  });
+});
+
+t.test('server timeouts and the login rate limit', async (t) => {
+  const raw = validConfig();
+  raw.server = { requestTimeout: '2m', headersTimeout: '15s', rateLimit: { login: { max: 5, window: '30s' } } };
+  t.match(normaliseConfig(raw, {}).server, { requestTimeoutMs: 120_000, headersTimeoutMs: 15_000, rateLimit: { login: { max: 5, windowMs: 30_000 } } });
+
+  const halfWritten = validConfig();
+  halfWritten.server = { rateLimit: { login: { max: 100 } } };
+  t.same(normaliseConfig(halfWritten, {}).server.rateLimit, { login: { max: 100, windowMs: 60_000 } }, 'the window keeps its default');
+
+  const shortRequest = validConfig();
+  shortRequest.server = { requestTimeout: '5s' };
+  t.equal(normaliseConfig(shortRequest, {}).server.headersTimeoutMs, 5_000, 'the default headers timeout follows a shorter request timeout down');
+
+  const cases: Array<[server: unknown, path: string, message: string]> = [
+    [{ requestTimeout: '30s', headersTimeout: '45s' }, 'server.headersTimeout', 'must not be longer than server.requestTimeout (30s)'],
+    [{ headersTimeout: '2m' }, 'server.headersTimeout', 'must not be longer than server.requestTimeout (1m)'],
+    [{ requestTimeout: 'soon' }, 'server.requestTimeout', 'must be a positive duration'],
+    [{ rateLimit: { login: { max: 0 } } }, 'server.rateLimit.login.max', 'must be >= 1'],
+    [{ rateLimit: { login: { window: '1 minute' } } }, 'server.rateLimit.login.window', 'must be a positive duration'],
+    [{ rateLimit: { logn: {} } }, 'server.rateLimit.logn', 'did you mean "login"?'],
+  ];
+  for (const [server, path, message] of cases) {
+    const broken = validConfig();
+    broken.server = server;
+    assertIssue(t, () => normaliseConfig(broken, {}), path, message);
+  }
+});
+
+t.test('tenants[].app: the SPA on the tenant\'s origin', async (t) => {
+  const withApp = (app: unknown) => {
+    const raw = validConfig();
+    raw.tenants[0].app = app;
+    return raw;
+  };
+  t.test('static: a folder, resolved against the config file\'s folder', async (t) => {
+    const config = normaliseConfig(withApp({ static: '../app', headers: { 'Content-Security-Policy': "default-src 'self'" } }), {}, fixtureDir);
+    t.same(config.tenants[0]!.app, {
+      kind: 'static',
+      dir: fileURLToPath(new URL('./fixtures/app', import.meta.url)),
+      requireLogin: false,
+      headers: { 'content-security-policy': "default-src 'self'" },
+    });
+  });
+  t.test('upstream: a dev server or frontend container', async (t) => {
+    const config = normaliseConfig(withApp({ upstream: 'http://localhost:5173/', requireLogin: true }), {}, fixtureDir);
+    t.same(config.tenants[0]!.app, { kind: 'upstream', url: 'http://localhost:5173', requireLogin: true, headers: {} });
+  });
+  t.test('refused', async (t) => {
+    const cases: Array<[app: unknown, path: string, message: string]> = [
+      [{}, 'tenants[0].app', 'needs exactly one of static (a folder of built files) or upstream (a URL)'],
+      [{ static: '../app', upstream: 'http://localhost:5173' }, 'tenants[0].app.upstream', 'cannot be combined with tenants[0].app.static'],
+      [{ static: 'no-such-dir' }, 'tenants[0].app.static', 'ENOENT'],
+      [{ static: 'lifetime-9h.yaml' }, 'tenants[0].app.static', 'is not a directory'],
+      [{ upstream: 'http://frontend.example.no' }, 'tenants[0].app.upstream', 'use https'],
+      [{ static: '../app', requireLogin: 'yes' }, 'tenants[0].app.requireLogin', 'must be true or false'],
+      [{ static: '../app', headers: { csp: 1 } }, 'tenants[0].app.headers.csp', 'must be a string'],
+      [{ static: '../app', headers: { 'bad name': 'x' } }, 'tenants[0].app.headers.bad name', 'is not an HTTP header name'],
+      [{ static: '../app', headers: { 'x-a': 'one\r\nset-cookie: x=1' } }, 'tenants[0].app.headers.x-a', 'must not contain line breaks'],
+      [{ static: '../app', headers: { 'Set-Cookie': 'a=1' } }, 'tenants[0].app.headers.Set-Cookie', 'never sets cookies'],
+      [{ static: '../app', headers: { 'X-A': '1', 'x-a': '2' } }, 'tenants[0].app.headers.x-a', 'repeats tenants[0].app.headers.X-A'],
+      [{ dir: '../app' }, 'tenants[0].app.dir', 'unknown key "dir"'],
+    ];
+    for (const [app, path, message] of cases) assertIssue(t, () => normaliseConfig(withApp(app), {}, fixtureDir), path, message);
+  });
+});
+
+t.test('routes: token none, forwardHeaders; tenants: exposePid', async (t) => {
+  const raw = validConfig();
+  raw.tenants[0].exposePid = true;
+  raw.tenants[0].routes.push({ path: '/public', upstream: 'http://127.0.0.1:4101/public', token: 'none', methods: ['GET'] });
+  raw.tenants[0].routes[0].forwardHeaders = ['X-Request-Id', 'accept-language', 'x-request-id'];
+  const tenant = normaliseConfig(raw, {}).tenants[0]!;
+  t.equal(tenant.exposePid, true);
+  t.equal(tenant.routes[2]!.token, 'none');
+  t.same(tenant.routes[0]!.forwardHeaders, ['x-request-id', 'accept-language'], 'lower-cased, repeats dropped');
+
+  const refused: Array<[name: string, message: string]> = [
+    ['Authorization', 'authorization is never forwarded'],
+    ['cookie', 'cookie is never forwarded'],
+    ['Host', 'host is never forwarded'],
+    ['x-forwarded-for', 'the gateway sets X-Forwarded-For'],
+    ['connection', 'hop-by-hop'],
+    ['Transfer-Encoding', 'hop-by-hop'],
+  ];
+  for (const [name, message] of refused) {
+    const broken = validConfig();
+    broken.tenants[0].routes[0].forwardHeaders = ['x-ok', name];
+    assertIssue(t, () => normaliseConfig(broken, {}), 'tenants[0].routes[0].forwardHeaders[1]', message);
+  }
+  const badName = validConfig();
+  badName.tenants[0].routes[0].forwardHeaders = ['x request'];
+  assertIssue(t, () => normaliseConfig(badName, {}), 'tenants[0].routes[0].forwardHeaders[0]', 'must be an HTTP header name');
+  const badToken = validConfig();
+  badToken.tenants[0].routes[0].token = 'anonymous';
+  assertIssue(t, () => normaliseConfig(badToken, {}), 'tenants[0].routes[0].token', 'must be one of idporten, altinn, none');
+  const badFlag = validConfig();
+  badFlag.tenants[0].exposePid = 'no';
+  assertIssue(t, () => normaliseConfig(badFlag, {}), 'tenants[0].exposePid', 'must be true or false');
 });
 
 t.test('an explicit issuer wins over the environment preset', async (t) => {
@@ -239,6 +492,8 @@ t.test('broken configurations are refused with the offending path named', async 
     ['short session key', (raw) => (raw.session.keys[0].secret = randomBytes(16).toString('base64')), 'session.keys[0].secret', 'decodes to 16 bytes'],
     ['session key that is not base64', (raw) => (raw.session.keys[0].secret = 'not base64 at all!'), 'session.keys[0].secret', 'base64'],
     ['no session keys', (raw) => (raw.session.keys = []), 'session.keys', 'at least 1 item'],
+    ['session key id with a "."', (raw) => (raw.session.keys[0].id = 'k.2'), 'session.keys[0].id', 'must be 1-32 letters, digits, "_" or "-" (no ".";'],
+    ['session key id longer than 32', (raw) => (raw.session.keys[0].id = 'k'.repeat(33)), 'session.keys[0].id', 'must be 1-32 letters'],
     ['repeated session key id', (raw) => raw.session.keys.push({ id: 'k1', secret: sessionKey }), 'session.keys[1].id', 'key ids must be unique'],
     ['publicUrl with a path', (raw) => (raw.tenants[0].publicUrl = 'https://mva.example.no/app'), 'tenants[0].publicUrl', 'must be an origin only'],
     [

@@ -4,11 +4,8 @@
  */
 
 import { createPrivateKey, type JsonWebKey as NodeJsonWebKey } from 'node:crypto';
+import type { RawClientAuth } from './schema.js';
 import type { ClientAuth, JsonWebKeyWithKid } from './types.js';
-
-export type RawClientAuth =
-  | { method: 'private_key_jwt'; privateKeyJwk: string | Record<string, unknown> }
-  | { method: 'client_secret_post' | 'client_secret_basic'; secret: string };
 
 /** ID-porten requires RSA keys of at least 2048 bits. */
 const MIN_RSA_BITS = 2048;

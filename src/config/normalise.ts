@@ -1,7 +1,7 @@
 /**
  * raw configuration → validated GatewayConfig, in three stages:
  *   1. `${NAME}` expansion (a missing variable is reported where it was used),
- *   2. config/schema.json (shape, types, unknown keys),
+ *   2. the schema in schema.ts (shape, types, unknown keys),
  *   3. rules across fields (lifetimes, URLs, unique ids, key strength, presets).
  * Each stage reports every problem it finds; a later stage runs only when the earlier ones passed,
  * because its checks rely on the shape the schema guarantees.
@@ -10,7 +10,7 @@
 import { ConfigError, IssueList } from './errors.js';
 import { expandEnv } from './env.js';
 import { childPath, isWithin } from './path.js';
-import type { RawConfig } from './raw.js';
+import type { RawConfig } from './schema.js';
 import { normaliseServer } from './server.js';
 import { normaliseSession } from './session.js';
 import { normaliseTenant } from './tenant.js';
@@ -40,6 +40,7 @@ function normaliseTenants(raw: RawConfig['tenants'], baseDir: string, issues: Is
   const tenants: TenantConfig[] = [];
   const indexById = new Map<string, number>();
   const indexByHost = new Map<string, number>();
+  const indexByHostname = new Map<string, number>();
   raw.forEach((entry, index) => {
     const path = childPath('tenants', index);
     const sameId = indexById.get(entry.id);
@@ -48,13 +49,22 @@ function normaliseTenants(raw: RawConfig['tenants'], baseDir: string, issues: Is
 
     const tenant = normaliseTenant(entry, path, baseDir, issues);
     if (!tenant) return;
-    // Requests are matched to a tenant by their Host header, so two tenants cannot share one.
-    const host = new URL(tenant.publicUrl).host;
+    // Requests are matched to a tenant by their Host header, so two tenants cannot share one. Nor can they
+    // share a host name on different ports (or schemes): cookies are scoped by host name alone, so one
+    // tenant's session cookie would reach the other.
+    const { host, hostname } = new URL(tenant.publicUrl);
     const sameHost = indexByHost.get(host);
+    const sameHostname = indexByHostname.get(hostname);
     if (sameHost !== undefined) {
       issues.add(childPath(path, 'publicUrl'), `uses the same host (${host}) as tenants[${sameHost}].publicUrl; each tenant needs its own host`);
+    } else if (sameHostname !== undefined) {
+      issues.add(
+        childPath(path, 'publicUrl'),
+        `has the same host name (${hostname}) as tenants[${sameHostname}].publicUrl; browsers share cookies across ports, so each tenant needs its own host name`,
+      );
     } else {
       indexByHost.set(host, index);
+      indexByHostname.set(hostname, index);
     }
     tenants.push(tenant);
   });

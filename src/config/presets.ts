@@ -5,9 +5,9 @@
  * and ID-porten's integration guide.
  */
 
-import type { RawRoute } from './raw.js';
+import type { Environment, RawRoute } from './schema.js';
 
-export type Environment = 'test' | 'prod';
+export type { Environment } from './schema.js';
 
 export interface EnvironmentPreset {
   issuer: string;

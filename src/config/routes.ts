@@ -5,9 +5,10 @@
 import type { IssueList } from './errors.js';
 import { childPath } from './path.js';
 import { parseDurationMs } from './duration.js';
+import { normaliseForwardHeaders } from './headers.js';
 import { parseSizeBytes } from './size.js';
 import { parseBaseUrl } from './urls.js';
-import type { RawRoute } from './raw.js';
+import type { RawRoute } from './schema.js';
 import type { RouteConfig } from './types.js';
 
 const DEFAULT_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
@@ -29,6 +30,7 @@ export function normaliseRoutes(raw: RawRoute[], path: string, issues: IssueList
     const methods = issues.attempt(childPath(at, 'methods'), () => normaliseMethods(route.methods ?? DEFAULT_METHODS));
     const timeoutMs = issues.attempt(childPath(at, 'timeout'), () => parseDurationMs(route.timeout ?? DEFAULT_TIMEOUT));
     const bodyLimitBytes = issues.attempt(childPath(at, 'bodyLimit'), () => parseSizeBytes(route.bodyLimit ?? DEFAULT_BODY_LIMIT));
+    const forwardHeaders = normaliseForwardHeaders(route.forwardHeaders ?? [], childPath(at, 'forwardHeaders'), issues);
     if (routePath === undefined || upstream === undefined || methods === undefined) return;
     if (timeoutMs === undefined || bodyLimitBytes === undefined) return;
 
@@ -39,7 +41,7 @@ export function normaliseRoutes(raw: RawRoute[], path: string, issues: IssueList
       issues.add(childPath(at, 'path'), `${what} ${childPath(childPath(path, clash), 'path')} (${other}); each request must match exactly one route`);
       return;
     }
-    routes.push({ path: routePath, upstream, token: route.token, methods, timeoutMs, bodyLimitBytes });
+    routes.push({ path: routePath, upstream, token: route.token, forwardHeaders, methods, timeoutMs, bodyLimitBytes });
   });
   return routes;
 }

@@ -4,11 +4,15 @@
 
 import { isIP } from 'node:net';
 import type { IssueList } from './errors.js';
-import { parseDurationMs } from './duration.js';
-import type { RawConfig } from './raw.js';
+import { formatDuration, parseDurationMs } from './duration.js';
+import type { RawConfig } from './schema.js';
 import type { ServerConfig } from './types.js';
 
 const DEFAULT_SHUTDOWN_TIMEOUT = '10s';
+const DEFAULT_REQUEST_TIMEOUT = '60s';
+/** The headers timeout when none is written, or the request timeout when that is shorter. */
+const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+const DEFAULT_LOGIN_RATE = { max: 30, window: '1m' } as const;
 /** Names the proxy-address matcher understands besides addresses and CIDRs. */
 const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
@@ -20,6 +24,13 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
     trustProxy: raw.trustProxy ?? false,
     shutdownTimeoutMs: issues.attempt('server.shutdownTimeout', () => parseDurationMs(raw.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)) ?? 0,
     logLevel: raw.logLevel ?? 'info',
+    ...timeouts(raw, issues),
+    rateLimit: {
+      login: {
+        max: raw.rateLimit?.login?.max ?? DEFAULT_LOGIN_RATE.max,
+        windowMs: issues.attempt('server.rateLimit.login.window', () => parseDurationMs(raw.rateLimit?.login?.window ?? DEFAULT_LOGIN_RATE.window)) ?? 0,
+      },
+    },
   };
   if (Array.isArray(raw.trustProxy)) {
     raw.trustProxy.forEach((entry, index) => {
@@ -35,6 +46,20 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
     server.metricsPort = raw.metricsPort;
   }
   return server;
+}
+
+/** Node refuses a headers timeout above the request timeout, so the file may not ask for one. */
+function timeouts(raw: NonNullable<RawConfig['server']>, issues: IssueList): Pick<ServerConfig, 'requestTimeoutMs' | 'headersTimeoutMs'> {
+  const requestTimeoutMs = issues.attempt('server.requestTimeout', () => parseDurationMs(raw.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT));
+  // Unwritten, the headers timeout follows a short request timeout down; only a written one can contradict it.
+  const headersTimeoutMs =
+    raw.headersTimeout === undefined
+      ? Math.min(DEFAULT_HEADERS_TIMEOUT_MS, requestTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS)
+      : issues.attempt('server.headersTimeout', () => parseDurationMs(raw.headersTimeout));
+  if (headersTimeoutMs !== undefined && requestTimeoutMs !== undefined && headersTimeoutMs > requestTimeoutMs) {
+    issues.add('server.headersTimeout', `must not be longer than server.requestTimeout (${formatDuration(requestTimeoutMs)})`);
+  }
+  return { requestTimeoutMs: requestTimeoutMs ?? 0, headersTimeoutMs: headersTimeoutMs ?? 0 };
 }
 
 function isProxyAddress(entry: string): boolean {

@@ -5,13 +5,15 @@
 import type { IssueList } from './errors.js';
 import { formatDuration, parseDurationMs } from './duration.js';
 import { childPath } from './path.js';
-import type { RawConfig } from './raw.js';
+import type { RawConfig } from './schema.js';
 import { deriveSessionKey } from './session-keys.js';
-import { parseRedisUrl } from './urls.js';
-import type { SessionConfig, SessionKey, StoreConfig } from './types.js';
+import { isPlaintextRemoteRedis, parseRedisUrl } from './urls.js';
+import type { RedisStoreConfig, SessionConfig, SessionKey, StoreConfig } from './types.js';
 
 /** Skatteetaten's scopes end an ID-porten login after 8 hours; no session may outlive it. */
 const MAX_LIFETIME_MS = 8 * 3_600_000;
+/** The idle timeout when none is written, or the absolute lifetime when that is shorter. */
+const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 
 export function normaliseSession(raw: RawConfig['session'], issues: IssueList): SessionConfig {
   const absoluteLifetimeMs = issues.attempt('session.absoluteLifetime', () => parseDurationMs(raw.absoluteLifetime ?? '8h'));
@@ -21,7 +23,11 @@ export function normaliseSession(raw: RawConfig['session'], issues: IssueList): 
       "must be at most 8h: Skatteetaten's scopes cap an ID-porten login at 8 hours, so a longer session could not keep valid tokens",
     );
   }
-  const idleTimeoutMs = issues.attempt('session.idleTimeout', () => parseDurationMs(raw.idleTimeout ?? '30m'));
+  // Unwritten, the idle timeout follows a short lifetime down; only a written one can contradict it.
+  const idleTimeoutMs =
+    raw.idleTimeout === undefined
+      ? Math.min(DEFAULT_IDLE_TIMEOUT_MS, absoluteLifetimeMs ?? DEFAULT_IDLE_TIMEOUT_MS)
+      : issues.attempt('session.idleTimeout', () => parseDurationMs(raw.idleTimeout));
   if (idleTimeoutMs !== undefined && absoluteLifetimeMs !== undefined && idleTimeoutMs > absoluteLifetimeMs) {
     issues.add('session.idleTimeout', `must not be longer than session.absoluteLifetime (${formatDuration(absoluteLifetimeMs)})`);
   }
@@ -41,11 +47,51 @@ export function normaliseSession(raw: RawConfig['session'], issues: IssueList): 
 }
 
 function normaliseStore(raw: RawConfig['session']['store'], issues: IssueList): StoreConfig {
-  if (raw?.type === 'redis') {
-    const url = issues.attempt('session.store.url', () => parseRedisUrl(raw.url)) ?? '';
-    return { type: 'redis', url, keyPrefix: raw.keyPrefix ?? 'bff:' };
-  }
+  if (raw?.type === 'redis') return normaliseRedisStore(raw, issues);
   return { type: 'memory', maxSessions: raw?.maxSessions ?? 100_000 };
+}
+
+type RawRedisStore = Extract<NonNullable<RawConfig['session']['store']>, { type: 'redis' }>;
+const REDIS_MODES = ['url', 'cluster', 'sentinel'] as const;
+const PLAINTEXT_REDIS =
+  'uses redis:// (no TLS) to a server off this machine, so sessions and tokens would cross the network unencrypted; ' +
+  'use rediss://, or set session.store.allowPlaintext: true if that network is trusted';
+
+/** Placeholders ('' or []) stand in for values that failed; the issues stop start-up before they are used. */
+function normaliseRedisStore(raw: RawRedisStore, issues: IssueList): RedisStoreConfig {
+  const at = 'session.store';
+  const given = REDIS_MODES.filter((key) => raw[key] !== undefined);
+  if (given.length === 0) issues.add(at, 'needs exactly one of url (one server), cluster or sentinel');
+  given.slice(1).forEach((key) => {
+    issues.add(childPath(at, key), `cannot be combined with ${childPath(at, given[0] ?? '')}; give exactly one of url, cluster or sentinel`);
+  });
+
+  const allowPlaintext = raw.allowPlaintext ?? false;
+  const checkUrl = (path: string, text: string): string => {
+    const url = issues.attempt(path, () => parseRedisUrl(text));
+    if (url !== undefined && !allowPlaintext && isPlaintextRemoteRedis(url)) issues.add(path, PLAINTEXT_REDIS);
+    return url ?? '';
+  };
+  const checkNodes = (key: 'cluster' | 'sentinel', nodes: string[]): string[] => {
+    const listPath = childPath(childPath(at, key), 'nodes');
+    const urls = nodes.map((node, index) => checkUrl(childPath(listPath, index), node));
+    // One client speaks to every node the same way, with TLS or without.
+    const schemes = new Set(urls.filter((url) => url !== '').map((url) => new URL(url).protocol));
+    if (schemes.size > 1) issues.add(listPath, 'must all use rediss:// or all use redis://');
+    return urls;
+  };
+
+  const base = { type: 'redis', keyPrefix: raw.keyPrefix ?? 'bff:', allowPlaintext } as const;
+  if (raw.url === undefined && raw.cluster !== undefined) {
+    const nodes = checkNodes('cluster', raw.cluster.nodes);
+    return { ...base, mode: 'cluster', url: nodes[0] ?? '', nodes };
+  }
+  if (raw.url === undefined && raw.sentinel !== undefined) {
+    const nodes = checkNodes('sentinel', raw.sentinel.nodes);
+    return { ...base, mode: 'sentinel', url: nodes[0] ?? '', nodes, name: raw.sentinel.name };
+  }
+  const url = raw.url === undefined ? '' : checkUrl(childPath(at, 'url'), raw.url);
+  return { ...base, mode: 'single', url };
 }
 
 function normaliseKeys(raw: RawConfig['session']['keys'], issues: IssueList): SessionKey[] {

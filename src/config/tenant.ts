@@ -3,20 +3,22 @@
  * Environment presets fill what the tenant leaves out; whatever the tenant writes wins.
  */
 
+import { normaliseApp } from './app.js';
 import { normaliseClientAuth } from './client-auth.js';
 import { parseDurationMs } from './duration.js';
 import type { IssueList } from './errors.js';
 import { childPath } from './path.js';
 import { readCertificates } from './pem.js';
 import { PRESETS, defaultScopes, presetRoutes } from './presets.js';
-import type { RawIdporten, RawTenant } from './raw.js';
+import type { RawIdporten, RawTenant } from './schema.js';
 import { normaliseRoutes } from './routes.js';
+import { ACR_LEVELS as SCHEMA_ACR_LEVELS, LOCALES as SCHEMA_LOCALES } from './schema.js';
 import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig } from './types.js';
 import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
 
 /** Lowest to highest assurance. */
-const ACR_LEVELS: AcrLevel[] = ['idporten-loa-substantial', 'idporten-loa-high'];
-const LOCALES = ['nb', 'nn', 'en', 'se'];
+const ACR_LEVELS: readonly AcrLevel[] = SCHEMA_ACR_LEVELS;
+const LOCALES: readonly string[] = SCHEMA_LOCALES;
 
 /** Returns undefined when the tenant has errors (they are in `issues`). */
 export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, issues: IssueList): TenantConfig | undefined {
@@ -45,12 +47,14 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
     raw.upstreamCaFile === undefined
       ? undefined
       : issues.attempt(childPath(path, 'upstreamCaFile'), () => readCertificates(raw.upstreamCaFile ?? '', baseDir));
+  const app = raw.app === undefined ? undefined : normaliseApp(raw.app, childPath(path, 'app'), baseDir, issues);
 
   // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
   if (issues.items.length > before || publicUrl === undefined || idporten === undefined) return undefined;
-  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes };
+  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes, exposePid: raw.exposePid ?? false };
   if (altinn) tenant.altinn = altinn;
   if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
+  if (app) tenant.app = app;
   return tenant;
 }
 
@@ -90,7 +94,7 @@ function normaliseIdporten(
   const postLogoutText = raw.postLogoutRedirectUri ?? (publicUrl === undefined ? undefined : `${publicUrl}/`);
   // Kept as written: ID-porten compares it character for character with the registered URI.
   const postLogoutRedirectUri =
-    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText) && postLogoutText) ?? '');
+    postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText, 'browser') && postLogoutText) ?? '');
 
   const clientAuth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(raw.clientAuth));
   if (clientAuth === undefined) return undefined;

@@ -1,12 +1,16 @@
 /**
  * The validated, normalised configuration every other module consumes.
  * Durations are milliseconds, sizes are bytes, URLs carry no trailing slash.
- * The raw file format (what users write) is described by config/schema.json.
+ * The raw file format (what users write) is the TypeBox schema in schema.ts; the value sets shared
+ * by both sides come from there.
  */
 
-export type SameSite = 'strict' | 'lax';
-export type AcrLevel = 'idporten-loa-substantial' | 'idporten-loa-high';
-export type TokenKind = 'idporten' | 'altinn';
+import type { ACR_LEVELS, LOG_LEVELS, SAME_SITE, TOKEN_KINDS } from './schema.js';
+
+export type SameSite = (typeof SAME_SITE)[number];
+export type AcrLevel = (typeof ACR_LEVELS)[number];
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface GatewayConfig {
   server: ServerConfig;
@@ -24,12 +28,47 @@ export interface ServerConfig {
   /** Serve /metrics on this separate port instead of the main one (undefined = main port). */
   metricsPort?: number;
   /** pino level for the process log. */
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
+  /** How long a client may take to send a whole request (Node's server.requestTimeout). */
+  requestTimeoutMs: number;
+  /** How long a client may take to send the request headers (Node's server.headersTimeout); never above requestTimeoutMs. */
+  headersTimeoutMs: number;
+  rateLimit: RateLimitConfig;
 }
 
-export type StoreConfig =
-  | { type: 'memory'; maxSessions: number }
-  | { type: 'redis'; url: string; keyPrefix: string };
+export interface RateLimitConfig {
+  /** /auth/login and /auth/callback, counted per client address and tenant. */
+  login: { max: number; windowMs: number };
+}
+
+export type StoreConfig = MemoryStoreConfig | RedisStoreConfig;
+
+export interface MemoryStoreConfig {
+  type: 'memory';
+  maxSessions: number;
+}
+
+/** How the gateway finds Redis: one server, a Redis Cluster, or a primary named by Redis Sentinel. */
+export type RedisMode = 'single' | 'cluster' | 'sentinel';
+
+interface RedisStoreBase {
+  type: 'redis';
+  /**
+   * single: the server's URL as written. cluster and sentinel: the first of `nodes`, so that a store which
+   * knows only single servers still has a URL; such a store must check `mode` before using it.
+   */
+  url: string;
+  keyPrefix: string;
+  /** The operator allowed redis:// (no TLS) to a server off this machine. */
+  allowPlaintext: boolean;
+}
+
+export type RedisStoreConfig =
+  | (RedisStoreBase & { mode: 'single' })
+  /** `nodes`: seed URLs, at least one; the cluster's other nodes are discovered from them. */
+  | (RedisStoreBase & { mode: 'cluster'; nodes: string[] })
+  /** `nodes`: the Sentinels' URLs, at least one; `name`: the monitored primary's name. */
+  | (RedisStoreBase & { mode: 'sentinel'; nodes: string[]; name: string });
 
 export interface SessionKey {
   id: string;
@@ -89,7 +128,14 @@ export interface RouteConfig {
   path: string;
   /** Absolute upstream URL; the remainder after `path` is appended to its path. */
   upstream: string;
+  /** 'none': a public pass-through, no session needed and no bearer sent. */
   token: TokenKind;
+  /**
+   * Lower-case request header names passed to the upstream besides the built-in allow-list (never
+   * authorization, cookie, host, X-Forwarded-* or hop-by-hop names). normaliseConfig always sets it;
+   * absent only in a hand-built RouteConfig, where it means [].
+   */
+  forwardHeaders?: string[];
   /** Upper-case HTTP methods allowed on this route. */
   methods: string[];
   timeoutMs: number;
@@ -105,4 +151,24 @@ export interface TenantConfig {
   routes: RouteConfig[];
   /** Extra CA certificates (PEM) to trust for this tenant's upstreams and Altinn exchange. */
   upstreamCaPem?: string;
+  /** The SPA served on the tenant's origin; absent when the tenant has none. */
+  app?: AppConfig;
+  /**
+   * Whether /auth/session includes the user's pid. normaliseConfig always sets it (default false);
+   * absent only in a hand-built TenantConfig, where it means false.
+   */
+  exposePid?: boolean;
+}
+
+export type AppConfig =
+  /** `dir`: absolute path of an existing directory holding the built SPA. */
+  | ({ kind: 'static'; dir: string } & AppOptions)
+  /** `url`: the dev server or frontend container, no trailing slash. */
+  | ({ kind: 'upstream'; url: string } & AppOptions);
+
+export interface AppOptions {
+  /** A top-level navigation without a live session is redirected to /auth/login?returnTo=<path>. */
+  requireLogin: boolean;
+  /** Response headers added to every app answer; names lower-cased. */
+  headers: Record<string, string>;
 }

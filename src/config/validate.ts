@@ -1,21 +1,19 @@
 /**
- * Checks the raw (env-expanded) configuration against config/schema.json and turns ajv's errors
- * into issues an operator can act on: a config path, and what was expected there.
+ * Checks the raw (env-expanded) configuration against the TypeBox schema in schema.ts and turns ajv's
+ * errors into issues an operator can act on: a config path, and what was expected there.
+ * The schema is compiled from memory; config/schema.json is generated from the same object for tools
+ * and is not read at run time.
  */
 
-import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import type { ConfigIssue } from './errors.js';
 import { childPath, pointerToPath } from './path.js';
 import { DURATION_FORM } from './duration.js';
+import { ConfigSchema } from './schema.js';
 import { SIZE_FORM } from './size.js';
-
-/** Resolves from src/config and from dist/config alike. */
-export const SCHEMA_URL = new URL('../../config/schema.json', import.meta.url);
 
 type SchemaNode = { title?: string; expected?: string; properties?: Record<string, unknown> };
 
-const schema = JSON.parse(readFileSync(SCHEMA_URL, 'utf8')) as object;
 const ajv = new Ajv2020({
   allErrors: true,
   strict: true,
@@ -26,7 +24,7 @@ const ajv = new Ajv2020({
 });
 // Annotation only: the sentence an operator reads when a `pattern` next to it fails.
 ajv.addKeyword({ keyword: 'expected', schemaType: 'string' });
-const validator = ajv.compile(schema);
+const validator = ajv.compile(ConfigSchema);
 
 /** Formats (by schema title) whose ajv errors are replaced by one message saying what form is expected. */
 const FORM_MESSAGES: Record<string, string> = {
