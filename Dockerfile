@@ -7,6 +7,7 @@
 # The configuration is read from BFF_CONFIG (default /config/gateway.yaml, mount it read-only);
 # secrets come in as environment variables referenced from it as ${NAME}. Inside a container the
 # file must set `server.host: 0.0.0.0`, or the gateway listens on the container's loopback only.
+# deploy/ has a docker-compose.yml (gateway + Redis) and Kubernetes manifests built on this image.
 
 # --- build: compile TypeScript with the dev dependencies ---------------------------------------
 FROM node:24-bookworm-slim AS build
@@ -27,10 +28,15 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The config loader reads the schema at run time from dist/config/../../config/schema.json.
 COPY config/schema.json ./config/schema.json
-USER node
+COPY deploy/docker/healthcheck.mjs ./healthcheck.mjs
+# The image's `node` user, by number, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+# Nothing under /app is writable by it: the root file system can be mounted read-only.
+USER 1000:1000
+# server.port (3000 unless the configuration says otherwise) and server.metricsPort when set.
 EXPOSE 3000
-# slim images carry no curl; Node's own fetch checks liveness.
+# slim images carry no curl; Node's own fetch checks liveness on the port the configuration in
+# BFF_CONFIG names (BFF_HEALTH_URL overrides it, e.g. when the file comes in with --config).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:3000/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+  CMD ["node", "/app/healthcheck.mjs"]
 # node runs as PID 1 and handles SIGTERM itself: stop accepting, finish in-flight requests, exit 0.
 CMD ["node", "dist/main.js"]
