@@ -1,14 +1,22 @@
 /**
  * A Skatteetaten VAT-validation look-alike. Like the real API it takes the ID-porten access
  * token as bearer (scope `skatteetaten:mvameldingvalidering`) and answers 200 with a
- * `valideringsresultat` document even when the return is invalid. `/echo/*` reflects what
- * arrived (headers, query, a digest of the streamed body) so proxy tests can inspect it.
+ * `valideringsresultat` document even when the return is invalid (mva-meldingen API page,
+ * "Valider skattemelding"). `/echo/*` reflects what arrived (headers, query, a digest of the
+ * streamed body) so proxy tests can inspect it.
+ *
+ * Content negotiation follows the error table of skatteetaten.github.io/api-dokumentasjon
+ * (api/mvameldingvalidering, "Feilkoder"): 406 "Kun json eller xml er støttet". XML is the
+ * default (`Accept` missing, `*\/*`, `application/xml`, `text/xml`); `application/json` gets the
+ * same result as JSON with the schema's element names as keys (the JSON form is not published;
+ * this is the look-alike's reading). The XML shape is the schema's unless `resultFormat` says
+ * `api-eksempel` (see mva-validation.ts for where the sources disagree).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
 import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
-import { renderValideringsresultat, validateMvaMelding } from './mva-validation.js';
+import { renderValideringsresultat, validateMvaMelding, type ResultFormat } from './mva-validation.js';
 
 export const VALIDATION_PATH = '/api/mva/grensesnittstoette/mva-melding/valider';
 export const VALIDATION_SCOPE = 'skatteetaten:mvameldingvalidering';
@@ -22,6 +30,8 @@ export interface SkatteetatenLookalikeOptions {
   /** The ID-porten issuer whose access tokens are accepted. */
   issuer: string;
   jwksUri: string;
+  /** Which published XML shape to answer with; default `xsd`. */
+  resultFormat?: ResultFormat;
 }
 
 export interface RecordedRequest {
@@ -71,10 +81,18 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
       refuse(req, res, auth);
       return;
     }
+    const answer = negotiate(req.headers.accept);
+    if (!answer) {
+      req.resume();
+      sendJson(res, 406, { error: 'not_acceptable', error_description: 'Kun json eller xml er støttet.' });
+      return;
+    }
+    // The error table's 406 is the only documented format error, so it covers the body's type too:
+    // the body is an mva-melding "iht. XSD" with Content-Type: application/xml (API page).
     const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     if (type !== 'application/xml' && type !== 'text/xml') {
       req.resume();
-      sendJson(res, 415, { error: 'unsupported_media_type', error_description: 'send application/xml' });
+      sendJson(res, 406, { error: 'not_acceptable', error_description: 'Kun json eller xml er støttet. Send mva-meldingen som application/xml.' });
       return;
     }
     let xml: Buffer;
@@ -86,7 +104,12 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
       return;
     }
     record.bodySize = xml.length;
-    const document = renderValideringsresultat(validateMvaMelding(xml.toString('utf8')));
+    const result = validateMvaMelding(xml.toString('utf8'));
+    if (answer === 'json') {
+      sendJson(res, 200, result);
+      return;
+    }
+    const document = renderValideringsresultat(result, opts.resultFormat);
     res.writeHead(200, { 'content-type': 'application/xml; charset=utf-8', 'content-length': Buffer.byteLength(document) });
     res.end(document);
   }
@@ -127,4 +150,24 @@ function refuse(req: IncomingMessage, res: ServerResponse, result: Extract<Beare
 
 function bearerValue(req: IncomingMessage): string | undefined {
   return /^Bearer +(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
+}
+
+/** XML unless the client asks for JSON only; undefined when it accepts neither (406). */
+function negotiate(accept: string | undefined): 'xml' | 'json' | undefined {
+  if (!accept?.trim()) return 'xml';
+  const ranges = accept.split(',').map((part) => {
+    const [range = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? 1);
+    return { range, q: Number.isFinite(q) ? q : 0 };
+  }).filter((r) => r.q > 0);
+  const quality = (type: string, wildcards: boolean) => Math.max(0, ...ranges
+    .filter((r) => r.range === type || (wildcards && (r.range === '*/*' || r.range === `${type.split('/')[0]}/*`)))
+    .map((r) => r.q));
+  const xml = Math.max(quality('application/xml', true), quality('text/xml', true));
+  const json = quality('application/json', true);
+  if (xml === 0 && json === 0) return undefined;
+  // A JSON range named outright wins over XML reached only through a wildcard.
+  const namedXml = Math.max(quality('application/xml', false), quality('text/xml', false));
+  const namedJson = quality('application/json', false);
+  return namedJson > namedXml || (namedJson === 0 && namedXml === 0 && json > xml) ? 'json' : 'xml';
 }

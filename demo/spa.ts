@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
-import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from './samples.js';
+import { DEVIATING_MVA_MELDING, INVALID_MVA_MELDING, VALID_MVA_MELDING } from './samples.js';
 
 const SPA_DIR = new URL('./spa/', import.meta.url);
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -20,5 +20,6 @@ export async function registerDemoSpa(app: FastifyInstance): Promise<void> {
     app.get(path, async (_request, reply) => reply.header('content-type', type).header('content-security-policy', CSP).header('cache-control', 'no-cache').send(body));
   }
   app.get('/demo/samples/valid.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(VALID_MVA_MELDING));
+  app.get('/demo/samples/deviating.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(DEVIATING_MVA_MELDING));
   app.get('/demo/samples/invalid.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(INVALID_MVA_MELDING));
 }

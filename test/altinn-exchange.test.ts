@@ -3,7 +3,8 @@ import { decodeJwt } from 'jose';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { VALID_MVA_MELDING, INVALID_MVA_MELDING } from '../demo/samples.js';
+import { DEMO_ORGNR, INVALID_MVA_MELDING, konvolutt, VALID_MVA_MELDING } from '../demo/samples.js';
+import { ENVELOPE_TYPE } from '../demo/altinn.js';
 
 const user = TEST_USERS[2]!;
 const api = { 'x-csrf': '1' };
@@ -23,23 +24,29 @@ t.test('the SPA flows work end to end through the proxy: validation with the ID-
   const xml = { ...api, 'content-type': 'application/xml' };
   const valid = await browser.fetch(`${stack.publicUrl}/mva/validering`, { method: 'POST', headers: xml, body: VALID_MVA_MELDING });
   t.equal(valid.status, 200);
-  t.match(valid.body, /<status>GYLDIG<\/status>/);
+  t.match(valid.body, /<avvikVedMeldingslevering>ingen avvik<\/avvikVedMeldingslevering>/);
   const invalid = await browser.fetch(`${stack.publicUrl}/mva/validering`, { method: 'POST', headers: xml, body: INVALID_MVA_MELDING });
   t.equal(invalid.status, 200, 'Skatteetaten answers 200 for an invalid return too');
-  t.match(invalid.body, /<status>UGYLDIG<\/status>/);
+  t.match(invalid.body, /<avvikVedMeldingslevering>ugyldig skattemelding<\/avvikVedMeldingslevering>/);
   const wrongMethod = await browser.fetch(`${stack.publicUrl}/mva/validering`, { method: 'GET', headers: api });
   t.equal(wrongMethod.status, 405);
 
-  const created = await browser.fetch(`${stack.publicUrl}/mva/innsending/instances`, { method: 'POST', headers: { ...api, 'content-type': 'application/json' }, body: '{}' });
+  const created = await browser.fetch(`${stack.publicUrl}/mva/innsending/instances`, {
+    method: 'POST', headers: { ...api, 'content-type': 'application/json' }, body: JSON.stringify({ instanceOwner: { organisationNumber: DEMO_ORGNR } }),
+  });
   t.equal(created.status, 201);
-  const instance = JSON.parse(created.body) as { id: string };
+  const instance = JSON.parse(created.body) as { id: string; data: { id: string; dataType: string }[] };
   const base = `${stack.publicUrl}/mva/innsending/instances/${instance.id}`;
+  const envelope = instance.data.find((d) => d.dataType === ENVELOPE_TYPE)!;
+  t.equal((await browser.fetch(`${base}/data/${envelope.id}`, { method: 'PUT', headers: xml, body: konvolutt() })).status, 200);
   const data = await browser.fetch(`${base}/data?dataType=mvamelding`, { method: 'POST', headers: xml, body: VALID_MVA_MELDING });
   t.equal(data.status, 201);
   t.equal((await browser.fetch(`${base}/process/next`, { method: 'PUT', headers: api })).status, 200);
   t.equal((await browser.fetch(`${base}/process/next`, { method: 'PUT', headers: api })).status, 200);
-  const feedback = await browser.fetch(`${base}/feedback/status`, { headers: api });
-  t.equal(JSON.parse(feedback.body).status, 'Avsluttet');
+  const feedback = await browser.fetch(`${base}/feedback`, { headers: api });
+  t.equal(feedback.status, 200, 'the blocking feedback call answers once Skatteetaten has given feedback');
+  t.ok((JSON.parse(feedback.body) as { data: { dataType: string }[] }).data.some((d) => d.dataType === 'kvittering'), 'with the receipt');
+  t.same(JSON.parse((await browser.fetch(`${base}/feedback/status`, { headers: api })).body), { isFeedbackProvided: true });
   t.equal(stack.altinn!.stats.exchanges, 1, 'one exchange served the whole submission');
   t.equal(stack.audit('token.exchange').length, 1);
   const seen = browser.allRecordedText();

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHash } from 'node:crypto';
 import {
@@ -15,8 +15,8 @@ import {
 import * as oidc from 'openid-client';
 import t, { type Test } from 'tap';
 import { ACR_HIGH, ACR_SUBSTANTIAL, startIdportenLookalike, type ClientMetadata, type IdportenLookalike } from '../demo/idporten-op.js';
-import { startAltinnLookalike } from '../demo/altinn.js';
-import { INVALID_MVA_MELDING, VALID_MVA_MELDING } from '../demo/samples.js';
+import { ATTACHMENT_CONTENT_TYPES, ENVELOPE_TYPE, MAX_ATTACHMENTS, MAX_DATA_BYTES, startAltinnLookalike } from '../demo/altinn.js';
+import { DEMO_ORGNR, DEVIATING_MVA_MELDING, INVALID_MVA_MELDING, konvolutt, VALID_MVA_MELDING } from '../demo/samples.js';
 import { startSkatteetatenLookalike, VALIDATION_SCOPE } from '../demo/skatteetaten.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
@@ -495,34 +495,104 @@ t.test('Skatteetaten validation look-alike', async (t) => {
     t.match(res.headers.get('www-authenticate'), `scope="${VALIDATION_SCOPE}"`);
   });
 
-  t.test('a good token and a valid return give 200 GYLDIG', async (t) => {
+  // Sources: the schema no.skatteetaten.fastsetting.avgift.mva.valideringsresultat.v1.xsd (mva-meldingen,
+  // docs/informasjonsmodell_filer/xsd/), the API page (skatteetaten.github.io/mva-meldingen/documentation/api/,
+  // "Valider skattemelding"), the implementation guide (…/documentation/implementasjonsguide/, "Valideringen lykkes
+  // med avvik") and api-dokumentasjon's error table (skatteetaten.github.io/api-dokumentasjon/api/mvameldingvalidering).
+  const NS = 'xmlns="no:skatteetaten:fastsetting:avgift:mva:valideringsresultat:v1"';
+
+  t.test('a valid return: 200 and the XSD\'s namespaced valideringsresultat with "ingen avvik" (valideringsresultat.v1.xsd)', async (t) => {
     const res = await validate(`Bearer ${good.access_token}`);
     t.equal(res.status, 200);
     t.match(res.headers.get('content-type'), /^application\/xml/);
     const body = await res.text();
-    t.match(body, '<valideringsresultat');
-    t.match(body, '<status>GYLDIG</status>');
-    t.notMatch(body, '<valideringsfeil>');
+    t.match(body, `<valideringsresultat ${NS}>`);
+    t.match(body, '<avvikVedMeldingslevering>ingen avvik</avvikVedMeldingslevering>');
+    t.notMatch(body, '<avvik>', 'zero avvik entries');
+    t.notMatch(body, /GYLDIG|<status>/, 'no status word the schema does not have');
   });
 
-  t.test('an invalid return still gets 200, with UGYLDIG and the broken rules', async (t) => {
+  t.test('an invalid return still gets 200 (API page: "status: 200"), as "ugyldig skattemelding" with one avvik per broken rule', async (t) => {
     const res = await validate(`Bearer ${good.access_token}`, INVALID_MVA_MELDING);
     t.equal(res.status, 200);
     const body = await res.text();
-    t.match(body, '<status>UGYLDIG</status>');
-    t.match(body, /<kontrollnummer>R018<\/kontrollnummer>/, 'the lines do not add up');
-    t.match(body, /skattleggingsperiode mangler/, 'no tax period');
+    t.match(body, '<avvikVedMeldingslevering>ugyldig skattemelding</avvikVedMeldingslevering>');
+    const avvik = [...body.matchAll(/<avvik>([\s\S]*?)<\/avvik>/g)].map((m) => m[1]!);
+    t.equal(avvik.length, 2, 'no tax period, and the lines do not add up');
+    const r018 = avvik.find((a) => a.includes('<regelDefinisjon>R018</regelDefinisjon>'));
+    t.ok(r018, 'R018 is reported');
+    // Element order of the schema's sequences: Avvik (stiTilAvvik, mvaKode?, avviksinformasjon+),
+    // Avviksinformasjon (begrunnelse, avvikstype, avvikKode, regelDefinisjon, detaljer?).
+    t.match(r018, /^\s*<stiTilAvvik>\/mvaMeldingDto\/skattegrunnlagOgBeregnetSkatt\/fastsattMerverdiavgift<\/stiTilAvvik>\s*<avviksinformasjon>\s*<begrunnelse>[^<]+<\/begrunnelse>\s*<avvikstype>ugyldig skattemelding<\/avvikstype>\s*<avvikKode>[^<]+<\/avvikKode>\s*<regelDefinisjon>R018<\/regelDefinisjon>\s*<detaljer>[^<]*8500[^<]*9000[^<]*<\/detaljer>\s*<\/avviksinformasjon>\s*$/);
+    t.ok(avvik.some((a) => a.includes('skattleggingsperiode mangler')), 'no tax period');
   });
 
-  t.test('malformed XML and a foreign root are UGYLDIG, non-XML bodies 415', async (t) => {
+  t.test('deviations only: "avvikende skattemelding", still valid (implementation guide, "Valideringen lykkes med avvik")', async (t) => {
+    const res = await validate(`Bearer ${good.access_token}`, DEVIATING_MVA_MELDING);
+    t.equal(res.status, 200);
+    const body = await res.text();
+    t.match(body, '<avvikVedMeldingslevering>avvikende skattemelding</avvikVedMeldingslevering>');
+    t.match(body, '<regelDefinisjon>R019</regelDefinisjon>');
+    t.match(body, '<mvaKode>3</mvaKode>', 'the avvik names the mva-kode of its line');
+    t.match(body, '<stiTilAvvik>/mvaMeldingDto/skattegrunnlagOgBeregnetSkatt/mvaSpesifikasjonslinje[1]/merverdiavgift</stiTilAvvik>');
+    t.notMatch(body, 'ugyldig skattemelding');
+  });
+
+  t.test('the API page\'s own example: an empty mvaMeldingDto is a schema error, MvaMeldingsinnhold_Xml_SkjemaValideringsfeil', async (t) => {
+    const empty = '<?xml version=\'1.0\' encoding=\'UTF-8\'?>\n<mvaMeldingDto xmlns="no:skatteetaten:fastsetting:avgift:mva:skattemeldingformerverdiavgift:v1.0">\n\n</mvaMeldingDto>';
+    const body = await (await validate(`Bearer ${good.access_token}`, empty)).text();
+    t.match(body, '<avvikVedMeldingslevering>ugyldig skattemelding</avvikVedMeldingslevering>');
+    t.match(body, '<avvikKode>MvaMeldingsinnhold_Xml_SkjemaValideringsfeil</avvikKode>');
+  });
+
+  t.test('resultFormat api-eksempel answers the API page\'s example shape: no namespace, <status>UGYLDIG_SKATTEMELDING</status>, valideringsfeil', async (t) => {
+    const legacy = await startSkatteetatenLookalike({ issuer: source.op.issuer, jwksUri: source.op.jwksUri, resultFormat: 'api-eksempel' });
+    t.teardown(() => legacy.close());
+    const post = (body: string) => fetch(legacy.validationUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml', authorization: `Bearer ${good.access_token}` },
+      body,
+    });
+    const invalid = await (await post(INVALID_MVA_MELDING)).text();
+    t.match(invalid, /<valideringsresultat>\s*<status>UGYLDIG_SKATTEMELDING<\/status>/);
+    t.match(invalid, /<valideringsfeil>\s*<stiTilFeil>[^<]+<\/stiTilFeil>\s*<valideringsDetaljer>\s*<feilmelding>[^<]+<\/feilmelding>\s*<alvorlighetsgrad>UGYLDIG_SKATTEMELDING<\/alvorlighetsgrad>\s*<avvikKode>[^<]+<\/avvikKode>\s*<informasjon>R0\d\d[^<]*<\/informasjon>/);
+    t.notMatch(invalid, 'xmlns');
+    t.match(await (await post(VALID_MVA_MELDING)).text(), '<status>INGEN_AVVIK</status>');
+    t.match(await (await post(DEVIATING_MVA_MELDING)).text(), '<status>AVVIKENDE_SKATTEMELDING</status>');
+  });
+
+  t.test('Accept: XML by default, JSON on request, anything else 406 "Kun json eller xml er støttet" (api-dokumentasjon, Feilkoder)', async (t) => {
+    const post = (accept: string) => fetch(skatt.validationUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/xml', accept, authorization: `Bearer ${good.access_token}` },
+      body: DEVIATING_MVA_MELDING,
+    });
+    for (const accept of ['*/*', 'application/xml', 'text/xml', 'text/html, */*;q=0.1', 'application/json;q=0.5, application/xml']) {
+      t.match((await post(accept)).headers.get('content-type'), /^application\/xml/, `Accept: ${accept}`);
+    }
+    const json = await post('application/json');
+    t.equal(json.status, 200);
+    const result = (await json.json()) as { avvikVedMeldingslevering: string; avvik: { stiTilAvvik: string; avviksinformasjon: { regelDefinisjon: string }[] }[] };
+    t.equal(result.avvikVedMeldingslevering, 'avvikende skattemelding');
+    t.equal(result.avvik[0]?.avviksinformasjon[0]?.regelDefinisjon, 'R019');
+    t.match((await post('application/json, */*')).headers.get('content-type'), /^application\/json/, 'JSON named outright beats XML through */*');
+    for (const accept of ['text/html', 'application/pdf', 'application/xml;q=0']) {
+      const refused = await post(accept);
+      t.equal(refused.status, 406, `Accept: ${accept}`);
+      t.match(await refused.text(), 'Kun json eller xml er støttet');
+    }
+  });
+
+  t.test('malformed XML, a foreign root and a DTD are R001 "ugyldig skattemelding"; a non-XML body is 406', async (t) => {
     const broken = await (await validate(`Bearer ${good.access_token}`, '<mvaMeldingDto><a></mvaMeldingDto>')).text();
-    t.match(broken, '<status>UGYLDIG</status>');
+    t.match(broken, '<avvikVedMeldingslevering>ugyldig skattemelding</avvikVedMeldingslevering>');
+    t.match(broken, '<regelDefinisjon>R001</regelDefinisjon>');
     const foreign = await (await validate(`Bearer ${good.access_token}`, '<skattemelding/>')).text();
     t.match(foreign, 'rotelementet må være mvaMeldingDto');
     const dtd = await (await validate(`Bearer ${good.access_token}`, '<!DOCTYPE x [<!ENTITY e "x">]><mvaMeldingDto/>')).text();
     t.match(dtd, 'DTD er ikke tillatt');
     const json = await validate(`Bearer ${good.access_token}`, '{}', 'application/json');
-    t.equal(json.status, 415);
+    t.equal(json.status, 406);
   });
 
   t.test('echo reflects the request and a digest of the streamed body, never the bearer itself', async (t) => {
@@ -551,7 +621,7 @@ t.test('Skatteetaten validation look-alike', async (t) => {
 
 t.test('Altinn look-alike', async (t) => {
   const source = await startTokenSource(t);
-  const altinn = await startAltinnLookalike({ issuer: source.op.issuer, jwksUri: source.op.jwksUri });
+  const altinn = await startAltinnLookalike({ issuer: source.op.issuer, jwksUri: source.op.jwksUri, feedbackDelayMs: 150 });
   t.teardown(() => altinn.close());
   const kari = await source.tokens();
   const exchange = (authorization?: string) =>
@@ -566,7 +636,7 @@ t.test('Altinn look-alike', async (t) => {
     t.equal(altinn.stats.exchanges, 0);
   });
 
-  t.test('the exchange returns an Altinn JWT with the ID-porten token\'s expiry', async (t) => {
+  t.test('the exchange answers the Altinn JWT itself as text, with the ID-porten token\'s expiry (API page, Veksle ID-porten token til Altinn-token)', async (t) => {
     const res = await exchange(`Bearer ${kari.access_token}`);
     t.equal(res.status, 200);
     t.match(res.headers.get('content-type'), /^text\/plain/);
@@ -589,50 +659,260 @@ t.test('Altinn look-alike', async (t) => {
     t.equal(res.status, 401);
   });
 
-  t.test('instance, data, process and feedback with an Altinn token', async (t) => {
-    const token = await (await exchange(`Bearer ${kari.access_token}`)).text();
-    const call = (method: string, path: string, body?: string | Buffer, contentType = 'application/json') =>
-      fetch(`${altinn.appUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
-        ...(body !== undefined ? { body: body as BodyInit } : {}),
-      });
+  // Sources: the API page (skatteetaten.github.io/mva-meldingen/documentation/api/, sections named in each test),
+  // the implementation guide (…/documentation/implementasjonsguide/, steps 6–8) and
+  // skatteetaten.github.io/api-dokumentasjon/api/mvameldinginnsending ("Hent tilbakemelding").
+  let cachedToken: string | undefined;
+  const altinnToken = async () => (cachedToken ??= await (await exchange(`Bearer ${kari.access_token}`)).text());
+  const call = async (method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}) =>
+    fetch(`${altinn.appUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${await altinnToken()}`, ...(body !== undefined && !headers['content-type'] ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { body: body as BodyInit } : {}),
+    });
+  const xml = (name?: string) => ({ 'content-type': 'text/xml', ...(name ? { 'content-disposition': `attachment; filename=${name}` } : {}) });
+  const pdf = (name: string) => ({ 'content-type': 'application/pdf', 'content-disposition': `attachment; filename="${name}"` });
 
-    const created = await call('POST', '/instances', JSON.stringify({ instanceOwner: { organisationNumber: '310000001' } }));
+  interface Element { id: string; dataType: string; filename: string | null; contentType: string; size: number; sha256: string; selfLinks: { apps: string } }
+  interface InstanceJson {
+    id: string;
+    instanceOwner: { partyId: string; organisationNumber?: string };
+    process: { currentTask: { name: string; altinnTaskType: string } | null; ended: string | null };
+    status: { isArchived: boolean; substatus?: { label: string } };
+    data: Element[];
+  }
+
+  /** Creates an instance for DEMO_ORGNR and fills it: envelope, return, attachments (defaults: the documented happy path). */
+  async function filled(opts: { orgnr?: string; envelope?: string; melding?: string; meldingName?: string; attachments?: { name: string; body?: Buffer; type?: string }[] } = {}) {
+    const created = await call('POST', '/instances', JSON.stringify({ instanceOwner: { organisationNumber: opts.orgnr ?? DEMO_ORGNR } }));
+    const instance = (await created.json()) as InstanceJson;
+    const base = `/instances/${instance.id}`;
+    const attachments = opts.attachments ?? [{ name: 'merknaderTilMvaMeldingen.pdf' }];
+    const envelopeElement = instance.data.find((d) => d.dataType === ENVELOPE_TYPE)!;
+    const put = await call('PUT', `${base}/data/${envelopeElement.id}`, opts.envelope ?? konvolutt({ vedlegg: attachments.map((a) => a.name) }), { 'content-type': 'application/xml' });
+    const melding = await call('POST', `${base}/data?datatype=mvamelding`, opts.melding ?? VALID_MVA_MELDING, xml(opts.meldingName ?? 'mvaMelding.xml'));
+    const uploads = [];
+    for (const a of attachments) {
+      uploads.push(await call('POST', `${base}/data?datatype=binaerVedlegg`, a.body ?? Buffer.from('%PDF-1.4 attachment'), { ...pdf(a.name), ...(a.type ? { 'content-type': a.type } : {}) }));
+    }
+    return { instance, base, put, melding, uploads };
+  }
+  const next = (base: string) => call('PUT', `${base}/process/next`);
+
+  t.test('POST instances answers 201 with the instance and its empty envelope element (API page, Opprett Instans; Last Opp MvaMeldingInnsending)', async (t) => {
+    const created = await call('POST', '/instances', JSON.stringify({ instanceOwner: { organisationNumber: DEMO_ORGNR } }));
     t.equal(created.status, 201);
-    const instance = (await created.json()) as { id: string; process: { currentTask: { altinnTaskType: string } } };
+    const instance = (await created.json()) as InstanceJson;
     t.match(instance.id, new RegExp(`^${KARI.altinnPartyId}/[0-9a-f-]{36}$`));
-    t.equal(instance.process.currentTask.altinnTaskType, 'data');
+    t.equal(instance.instanceOwner.organisationNumber, DEMO_ORGNR);
+    t.equal(instance.process.currentTask?.altinnTaskType, 'data');
+    t.same(instance.data.map((d) => [d.dataType, d.contentType]), [[ENVELOPE_TYPE, 'application/xml']], 'the envelope exists from the start; it is filled with PUT');
+    t.equal(instance.data[0]!.selfLinks.apps, `${altinn.appUrl}/instances/${instance.id}/data/${instance.data[0]!.id}`);
+    const unknownOrg = await call('POST', '/instances', JSON.stringify({ instanceOwner: { organisationNumber: '123' } }));
+    t.equal(unknownOrg.status, 404, 'an organisation number that does not resolve: 404 Cannot lookup party');
+    t.match(await unknownOrg.text(), 'Cannot lookup party');
+  });
 
-    const melding = await call('POST', `/instances/${instance.id}/data?dataType=mvamelding`, VALID_MVA_MELDING, 'application/xml');
-    t.equal(melding.status, 201);
-    const element = (await melding.json()) as { id: string; size: number; sha256: string; dataType: string };
+  t.test('the documented submission: envelope, return, attachment, process/next twice, betalingsinformasjon, feedback/status, valideringsresultat and kvittering', async (t) => {
+    const attachment = Buffer.alloc(2 * 1024 * 1024, 7);
+    const { instance, base, put, melding, uploads } = await filled({ attachments: [{ name: 'merknaderTilMvaMeldingen.pdf', body: attachment }] });
+    t.equal(put.status, 200, 'PUT fills the envelope');
+    t.equal(melding.status, 201, 'POST …/data?datatype=mvamelding (the API page\'s lower-case spelling)');
+    const element = (await melding.json()) as Element;
     t.equal(element.size, Buffer.byteLength(VALID_MVA_MELDING));
     t.equal(element.sha256, createHash('sha256').update(VALID_MVA_MELDING).digest('hex'));
+    t.equal(element.filename, 'mvaMelding.xml');
+    t.equal(await (await call('GET', `${base}/data/${element.id}`)).text(), VALID_MVA_MELDING, 'the return reads back');
+    t.equal(uploads[0]!.status, 201);
+    const vedlegg = (await uploads[0]!.json()) as Element;
+    t.same([vedlegg.dataType, vedlegg.filename, vedlegg.size], ['binaerVedlegg', 'merknaderTilMvaMeldingen.pdf', attachment.length]);
 
-    const replaced = await call('PUT', `/instances/${instance.id}/data/${element.id}`, INVALID_MVA_MELDING, 'application/xml');
-    t.equal(replaced.status, 200);
-    t.equal(((await replaced.json()) as { size: number }).size, Buffer.byteLength(INVALID_MVA_MELDING));
-    t.equal(await (await call('GET', `/instances/${instance.id}/data/${element.id}`)).text(), INVALID_MVA_MELDING);
+    t.same(await (await call('GET', `${base}/feedback/status`)).json(), { isFeedbackProvided: false }, 'feedback/status: { isFeedbackProvided: boolean }');
 
-    const attachment = Buffer.alloc(2 * 1024 * 1024, 7);
-    const vedlegg = await call('POST', `/instances/${instance.id}/data?dataType=binaerVedlegg`, attachment, 'application/pdf');
-    t.equal(vedlegg.status, 201);
-    t.equal(((await vedlegg.json()) as { size: number }).size, attachment.length);
+    const toConfirm = await next(base);
+    t.equal(toConfirm.status, 200, 'Fullfør utfylling');
+    t.equal(((await toConfirm.json()) as InstanceJson['process']).currentTask?.altinnTaskType, 'confirm');
+    t.equal((await call('POST', `${base}/data?dataType=binaerVedlegg`, 'late', pdf('late.pdf'))).status, 409, 'data is frozen after the data task');
+    const toFeedback = await next(base);
+    t.equal(toFeedback.status, 200, 'Fullfør MvaMeldingInnsending');
+    const process = (await toFeedback.json()) as InstanceJson['process'];
+    t.equal(process.currentTask?.name, 'Tilbakemelding', 'api-dokumentasjon: process.currentTask.name = "Tilbakemelding" while Skatteetaten works');
 
-    let feedback = (await (await call('GET', `/instances/${instance.id}/feedback/status`)).json()) as { status: string; isFinal: boolean };
-    t.same(feedback, { status: 'Venter', isFinal: false, currentTask: 'data' });
+    // API page, "Betalingsinformasjon tilgjengelig": available as soon as the submission is complete.
+    let current = (await (await call('GET', base)).json()) as InstanceJson;
+    const betaling = current.data.find((d) => d.dataType === 'betalingsinformasjon');
+    t.ok(betaling, 'betalingsinformasjon right after the second process/next');
+    t.same([betaling?.filename, betaling?.contentType], ['betalingsinformasjon.xml', 'text/xml']);
+    const betalingXml = await (await call('GET', `${base}/data/${betaling!.id}`)).text();
+    t.match(betalingXml, '<betalingsinformasjon xmlns="no:skatteetaten:fastsetting:avgift:mva:skattemeldingformerverdiavgift:betalingsinformasjon:v1.0">');
+    t.match(betalingXml, `<innsendingsreferanse>${instance.id}</innsendingsreferanse>`);
+    t.match(betalingXml, `<organisasjonsnummer>${DEMO_ORGNR}</organisasjonsnummer>`);
+    t.match(betalingXml, '<skattleggingsperiodeToMaaneder>januar-februar</skattleggingsperiodeToMaaneder>');
+    t.match(betalingXml, '<beloep>8500</beloep>', 'fastsattMerverdiavgift of the return');
+    t.match(betalingXml, /<kundeidentifikasjonsnummer>\d+<\/kundeidentifikasjonsnummer>\s*<beloep>8500<\/beloep>\s*<betaleTil>Skatteetaten<\/betaleTil>\s*<betalingsfrist>2025-04-10<\/betalingsfrist>\s*<betalesTilKonto>\s*<norskKontonummer>\d{11}<\/norskKontonummer>/, 'the schema\'s element order');
 
-    const toConfirm = (await (await call('PUT', `/instances/${instance.id}/process/next`)).json()) as { currentTask: { altinnTaskType: string } };
-    t.equal(toConfirm.currentTask.altinnTaskType, 'confirm');
-    t.equal((await call('POST', `/instances/${instance.id}/data?dataType=binaerVedlegg`, 'late', 'text/plain')).status, 409, 'data is frozen after the data task');
-    const toFeedback = (await (await call('PUT', `/instances/${instance.id}/process/next`)).json()) as { ended: string | null };
-    t.ok(toFeedback.ended, 'the process ends once the feedback is in');
+    // Implementation guide, step 7: poll the status endpoint until feedback is given, then fetch the instance.
+    let polls = 0;
+    while (!((await (await call('GET', `${base}/feedback/status`)).json()) as { isFeedbackProvided: boolean }).isFeedbackProvided) {
+      polls += 1;
+      await sleep(50);
+    }
+    t.ok(polls > 0, 'the feedback takes a while, as in the real service');
+    const feedback = await call('GET', `${base}/feedback`);
+    t.equal(feedback.status, 200);
+    current = (await feedback.json()) as InstanceJson;
+    t.equal(current.process.currentTask, null, 'api-dokumentasjon: currentTask null once Skatteetaten is done');
+    t.ok(current.process.ended);
+    t.equal(current.status.substatus?.label, 'Mottatt');
+    // API page, Tilbakemeldingsfiler: dataType betalingsinformasjon, valideringsresultat, kvittering.
+    const feedbackFiles = current.data.filter((d) => ['betalingsinformasjon', 'valideringsresultat', 'kvittering'].includes(d.dataType));
+    t.same(feedbackFiles.map((d) => [d.dataType, d.filename, d.contentType]).sort(), [
+      ['betalingsinformasjon', 'betalingsinformasjon.xml', 'text/xml'],
+      ['kvittering', 'kvittering.pdf', 'application/pdf'],
+      ['valideringsresultat', 'valideringsresultat.xml', 'text/xml'],
+    ]);
+    const resultat = await (await call('GET', new URL(feedbackFiles.find((d) => d.dataType === 'valideringsresultat')!.selfLinks.apps).pathname.slice(new URL(altinn.appUrl).pathname.length))).text();
+    t.match(resultat, '<avvikVedMeldingslevering>ingen avvik</avvikVedMeldingslevering>', 'like the example feedback file of 17.06.2021');
+    const kvittering = await call('GET', `${base}/data/${feedbackFiles.find((d) => d.dataType === 'kvittering')!.id}`);
+    t.equal(kvittering.headers.get('content-type'), 'application/pdf');
+    const pdfBytes = Buffer.from(await kvittering.arrayBuffer());
+    t.equal(pdfBytes.subarray(0, 5).toString('latin1'), '%PDF-');
+    t.match(pdfBytes.toString('latin1'), instance.id, 'the receipt names the submission');
+    t.match(pdfBytes.toString('latin1'), /%%EOF\n$/);
+    t.equal((await next(base)).status, 409, 'the process has ended');
+  });
 
-    feedback = (await (await call('GET', `/instances/${instance.id}/feedback`)).json()) as { status: string; isFinal: boolean };
-    t.equal(feedback.status, 'Avsluttet');
-    t.equal(feedback.isFinal, true);
-    t.equal((await call('PUT', `/instances/${instance.id}/process/next`)).status, 409);
+  t.test('GET …/feedback blocks until Skatteetaten has given feedback (API page, Hent tilbakemelding)', async (t) => {
+    const { base } = await filled({ attachments: [] });
+    t.equal((await next(base)).status, 200);
+    t.equal((await call('GET', `${base}/feedback`)).status, 400, 'not before the submission is complete');
+    t.equal((await next(base)).status, 200);
+    const started = Date.now();
+    const answered = (await (await call('GET', `${base}/feedback`)).json()) as InstanceJson;
+    t.ok(Date.now() - started >= 100, 'the call waited for the feedback');
+    t.ok(answered.data.some((d) => d.dataType === 'kvittering'), 'and answered the instance with the receipt');
+    t.same(await (await call('GET', `${base}/feedback/status`)).json(), { isFeedbackProvided: true });
+  });
+
+  t.test('an invalid return: process/next answers 409 with the valideringsresultat as XML (API page, Fullfør utfylling: "Valideringstjenesten")', async (t) => {
+    const { base, melding } = await filled({ melding: INVALID_MVA_MELDING });
+    const refused = await next(base);
+    t.equal(refused.status, 409);
+    t.match(refused.headers.get('content-type'), /xml/);
+    const body = await refused.text();
+    t.match(body, '<avvikVedMeldingslevering>ugyldig skattemelding</avvikVedMeldingslevering>');
+    t.match(body, '<regelDefinisjon>R018</regelDefinisjon>');
+    // Implementation guide, step 6: the uploaded files may be corrected with further calls.
+    const { id } = (await melding.json()) as Element;
+    t.equal((await call('PUT', `${base}/data/${id}`, VALID_MVA_MELDING, xml())).status, 200);
+    t.equal((await next(base)).status, 200, 'once corrected, the data task completes');
+  });
+
+  t.test('a return with deviations only is valid and may be submitted (implementation guide, "Valideringen lykkes med avvik")', async (t) => {
+    const { base } = await filled({ melding: DEVIATING_MVA_MELDING });
+    t.equal((await next(base)).status, 200);
+    t.equal((await next(base)).status, 200);
+  });
+
+  t.test('409 "Valideringsfeil: …" when the envelope (konvolutt) and the return disagree (API page, Fullfør utfylling; implementation guide, step 6)', async (t) => {
+    const cases: [string, Parameters<typeof filled>[0], RegExp][] = [
+      ['instance vs envelope organisation number', { envelope: konvolutt({ orgnr: '310000002', vedlegg: ['merknaderTilMvaMeldingen.pdf'] }) },
+        /^"Valideringsfeil: Organisasjonsnummeret i instansen er forskjellig fra organisasjonsnummeret i MvaMeldingInnsending \(\\"konvolutt\\"\)"$/],
+      ['envelope vs return organisation number', { orgnr: '310000002', envelope: konvolutt({ orgnr: '310000002', vedlegg: ['merknaderTilMvaMeldingen.pdf'] }) },
+        /Organisasjonsnummeret i MvaMeldingInnsending \(\\"konvolutt\\"\) er forskjellig fra organisasjonsnummeret i mvaMelding\.xml/],
+      ['message category', { envelope: konvolutt({ meldingskategori: 'primaernaering', vedlegg: ['merknaderTilMvaMeldingen.pdf'] }) },
+        /Meldingskategorien i MvaMeldingInnsending \(\\"konvolutt\\"\) er forsjellig fra Meldingskategorien i mvaMelding\.xml/],
+      ['no skattleggingsperiode', { envelope: konvolutt({ periode: null, vedlegg: ['merknaderTilMvaMeldingen.pdf'] }) },
+        /skattleggingsperiode er påkrevd i MvaMeldingInnsending/],
+      ['an uploaded attachment the envelope does not list', { envelope: konvolutt({ vedlegg: [] }) }, /Vedleggene i MvaMeldingInnsending/],
+      ['a listed attachment that was never uploaded', { envelope: konvolutt({ vedlegg: ['merknaderTilMvaMeldingen.pdf', 'mangler.pdf'] }) }, /Vedleggene i MvaMeldingInnsending/],
+      ['an envelope that was never filled', { envelope: '' }, /konvolutt\\"\) er ikke lastet opp/],
+    ];
+    for (const [label, opts, message] of cases) {
+      const { base } = await filled(opts);
+      const refused = await next(base);
+      t.equal(refused.status, 409, label);
+      t.match(await refused.text(), message, label);
+      t.equal(((await (await call('GET', base)).json()) as InstanceJson).process.currentTask?.altinnTaskType, 'data', `${label}: still in the data task`);
+    }
+  });
+
+  t.test('attachments (API page, Last Opp Vedlegg): 0–57 files, 25 MB each, the listed content types, a file name, unique names', async (t) => {
+    t.test('57 attachments are accepted, the 58th is refused', async (t) => {
+      const names = Array.from({ length: MAX_ATTACHMENTS }, (_, i) => `vedlegg-${i + 1}.pdf`);
+      const { base, uploads } = await filled({ attachments: names.map((name) => ({ name })) });
+      t.same([...new Set(uploads.map((u) => u.status))], [201]);
+      t.equal(MAX_ATTACHMENTS, 57);
+      const extra = await call('POST', `${base}/data?datatype=binaerVedlegg`, Buffer.from('%PDF-'), pdf('vedlegg-58.pdf'));
+      t.equal(extra.status, 409, 'the 58th');
+      t.equal((await next(base)).status, 200, 'the 57 listed in the envelope go through');
+    });
+
+    t.test('every listed content type is accepted; others are refused with 400', async (t) => {
+      const { base } = await filled({ attachments: [] });
+      for (const [i, type] of ATTACHMENT_CONTENT_TYPES.entries()) {
+        t.equal((await call('POST', `${base}/data?datatype=binaerVedlegg`, 'x', { 'content-type': type, 'content-disposition': `attachment; filename=f${i}` })).status, 201, type);
+      }
+      for (const type of ['text/plain', 'application/zip', 'text/html', 'image/gif', 'application/octet-stream']) {
+        const refused = await call('POST', `${base}/data?datatype=binaerVedlegg`, 'x', { 'content-type': type, 'content-disposition': 'attachment; filename=x' });
+        t.equal(refused.status, 400, type);
+        t.match(await refused.text(), 'Invalid content type');
+      }
+      const nameless = await call('POST', `${base}/data?datatype=binaerVedlegg`, 'x', { 'content-type': 'application/pdf' });
+      t.equal(nameless.status, 400, 'without a file name in Content-Disposition');
+    });
+
+    t.test('exactly 25 MB is accepted; more is refused with 413, declared or streamed', async (t) => {
+      const { base } = await filled({ attachments: [] });
+      const limit = 25 * 1024 * 1024;
+      t.equal(MAX_DATA_BYTES, limit);
+      const exact = await call('POST', `${base}/data?datatype=binaerVedlegg`, Buffer.alloc(limit, 1), pdf('exact.pdf'));
+      t.equal(exact.status, 201);
+      t.equal(((await exact.json()) as Element).size, limit);
+      const declared = await call('POST', `${base}/data?datatype=binaerVedlegg`, Buffer.alloc(limit + 1, 1), pdf('declared.pdf'));
+      t.equal(declared.status, 413, 'a Content-Length over 25 MB');
+      // Chunked, no Content-Length: the look-alike counts as the body streams in.
+      const token = await altinnToken();
+      const streamed = await new Promise<number>((resolve, reject) => {
+        const url = new URL(`${altinn.appUrl}${base}/data?datatype=binaerVedlegg`);
+        const req = httpRequest(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, ...pdf('streamed.pdf') } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        const chunk = Buffer.alloc(1024 * 1024, 2);
+        let sent = 0;
+        const write = () => {
+          while (sent < 26) {
+            sent += 1;
+            if (!req.write(chunk)) return void req.once('drain', write);
+          }
+          req.end();
+        };
+        write();
+      });
+      t.equal(streamed, 413, 'a streamed body over 25 MB');
+      const instance = (await (await call('GET', base)).json()) as InstanceJson;
+      t.same(instance.data.filter((d) => d.dataType === 'binaerVedlegg').map((d) => d.filename), ['exact.pdf'], 'only the 25 MB file was stored');
+    });
+
+    t.test('two files with the same name: process/next answers 409 (API page, Fullfør utfylling and Fullfør MvaMeldingInnsending)', async (t) => {
+      const { base, uploads } = await filled({ meldingName: 'vedlegg.pdf', attachments: [{ name: 'vedlegg.pdf' }] });
+      t.equal(uploads[0]!.status, 201);
+      const refused = await next(base);
+      t.equal(refused.status, 409);
+      t.match(await refused.text(), 'Valideringsfeil: filnavnene i innsendingen må være unike. Validation error: file names in the submission must be unique.');
+    });
+  });
+
+  t.test('the feedback data types are Skatteetaten\'s: an end user cannot write them; unknown data types are 400', async (t) => {
+    const { base } = await filled({ attachments: [] });
+    for (const dataType of ['betalingsinformasjon', 'valideringsresultat', 'kvittering']) {
+      t.equal((await call('POST', `${base}/data?dataType=${dataType}`, 'x', { 'content-type': 'text/xml' })).status, 403, dataType);
+    }
+    t.equal((await call('POST', `${base}/data?dataType=skattemelding`, 'x', { 'content-type': 'text/xml' })).status, 400);
+    t.equal((await call('POST', `${base}/data`, 'x', { 'content-type': 'text/xml' })).status, 400, 'no data type');
+    t.equal((await call('POST', `${base}/data?dataType=mvamelding`, VALID_MVA_MELDING, xml())).status, 409, 'one return per instance');
   });
 
   t.test('another person cannot touch the instance; tokens without submission scopes cannot write', async (t) => {

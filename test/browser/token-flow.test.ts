@@ -1,10 +1,11 @@
 /**
  * The whole token flow in a real browser: Chromium drives the demo SPA through login at the ID-porten
- * look-alike, validation, submission, a transparent refresh, a cross-site attack and logout, while every
+ * look-alike, validation with deviations, a submission with an attachment up to the payment information and
+ * the receipt, a transparent refresh, a cross-site attack and logout, while every
  * response the browser receives and everything the page's JavaScript can read is kept and scanned for
  * tokens and secrets afterwards.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -213,23 +214,81 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
     await shoot(page, '03-logged-in');
   });
 
-  await step('the valid sample validates as GYLDIG and the invalid one as UGYLDIG', async (t) => {
+  await step('validation shows "ingen avvik", the deviations of a valid return with their paths and rule codes, and an invalid return as "ugyldig skattemelding"', async (t) => {
     await page.click('#validate-valid');
     await page.locator('#result-valid-status[data-ok]').waitFor();
-    t.equal(await page.getAttribute('#result-valid-status', 'data-result'), 'GYLDIG', `valid sample: ${await page.textContent('#result-valid-status')}`);
+    t.equal(await page.getAttribute('#result-valid-status', 'data-result'), 'ingen avvik', `valid sample: ${await page.textContent('#result-valid-status')}`);
+    t.ok(await page.locator('#result-valid-avvik').isHidden(), 'no deviations to show');
+    await page.click('#validate-deviating');
+    await page.locator('#result-deviating-status[data-ok]').waitFor();
+    t.equal(await page.getAttribute('#result-deviating-status', 'data-result'), 'avvikende skattemelding', `deviating sample: ${await page.textContent('#result-deviating-status')}`);
+    t.equal(await page.getAttribute('#result-deviating-status', 'data-submittable'), 'true', 'deviations only: may be submitted');
+    const deviation = page.locator('#result-deviating-avvik tr.avvik-row');
+    t.equal(await deviation.count(), 1);
+    t.equal(await deviation.locator('td.sti').textContent(), '/mvaMeldingDto/skattegrunnlagOgBeregnetSkatt/mvaSpesifikasjonslinje[1]/merverdiavgift', 'the path of the deviation');
+    t.equal(await deviation.locator('td.regel').textContent(), 'R019', 'its rule');
     await page.click('#validate-invalid');
     await page.locator('#result-invalid-status[data-ok]').waitFor();
-    t.equal(await page.getAttribute('#result-invalid-status', 'data-result'), 'UGYLDIG', `invalid sample: ${await page.textContent('#result-invalid-status')}`);
+    t.equal(await page.getAttribute('#result-invalid-status', 'data-result'), 'ugyldig skattemelding', `invalid sample: ${await page.textContent('#result-invalid-status')}`);
+    t.equal(await page.getAttribute('#result-invalid-status', 'data-submittable'), 'false');
+    const rules = await page.locator('#result-invalid-avvik td.regel').allTextContents();
+    t.ok(rules.includes('R018'), `the broken rules are listed: ${rules.join(', ')}`);
     await view('spa, validated');
     await shoot(page, '04-validated');
   });
 
-  await step('a submission runs instance, data, process/next twice and feedback to Avsluttet', async (t) => {
+  await step('an attachment over 25 MB is refused in the page, before anything is sent', async (t) => {
+    t.match(await page.textContent('#attachment-limits'), /0–57 files, at most 25 MB each/, 'the limits are shown');
+    const before = altinn.instances.size;
+    await page.setInputFiles('#attachments', { name: 'for-stor.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(25 * 1024 * 1024 + 1, 0x20) });
+    await page.locator('#attachment-error:not([hidden])').waitFor();
+    t.match(await page.textContent('#attachment-error'), /for-stor\.pdf is 25\.0 MB; the limit is 25 MB per file/);
+    t.ok(await page.locator('#submit').isDisabled(), 'submit is disabled');
+    t.equal(altinn.instances.size, before, 'nothing reached Altinn');
+  });
+
+  await step('a submission with an attachment runs validation, instance, envelope, return, attachment, process/next twice and feedback/status, then shows the payment information and the receipt', async (t) => {
+    const attachment = Buffer.concat([Buffer.from('%PDF-1.4\n% merknader\n'), Buffer.alloc(1024 * 1024, 0x41)]);
+    await page.setInputFiles('#attachments', { name: 'merknaderTilMvaMeldingen.pdf', mimeType: 'application/pdf', buffer: attachment });
+    await page.locator('#attachment-error[hidden]').waitFor({ state: 'attached' });
+    t.ok(await page.locator('#submit').isEnabled(), 'an attachment within the limits can be sent');
     await page.click('#submit');
     await page.locator('#submission-result[data-ok]').waitFor();
-    t.equal(await page.getAttribute('#submission-result', 'data-result'), 'Avsluttet', `submission: ${await page.textContent('#submission-result')}`);
-    t.equal(await page.locator('#submission-steps li').count(), 5, 'five calls went through');
+    t.equal(await page.getAttribute('#submission-result', 'data-result'), 'Mottatt', `submission: ${await page.textContent('#submission-result')}`);
+    const steps = await page.locator('#submission-steps li').allTextContents();
+    t.same(steps.map((s) => s.replace(/:.*$/, '')), [
+      'Validate',
+      'Create instance',
+      'Upload envelope (konvolutt)',
+      'Upload mva-melding',
+      'Upload attachment merknaderTilMvaMeldingen.pdf (1.0 MB)',
+      'Complete (process/next)',
+      'Submit (process/next)',
+      'Feedback status',
+      'Fetch feedback',
+      'Payment information',
+      'Receipt',
+    ], 'every call went through');
     t.equal(altinn.instances.size, 1, 'Altinn holds the instance');
+    const instance = [...altinn.instances.values()][0]!;
+    const uploaded = instance.data.find((d) => d.dataType === 'binaerVedlegg');
+    t.same([uploaded?.filename, uploaded?.contentType, uploaded?.size], ['merknaderTilMvaMeldingen.pdf', 'application/pdf', attachment.length], 'the attachment reached Altinn whole');
+    t.ok(instance.feedbackProvided && instance.ended, 'Skatteetaten gave feedback and the process ended');
+
+    t.ok(await page.locator('#feedback').isVisible(), 'the feedback is shown');
+    t.equal(await page.textContent('#payment-amount'), '8500 kr', 'the amount to pay');
+    t.match(await page.textContent('#payment-kid'), /^\d{16}$/, 'the KID');
+    t.match(await page.textContent('#payment-account'), /^\d{11}$/, 'the account');
+    t.equal(await page.textContent('#payment-due'), '2025-04-10', 'the due date of januar-februar 2025');
+    t.equal(await page.textContent('#payment-reference'), instance.id, 'the submission reference');
+    const link = page.locator('#receipt-link');
+    t.match(await link.getAttribute('href'), /^blob:http:\/\/localhost:\d+\//, 'the receipt link points at the fetched PDF, not at the gateway (a bare link would carry no X-CSRF)');
+    const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+    t.equal(download.suggestedFilename(), 'kvittering.pdf');
+    const saved = await download.path();
+    const pdf = await readFile(saved);
+    t.equal(pdf.subarray(0, 5).toString('latin1'), '%PDF-', 'the receipt is a PDF');
+    t.match(pdf.toString('latin1'), instance.id, 'for this submission');
     await view('spa, submitted');
     await shoot(page, '05-submitted');
   });
@@ -289,7 +348,7 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
     await page.click('#validate-valid');
     t.equal((await answered).status(), 200);
     await page.locator('#result-valid-status[data-ok]').waitFor();
-    t.equal(await page.getAttribute('#result-valid-status', 'data-result'), 'GYLDIG', `valid sample: ${await page.textContent('#result-valid-status')}`);
+    t.equal(await page.getAttribute('#result-valid-status', 'data-result'), 'ingen avvik', `valid sample: ${await page.textContent('#result-valid-status')}`);
     t.ok(op.stats.refreshGrants > refreshGrants, 'the gateway used a refresh grant');
     const after = await liveSession();
     t.not(after.data.tokens.accessToken, before.data.tokens.accessToken, 'the session holds a new access token');
