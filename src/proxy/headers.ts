@@ -1,66 +1,201 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
+/*
+ * Request headers an upstream gets (an allow-list; every other header the browser sent stays behind):
+ *
+ *   content negotiation   accept, accept-language, accept-encoding
+ *   the body              content-type, content-length, content-disposition, content-encoding
+ *   conditionals, ranges  if-match, if-none-match, if-modified-since, if-unmodified-since, if-range, range
+ *   the client            user-agent
+ *   tracing               traceparent, tracestate (W3C Trace Context), x-request-id
+ *   per route             the names in routes[].forwardHeaders
+ *
+ * Set by the gateway itself, whatever the browser sent:
+ *   host                  the upstream's host
+ *   authorization         Bearer <the session's token>
+ *   x-forwarded-for       the client address; appended to the chain when the peer is a trusted proxy
+ *                         (server.trustProxy), otherwise replacing anything the client sent
+ *   x-forwarded-proto     the tenant's public scheme (from publicUrl)
+ *   x-forwarded-host      the tenant's public host (from publicUrl)
+ *
+ * Never forwarded, also not through forwardHeaders: the browser's own authorization, cookie, x-csrf,
+ * hop-by-hop headers and the names listed in Connection, proxy-*, forwarded, x-real-ip and the
+ * client's x-forwarded-*. A name listed in Connection is dropped even when it is on the list.
+ * Expect and Transfer-Encoding are not forwarded either: Node has already answered 100-continue,
+ * undici refuses Expect, and undici frames the streamed body itself (Content-Length when the
+ * browser sent one, chunked otherwise).
+ */
+export const FORWARDED_REQUEST_HEADERS: readonly string[] = [
+  'accept', 'accept-language', 'accept-encoding',
+  'content-type', 'content-length', 'content-disposition', 'content-encoding',
+  'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-range', 'range',
+  'user-agent',
+  'traceparent', 'tracestate', 'x-request-id',
+];
+
 /** Hop-by-hop headers (RFC 9110 section 7.6.1) plus their legacy companions: they describe one connection, never the message. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
 
 /**
- * Request headers the browser sends that the upstream must never see:
- * credentials meant for the gateway (the session cookie, any Authorization of the browser's own),
- * the CSRF marker, Expect (Node has already answered 100-continue; undici refuses to send it),
- * and browser context (Origin, Referer, Fetch Metadata) that would leak the SPA's URLs.
+ * Names no route can add with forwardHeaders: credentials meant for the gateway, the CSRF marker,
+ * framing the proxy owns, and addressing the gateway sets itself.
  */
-const BROWSER_ONLY = ['authorization', 'proxy-authorization', 'cookie', 'x-csrf', 'expect', 'origin', 'referer', 'host'];
+const NEVER_FORWARDED = new Set([
+  ...HOP_BY_HOP,
+  'authorization', 'cookie', 'x-csrf', 'host', 'expect', 'forwarded', 'x-real-ip',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+]);
 
-/** Client-asserted addressing; honoured only when the peer is a trusted proxy. */
-const FORWARDING = ['forwarded', 'x-real-ip'];
+/** Whether `name` may be forwarded by a route's forwardHeaders (for configuration checks too). */
+export function isForwardableHeaderName(name: string): boolean {
+  const lower = name.trim().toLowerCase();
+  return /^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(lower) && !NEVER_FORWARDED.has(lower) && !lower.startsWith('proxy-') && !lower.startsWith('x-forwarded-');
+}
 
 /** Response headers the browser must not get from an upstream: its cookies, and CORS grants (the gateway grants none). */
 const UPSTREAM_ONLY = ['set-cookie', 'set-cookie2', 'proxy-authenticate'];
+
+/**
+ * Cache instructions aimed at CDNs and other shared caches (RFC 9213 targeted fields and the vendor
+ * forms before it): such a cache obeys them in place of Cache-Control, so they would undo `private`.
+ */
+const SHARED_CACHE_CONTROL = ['cdn-cache-control', 'surrogate-control', 'cloudflare-cdn-cache-control', 'edge-control'];
+
+/** Cache-Control directives that permit or tune storage in a shared cache. */
+const SHARED_CACHE_DIRECTIVES = new Set(['public', 's-maxage', 'proxy-revalidate']);
 
 export interface UpstreamRequestContext {
   /** The bearer to send; undefined on public (`token: none`) routes, which send none. */
   bearer: string | undefined;
   /** host[:port] of the upstream URL. */
   upstreamHost: string;
-  /** Whether X-Forwarded-* / Forwarded from the client may pass (the peer is a trusted proxy). */
+  /** Whether the TCP peer is a trusted proxy: then the X-Forwarded-For chain it sent is continued. */
   keepForwardingHeaders: boolean;
+  /** The TCP peer's address (request.raw.socket.remoteAddress). */
+  peerAddress?: string | undefined;
+  /** The tenant's public URL: its scheme and host become X-Forwarded-Proto and X-Forwarded-Host. */
+  publicUrl?: string | undefined;
+  /** The route; its forwardHeaders extend the allow-list. */
+  route?: RouteHeaderOptions | undefined;
+}
+
+/** What headers.ts reads from a route (typed here so it does not depend on when RouteConfig gets forwardHeaders). */
+export interface RouteHeaderOptions {
+  path: string;
+  forwardHeaders?: readonly string[] | undefined;
 }
 
 /**
- * The headers sent upstream. Names listed in the inbound Connection header are removed first and
- * the bearer is set last, so `Connection: authorization` can only remove the browser's own header,
- * never the gateway's.
+ * The headers sent upstream: the allow-listed headers the browser sent, then the ones the gateway
+ * sets. Names listed in the inbound Connection header are removed, and the bearer is set last, so
+ * `Connection: authorization` can never remove the gateway's own header.
  */
 export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: UpstreamRequestContext): IncomingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...BROWSER_ONLY, ...connectionListed(inbound.connection)]);
-  if (!ctx.keepForwardingHeaders) for (const name of FORWARDING) drop.add(name);
+  const allowed = new Set(FORWARDED_REQUEST_HEADERS);
+  for (const name of ctx.route?.forwardHeaders ?? []) {
+    if (isForwardableHeaderName(name)) allowed.add(name.trim().toLowerCase());
+  }
+  for (const name of connectionListed(inbound.connection)) allowed.delete(name);
 
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(inbound)) {
-    if (value === undefined || drop.has(name) || name.startsWith('sec-fetch-')) continue;
-    if (name.startsWith('x-forwarded-') && !ctx.keepForwardingHeaders) continue;
-    out[name] = value;
+    if (value !== undefined && allowed.has(name)) out[name] = value;
   }
+
+  const client = ctx.peerAddress === undefined ? undefined : displayAddress(ctx.peerAddress);
+  const chain = ctx.keepForwardingHeaders ? listValues(inbound['x-forwarded-for']) : [];
+  if (client !== undefined) chain.push(client);
+  if (chain.length > 0) out['x-forwarded-for'] = chain.join(', ');
+  if (ctx.publicUrl !== undefined) {
+    const publicUrl = new URL(ctx.publicUrl);
+    out['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
+    out['x-forwarded-host'] = publicUrl.host;
+  }
+
   out.host = ctx.upstreamHost;
   if (ctx.bearer !== undefined) out.authorization = `Bearer ${ctx.bearer}`;
   return out;
 }
 
 /**
- * The upstream's response headers as the browser gets them. Adds `Cache-Control: no-store` when the
- * upstream said nothing: the response answers a cookie-authenticated request and must not be kept
- * by shared caches or the browser's disk cache unless the upstream chose so.
+ * The upstream's response headers as the browser gets them. The answer belongs to one signed-in
+ * user, so no shared cache (a CDN in front of the gateway) may keep it:
+ *   - Cache-Control: an upstream's `no-store` stays as it is; otherwise `private` is added, and
+ *     `public`, `s-maxage`, `proxy-revalidate` and a field-limited `private="…"` are removed.
+ *     Without Cache-Control from the upstream the answer is `no-store`.
+ *   - Vary: Cookie is merged into the upstream's Vary.
+ *   - CDN-targeted cache fields (CDN-Cache-Control, Surrogate-Control, …) are dropped.
+ * Set-Cookie, CORS grants, Proxy-Authenticate and hop-by-hop headers never pass.
  */
 export function browserResponseHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...UPSTREAM_ONLY, ...connectionListed(upstream.connection)]);
+  const drop = new Set([...HOP_BY_HOP, ...UPSTREAM_ONLY, ...SHARED_CACHE_CONTROL, ...connectionListed(upstream.connection)]);
   const out: IncomingHttpHeaders = {};
   for (const [rawName, value] of Object.entries(upstream)) {
     const name = rawName.toLowerCase();
     if (value === undefined || drop.has(name) || name.startsWith('access-control-')) continue;
     out[name] = value;
   }
-  if (out['cache-control'] === undefined) out['cache-control'] = 'no-store';
+  out['cache-control'] = privateCacheControl(out['cache-control']);
+  out.vary = varyWithCookie(out.vary);
   return out;
+}
+
+/** Cache-Control for an answer to a cookie-authenticated request. */
+export function privateCacheControl(value: string | string[] | undefined): string {
+  const directives = splitList(value === undefined ? '' : [value].flat().join(', '));
+  if (directives.length === 0) return 'no-store';
+  // `private="Set-Cookie"` limits privacy to the fields it names and leaves the rest shareable.
+  const kept = directives.filter((d) => !SHARED_CACHE_DIRECTIVES.has(directiveName(d)) && !(directiveName(d) === 'private' && d.includes('=')));
+  const has = (name: string) => kept.some((d) => directiveName(d) === name && !d.includes('='));
+  if (has('no-store') || has('private')) return kept.join(', ');
+  return ['private', ...kept].join(', ');
+}
+
+/** The upstream's Vary with Cookie added (once; `*` already varies on everything). */
+export function varyWithCookie(value: string | string[] | undefined): string {
+  const names = listValues(value);
+  if (names.includes('*')) return '*';
+  if (!names.some((name) => name.toLowerCase() === 'cookie')) names.push('Cookie');
+  return names.join(', ');
+}
+
+function directiveName(directive: string): string {
+  return (directive.split('=', 1)[0] ?? '').trim().toLowerCase();
+}
+
+/** Splits a comma-separated field value, keeping quoted strings (`no-cache="a, b"`) whole. */
+function splitList(value: string): string[] {
+  const items: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const char = value[i]!;
+    if (quoted && char === '\\') {
+      current += char + (value[i + 1] ?? '');
+      i++;
+    } else if (char === '"') {
+      quoted = !quoted;
+      current += char;
+    } else if (char === ',' && !quoted) {
+      items.push(current);
+      current = '';
+    } else {
+      current += char;
+    }
+  }
+  items.push(current);
+  return items.map((item) => item.trim()).filter((item) => item !== '');
+}
+
+function listValues(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).flatMap((line) => line.split(',')).map((item) => item.trim()).filter((item) => item !== '');
+}
+
+/** A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; upstreams get the plain IPv4 form. */
+function displayAddress(address: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  return mapped?.[1] ?? address;
 }
 
 function connectionListed(connection: string | undefined): string[] {

@@ -185,6 +185,9 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
         bearer: bearerOf(stateOf(request)),
         upstreamHost: upstream.host,
         keepForwardingHeaders: isTrustedPeer(request.raw.socket.remoteAddress),
+        peerAddress: request.raw.socket.remoteAddress,
+        publicUrl: tenant.publicUrl,
+        route,
       }),
       rewriteHeaders: (headers) => browserResponseHeaders(headers),
       onError: (reply, { error }) => {

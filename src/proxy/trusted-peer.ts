@@ -16,11 +16,16 @@ export function trustedPeer(trustProxy: boolean | string[]): (remoteAddress: str
 
   const list = new BlockList();
   for (const entry of trustProxy.flatMap((e) => NAMED_RANGES[e.trim()] ?? [e])) {
-    const [address = '', prefix] = entry.trim().split('/');
-    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (isIP(address) === 0) throw new Error(`trustProxy entry is not an IP address or CIDR range: ${entry}`);
+    const [address = '', prefix, ...rest] = entry.trim().split('/');
+    const version = isIP(address);
+    const family = version === 6 ? 'ipv6' : 'ipv4';
+    // Number('') is 0: without the digit check "10.0.0.0/" would be 0.0.0.0/0 and trust every peer.
+    const bits = prefix !== undefined && /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+    if (version === 0 || rest.length > 0 || (prefix !== undefined && !(bits <= (version === 6 ? 128 : 32)))) {
+      throw new Error(`trustProxy entry is not an IP address or CIDR range: ${entry}`);
+    }
     if (prefix === undefined) list.addAddress(address, family);
-    else list.addSubnet(address, Number(prefix), family);
+    else list.addSubnet(address, bits, family);
   }
 
   return (remoteAddress) => {
