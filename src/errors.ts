@@ -16,6 +16,7 @@ export const PROBLEMS = {
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
   idp_unavailable: { status: 503, title: 'ID-porten unavailable' },
   store_unavailable: { status: 503, title: 'Session store unavailable' },
+  refresh_in_progress: { status: 503, title: 'Session refresh in progress' },
   internal_error: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -96,7 +96,11 @@ export class TokenService {
       });
     } catch (err) {
       if (err instanceof GatewayError) throw err;
-      if (err instanceof StoreUnavailableError || err instanceof LockTimeoutError) {
+      if (err instanceof LockTimeoutError) {
+        audit.event('token.refresh.failure', { tenant: tenant.id, session: loaded.hash, sub: loaded.data.user.sub, reason: err.reason });
+        throw new GatewayError('refresh_in_progress', 'Another request is refreshing this session; try again shortly.', { headers: { 'retry-after': String(err.retryAfterSeconds) }, cause: err });
+      }
+      if (err instanceof StoreUnavailableError) {
         audit.event('token.refresh.failure', { tenant: tenant.id, session: loaded.hash, sub: loaded.data.user.sub, reason: 'store' });
         throw new GatewayError('store_unavailable', 'The session store could not be reached.', { cause: err });
       }
@@ -154,7 +158,7 @@ export class TokenService {
       });
       return session;
     } catch (err) {
-      if (err instanceof StoreUnavailableError || err instanceof GatewayError) throw err;
+      if (err instanceof StoreUnavailableError || err instanceof GatewayError || err instanceof LockTimeoutError) throw err;
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
       audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(tokens.refreshToken) });
       if (failure.kind === 'unavailable') {
@@ -195,7 +199,10 @@ export class TokenService {
         audit.event('token.exchange', { tenant: tenant.id, session: loaded.hash, sub: loaded.data.user.sub, failed: true, reason: err.message });
         throw new GatewayError('upstream_unavailable', 'The Altinn token exchange failed.', { cause: err });
       }
-      if (err instanceof StoreUnavailableError || err instanceof LockTimeoutError) {
+      if (err instanceof LockTimeoutError) {
+        throw new GatewayError('refresh_in_progress', 'Another request is updating this session; try again shortly.', { headers: { 'retry-after': String(err.retryAfterSeconds) }, cause: err });
+      }
+      if (err instanceof StoreUnavailableError) {
         throw new GatewayError('store_unavailable', 'The session store could not be reached.', { cause: err });
       }
       throw err;
