@@ -25,6 +25,8 @@ export interface Child {
   call<T>(method: string, params?: unknown): Promise<T>;
   /** Asks the child to close its servers and waits for it to exit. */
   stop(): Promise<void>;
+  /** Kills the child at once (SIGKILL: no cleanup, like a crash or an OOM kill) and waits until it is gone. */
+  kill(): Promise<void>;
 }
 
 const CALL_TIMEOUT_MS = 120_000;
@@ -86,6 +88,10 @@ export function forkChild(file: URL): Promise<Child> {
       const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);
+    },
+    async kill(): Promise<void> {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
     },
   };
   return new Promise((resolve, reject) => {

@@ -26,6 +26,12 @@ export interface IdportenLookalikeOptions {
   /** Cap on the whole grant / refresh chain (ID-porten: 7200 s). */
   authorizationTtlSeconds?: number;
   idTokenTtlSeconds?: number;
+  /**
+   * Holds the answer to a successful refresh grant this long, after the provider rotated the refresh token
+   * (the old one is consumed already): plays a slow provider, and lets a test kill the client before it
+   * hears the answer, so that the new refresh token is lost with it.
+   */
+  refreshAnswerDelayMs?: number;
 }
 
 export interface IdportenLookalikeStats {
@@ -118,13 +124,18 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
   const issuedTokens = new Set<string>();
   const stats: IdportenLookalikeStats = { refreshGrants: 0, codeGrants: 0, revocations: 0, refreshGrantErrors: 0 };
   let tokenEndpointDown = false;
+  /** Token requests whose answer is held back (refreshAnswerDelayMs). */
+  const delayedAnswers = new WeakSet<IncomingMessage>();
 
   const build = (): { provider: Provider; handle: (req: IncomingMessage, res: ServerResponse) => void } => {
     const provider = createProvider(settings);
     provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
       const grantType = ctx.oidc?.params?.grant_type;
       if (grantType === 'authorization_code') stats.codeGrants += 1;
-      if (grantType === 'refresh_token') stats.refreshGrants += 1;
+      if (grantType === 'refresh_token') {
+        stats.refreshGrants += 1;
+        if (opts.refreshAnswerDelayMs) delayedAnswers.add(ctx.req);
+      }
     });
     provider.on('grant.error', (ctx: KoaContextWithOIDC) => {
       if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
@@ -161,6 +172,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       onResponseBody(res, (status, body) => {
         if (status === 200) recordTokens(body, issuedTokens);
       });
+      if (opts.refreshAnswerDelayMs) delayAnswer(req, res, delayedAnswers, opts.refreshAnswerDelayMs);
     }
     if (req.method === 'POST' && url.pathname === ROUTES.end_session) {
       // ID-porten takes the logout form as a POST. oidc-provider only accepts POST here with
@@ -504,6 +516,18 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string> {
 }
 
 /** Calls `done` with the status and full body once the response has been written. */
+/** Holds res.end for requests in `delayed` by ms (the answer is already decided; only its delivery waits). */
+function delayAnswer(req: IncomingMessage, res: ServerResponse, delayed: WeakSet<IncomingMessage>, ms: number): void {
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.end = ((...args: unknown[]) => {
+    if (!delayed.has(req)) return end(...args);
+    setTimeout(() => {
+      if (!res.destroyed) end(...args);
+    }, ms).unref();
+    return res;
+  }) as typeof res.end;
+}
+
 function onResponseBody(res: ServerResponse, done: (status: number, body: string) => void): void {
   const chunks: Buffer[] = [];
   const collect = (chunk: unknown): void => {

@@ -48,11 +48,29 @@ export class StoreUnavailableError extends GatewayError {
   }
 }
 
-/** Another holder kept a session's lock longer than a waiter could wait: a refresh is still running. */
+/**
+ * The session lock could not be had in time: another request (on this or another instance) holds it, usually
+ * because it is refreshing. Not a store outage.
+ */
 export class LockTimeoutError extends GatewayError {
-  constructor(message = 'A token refresh for this session is still in progress; try again shortly.') {
-    super('refresh_in_progress', message, { retryAfterSeconds: 1 });
+  readonly reason: 'lock_timeout' | 'lock_lost' = 'lock_timeout';
+
+  constructor(message = 'A token refresh for this session is still in progress; try again shortly.', retryAfterSeconds = 1) {
+    super('refresh_in_progress', message, { retryAfterSeconds });
     this.name = 'LockTimeoutError';
+  }
+}
+
+/**
+ * The holder lost the lock before it finished: whatever it had not written yet must not be written. A kind of
+ * LockTimeoutError, so callers that map one map both: the lock could not be held in time.
+ */
+export class LockLostError extends LockTimeoutError {
+  override readonly reason = 'lock_lost';
+
+  constructor(message = 'The session lock was lost before its holder finished; try again shortly.', retryAfterSeconds = 1) {
+    super(message, retryAfterSeconds);
+    this.name = 'LockLostError';
   }
 }
 

@@ -2,8 +2,19 @@ import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
-import { createRedisStore } from '../src/session/redis-store.js';
-import { LockTimeoutError, StoreUnavailableError, type SessionLock, type SessionStore } from '../src/session/store.js';
+import { createRedisStore, DEFAULT_LOCK_LEASE_MS } from '../src/session/redis-store.js';
+import { SessionManager } from '../src/session/manager.js';
+import { KeyRing } from '../src/session/key-ring.js';
+import type { SessionData } from '../src/session/session.js';
+import type { SessionConfig } from '../src/config/types.js';
+import {
+  DEFAULT_LOCK_WAIT_MS,
+  LockLostError,
+  LockTimeoutError,
+  StoreUnavailableError,
+  type SessionLock,
+  type SessionStore,
+} from '../src/session/store.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -263,6 +274,38 @@ function contract(t: Test, make: Factory): void {
     await t.rejects(peer.lock.withLock('slow', async () => undefined, { waitMs: 600 }), LockTimeoutError);
     await holder;
   });
+
+  t.test('a holder that hangs past holdMs loses the lock: its signal aborts, withLock rejects with LockLostError, the next waiter runs', async (t) => {
+    const { lock, peer } = await make(t);
+    const holding = gate();
+    const never = gate();
+    t.teardown(never.open);
+    let seen: AbortSignal | undefined;
+    const hung = lock.withLock(
+      'hung',
+      async (signal) => {
+        seen = signal;
+        holding.open();
+        await never.promise;
+        return 'finished';
+      },
+      { holdMs: 300 },
+    );
+    await holding.promise;
+    const next = peer.lock.withLock('hung', async (signal) => (signal.aborted ? 'aborted' : 'ran'), { waitMs: 10_000 });
+    await t.rejects(hung, LockLostError, 'the hung holder is told, without waiting for fn');
+    t.equal(seen?.aborted, true, 'its signal aborted');
+    t.type(seen?.reason, LockLostError, 'with a LockLostError as the reason, so signal.throwIfAborted() throws it');
+    t.equal(await next, 'ran', 'the next waiter got the lock, its own signal untouched');
+  });
+
+  t.test('a holder that finishes in time never sees its signal abort', async (t) => {
+    const { lock } = await make(t);
+    let seen: AbortSignal | undefined;
+    t.equal(await lock.withLock('quick', async (signal) => ((seen = signal), 'done'), { holdMs: 5_000, leaseMs: 200 }), 'done');
+    await sleep(400);
+    t.equal(seen?.aborted, false);
+  });
 }
 
 t.test('MemorySessionStore', async (t) => {
@@ -338,13 +381,73 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const holding = gate();
     const never = gate();
     t.teardown(never.open);
-    void crashed.lock.withLock('orphan', async () => {
+    let seen: AbortSignal | undefined;
+    const orphaned = crashed.lock.withLock('orphan', async (signal) => {
+      seen = signal;
       holding.open();
       await never.promise;
     }, { leaseMs: 300 });
+    const told = t.rejects(orphaned, LockLostError, 'the cut-off holder learns it lost the lock');
     await holding.promise;
     await crashed.store.close();
     t.equal(await lock.withLock('orphan', async () => 'acquired', { waitMs: 10_000 }), 'acquired');
+    await told;
+    t.equal(seen?.aborted, true);
+  });
+
+  t.test('with the default bounds a waiter outlasts the lease of a holder that died, instead of timing out first', async (t) => {
+    const { lock } = await make(t);
+    const raw = rawClient(t, redis);
+    t.ok(DEFAULT_LOCK_LEASE_MS < DEFAULT_LOCK_WAIT_MS, `lease ${DEFAULT_LOCK_LEASE_MS} ms is shorter than the wait ${DEFAULT_LOCK_WAIT_MS} ms`);
+    // A full lease left by an instance killed right after it took or renewed the lock.
+    await raw.set(`bff-test-${prefixes}:l:dead`, 'token-of-a-dead-instance', 'PX', DEFAULT_LOCK_LEASE_MS);
+    t.equal(await lock.withLock('dead', async () => 'acquired'), 'acquired');
+  });
+
+  t.test('a holder whose key expired or was taken over learns it at its next renewal and writes nothing after', async (t) => {
+    const { lock } = await make(t);
+    const raw = rawClient(t, redis);
+    const key = `bff-test-${prefixes}:l:stolen`;
+    const holding = gate();
+    let wrote = false;
+    const holder = lock.withLock(
+      'stolen',
+      async (signal) => {
+        holding.open();
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        signal.throwIfAborted();
+        wrote = true;
+      },
+      { leaseMs: 400 },
+    );
+    await holding.promise;
+    // What a holder finds after a pause longer than its lease: the key expired and another instance took it.
+    await raw.set(key, 'token-of-the-next-holder', 'PX', 10_000);
+    await t.rejects(holder, LockLostError);
+    t.equal(wrote, false, 'the holder stopped before its write');
+    t.equal(await raw.get(key), 'token-of-the-next-holder', 'and did not release the new holder\'s lock');
+  });
+
+  t.test('Redis frozen: a holder whose renewals go unanswered takes itself for lost when its lease is up', async (t) => {
+    const { lock } = await make(t);
+    const holding = gate();
+    let seen: AbortSignal | undefined;
+    const holder = lock.withLock(
+      'frozen',
+      async (signal) => {
+        seen = signal;
+        holding.open();
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      },
+      { leaseMs: 500 },
+    );
+    await holding.promise;
+    redis.pause();
+    t.teardown(() => redis.resume());
+    // The renewals neither succeed nor fail before the lease is up (commands time out after 2 s).
+    await t.rejects(holder, LockLostError);
+    t.equal(seen?.aborted, true);
+    redis.resume();
   });
 
   t.test('Redis down: every operation fails fast with StoreUnavailableError; after a restart they work again', async (t) => {
@@ -412,4 +515,56 @@ async function reachable(store: SessionStore): Promise<void> {
       await sleep(100);
     }
   }
+}
+
+t.test('SessionManager fences token updates: an update after its lock was lost writes nothing and throws LockLostError', async (t) => {
+  const store = new MemorySessionStore(10);
+  const inner = new MemorySessionLock();
+  // A real memory lock with a short hold bound, so the holder below outlives it.
+  const lock: SessionLock = { withLock: (id, fn, opts) => inner.withLock(id, fn, { ...opts, holdMs: 200 }) };
+  const sessions = new SessionManager({
+    store,
+    lock,
+    keys: new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 7) }]),
+    config: { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig,
+  });
+  const { session } = await sessions.create(sessionData('original'));
+
+  t.equal(await sessions.withLock(session, async () => ((session.data.tokens.accessToken = 'in time'), sessions.update(session))), true, 'an update in time is written');
+  t.equal(await accessTokenOf(sessions, session.id), 'in time');
+
+  const done = gate();
+  let updateError: unknown;
+  const lost = sessions.withLock(session, async (signal) => {
+    await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    session.data.tokens.accessToken = 'too late';
+    try {
+      await sessions.update(session);
+    } catch (err) {
+      updateError = err;
+    } finally {
+      done.open();
+    }
+  });
+  await t.rejects(lost, LockLostError, 'withLock answers as soon as the lock is lost');
+  await done.promise;
+  t.type(updateError, LockLostError, 'the late update throws');
+  t.equal(await accessTokenOf(sessions, session.id), 'in time', 'and wrote nothing');
+  t.equal(await sessions.update(session), true, 'outside any lock, update is not fenced');
+});
+
+function sessionData(accessToken: string): SessionData {
+  const now = Date.now();
+  return {
+    tenant: 'test',
+    user: { sub: 'sub-1', acr: 'idporten-loa-substantial', amr: ['TestID'] },
+    idTokenBinding: { iss: 'https://issuer.invalid', aud: 'client', sub: 'sub-1', acr: 'idporten-loa-substantial' },
+    createdAt: now,
+    tokens: { accessToken, accessTokenIssuedAt: now, accessTokenExpiresAt: now + 120_000, refreshToken: 'rt', idToken: 'id' },
+  };
+}
+
+async function accessTokenOf(sessions: SessionManager, id: string): Promise<string | undefined> {
+  const loaded = await sessions.loadById(id);
+  return loaded.state === 'live' ? loaded.session.data.tokens.accessToken : undefined;
 }

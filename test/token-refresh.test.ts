@@ -2,6 +2,8 @@ import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, startStack, type Stack } from './helpers/stack.js';
 import { TEST_USERS } from '../demo/test-users.js';
+import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
+import type { SessionLock } from '../src/session/store.js';
 
 const user = TEST_USERS[1]!;
 const api = { 'x-csrf': '1' };
@@ -119,4 +121,41 @@ t.test('POST /auth/session/refresh refreshes now through the same path and needs
   t.equal(after.state, 'live');
   t.not(after.state === 'live' && after.session.data.tokens.accessToken, session.data.tokens.accessToken, 'a new access token is stored');
   t.notOk(res.body.includes(session.data.tokens.accessToken));
+});
+
+t.test('a session lock another request holds too long: 503 refresh_in_progress with Retry-After, audited as lock_timeout, and the session survives', async (t) => {
+  const memoryLock = new MemorySessionLock();
+  // The real memory lock; waiters give up after 300 ms instead of the default, so the test need not wait long.
+  const lock: SessionLock = { withLock: (id, fn, opts) => memoryLock.withLock(id, fn, { ...opts, waitMs: 300 }) };
+  const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: 3 }, appDeps: { store: new MemorySessionStore(1000), lock } });
+  const { browser, session } = await login(stack);
+  await sleep(3100);
+  let free!: () => void;
+  const held = new Promise<void>((resolve) => (free = resolve));
+  let holding!: () => void;
+  const taken = new Promise<void>((resolve) => (holding = resolve));
+  const holder = memoryLock.withLock(session.id, async () => {
+    holding();
+    await held;
+  });
+  await taken;
+  const before = stack.op.stats.refreshGrants;
+
+  const proxied = await browser.fetch(`${stack.publicUrl}/mva/echo/busy`, { headers: api });
+  t.equal(proxied.status, 503);
+  t.match(proxied.headers.get('content-type'), /^application\/problem\+json/);
+  t.equal(JSON.parse(proxied.body).code, 'refresh_in_progress', 'not store_unavailable: the store is fine');
+  t.match(proxied.headers.get('retry-after'), /^[1-9][0-9]*$/, 'with Retry-After in seconds');
+  t.same(
+    stack.audit('token.refresh.failure').map((l) => l.reason),
+    ['lock_timeout'],
+    'audited as a lock timeout',
+  );
+  t.equal(stack.op.stats.refreshGrants - before, 0, 'no refresh was attempted without the lock');
+
+  free();
+  await holder;
+  const again = await browser.fetch(`${stack.publicUrl}/mva/echo/free`, { headers: api });
+  t.equal(again.status, 200, 'once the lock is free the session refreshes and works');
+  t.equal(stack.op.stats.refreshGrants - before, 1);
 });

@@ -18,7 +18,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
   idp_unavailable: { status: 503, title: 'ID-porten unavailable' },
   store_unavailable: { status: 503, title: 'Session store unavailable' },
-  refresh_in_progress: { status: 503, title: 'Refresh in progress' },
+  refresh_in_progress: { status: 503, title: 'Session refresh in progress' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

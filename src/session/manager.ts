@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
@@ -21,6 +22,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #keys: KeyRing;
   readonly #config: SessionConfig;
   readonly #now: () => number;
+  /** The lock hold of the withLock call the current async context runs in (see update). */
+  readonly #holds = new AsyncLocalStorage<{ id: string; signal: AbortSignal }>();
 
   constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; config: SessionConfig; now?: () => number }) {
     this.#store = opts.store;
@@ -101,9 +104,13 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   /**
    * Writes token updates (callers hold the session lock, see withLock). False when the session was destroyed
    * while the caller worked, e.g. by a logout on another instance during a refresh: it stays destroyed.
+   * Fenced: called under withLock for this session after the lock was lost (its lease ran out, it was held
+   * too long), it writes nothing and throws LockLostError, because another holder may be at work already.
    */
   async update(session: SessionContext<D>): Promise<boolean> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
+    const hold = this.#holds.getStore();
+    if (hold?.id === session.id) hold.signal.throwIfAborted();
     return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
   }
 
@@ -120,9 +127,13 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return this.#findByIndex(subIndexKey(tenant, sub));
   }
 
-  /** Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError. */
-  withLock<T>(session: SessionContext<D>, fn: () => Promise<T>): Promise<T> {
-    return this.#lock.withLock(session.id, fn);
+  /**
+   * Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError, a
+   * lock it could not get in time as LockTimeoutError, and one it lost before fn finished as LockLostError.
+   * Every update() of this session inside fn checks that the lock is still held (fencing), so fn need not.
+   */
+  withLock<T>(session: SessionContext<D>, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return this.#lock.withLock(session.id, (signal) => this.#holds.run({ id: session.id, signal }, () => fn(signal)));
   }
 
   async ping(): Promise<void> {

@@ -1,5 +1,14 @@
 import { LRUCache } from 'lru-cache';
-import { LockTimeoutError, type SessionLock, type SessionStore, type StoredSession } from './store.js';
+import {
+  DEFAULT_LOCK_HOLD_MS,
+  DEFAULT_LOCK_WAIT_MS,
+  LockLostError,
+  LockTimeoutError,
+  type LockOptions,
+  type SessionLock,
+  type SessionStore,
+  type StoredSession,
+} from './store.js';
 
 interface Entry {
   value: StoredSession;
@@ -78,11 +87,14 @@ export class MemorySessionStore implements SessionStore {
   }
 }
 
-/** In-process lock: a promise chain per session id. Enough when only one gateway instance runs. */
+/**
+ * In-process lock: a promise chain per session id. Enough when only one gateway instance runs. A holder that
+ * throws frees the lock at once; one that hangs past holdMs loses it (its signal aborts) and the next waiter goes.
+ */
 export class MemorySessionLock implements SessionLock {
   readonly #tails = new Map<string, Promise<void>>();
 
-  async withLock<T>(id: string, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
+  async withLock<T>(id: string, fn: (signal: AbortSignal) => Promise<T>, opts: LockOptions = {}): Promise<T> {
     const previous = this.#tails.get(id) ?? Promise.resolve();
     let release!: () => void;
     const mine = new Promise<void>((resolve) => (release = resolve));
@@ -94,10 +106,56 @@ export class MemorySessionLock implements SessionLock {
       if (this.#tails.get(id) === tail) this.#tails.delete(id);
     });
     try {
-      await waitBounded(previous, opts.waitMs ?? 15_000);
-      return await fn();
+      await waitBounded(previous, opts.waitMs ?? DEFAULT_LOCK_WAIT_MS);
+      const hold = new LockHold();
+      hold.loseAfter(opts.holdMs ?? DEFAULT_LOCK_HOLD_MS);
+      return await hold.run(fn);
     } finally {
       release();
+    }
+  }
+}
+
+/**
+ * One holder's hold on a lock: the signal it gets, and the rule that withLock answers as soon as the hold is
+ * lost, not when fn finally settles. Shared by the memory and the Redis lock.
+ */
+export class LockHold {
+  readonly #controller = new AbortController();
+  readonly #timers: NodeJS.Timeout[] = [];
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  lose(why: string, retryAfterSeconds?: number): void {
+    if (!this.#controller.signal.aborted) this.#controller.abort(new LockLostError(`session lock lost: ${why}`, retryAfterSeconds));
+  }
+
+  /** Loses the hold after ms unless it ended before; the timer never keeps a process alive. */
+  loseAfter(ms: number, why = `held longer than ${ms} ms`, retryAfterSeconds?: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.lose(why, retryAfterSeconds), Math.max(0, ms));
+    timer.unref();
+    this.#timers.push(timer);
+    return timer;
+  }
+
+  /** fn's result, or the LockLostError as soon as the hold is lost (fn's own late outcome is then dropped). */
+  async run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const { signal } = this.#controller;
+    let onAbort!: () => void;
+    const lost = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const work = Promise.resolve().then(() => fn(signal));
+      work.catch(() => undefined);
+      lost.catch(() => undefined);
+      return await Promise.race([work, lost]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      for (const timer of this.#timers) clearTimeout(timer);
     }
   }
 }

@@ -1,13 +1,27 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { LockTimeoutError, StoreUnavailableError, type SessionLock, type SessionStore, type StoredSession } from './store.js';
-import { MemorySessionLock } from './memory-store.js';
+import {
+  DEFAULT_LOCK_HOLD_MS,
+  DEFAULT_LOCK_WAIT_MS,
+  LockTimeoutError,
+  StoreUnavailableError,
+  type LockOptions,
+  type SessionLock,
+  type SessionStore,
+  type StoredSession,
+} from './store.js';
+import { LockHold, MemorySessionLock } from './memory-store.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
-const DEFAULT_LOCK_WAIT_MS = 15_000;
-const DEFAULT_LOCK_LEASE_MS = 30_000;
+/**
+ * Lease on a Redis lock key. A holder that died (killed, crashed, cut off) blocks its session for at most this
+ * long; a live holder renews it LOCK_RENEWALS_PER_LEASE times per lease, so it loses the lock only after
+ * renewals failed for most of a lease (Redis commands time out after COMMAND_TIMEOUT_MS).
+ */
+export const DEFAULT_LOCK_LEASE_MS = 4_000;
+const LOCK_RENEWALS_PER_LEASE = 4;
 
 /*
  * A session is a hash {d: sealed data, t: last seen, i: JSON list of its index keys}; an index (sid, sub) is a
@@ -164,36 +178,71 @@ export class RedisSessionStore implements SessionStore {
   }
 
   /**
-   * Lock across instances: a SET NX PX key with a lease, renewed while its holder works, so a crashed
-   * instance frees it within one lease and a slow holder keeps it. Waiters in this process queue locally
-   * first so only one of them polls Redis; waitMs bounds the whole wait, local and remote.
+   * Lock across instances: a SET NX PX key with a short lease, renewed while its holder works, so an instance
+   * that died frees it within one lease and a slow live holder keeps it (up to holdMs). Waiters in this
+   * process queue locally first so only one of them polls Redis; waitMs bounds the whole wait, local and
+   * remote, and outlasts a dead holder's lease. The holder counts its lease from just before the command that
+   * set or renewed it (Redis counts from a little later), and takes itself for lost once that time is up
+   * without a confirmed renewal, or as soon as a renewal finds the key gone or someone else's.
    */
   lock(): SessionLock {
     const local = new MemorySessionLock();
     return {
-      withLock: <T>(id: string, fn: () => Promise<T>, opts: { waitMs?: number; leaseMs?: number } = {}) => {
+      withLock: <T>(id: string, fn: (signal: AbortSignal) => Promise<T>, opts: LockOptions = {}) => {
         const waitMs = opts.waitMs ?? DEFAULT_LOCK_WAIT_MS;
+        const holdMs = opts.holdMs ?? DEFAULT_LOCK_HOLD_MS;
+        const leaseMs = opts.leaseMs ?? DEFAULT_LOCK_LEASE_MS;
         const deadline = Date.now() + waitMs;
-        return local.withLock(id, () => this.#holdRemote(id, fn, deadline, opts.leaseMs ?? DEFAULT_LOCK_LEASE_MS), { waitMs });
+        // The remote hold enforces holdMs itself; the local one only has to outlast the remote wait plus it.
+        return local.withLock(id, () => this.#holdRemote(id, fn, deadline, leaseMs, holdMs), { waitMs, holdMs: waitMs + holdMs + leaseMs });
       },
     };
   }
 
-  async #holdRemote<T>(id: string, fn: () => Promise<T>, deadline: number, leaseMs: number): Promise<T> {
+  async #holdRemote<T>(id: string, fn: (signal: AbortSignal) => Promise<T>, deadline: number, leaseMs: number, holdMs: number): Promise<T> {
     const key = this.#lockKey(id);
     const token = randomBytes(16).toString('base64url');
+    const retryAfter = Math.ceil(leaseMs / 1000);
+    let validUntil: number;
     for (;;) {
+      const sentAt = Date.now();
       const ok = await this.#do(() => this.#redis.set(key, token, 'PX', leaseMs, 'NX'));
-      if (ok === 'OK') break;
-      if (Date.now() >= deadline) throw new LockTimeoutError();
+      if (ok === 'OK') {
+        validUntil = sentAt + leaseMs;
+        break;
+      }
+      if (Date.now() >= deadline) throw new LockTimeoutError('timed out waiting for the session lock', retryAfter);
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
-    const renewal = setInterval(() => void this.#redis.bffExtend(key, token, leaseMs).catch(() => undefined), Math.max(10, leaseMs / 3));
+    const hold = new LockHold();
+    hold.loseAfter(holdMs, undefined, retryAfter);
+    let expiry = hold.loseAfter(validUntil - Date.now(), 'its lease ran out before a renewal was confirmed', retryAfter);
+    let renewing = false;
+    const renew = async (): Promise<void> => {
+      if (renewing || hold.signal.aborted) return;
+      renewing = true;
+      const sentAt = Date.now();
+      try {
+        const extended = await this.#redis.bffExtend(key, token, leaseMs);
+        if (hold.signal.aborted) return;
+        if (extended !== 1) return hold.lose('its key expired or was taken over', retryAfter);
+        validUntil = sentAt + leaseMs;
+        clearTimeout(expiry);
+        expiry = hold.loseAfter(validUntil - Date.now(), 'its lease ran out before a renewal was confirmed', retryAfter);
+      } catch {
+        // Redis unreachable or slow: try again on the next tick; the expiry timer decides when it is too late.
+      } finally {
+        renewing = false;
+      }
+    };
+    const renewal = setInterval(() => void renew(), Math.max(10, Math.floor(leaseMs / LOCK_RENEWALS_PER_LEASE)));
     renewal.unref();
     try {
-      return await fn();
+      return await hold.run(fn);
     } finally {
       clearInterval(renewal);
+      clearTimeout(expiry);
+      // Also after a lost hold: a holder past holdMs still owns the key and frees it for the next waiter now.
       // When Redis is unreachable the lease frees the lock instead.
       await this.#redis.bffRelease(key, token).catch(() => undefined);
     }

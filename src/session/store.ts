@@ -28,14 +28,45 @@ export interface SessionStore {
   close(): Promise<void>;
 }
 
+/** Bounds of one withLock call. Defaults: DEFAULT_LOCK_WAIT_MS, DEFAULT_LOCK_HOLD_MS, and the store's own lease. */
+export interface LockOptions {
+  /** How long to wait for another holder, in total; then LockTimeoutError and fn never runs. */
+  waitMs?: number;
+  /** How long fn may hold the lock; past it the lock is freed for the next waiter and this hold is lost. */
+  holdMs?: number;
+  /**
+   * Shared locks only (Redis): the lease on the lock key, renewed while the holder works, so an instance that
+   * died while holding the lock frees it within one lease.
+   */
+  leaseMs?: number;
+}
+
 /**
  * Mutual exclusion per session for token updates (refresh, Altinn exchange), so that a rotated refresh
  * token is stored before anyone else may refresh. Memory: in-process; Redis: across instances.
+ *
+ * Fencing: fn receives an AbortSignal that aborts, with a LockLostError as its reason, as soon as the lock
+ * may belong to someone else: its lease could not be renewed in time (Redis unreachable or frozen, the key
+ * expired or was taken over), or fn ran past holdMs. A holder checks it (`signal.throwIfAborted()`) right
+ * before every write that needs the lock; SessionManager.update does so for every token update made under
+ * SessionManager.withLock. withLock itself then rejects with that LockLostError at once, without waiting
+ * for fn, so the caller is answered and the next waiter can go.
  */
 export interface SessionLock {
   /** Runs fn while holding the session's lock; waits (bounded by waitMs) for another holder to finish. */
-  withLock<T>(id: string, fn: () => Promise<T>, opts?: { waitMs?: number; leaseMs?: number }): Promise<T>;
+  withLock<T>(id: string, fn: (signal: AbortSignal) => Promise<T>, opts?: LockOptions): Promise<T>;
 }
 
+/**
+ * Waiters outlast a holder that died (its lease is much shorter) and a live holder's slowest ID-porten round
+ * trip (httpTimeout, 10 s by default), then give up rather than hold a request forever.
+ */
+export const DEFAULT_LOCK_WAIT_MS = 12_000;
+/**
+ * Longer than any work a holder does under the lock (an ID-porten refresh within its 10 s default timeout, an
+ * Altinn exchange within 15 s), so only a holder that hangs loses the lock this way.
+ */
+export const DEFAULT_LOCK_HOLD_MS = 20_000;
+
 // Defined with the other domain errors, so the HTTP edge maps them to problems in one place.
-export { LockTimeoutError, StoreUnavailableError } from '../errors.js';
+export { LockLostError, LockTimeoutError, StoreUnavailableError } from '../errors.js';

@@ -67,7 +67,7 @@ export class Refresher {
       });
     } catch (err) {
       if (err instanceof StoreUnavailableError || err instanceof LockTimeoutError) {
-        const reason = err instanceof LockTimeoutError ? 'lock_timeout' : 'store';
+        const reason = err instanceof LockTimeoutError ? err.reason : 'store';
         audit.event('token.refresh.failure', { tenant: tenant.id, session: loaded.hash, sub: loaded.data.user.sub, reason });
       }
       throw err;
@@ -94,8 +94,12 @@ export class Refresher {
         if (accessTokenValid(session.data, now())) return session;
         throw new GatewayError('idp_unavailable', 'ID-porten could not be reached to refresh the session; try again shortly.', { cause: err });
       }
+      // After a store failover two holders may both have believed they held the lock: if the refresh token that
+      // failed is no longer the stored one, the other holder won the rotation and the session lives on.
+      const stored = await reloadLive(sessions, session);
+      if (failure.kind === 'invalid_grant' && stored.data.tokens.refreshToken !== tokens.refreshToken) return stored;
       // invalid_grant (revoked, expired or reused refresh token) or a refreshed ID token that broke the binding.
-      await this.#opts.end(session, tenant, failure.reason);
+      await this.#opts.end(stored, tenant, failure.reason);
       throw sessionExpired();
     }
     session.data.tokens = {
@@ -110,7 +114,15 @@ export class Refresher {
     if (refreshed.idTokenClaims) session.data.user.acr = acrFromClaims(refreshed.idTokenClaims, session.data.user.acr);
     // Tokens obtained from the old access token (Altinn, …) die with it.
     session.data.derived = undefined;
-    if (!(await sessions.update(session))) {
+    let stored: boolean;
+    try {
+      stored = await sessions.update(session);
+    } catch (err) {
+      // A holder that lost its lock writes nothing; the rotated refresh token it got would live on unheld.
+      if (err instanceof LockTimeoutError && refreshed.refreshToken) void tenant.idporten.revoke(refreshed.refreshToken, 'refresh_token').catch(() => undefined);
+      throw err;
+    }
+    if (!stored) {
       // Logged out elsewhere while the grant ran: the new tokens are dropped, the session stays ended, and
       // the fresh refresh token is revoked (best effort) so it does not live on at ID-porten unheld.
       audit.event('token.refresh.failure', { ...base, reason: 'session ended during refresh', accessToken: fingerprint(refreshed.accessToken) });

@@ -44,6 +44,8 @@ export interface Stack {
   clientId: string;
   skatteetaten?: SkatteetatenLookalike;
   altinn?: AltinnLookalike;
+  /** The raw configuration the gateway was built from (to start more instances of it, e.g. in another process). */
+  rawConfig: unknown;
   /** Every JSON log line the gateway wrote. */
   logs: Record<string, unknown>[];
   logText(): string;
@@ -149,6 +151,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
     ...(altinn ? { altinn } : {}),
     publicUrl,
     clientId,
+    rawConfig: raw,
     logs: captured.lines,
     logText: captured.text,
     audit: (event) => captured.lines.filter((l) => l.audit === true && (event === undefined || l.event === event)),
