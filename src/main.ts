@@ -91,10 +91,13 @@ async function serve(config: GatewayConfig): Promise<void> {
     logger.info({ signal, shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutting down');
     // The hard deadline: a plain timer, kept referenced, that nothing awaits. Writes to stdout never block
     // the event loop (see LogSink), so it fires on time even when stdout is closed or full.
+    // It fires a little before shutdownTimeout (a fifth of it, at most 500 ms) so that the last log write
+    // and the process teardown also fit inside the timeout an orchestrator is told about.
+    const timeoutMs = config.server.shutdownTimeoutMs;
     setTimeout(() => {
       logger.warn('shutdown deadline reached; exiting with requests or log lines still pending');
       exit(0);
-    }, config.server.shutdownTimeoutMs);
+    }, timeoutMs - Math.min(500, timeoutMs / 5));
     Promise.all(running.map((r) => r.close()))
       .then(async () => {
         logger.info('stopped');
