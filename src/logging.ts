@@ -263,7 +263,7 @@ function droppedLine(count: number): string {
 }
 
 export function createLogger(opts: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
-  return pino(
+  const logger = pino(
     {
       level: opts.level ?? 'info',
       base: { service: 'idporten-bff' },
@@ -273,6 +273,13 @@ export function createLogger(opts: { level?: string; destination?: pino.Destinat
     },
     opts.destination ?? new LogSink(),
   );
+  // pino applies formatters.bindings to the root's base only; a child's bindings (fastify's request logger,
+  // the audit child) go through the same redaction here. Children inherit this `child` from the root.
+  const child = logger.child;
+  logger.child = function redactedChild(this: Logger, bindings, options) {
+    return child.call(this, redact(bindings), options);
+  } as typeof logger.child;
+  return logger;
 }
 
 /** A request, if one is ever logged whole: method, path and route, never headers, cookies or the query string. */
