@@ -7,8 +7,8 @@
  * - token.refresh: `oldAccessToken` traced → `accessToken`; `oldRefreshToken` traced → `refreshToken`;
  * - token.exchange: `accessToken` traced → `altinnToken`;
  * - login.success: `replacedSession` traced → its `session` (a new login in the same browser).
- * Links only run forward: tracing a refreshed token does not pull in the tokens it replaced, except
- * through the session they share.
+ * - the token fingerprints a traced line carries (so a line about one of them without a session follows).
+ * Sessions link forward only: tracing a session does not pull in the session it replaced.
  */
 
 import { createReadStream } from 'node:fs';
@@ -16,6 +16,9 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 
 export type LogLine = Record<string, unknown>;
+
+/** Fields that carry a token fingerprint (see docs/audit.md). */
+const TOKEN_FIELDS = ['accessToken', 'refreshToken', 'idToken', 'altinnToken', 'oldAccessToken', 'oldRefreshToken', 'token'];
 
 export interface Trace {
   /** The matching lines, in time order (input order where times are equal or missing). */
@@ -44,31 +47,40 @@ export function traceLines(value: string, input: { line: LogLine; raw: string }[
   const queue: string[] = [];
   const included = new Set<number>();
   const links: [string, string, string][] = [];
-  const add = (v: unknown, from?: string, how?: string) => {
+  const linkKeys = new Set<string>();
+  const add = (v: unknown) => {
     if (typeof v !== 'string' || v === '' || traced.has(v)) return;
     traced.add(v);
     queue.push(v);
-    if (from !== undefined && how !== undefined) links.push([from, v, how]);
+  };
+  const link = (from: unknown, to: unknown, how: string) => {
+    if (typeof from !== 'string' || typeof to !== 'string') return;
+    const key = `${from} ${to}`;
+    if (!linkKeys.has(key)) {
+      linkKeys.add(key);
+      links.push([from, to, how]);
+    }
+    add(to);
   };
   add(value);
   while (queue.length > 0) {
     const v = queue.shift()!;
-    for (const i of index.get(v) ?? []) {
-      if (included.has(i)) continue;
-      included.add(i);
-    }
+    for (const i of index.get(v) ?? []) included.add(i);
     // Links are re-examined on every line in the trace: a value traced later can open a link on an earlier line.
     for (const i of included) {
       const line = input[i]!.line;
       add(line.session);
+      // The tokens a traced line names are part of the trace: lines about them without a session (a failed
+      // revocation) follow.
+      for (const field of TOKEN_FIELDS) add(line[field]);
       const has = (field: string) => typeof line[field] === 'string' && traced.has(line[field] as string);
       if (line.event === 'token.refresh') {
-        if (has('oldAccessToken')) add(line.accessToken, line.oldAccessToken as string, 'refresh (access token)');
-        if (has('oldRefreshToken')) add(line.refreshToken, line.oldRefreshToken as string, 'refresh (refresh token)');
+        if (has('oldAccessToken')) link(line.oldAccessToken, line.accessToken, 'refresh (access token)');
+        if (has('oldRefreshToken')) link(line.oldRefreshToken, line.refreshToken, 'refresh (refresh token)');
       } else if (line.event === 'token.exchange') {
-        if (has('accessToken')) add(line.altinnToken, line.accessToken as string, 'altinn exchange');
+        if (has('accessToken')) link(line.accessToken, line.altinnToken, 'altinn exchange');
       } else if (line.event === 'login.success') {
-        if (has('replacedSession')) add(line.session, line.replacedSession as string, 'new login replaced session');
+        if (has('replacedSession')) link(line.replacedSession, line.session, 'new login replaced session');
       }
     }
   }
