@@ -1,52 +1,141 @@
-import { buildApp } from './app.js';
-import { loadConfigFromProcess } from './config/cli.js';
+#!/usr/bin/env node
+import { AUDIT_USAGE, USAGE, parseCommand } from './cli/args.js';
+import { loadConfig } from './config/cli.js';
 import { ConfigError } from './config/errors.js';
 import type { GatewayConfig } from './config/types.js';
-import { createLogger } from './logging.js';
-import { startMetricsServer } from './http/metrics-server.js';
 
-/** Process entry: config → app → listen; SIGTERM stops accepting, lets in-flight requests finish (bounded), exits 0. */
-async function main(): Promise<void> {
-  let config: GatewayConfig;
+/**
+ * Process entry. `idporten-bff [--config FILE]` runs the gateway; `--check`, `--help`, `--version` and
+ * `audit trace` answer and exit without starting anything (the server's modules are not even loaded).
+ *
+ * Exit status: 0 success, 1 failure while running, 2 invalid configuration or usage.
+ */
+async function main(argv: string[]): Promise<void> {
+  const command = parseCommand(argv);
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return;
+    case 'audit-help':
+      process.stdout.write(AUDIT_USAGE);
+      return;
+    case 'version': {
+      const { packageVersion } = await import('./cli/version.js');
+      process.stdout.write(`${packageVersion()}\n`);
+      return;
+    }
+    case 'usage-error':
+      process.stderr.write(`idporten-bff: ${command.message}\n\n${command.usage}`);
+      process.exitCode = 2;
+      return;
+    case 'audit-trace': {
+      const { runAuditTrace } = await import('./cli/audit-trace.js');
+      process.exitCode = await runAuditTrace(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      return;
+    }
+    case 'check': {
+      const loaded = load(command.configPath);
+      if (!loaded) return;
+      const { maskConfig } = await import('./cli/mask-config.js');
+      process.stdout.write(`${JSON.stringify(maskConfig(loaded.config), null, 2)}\n`);
+      const tenants = loaded.config.tenants.length;
+      process.stderr.write(`idporten-bff: configuration ${loaded.file} is valid (${tenants} ${tenants === 1 ? 'tenant' : 'tenants'})\n`);
+      return;
+    }
+    case 'serve': {
+      const loaded = load(command.configPath);
+      if (loaded) await serve(loaded.config);
+      return;
+    }
+  }
+}
+
+/** Loads the configuration, or explains what is wrong with it and sets exit status 2. */
+function load(path: string | undefined): { config: GatewayConfig; file: string } | undefined {
   try {
-    config = loadConfigFromProcess(process.argv.slice(2), process.env);
+    return loadConfig(path, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`idporten-bff: invalid configuration\n${err.message}\n`);
-      process.exit(2);
+      process.exitCode = 2;
+      return undefined;
     }
     throw err;
   }
-  const logger = createLogger({ level: config.server.logLevel });
-  const gateway = await buildApp(config, { logger });
-  const metricsServer = config.server.metricsPort !== undefined ? await startMetricsServer(gateway.core.metrics, config.server.host, config.server.metricsPort) : undefined;
-  // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)
-  // otherwise overflows it and clients wait for TCP retransmits.
-  await gateway.app.listen({ host: config.server.host, port: config.server.port, backlog: 2048 });
-  await gateway.warmUp();
+}
 
+/**
+ * config → app → listen. SIGTERM (or SIGINT) stops accepting, lets in-flight requests finish, writes out the
+ * buffered log lines and exits 0 — and whatever is still running when `server.shutdownTimeout` has passed
+ * since the signal, the process exits then: the deadline does not depend on the server, the store or stdout.
+ */
+async function serve(config: GatewayConfig): Promise<void> {
+  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }] = await Promise.all([
+    import('./app.js'),
+    import('./logging.js'),
+    import('./http/metrics-server.js'),
+  ]);
+  const sink = new LogSink();
+  const logger = createLogger({ level: config.server.logLevel, destination: sink });
+  const exit = (code: number): never => {
+    sink.flushNow();
+    process.exit(code);
+  };
+
+  type Started = { close(): Promise<unknown> };
+  const running: Started[] = [];
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    const timer = setTimeout(() => {
-      logger.warn('in-flight requests did not finish in time; exiting');
-      process.exit(0);
-    }, config.server.shutdownTimeoutMs);
-    timer.unref();
-    Promise.all([gateway.close(), metricsServer?.close()])
-      .then(() => process.exit(0))
-      .catch((err: Error) => {
+    logger.info({ signal, shutdownTimeoutMs: config.server.shutdownTimeoutMs }, 'shutting down');
+    // The hard deadline: a plain timer, kept referenced, that nothing awaits. Writes to stdout never block
+    // the event loop (see LogSink), so it fires on time even when stdout is closed or full.
+    // It fires a little before shutdownTimeout (a fifth of it, at most 500 ms) so that the last log write
+    // and the process teardown also fit inside the timeout an orchestrator is told about.
+    const timeoutMs = config.server.shutdownTimeoutMs;
+    setTimeout(() => {
+      logger.warn('shutdown deadline reached; exiting with requests or log lines still pending');
+      exit(0);
+    }, timeoutMs - Math.min(500, timeoutMs / 5));
+    Promise.all(running.map((r) => r.close()))
+      .then(async () => {
+        logger.info('stopped');
+        await sink.drained();
+        exit(0);
+      })
+      .catch(async (err: Error) => {
         logger.error({ reason: err.message }, 'error during shutdown');
-        process.exit(1);
+        await sink.drained();
+        exit(1);
       });
   };
+  // Installed before anything starts: a SIGTERM during start-up is a shutdown too, not a kill.
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    const gateway = await buildApp(config, { logger });
+    running.push(gateway);
+    if (stopping) return void gateway.close();
+    if (config.server.metricsPort !== undefined) {
+      const metricsServer = await startMetricsServer(gateway.core.metrics, config.server.host, config.server.metricsPort);
+      running.push(metricsServer);
+    }
+    // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)
+    // otherwise overflows it and clients wait for TCP retransmits.
+    if (!stopping) await gateway.app.listen({ host: config.server.host, port: config.server.port, backlog: 2048 });
+    if (!stopping) await gateway.warmUp();
+  } catch (err) {
+    if (stopping) return;
+    logger.fatal({ reason: (err as Error).message }, 'failed to start');
+    process.stderr.write(`idporten-bff: failed to start: ${(err as Error).message}\n`);
+    await Promise.race([sink.drained(), new Promise((r) => setTimeout(r, 1000).unref())]);
+    exit(1);
+  }
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`idporten-bff: failed to start: ${err.message}\n`);
-  process.exit(1);
+main(process.argv.slice(2)).catch((err: Error) => {
+  process.stderr.write(`idporten-bff: ${err.message}\n`);
+  process.exitCode = 1;
 });

@@ -76,7 +76,7 @@ const ALLOWED: Record<string, string[]> = {
   session: ['session', 'config', 'audit', 'errors'],
   tenant: ['tenant', 'config', 'idporten', 'session'],
   tokens: ['tokens', 'config', 'audit', 'errors', 'idporten', 'session', 'tenant', 'net'],
-  proxy: ['proxy', 'config', 'audit', 'errors', 'http'],
+  proxy: ['proxy', 'config', 'audit', 'errors', 'http', 'net'],
 };
 
 t.test('layers import only the layers below them', async (t) => {

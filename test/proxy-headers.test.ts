@@ -51,6 +51,7 @@ async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number
   const app = Fastify({ loggerInstance: logger });
   await registerProxyRoutes(app, {
     tenants: [tenant],
+    loginUrl: () => '/auth/login',
     bearerFor: async (request) => {
       if (!/session=alice/.test(request.headers.cookie ?? '')) throw new GatewayError('login_required', 'No session.');
       return new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setExpirationTime('5m').sign(signingKey.privateKey);

@@ -60,7 +60,7 @@ t.test(
     t.teardown(() => raw.disconnect());
 
     const logsC = captureLogger();
-    const gatewayC = await buildApp(stack.gateway.ctx.config, { logger: logsC.logger });
+    const gatewayC = await buildApp(stack.gateway.core.config, { logger: logsC.logger });
     await gatewayC.app.listen({ host: '127.0.0.1', port: 0 });
     t.teardown(() => gatewayC.close());
     await gatewayC.warmUp();
@@ -75,7 +75,7 @@ t.test(
     const cookieValue = login.cookie('localhost', 'bff')?.value;
     if (!cookieValue) throw new Error('login set no session cookie');
     const sessionId = SessionManager.storeKey(cookieValue);
-    const loaded = await stack.gateway.ctx.sessions.load(cookieValue);
+    const loaded = await stack.gateway.core.lifecycle.sessions.load(cookieValue);
     if (loaded.state !== 'live') throw new Error('no live session after login');
     const storedRefreshToken = loaded.session.data.tokens.refreshToken!;
 

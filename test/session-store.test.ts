@@ -5,7 +5,7 @@ import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-sto
 import { createRedisStore, DEFAULT_LOCK_LEASE_MS } from '../src/session/redis-store.js';
 import { SessionManager } from '../src/session/manager.js';
 import { KeyRing } from '../src/session/key-ring.js';
-import type { SessionData } from '../src/session/session.js';
+import type { SessionData } from '../src/tokens/session-data.js';
 import type { SessionConfig } from '../src/config/types.js';
 import {
   DEFAULT_LOCK_WAIT_MS,
@@ -522,7 +522,7 @@ t.test('SessionManager fences token updates: an update after its lock was lost w
   const inner = new MemorySessionLock();
   // A real memory lock with a short hold bound, so the holder below outlives it.
   const lock: SessionLock = { withLock: (id, fn, opts) => inner.withLock(id, fn, { ...opts, holdMs: 200 }) };
-  const sessions = new SessionManager({
+  const sessions = new SessionManager<SessionData>({
     store,
     lock,
     keys: new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 7) }]),
@@ -564,7 +564,7 @@ function sessionData(accessToken: string): SessionData {
   };
 }
 
-async function accessTokenOf(sessions: SessionManager, id: string): Promise<string | undefined> {
+async function accessTokenOf(sessions: SessionManager<SessionData>, id: string): Promise<string | undefined> {
   const loaded = await sessions.loadById(id);
   return loaded.state === 'live' ? loaded.session.data.tokens.accessToken : undefined;
 }

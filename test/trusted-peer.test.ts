@@ -79,6 +79,7 @@ async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number
   t.teardown(() => app.close());
   await registerProxyRoutes(app, {
     tenants: [tenant],
+    loginUrl: () => '/auth/login',
     bearerFor: () => new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setExpirationTime('5m').sign(signingKey.privateKey),
     auditContext: () => ({}),
     audit: createAuditLog(logger),

@@ -20,7 +20,6 @@
  * replies (which name internal addresses) are replaced by problem JSON.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { rootCertificates } from 'node:tls';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -29,6 +28,7 @@ import { GatewayError } from '../errors.js';
 import { checkCsrf, isFirstPartyNavigation } from '../http/csrf.js';
 import { isTopLevelNavigation } from '../http/negotiation.js';
 import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../http/problem.js';
+import { withDefaultCas } from '../net/fetch.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { upstreamPathFor } from './path-safety.js';
@@ -162,7 +162,7 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
   const upstreamTls = {
     rejectUnauthorized: true,
     // `ca` replaces Node's trust store, so an extra CA is added to the public roots, not swapped in.
-    ...(tenant.upstreamCaPem === undefined ? {} : { ca: [...rootCertificates, tenant.upstreamCaPem] }),
+    ...(tenant.upstreamCaPem === undefined ? {} : { ca: withDefaultCas(tenant.upstreamCaPem) }),
   };
 
   const proxyOptions: FastifyHttpProxyOptions = {

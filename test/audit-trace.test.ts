@@ -1,0 +1,95 @@
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Browser, loginAtLookalike } from './helpers/browser.js';
+import { startStack } from './helpers/stack.js';
+import { TEST_USERS } from '../demo/test-users.js';
+import { traceLines, type LogLine } from '../src/cli/audit-trace.js';
+
+const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
+const api = { 'x-csrf': '1' };
+
+function cli(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end(stdin ?? '');
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+t.test('audit trace follows one session from login through refresh and exchange to logout, in a real log', async (t) => {
+  const stack = await startStack(t, { upstreams: true });
+  const alice = new Browser();
+  const bob = new Browser();
+  await loginAtLookalike(alice, `${stack.publicUrl}/auth/login?returnTo=/`, { pid: TEST_USERS[0]!.pid });
+  await loginAtLookalike(bob, `${stack.publicUrl}/auth/login?returnTo=/`, { pid: TEST_USERS[1]!.pid });
+  t.equal((await alice.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: api })).status, 200, 'alice refreshes');
+  await alice.fetch(`${stack.publicUrl}/mva/innsending/instances`, { method: 'POST', headers: api, body: '' });
+  await bob.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: api });
+  await alice.fetch(`${stack.publicUrl}/auth/logout`, { method: 'POST', headers: { ...api, accept: 'application/json' } });
+  await bob.fetch(`${stack.publicUrl}/auth/logout`, { method: 'POST', headers: { ...api, accept: 'application/json' } });
+
+  const [aliceLogin, bobLogin] = stack.audit('login.success');
+  const aliceRefresh = stack.audit('token.refresh').find((l) => l.session === aliceLogin!.session)!;
+  const exchange = stack.audit('token.exchange')[0]!;
+  t.ok(aliceLogin && bobLogin && aliceRefresh && exchange, 'the log has two sessions, a refresh and an exchange');
+  const dir = mkdtempSync(join(tmpdir(), 'bff-trace-'));
+  const file = join(dir, 'gateway.log');
+  // A log as an operator has it: other process lines and a stray non-JSON line mixed in.
+  writeFileSync(file, `idporten-bff starting\n${stack.logText()}`);
+
+  // By the access token issued at login: the whole session, and the tokens that replaced it.
+  const byToken = await cli(['audit', 'trace', String(aliceLogin!.accessToken), file]);
+  t.equal(byToken.code, 0, 'found');
+  const events = byToken.stdout.split('\n').filter((l) => /^\d{4}-/.test(l)).map((l) => l.split(/\s+/)[1]);
+  for (const event of ['login.success', 'token.refresh', 'token.exchange', 'proxy', 'logout']) t.ok(events.includes(event), `the timeline has ${event}`);
+  t.ok(events.indexOf('login.success') < events.indexOf('token.refresh') && events.indexOf('token.refresh') < events.lastIndexOf('logout'), 'in time order');
+  t.notOk(byToken.stdout.includes(String(bobLogin!.session)), 'nothing of the other session');
+  t.match(byToken.stdout, `# sessions: ${String(aliceLogin!.session)}`);
+  t.match(byToken.stdout, `${String(aliceLogin!.accessToken)} → ${String(aliceRefresh.accessToken)}  (refresh (access token))`, 'the refresh link is shown');
+  t.match(byToken.stdout, `${String(exchange.accessToken)} → ${String(exchange.altinnToken)}  (altinn exchange)`, 'the exchange link is shown');
+  t.match(byToken.stdout, /1 input lines were not JSON/);
+
+  // By session hash, from stdin, as JSON lines: the same session, nothing else.
+  const bySession = await cli(['audit', 'trace', String(bobLogin!.session), '--json'], stack.logText());
+  t.equal(bySession.code, 0);
+  const lines = bySession.stdout.trim().split('\n').map((l) => JSON.parse(l) as LogLine);
+  t.ok(lines.length >= 3, 'login, refresh and logout of that session');
+  t.ok(lines.every((l) => l.session === bobLogin!.session), 'every line belongs to the session');
+  t.same(lines.filter((l) => l.audit).map((l) => l.event), stack.audit().filter((l) => l.session === bobLogin!.session).map((l) => l.event), 'exactly the audit events of that session');
+
+  // By the Altinn token's fingerprint: it leads to its session too.
+  const byAltinn = await cli(['audit', 'trace', String(exchange.altinnToken), file]);
+  t.match(byAltinn.stdout, /login\.success/);
+
+  const none = await cli(['audit', 'trace', 'NoSuChVaLuE0', file]);
+  t.equal(none.code, 1, 'nothing matched: exit 1');
+  t.match(none.stderr, /nothing in the log mentions NoSuChVaLuE0/);
+  const missing = await cli(['audit', 'trace', 'x', join(dir, 'missing.log')]);
+  t.equal(missing.code, 2, 'unreadable file: exit 2');
+  t.match(missing.stderr, /cannot read .*missing\.log: ENOENT/);
+});
+
+t.test('links run forward: a refreshed token leads to its session, not to another session\'s tokens', async (t) => {
+  const line = (l: LogLine) => ({ line: l, raw: JSON.stringify(l) });
+  const input = [
+    line({ time: '2026-01-01T10:00:00Z', audit: true, event: 'login.success', session: 'S1', accessToken: 'A1', refreshToken: 'R1' }),
+    line({ time: '2026-01-01T10:00:01Z', audit: true, event: 'login.success', session: 'S2', accessToken: 'B1', refreshToken: 'Q1' }),
+    line({ time: '2026-01-01T10:02:00Z', audit: true, event: 'token.refresh', session: 'S1', oldAccessToken: 'A1', accessToken: 'A2', oldRefreshToken: 'R1', refreshToken: 'R2' }),
+    line({ time: '2026-01-01T10:03:00Z', audit: true, event: 'token.exchange', session: 'S1', accessToken: 'A2', altinnToken: 'T1' }),
+    line({ time: '2026-01-01T10:04:00Z', level: 'warn', msg: 'token revocation failed', token: 'R2' }),
+    line({ time: '2026-01-01T10:05:00Z', audit: true, event: 'login.success', session: 'S3', replacedSession: 'S1', accessToken: 'C1' }),
+    line({ time: '2026-01-01T10:06:00Z', audit: true, event: 'logout', session: 'S3', channel: 'rp' }),
+  ];
+  const fromA1 = traceLines('A1', input);
+  t.same(fromA1.lines.map((l) => l.event ?? l.msg), ['login.success', 'token.refresh', 'token.exchange', 'token revocation failed', 'login.success', 'logout'], 'session S1, the replaced tokens, and the login that replaced the session');
+  t.same(fromA1.sessions, ['S1', 'S3']);
+  t.same(fromA1.links.map(([from, to]) => `${from}→${to}`), ['A1→A2', 'R1→R2', 'A2→T1', 'S1→S3']);
+  const fromS3 = traceLines('S3', input);
+  t.same(fromS3.lines.map((l) => l.session), ['S3', 'S3'], 'a later session does not pull in the one it replaced');
+  t.same(traceLines('B1', input).sessions, ['S2']);
+});
