@@ -12,6 +12,15 @@ declare module 'fastify' {
   }
 }
 
+/** What a host application's handler may know about the user. */
+export interface BffUser {
+  sub: string;
+  acr: string;
+  amr: string[];
+  locale?: string;
+  pid?: string;
+}
+
 /**
  * Per-request state, made by the gateway's onRequest hook. The session is looked up on first use and
  * remembered, so the routes, the proxy and the audit line all see the same one.
@@ -54,6 +63,28 @@ export class BffRequest {
     const current = await this.current();
     if (current.state === 'live') return current.session;
     throw current.state === 'ended' ? sessionExpired() : loginRequired();
+  }
+
+  /**
+   * The logged-in user as the host application may see it (claims, never a token), or undefined.
+   * `pid` only when the tenant opts in with `exposePid`.
+   */
+  async user(): Promise<BffUser | undefined> {
+    const session = await this.session();
+    if (!session) return undefined;
+    const { sub, pid, acr, amr, locale } = session.data.user;
+    return { sub, acr, amr, ...(locale ? { locale } : {}), ...(pid && this.tenant?.config.exposePid ? { pid } : {}) };
+  }
+
+  /**
+   * A fresh bearer for one of this tenant's API routes (by its `path`), for a host handler that calls the
+   * upstream itself. Throws route_not_found for a path that is not a configured route.
+   */
+  async bearerForRoute(path: string): Promise<string | undefined> {
+    const tenant = this.requireTenant();
+    const route = tenant.config.routes.find((r) => r.path === path);
+    if (!route) throw new GatewayError('route_not_found', `No API route ${path} is configured for this tenant.`);
+    return this.bearerFor(tenant.id, route);
   }
 
   /**
