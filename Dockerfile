@@ -26,6 +26,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The browser helper, served at /auth/client.js (read from dist/http/routes/../../../client/bff.js).
+COPY client ./client
 # The config loader reads the schema at run time from dist/config/../../config/schema.json.
 COPY config/schema.json ./config/schema.json
 COPY deploy/docker/healthcheck.mjs ./healthcheck.mjs

@@ -23,6 +23,7 @@ import { metricsRoute } from './http/routes/metrics.js';
 import { sessionRoutes } from './http/routes/session.js';
 import { securityHeaders } from './http/security-headers.js';
 import { registerProxyRoutes } from './proxy/register.js';
+import { clientRoute } from './http/routes/client.js';
 import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
@@ -110,6 +111,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);
+    await scope.register(clientRoute);
     await scope.register(logoutRoutes);
     await scope.register(metricsRoute);
     await registerProxyRoutes(scope, {

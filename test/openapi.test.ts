@@ -250,11 +250,16 @@ t.test('the SessionView schema describes what sessionView() returns, field for f
         tokens: { accessToken: 'at', accessTokenIssuedAt: now, accessTokenExpiresAt: now + 120_000, refreshToken: 'rt', idToken: 'it', scope: 'openid' },
       },
     }) as unknown as Session;
-  const full = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: ['TestID'], locale: 'nn', sid: 'x' }), lifetimes, now)));
+  const full = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: ['TestID'], locale: 'nn', sid: 'x' }), lifetimes, now, { exposePid: true })));
+  t.equal(full.user.pid, '01817010055', 'pid with exposePid');
+  t.equal(full.session.idleExpiresIn, 30 * 60, 'idleExpiresIn in whole seconds');
+  t.equal(full.accessToken.expiresIn, 120);
   t.ok(validate(full), 'with every claim', { errors: validate.errors });
   t.notOk(JSON.stringify(full).includes('"at"') || JSON.stringify(full).includes('"rt"'), 'no token in the view');
   const minimal = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', acr: 'idporten-loa-substantial', amr: [] }), lifetimes, now)));
   t.ok(validate(minimal), 'without pid and locale', { errors: validate.errors });
+  const unexposed = JSON.parse(JSON.stringify(sessionView(session({ sub: 's', pid: '01817010055', acr: 'idporten-loa-high', amr: [] }), lifetimes, now)));
+  t.notOk('pid' in unexposed.user, 'no pid unless the tenant opts in');
   t.notOk(validate({ ...full, extra: 1 }), 'the schema rejects fields sessionView() does not send');
 });
 

@@ -7,8 +7,10 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
   const { lifecycle, audit, config, now } = app.gateway;
 
   app.get('/auth/session', async (request, reply) => {
+    const tenant = request.bff.requireTenant();
     const session = await request.bff.requireSession();
-    return reply.header('cache-control', 'no-store').send(sessionView(session, config.session, now()));
+    const view = sessionView(session, config.session, now(), { exposePid: tenant.config.exposePid === true });
+    return reply.header('cache-control', 'no-store').send(view);
   });
 
   app.post('/auth/session/refresh', async (request, reply) => {
@@ -16,6 +18,7 @@ export async function sessionRoutes(app: FastifyInstance): Promise<void> {
     enforceCsrf(request, tenant, audit);
     const session = await request.bff.requireSession();
     const refreshed = await lifecycle.refreshNow(session, tenant);
-    return reply.header('cache-control', 'no-store').send(sessionView(refreshed, config.session, now()));
+    const view = sessionView(refreshed, config.session, now(), { exposePid: tenant.config.exposePid === true });
+    return reply.header('cache-control', 'no-store').send(view);
   });
 }
