@@ -104,3 +104,9 @@ t.test('only the token lifecycle ends sessions and revokes tokens', async (t) =>
   const destroyers = [...code].filter(([file, text]) => file.startsWith('tokens/') && /sessions\.destroy\(/.test(text)).map(([file]) => file);
   t.same(destroyers, ['tokens/lifecycle.ts'], 'within tokens/, only the lifecycle destroys sessions');
 });
+
+t.test('the token kinds a route may name in the config are exactly the registered kinds', async (t) => {
+  const { TOKEN_KINDS: schemaKinds } = await import('../src/config/schema.js');
+  const { TOKEN_KINDS: registered } = await import('../src/tokens/kinds/index.js');
+  t.same([...schemaKinds].sort(), [...registered.keys()].sort());
+});
