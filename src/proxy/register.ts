@@ -12,7 +12,9 @@
  *   4. Declared Content-Length within route.bodyLimitBytes (413 payload_too_large).
  *   5. deps.bearerFor (its GatewayError; login_required / session_expired on a top-level GET
  *      navigation become a 302 to deps.loginUrl instead of 401 problem JSON carrying it).
- * Steps 1-4 run in onRequest, before the body is touched; step 5 in preHandler because it is async.
+ * Steps 1-4 run in onRequest, before the body is touched (Fastify runs content-type parsing after onRequest,
+ * and never for GET), so a GET with a Content-Type or a body on a POST-only route gets 405, not 400; step 5 runs
+ * in preHandler because it is async.
  * Then the body streams to the upstream, counted against the limit, and the response streams back.
  *
  * @fastify/reply-from's defaults that a token gateway cannot keep are overridden here: upstream TLS
