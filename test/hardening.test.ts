@@ -77,3 +77,41 @@ t.test('405 not 400: a GET with Content-Type to a POST-only proxied route answer
   }
   t.equal(stack.skatteetaten!.requests.length, 0, 'nothing reached the upstream');
 });
+
+// Finding "token work before the CSRF check": a first-party top-level navigation without X-CSRF was let through
+// the CSRF step only so that, without a session, it could be sent to the login page; but it then asked for the
+// bearer, which refreshes an expired access token (or exchanges it for an Altinn token), only to be refused with
+// 403 afterwards. OWASP ASVS 5.0 V3.5 (cross-origin request forgery defences run before the request has any
+// effect): the refused request may learn whether there is a live session, nothing more.
+t.test('a same-origin navigation without X-CSRF is refused before any refresh or exchange runs', async (t) => {
+  const ttl = 2;
+  const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: ttl } });
+  const browser = new Browser();
+  await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
+  await new Promise((resolve) => setTimeout(resolve, ttl * 1000 + 200));
+
+  const refreshesBefore = stack.op.stats.refreshGrants;
+  const exchangesBefore = stack.altinn!.stats.exchanges;
+  for (const initiator of [stack.publicUrl, undefined]) {
+    for (const path of ['/mva/echo/report.pdf', '/mva/innsending/instances/1/pdf']) {
+      const answer = await browser.navigate(`${stack.publicUrl}${path}`, initiator === undefined ? {} : { initiator });
+      t.equal(answer.status, 403, `${path}, Sec-Fetch-Site ${initiator ? 'same-origin' : 'none'}: 403`);
+      t.equal(JSON.parse(answer.body).code, 'csrf_failed');
+    }
+  }
+  t.equal(stack.op.stats.refreshGrants, refreshesBefore, 'no refresh ran for the refused navigations');
+  t.equal(stack.audit('token.refresh').length, 0, 'no token.refresh audit line');
+  t.equal(stack.altinn!.stats.exchanges, exchangesBefore, 'no Altinn exchange ran');
+  t.same(stack.skatteetaten!.requests, [], 'nothing reached the upstream');
+
+  // The access token really was due: the same request with X-CSRF refreshes it.
+  const api = await browser.fetch(`${stack.publicUrl}/mva/echo/report.pdf`, { headers: { 'x-csrf': '1' } });
+  t.equal(api.status, 200);
+  t.equal(stack.op.stats.refreshGrants, refreshesBefore + 1, 'an API call with X-CSRF refreshes');
+
+  // Without a session the navigation still goes to the login page.
+  const stranger = new Browser();
+  const redirected = await stranger.navigate(`${stack.publicUrl}/mva/echo/report.pdf`, { initiator: stack.publicUrl });
+  t.equal(new URL(stranger.history[0]!.headers.get('location')!, stack.publicUrl).pathname, '/auth/login', 'no session: redirect to the login');
+  t.equal(redirected.status, 200, 'and on to the provider');
+});
