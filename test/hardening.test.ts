@@ -6,6 +6,8 @@ import { connect } from 'node:net';
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack } from './helpers/stack.js';
+import { freePort } from '../demo/free-port.js';
+import { startMetricsServer } from '../src/http/metrics-server.js';
 import { TEST_USERS } from '../demo/test-users.js';
 
 const user = TEST_USERS[0]!;
@@ -114,4 +116,42 @@ t.test('a same-origin navigation without X-CSRF is refused before any refresh or
   const redirected = await stranger.navigate(`${stack.publicUrl}/mva/echo/report.pdf`, { initiator: stack.publicUrl });
   t.equal(new URL(stranger.history[0]!.headers.get('location')!, stack.publicUrl).pathname, '/auth/login', 'no session: redirect to the login');
   t.equal(redirected.status, 200, 'and on to the provider');
+});
+
+// Finding "monitoring is public": the public /readyz told anyone the session store's state and each tenant's
+// provider state, and /metrics could be read on the public port. OWASP ASVS 5.0 V13.4 (no unneeded information
+// from operational endpoints); contract "Limits and hygiene". The detail belongs on the internal listener.
+t.test('monitoring is not public: /readyz says only ready or not, the detail is on the internal listener', async (t) => {
+  const metricsPort = await freePort();
+  const stack = await startStack(t, { server: { metricsPort } });
+  const internal = await startMetricsServer(stack.gateway.core, '127.0.0.1', metricsPort);
+  t.teardown(() => internal.close());
+
+  const ready = await fetch(`${stack.publicUrl}/readyz`);
+  t.equal(ready.status, 200);
+  t.equal(ready.headers.get('cache-control'), 'no-store');
+  t.same(await ready.json(), { status: 'ready' }, 'public /readyz: the status and nothing else');
+  const detail = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
+  t.equal(detail.status, 200);
+  t.equal(detail.headers.get('cache-control'), 'no-store');
+  t.same(await detail.json(), { status: 'ready', store: 'ready', tenants: { test: { idporten: 'ready' } } }, 'internal /readyz: store and tenants');
+
+  const publicMetrics = await fetch(`${stack.publicUrl}/metrics`);
+  t.equal(publicMetrics.status, 404, 'no /metrics on the public port');
+  t.match(publicMetrics.headers.get('content-type'), /^application\/problem\+json/);
+  t.match(await publicMetrics.text(), /"code":"route_not_found"/);
+  const internalMetrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  t.equal(internalMetrics.status, 200);
+  t.match(await internalMetrics.text(), /bff_/, '/metrics on the internal listener');
+
+  // Not ready: the public answer still names nothing.
+  stack.gateway.core.lifecycle.sessions.ping = async () => {
+    throw new Error('store at 10.0.0.5:6379 is down');
+  };
+  const notReady = await fetch(`${stack.publicUrl}/readyz`);
+  t.equal(notReady.status, 503);
+  t.same(await notReady.json(), { status: 'not_ready' });
+  const notReadyDetail = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
+  t.equal(notReadyDetail.status, 503);
+  t.match(await notReadyDetail.json(), { status: 'not_ready', store: 'unreachable' });
 });
