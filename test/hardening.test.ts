@@ -155,3 +155,30 @@ t.test('monitoring is not public: /readyz says only ready or not, the detail is 
   t.equal(notReadyDetail.status, 503);
   t.match(await notReadyDetail.json(), { status: 'not_ready', store: 'unreachable' });
 });
+
+// Finding "slow clients are unbounded": server.requestTimeout / server.headersTimeout were read from the config
+// but never reached Node's server, so a client trickling its headers (slowloris) held a connection for as long
+// as it liked. OWASP ASVS 5.0 V13 (resource limits); RFC 9110 section 15.5.9 (408 Request Timeout).
+t.test('slow clients are bounded: a client trickling headers is cut off after server.headersTimeout', async (t) => {
+  const stack = await startStack(t, { server: { requestTimeout: '3s', headersTimeout: '1s' } });
+  t.equal(stack.gateway.app.server.headersTimeout, 1000, 'Node server headersTimeout from the config');
+  t.equal(stack.gateway.app.server.requestTimeout, 3000, 'Node server requestTimeout from the config');
+  const port = Number(new URL(stack.publicUrl).port);
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const started = Date.now();
+  socket.write(`GET /healthz HTTP/1.1\r\nHost: localhost:${port}\r\n`);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.on('error', () => undefined);
+  const trickle = setInterval(() => socket.write(`X-Slow-${Date.now()}: 1\r\n`), 200);
+  const closed = once(socket, 'close').then(() => Date.now() - started);
+  const deadline = new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000));
+  const elapsed = await Promise.race([closed, deadline]);
+  clearInterval(trickle);
+  socket.destroy();
+  t.ok(elapsed > 0, `the connection was closed (after ${elapsed} ms)`);
+  t.ok(elapsed >= 900 && elapsed < 3000, 'after about headersTimeout, well before requestTimeout');
+  t.match(received, /^(HTTP\/1\.1 408 |$)/, 'answered 408, or closed without an answer');
+  t.equal((await fetch(`${stack.publicUrl}/healthz`)).status, 200, 'other clients are served');
+});
