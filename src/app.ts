@@ -53,6 +53,15 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
       return req.url ?? '/';
     },
     bodyLimit: 64 * 1024,
+    // Slow clients (slowloris) are bounded: the whole request within server.requestTimeout, its headers within
+    // server.headersTimeout. Node checks both every connectionsCheckingInterval (30 s by default), so that is
+    // kept well below the headers timeout for the limit to hold as written.
+    requestTimeout: config.server.requestTimeoutMs,
+    http: {
+      headersTimeout: config.server.headersTimeoutMs,
+      requestTimeout: config.server.requestTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingInterval(config.server.headersTimeoutMs),
+    },
   }) as unknown as FastifyInstance;
   if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
   app.setNotFoundHandler((_request, reply) => sendError(reply, new GatewayError('route_not_found', 'No route is configured for this path.')));
@@ -68,4 +77,9 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     await deps.store?.close();
   };
   return { app, core: app.gateway, warmUp: () => app.bffWarmUp(), close };
+}
+
+/** How often Node looks for connections past their headers or request timeout: a quarter of it, 100 ms to 1 s. */
+function connectionsCheckingInterval(headersTimeoutMs: number): number {
+  return headersTimeoutMs > 0 ? Math.min(1000, Math.max(100, Math.floor(headersTimeoutMs / 4))) : 1000;
 }

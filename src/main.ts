@@ -119,7 +119,7 @@ async function serve(config: GatewayConfig): Promise<void> {
     running.push(gateway);
     if (stopping) return void gateway.close();
     if (config.server.metricsPort !== undefined) {
-      const metricsServer = await startMetricsServer(gateway.core.metrics, config.server.host, config.server.metricsPort);
+      const metricsServer = await startMetricsServer(gateway.core, config.server.host, config.server.metricsPort);
       running.push(metricsServer);
     }
     // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)

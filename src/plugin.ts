@@ -121,6 +121,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       auditContext: auditIdentity,
       loginUrl: (request, tenant) => loginUrl(tenant, request.url),
       bearerFor: (request, tenant, route) => request.bff.bearerFor(tenant.id, route),
+      hasSession: async (request) => (await request.bff.session()) !== undefined,
     });
   });
 }

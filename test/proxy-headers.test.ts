@@ -56,6 +56,7 @@ async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number
       if (!/session=alice/.test(request.headers.cookie ?? '')) throw new GatewayError('login_required', 'No session.');
       return new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setExpirationTime('5m').sign(signingKey.privateKey);
     },
+    hasSession: async (request) => /session=alice/.test(request.headers.cookie ?? ''),
     auditContext: () => ({}),
     audit: createAuditLog(logger),
     trustProxy,

@@ -71,6 +71,7 @@ const tenantB = tenant('b', 'https://b.test:8443', [
 /** The session side as the gateway sees it: cookie "session=<name>" stands for a live session. */
 const issuedTokens: string[] = [];
 let bearerCalls = 0;
+let hasSessionCalls = 0;
 async function bearerFor(request: FastifyRequest, forTenant: TenantConfig, forRoute: RouteConfig): Promise<string> {
   bearerCalls += 1;
   const session = sessionOf(request);
@@ -114,6 +115,10 @@ async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number
   await registerProxyRoutes(app, {
     tenants: [tenantA, tenantB],
     bearerFor,
+    hasSession: async (request) => {
+      hasSessionCalls += 1;
+      return sessionOf(request) !== undefined;
+    },
     loginUrl: (request) => `/auth/login?returnTo=${encodeURIComponent(request.url)}`,
     auditContext: (request) => {
       const session = sessionOf(request);
@@ -213,6 +218,7 @@ function assertProblem(t: Test, answer: Answer, status: number, code: string): v
 t.beforeEach(() => {
   forgetRequests();
   bearerCalls = 0;
+  hasSessionCalls = 0;
 });
 
 // --- routing and tokens -----------------------------------------------------------------------------
@@ -425,6 +431,9 @@ t.test('a first-party navigation with a live session is still refused without X-
   const answer = await send('/mva/innsending/instances/1/pdf', { headers: { 'x-csrf': undefined, origin: undefined, 'sec-fetch-mode': 'navigate', 'sec-fetch-site': 'same-origin' } });
   assertProblem(t, answer, 403, 'csrf_failed');
   t.same(innsending.requests, []);
+  // Finding "token work before the CSRF check": only the session is looked up, no bearer (no refresh, no exchange).
+  t.equal(hasSessionCalls, 1, 'the session was looked up');
+  t.equal(bearerCalls, 0, 'no bearer was asked for');
 });
 
 t.test('a cross-site navigation without a session gets 403, not a login redirect', async (t) => {

@@ -14,6 +14,8 @@ import type { SessionStore, StoredSession } from '../src/session/store.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
 import { captureLogger, startStack, type Stack } from './helpers/stack.js';
+import { freePort } from '../demo/free-port.js';
+import { startMetricsServer } from '../src/http/metrics-server.js';
 
 const user = TEST_USERS[1]!;
 const api = { 'x-csrf': '1' };
@@ -253,14 +255,21 @@ t.test('front-channel logout delivered to B ends a session created on A', { skip
 
 t.test('Redis down: 503 store_unavailable on both instances, never a 500 or a hang; Redis back: works again', { skip }, async (t) => {
   const cluster = await startCluster(t, redis!);
+  // A's internal listener, where /readyz names what is missing (the public one says only not_ready).
+  const internalPort = await freePort();
+  const internal = await startMetricsServer(cluster.stack.gateway.core, '127.0.0.1', internalPort);
+  t.teardown(() => internal.close());
   const { browser } = await login(cluster);
   await redis!.stop();
   t.teardown(() => redis!.start().catch(() => undefined));
 
+  const detail = await fetch(`http://127.0.0.1:${internalPort}/readyz`);
+  t.equal(detail.status, 503);
+  t.match(await detail.json(), { status: 'not_ready', store: 'unreachable' }, 'A: the internal /readyz says the store is unreachable');
   for (const instance of [cluster.a, cluster.b]) {
     const ready = await instance.fetch(new Browser(), '/readyz');
     t.equal(ready.status, 503, `${instance.name}: not ready`);
-    t.equal(JSON.parse(ready.body).store, 'unreachable', `${instance.name}: says the store is unreachable`);
+    t.same(JSON.parse(ready.body), { status: 'not_ready' }, `${instance.name}: the public /readyz names nothing`);
     const proxied = await instance.fetch(browser, '/mva/echo/down', { headers: api });
     t.equal(proxied.status, 503, `${instance.name}: proxied request gets 503`);
     t.match(proxied.headers.get('content-type'), /^application\/problem\+json/);

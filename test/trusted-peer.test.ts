@@ -81,6 +81,7 @@ async function startGateway(trustProxy: ProxyDeps['trustProxy']): Promise<number
     tenants: [tenant],
     loginUrl: () => '/auth/login',
     bearerFor: () => new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setExpirationTime('5m').sign(signingKey.privateKey),
+    hasSession: async () => true,
     auditContext: () => ({}),
     audit: createAuditLog(logger),
     trustProxy,

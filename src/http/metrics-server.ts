@@ -1,17 +1,28 @@
 import { createServer, type Server } from 'node:http';
-import type { GatewayMetrics } from '../audit/metrics.js';
+import type { GatewayCore } from './core.js';
+import { readiness } from './routes/health.js';
 
-/** /metrics on its own port, so it can stay off the public listener. */
-export async function startMetricsServer(metrics: GatewayMetrics, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
+/**
+ * The internal listener (`server.metricsPort`), kept off the public one: GET /metrics (Prometheus text) and
+ * GET /readyz with the detail the public /readyz leaves out (the store's state, each tenant's provider state).
+ */
+export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'tenants' | 'lifecycle'>, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
+  const { metrics } = core;
   const server = createServer((req, res) => {
-    if (req.method !== 'GET' || req.url !== '/metrics') {
-      res.writeHead(404).end();
+    if (req.method === 'GET' && req.url === '/metrics') {
+      metrics.registry
+        .metrics()
+        .then((text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text))
+        .catch(() => res.writeHead(500).end());
       return;
     }
-    metrics.registry
-      .metrics()
-      .then((text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text))
-      .catch(() => res.writeHead(500).end());
+    if (req.method === 'GET' && req.url === '/readyz') {
+      readiness(core)
+        .then((detail) => res.writeHead(detail.status === 'ready' ? 200 : 503, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(detail)))
+        .catch(() => res.writeHead(500).end());
+      return;
+    }
+    res.writeHead(404).end();
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
   return { server, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };

@@ -1,5 +1,16 @@
 /** Nobody encodes a real path more often than this; anything deeper is an attempt to outlast the check. */
 const MAX_DECODE_ROUNDS = 4;
+/**
+ * The longest `returnTo` accepted, in UTF-8 bytes (the contract's "Limits and hygiene"). `/auth/login` refuses a
+ * longer one with 400; the resolved (percent-encoded) form is held to it too, since it is what the login
+ * transaction cookie carries.
+ */
+export const MAX_RETURN_TO_BYTES = 2048;
+
+/** True when a `returnTo` query value is over MAX_RETURN_TO_BYTES (counted in UTF-8 bytes, not characters). */
+export function returnToTooLong(value: unknown): boolean {
+  return typeof value === 'string' && Buffer.byteLength(value, 'utf8') > MAX_RETURN_TO_BYTES;
+}
 
 /**
  * `returnTo` must be a same-origin relative path. Anything else — protocol-relative (`//evil`), backslash
@@ -7,9 +18,10 @@ const MAX_DECODE_ROUNDS = 4;
  * falls back to the tenant root. The check decodes repeatedly so `%2F%2Fevil` and `%252F%252F` lose too
  * (each layer is also resolved, so encoded dot segments like `/%252e//evil` lose), a value still encoded
  * after that many rounds loses, and the final answer is re-resolved against the origin to be sure it stays there.
+ * A value, or a resolved form, over MAX_RETURN_TO_BYTES (characters percent-encoding triples them) loses too.
  */
 export function safeReturnTo(value: unknown, publicUrl: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 2048) return '/';
+  if (typeof value !== 'string' || value.length === 0 || returnToTooLong(value)) return '/';
   if (!value.startsWith('/')) return '/';
   let decoded = value;
   for (let round = 0; ; round++) {
@@ -34,6 +46,7 @@ export function safeReturnTo(value: unknown, publicUrl: string): string {
   if (resolved.origin !== origin) return '/';
   const path = `${resolved.pathname}${resolved.search}${resolved.hash}`;
   // The resolved form must itself be a plain path (URL parsing could have normalised something odd).
+  if (Buffer.byteLength(path, 'utf8') > MAX_RETURN_TO_BYTES) return '/';
   return path.startsWith('/') && !path.startsWith('//') && !path.startsWith('/\\') ? path : '/';
 }
 

@@ -4,15 +4,18 @@
  *
  * A request passes these steps in order; the first that fails answers and nothing reaches the upstream:
  *   1. CSRF (403 csrf_failed, audited as csrf.reject). A first-party top-level GET navigation
- *      (see isFirstPartyNavigation) carries no X-CSRF; it alone goes on to step 5 so that, without
- *      a live session, it can be sent to the login page. It is never forwarded: with a live session
- *      it gets the same 403. Cross-site requests stop here, so they never cause a token refresh.
+ *      (see isFirstPartyNavigation) carries no X-CSRF; it alone goes on, through steps 2-4, to a
+ *      session check (deps.hasSession, which touches no token) so that, without a live session, it
+ *      can be sent to the login page. It is never forwarded and never reaches step 5: with a live
+ *      session it gets the same 403. So a request that fails CSRF never causes a refresh or exchange.
  *   2. Method in route.methods (405 method_not_allowed with Allow).
  *   3. Raw path is a plain descendant of route.path (400 invalid_request), see path-safety.ts.
  *   4. Declared Content-Length within route.bodyLimitBytes (413 payload_too_large).
  *   5. deps.bearerFor (its GatewayError; login_required / session_expired on a top-level GET
  *      navigation become a 302 to deps.loginUrl instead of 401 problem JSON carrying it).
- * Steps 1-4 run in onRequest, before the body is touched; step 5 in preHandler because it is async.
+ * Steps 1-4 run in onRequest, before the body is touched (Fastify runs content-type parsing after onRequest,
+ * and never for GET), so a GET with a Content-Type or a body on a POST-only route gets 405, not 400; step 5 runs
+ * in preHandler because it is async.
  * Then the body streams to the upstream, counted against the limit, and the response streams back.
  *
  * @fastify/reply-from's defaults that a token gateway cannot keep are overridden here: upstream TLS
@@ -41,6 +44,12 @@ export interface ProxyDeps {
    * session_expired / idp_unavailable / store_unavailable …).
    */
   bearerFor(request: FastifyRequest, tenant: TenantConfig, route: RouteConfig): Promise<string | undefined>;
+  /**
+   * Whether the request has a live session, without refreshing or exchanging any token (a first-party
+   * navigation that failed CSRF learns only this, to be sent to the login page when there is none).
+   * May throw GatewayError (store_unavailable …).
+   */
+  hasSession(request: FastifyRequest): Promise<boolean>;
   /** Where a request that needs a login is sent (the problem's loginUrl, or a navigation's redirect). */
   loginUrl(request: FastifyRequest, tenant: TenantConfig): string;
   /** Session-id hash and sub for audit lines, if a session was resolved for this request (may return {}). */
@@ -146,6 +155,21 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
 
   scope.addHook('preHandler', async (request, reply) => {
     const state = stateOf(request);
+    if (state.deferredCsrf !== undefined) {
+      // Refused either way; only whether to refuse with a login redirect is open. A route that sends no
+      // token needs no login, so it gets the 403 outright.
+      if (route.token !== 'none') {
+        let live: boolean;
+        try {
+          live = await deps.hasSession(request);
+        } catch (err) {
+          if (!(err instanceof GatewayError)) throw err;
+          return reject(request, reply, err, deps.loginUrl(request, tenant));
+        }
+        if (!live) return reply.redirect(deps.loginUrl(request, tenant), 302);
+      }
+      return rejectCsrf(request, reply, state.deferredCsrf);
+    }
     try {
       state.bearer = { value: await deps.bearerFor(request, tenant, route) };
     } catch (err) {
@@ -154,7 +178,6 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
       if (needsLogin(err.code) && isTopLevelNavigation(request)) return reply.redirect(loginUrl, 302);
       return reject(request, reply, err, loginUrl);
     }
-    if (state.deferredCsrf !== undefined) return rejectCsrf(request, reply, state.deferredCsrf);
     if (state.bodyTooLarge) return reject(request, reply, tooLarge());
     return undefined;
   });

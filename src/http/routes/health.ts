@@ -1,22 +1,38 @@
 import type { FastifyInstance } from 'fastify';
+import type { GatewayCore } from '../core.js';
 
-/** GET /healthz (the process answers) and GET /readyz (every tenant's provider metadata loaded, store reachable). */
+/** What the internal listener's /readyz answers; the public one answers only `status`. */
+export interface ReadinessDetail {
+  status: 'ready' | 'not_ready';
+  store: 'ready' | 'unreachable';
+  tenants: Record<string, { idporten: 'ready' | 'not_ready' }>;
+}
+
+/** Ready when every tenant's provider metadata is loaded and the session store answers a ping. */
+export async function readiness(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>): Promise<ReadinessDetail> {
+  const tenants = Object.fromEntries(core.tenants.all.map((t) => [t.id, { idporten: t.idporten.ready ? ('ready' as const) : ('not_ready' as const) }]));
+  let store: ReadinessDetail['store'] = 'ready';
+  try {
+    await core.lifecycle.sessions.ping();
+  } catch {
+    store = 'unreachable';
+  }
+  const ready = store === 'ready' && Object.values(tenants).every((t) => t.idporten === 'ready');
+  return { status: ready ? 'ready' : 'not_ready', store, tenants };
+}
+
+/**
+ * GET /healthz (the process answers) and GET /readyz (ready or not, 200 or 503). The public /readyz names neither
+ * the store's state nor the tenants: that detail is served on the internal listener (metrics-server.ts).
+ */
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
-  const { tenants, lifecycle } = app.gateway;
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const states = Object.fromEntries(tenants.all.map((t) => [t.id, { idporten: t.idporten.ready ? 'ready' : 'not_ready' }]));
-    let store: 'ready' | 'unreachable' = 'ready';
-    try {
-      await lifecycle.sessions.ping();
-    } catch {
-      store = 'unreachable';
-    }
-    const ready = store === 'ready' && Object.values(states).every((t) => t.idporten === 'ready');
+    const { status } = await readiness(app.gateway);
     return reply
-      .code(ready ? 200 : 503)
+      .code(status === 'ready' ? 200 : 503)
       .header('cache-control', 'no-store')
-      .send({ status: ready ? 'ready' : 'not_ready', store, tenants: states });
+      .send({ status });
   });
 }

@@ -17,7 +17,7 @@ import { callbackUrl, tenantRoot } from '../../tenant/urls.js';
 import { TokenLifecycle } from '../../tokens/lifecycle.js';
 import { wantsHtml } from '../negotiation.js';
 import { sendErrorPage, setSessionCookie } from '../replies.js';
-import { safeReturnTo } from '../return-to.js';
+import { MAX_RETURN_TO_BYTES, returnToTooLong, safeReturnTo } from '../return-to.js';
 
 interface LoginQuery {
   returnTo?: string;
@@ -43,6 +43,8 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
 
   app.get<{ Querystring: LoginQuery }>('/auth/login', { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) } }, async (request, reply) => {
     const tenant = request.bff.requireTenant();
+    // A returnTo is carried in the transaction cookie; an overlong one would be a cookie bomb.
+    if (returnToTooLong(request.query.returnTo)) throw new GatewayError('invalid_request', `returnTo is longer than ${MAX_RETURN_TO_BYTES} bytes.`);
     const { idporten } = tenant.config;
     const returnTo = safeReturnTo(request.query.returnTo, tenant.config.publicUrl);
     const acr = (idporten.allowedAcrValues as string[]).includes(request.query.acr ?? '') ? (request.query.acr as AcrLevel) : idporten.acrValues;
@@ -58,11 +60,12 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     }
     const { transaction, url } = started;
     const policy = tenant.cookies;
-    dropOldestTransactions(request, reply, tenant);
     const current = await request.bff.session();
     const pending: SealedLoginTransaction = { tenant: tenant.id, ...transaction, returnTo, createdAt: now(), ...(current ? { replacesSession: current.id } : {}) };
     const sealed = sealTransaction(keys, pending);
-    reply.setCookie(policy.transactionPrefix + transactionCookieSuffix(transaction.state), sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
+    const name = policy.transactionPrefix + transactionCookieSuffix(transaction.state);
+    dropOldestTransactions(request, reply, tenant, cookieBytes(name, sealed));
+    reply.setCookie(name, sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
     audit.event('login.start', { tenant: tenant.id, acr, locale, state: fingerprint(transaction.state), par: !url.searchParams.has('state') });
     return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
   });
@@ -130,11 +133,36 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   });
 }
 
-/** Keeps at most MAX_PENDING_LOGINS - 1 older transaction cookies so one browser's header stays small. */
-function dropOldestTransactions(request: FastifyRequest, reply: FastifyReply, tenant: Tenant): void {
+/**
+ * The most the pending transaction cookies (the new one included) may add to the origin's Cookie header. With
+ * returnTo at its 2,048-byte limit a transaction cookie is about 3.2 KB, so the count alone (MAX_PENDING_LOGINS)
+ * would allow some 16 KB; this keeps the header, session cookie and the page's own cookies included, well under 8 KB.
+ */
+const PENDING_LOGINS_BUDGET_BYTES = 6 * 1024;
+
+/** What one cookie adds to the Cookie header: `name=value; `. */
+function cookieBytes(name: string, value: string): number {
+  return Buffer.byteLength(name) + Buffer.byteLength(value) + 3;
+}
+
+/**
+ * Keeps the newest older transaction cookies that fit both MAX_PENDING_LOGINS - 1 and, with the new one,
+ * PENDING_LOGINS_BUDGET_BYTES; the rest (the oldest, which come first in the Cookie header) are cleared.
+ */
+function dropOldestTransactions(request: FastifyRequest, reply: FastifyReply, tenant: Tenant, newCookieBytes: number): void {
   const policy = tenant.cookies;
   const pending = Object.keys(request.cookies).filter((n) => n.startsWith(policy.transactionPrefix));
-  if (pending.length < MAX_PENDING_LOGINS) return;
-  for (const name of pending.slice(0, pending.length - MAX_PENDING_LOGINS + 1)) reply.clearCookie(name, clearedCookieAttributes(policy, 'lax'));
+  let used = newCookieBytes;
+  let kept = 0;
+  for (let i = pending.length - 1; i >= 0; i--) {
+    const name = pending[i]!;
+    const bytes = cookieBytes(name, request.cookies[name] ?? '');
+    if (kept < MAX_PENDING_LOGINS - 1 && used + bytes <= PENDING_LOGINS_BUDGET_BYTES) {
+      used += bytes;
+      kept++;
+    } else {
+      reply.clearCookie(name, clearedCookieAttributes(policy, 'lax'));
+    }
+  }
 }
 
