@@ -28,6 +28,7 @@ import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
 import type { SessionLock, SessionStore } from './session/store.js';
+import { Discovery } from './tenant/discovery.js';
 import { Tenants } from './tenant/tenant.js';
 import { loginUrl } from './tenant/urls.js';
 import { TokenLifecycle } from './tokens/lifecycle.js';
@@ -60,8 +61,6 @@ declare module 'fastify' {
   }
 }
 
-const DISCOVERY_RETRY_MS = 5_000;
-
 async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
   const config = resolveConfig(opts);
   const now = opts.now ?? Date.now;
@@ -83,11 +82,11 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     request.bff = new BffRequest(lifecycle, tenants.forHost(request.host), request.cookies);
   });
 
-  const warmUp = discovery(tenants, log);
-  app.decorate('bffWarmUp', warmUp.run);
-  app.addHook('onReady', async () => void warmUp.run());
+  const discovery = new Discovery(tenants, log);
+  app.decorate('bffWarmUp', () => discovery.run());
+  app.addHook('onReady', async () => void discovery.run());
   app.addHook('onClose', async () => {
-    warmUp.stop();
+    discovery.stop();
     await lifecycle.settled();
     if (!opts.store) await store.close();
   });
@@ -142,37 +141,4 @@ async function createStore(config: GatewayConfig, log: FastifyBaseLogger): Promi
   if (storeConfig.type === 'memory') return { store: new MemorySessionStore(storeConfig.maxSessions), lock: new MemorySessionLock() };
   const { createRedisStore } = await import('./session/redis-store.js');
   return createRedisStore(storeConfig, log as never);
-}
-
-/** Provider discovery for every tenant, retried in the background until each has its metadata. */
-function discovery(tenants: Tenants, log: FastifyBaseLogger): { run(): Promise<void>; stop(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  let running: Promise<void> | undefined;
-  const run = (): Promise<void> => (running ??= attempt().finally(() => (running = undefined)));
-  const attempt = async (): Promise<void> => {
-    clearTimeout(timer);
-    const pending = tenants.all.filter((t) => !t.idporten.ready);
-    await Promise.all(
-      pending.map(async (tenant) => {
-        try {
-          await tenant.idporten.configuration();
-          log.info({ tenant: tenant.id, issuer: tenant.idporten.issuer }, 'provider metadata loaded');
-        } catch (err) {
-          log.warn({ tenant: tenant.id, issuer: tenant.idporten.issuer, reason: (err as Error).message }, 'provider metadata not loaded yet; retrying');
-        }
-      }),
-    );
-    if (!stopped && tenants.all.some((t) => !t.idporten.ready)) {
-      timer = setTimeout(() => void run(), DISCOVERY_RETRY_MS);
-      timer.unref();
-    }
-  };
-  return {
-    run,
-    stop: () => {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
 }

@@ -7,7 +7,8 @@ const user = TEST_USERS[0]!;
 
 for (const authMethod of ['client_secret_post', 'client_secret_basic', 'private_key_jwt'] as AuthMethod[]) {
   t.test(`logs in with ${authMethod} and /auth/session shows the user without any token`, async (t) => {
-    const stack = await startStack(t, { authMethod });
+    // pid is shown only to tenants that opt in (data minimisation); this one does, to check the claim arrives.
+    const stack = await startStack(t, { authMethod, tenant: { exposePid: true } });
     const browser = new Browser();
     const final = await loginAtLookalike(browser, `${stack.publicUrl}/auth/login?returnTo=/app/page%3Fx%3D1`, { pid: user.pid });
     t.equal(final.url, `${stack.publicUrl}/app/page?x=1`, 'lands on returnTo');

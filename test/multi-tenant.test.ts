@@ -32,6 +32,8 @@ t.test('two tenants on one gateway keep their logins, sessions and upstreams apa
     id,
     publicUrl: origins[id],
     idporten: { issuer: op.issuer, clientId: `${id}-client`, clientAuth: { method: 'client_secret_post', secret: CLIENT_SECRET }, acrValues: 'idporten-loa-substantial' },
+    // pid is shown only to tenants that opt in; both do here, so the test can compare who logged in.
+    exposePid: true,
     routes: [{ path: '/mva/echo', upstream: `${upstreamUrl}/echo/${id}`, token: 'idporten' }],
   });
   const config = normaliseConfig(

@@ -8,7 +8,11 @@ export interface ReadinessDetail {
   tenants: Record<string, { idporten: 'ready' | 'not_ready' }>;
 }
 
-/** Ready when every tenant's provider metadata is loaded and the session store answers a ping. */
+/**
+ * Ready when the session store answers and at least half of the tenants have their provider metadata (with
+ * one tenant: that one). A vendor's gateway keeps serving its other customers while one customer's provider
+ * is down; the internal listener's detail names the tenants that are not ready.
+ */
 export async function readiness(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>): Promise<ReadinessDetail> {
   const tenants = Object.fromEntries(core.tenants.all.map((t) => [t.id, { idporten: t.idporten.ready ? ('ready' as const) : ('not_ready' as const) }]));
   let store: ReadinessDetail['store'] = 'ready';
@@ -17,7 +21,8 @@ export async function readiness(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>
   } catch {
     store = 'unreachable';
   }
-  const ready = store === 'ready' && Object.values(tenants).every((t) => t.idporten === 'ready');
+  const readyTenants = Object.values(tenants).filter((t) => t.idporten === 'ready').length;
+  const ready = store === 'ready' && readyTenants > 0 && readyTenants * 2 >= core.tenants.all.length;
   return { status: ready ? 'ready' : 'not_ready', store, tenants };
 }
 
