@@ -15,10 +15,20 @@ import { normaliseServer } from './server.js';
 import { normaliseSession } from './session.js';
 import { normaliseTenant } from './tenant.js';
 import type { GatewayConfig, TenantConfig } from './types.js';
+import { mergeTenantsDir, nameTenantFiles } from './tenants-dir.js';
 import { validateAgainstSchema } from './validate.js';
 
 /** `baseDir` is where relative file paths (CA bundles) are taken from: the config file's folder. */
 export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string = process.cwd()): GatewayConfig {
+  const { raw: merged, sources } = mergeTenantsDir(raw, baseDir);
+  try {
+    return normaliseMerged(merged, env, baseDir);
+  } catch (err) {
+    throw err instanceof ConfigError ? nameTenantFiles(err, sources) : err;
+  }
+}
+
+function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string): GatewayConfig {
   const expanded = expandEnv(raw, env);
   // A value still holding an unexpanded ${NAME} fails its own checks too; that would only repeat the cause.
   const schemaIssues = validateAgainstSchema(expanded.value).filter(
@@ -31,12 +41,13 @@ export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: s
   const issues = new IssueList();
   const server = normaliseServer(config.server, issues);
   const session = normaliseSession(config.session, issues);
-  const tenants = normaliseTenants(config.tenants, baseDir, issues);
+  if (config.tenants === undefined) issues.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
+  const tenants = normaliseTenants(config.tenants ?? [], baseDir, issues);
   issues.throwIfAny();
   return { server, session, tenants };
 }
 
-function normaliseTenants(raw: RawConfig['tenants'], baseDir: string, issues: IssueList): TenantConfig[] {
+function normaliseTenants(raw: NonNullable<RawConfig['tenants']>, baseDir: string, issues: IssueList): TenantConfig[] {
   const tenants: TenantConfig[] = [];
   const indexById = new Map<string, number>();
   const indexByHost = new Map<string, number>();

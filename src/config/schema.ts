@@ -389,7 +389,13 @@ export const ConfigSchema = Type.Object(
   {
     server: Type.Optional(Server),
     session: Session,
-    tenants: Type.Array(Tenant, { minItems: 1 }),
+    tenants: Type.Optional(Type.Array(Tenant, { minItems: 1, description: 'The tenants (customers) this gateway serves; more may come from tenantsDir. At least one in all.' })),
+    tenantsDir: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'A directory (relative to this file) with one tenant per file (.yaml, .yml or .json, the shape of an entry of tenants), read in name order after tenants.',
+      }),
+    ),
   },
   {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
@@ -407,7 +413,7 @@ export type RawConfig = Static<typeof ConfigSchema>;
 export type RawServer = NonNullable<RawConfig['server']>;
 export type RawSession = RawConfig['session'];
 export type RawStore = NonNullable<RawSession['store']>;
-export type RawTenant = RawConfig['tenants'][number];
+export type RawTenant = NonNullable<RawConfig['tenants']>[number];
 export type RawIdporten = RawTenant['idporten'];
 export type RawClientAuth = RawIdporten['clientAuth'];
 export type RawRoute = NonNullable<RawTenant['routes']>[number];
