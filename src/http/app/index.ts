@@ -15,6 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppConfig, TenantConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { loginUrl } from '../../tenant/urls.js';
+import { escapeHtml } from '../html.js';
 import { staticApp } from './static.js';
 import { registerUpstreamApp } from './upstream.js';
 
@@ -54,6 +55,12 @@ async function tenantApp(scope: FastifyInstance, tenant: TenantConfig & { app: A
   scope.addHook('onRequest', async (request, reply) => {
     if (!app.requireLogin || !isPageNavigation(request) || RESERVED.test(request.url)) return undefined;
     if (await request.bff.session()) return undefined;
+    // A navigation that arrives cross-site (the redirect back from ID-porten, a link in a mail) carries no
+    // SameSite=Strict cookie even when a session is live: sending it to the login would loop. It is
+    // answered with a same-origin reload instead, which carries the cookie; only then does it count.
+    if (request.bff.tenant?.cookies.sameSite === 'strict' && request.headers['sec-fetch-site'] === 'cross-site') {
+      return reply.header('cache-control', 'no-store').header('content-type', 'text/html; charset=utf-8').send(reloadPage(request.url));
+    }
     return reply.redirect(loginUrl(tenant, request.url), 302);
   });
 
@@ -79,6 +86,12 @@ async function tenantApp(scope: FastifyInstance, tenant: TenantConfig & { app: A
   for (const url of ['/', '/*']) {
     scope.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url, constraints: { host }, handler });
   }
+}
+
+/** A page that loads `path` again from this origin (no script: the app's CSP need not allow one). */
+function reloadPage(path: string): string {
+  const url = escapeHtml(path);
+  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${url}"><title>Loading…</title></head><body><p><a href="${url}">Continue</a></p></body></html>`;
 }
 
 /** A top-level page load: `Sec-Fetch-Mode: navigate`, or (older clients) a GET that asks for HTML. */

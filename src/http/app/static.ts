@@ -66,8 +66,11 @@ export function staticApp(dir: string): StaticApp {
   };
 }
 
+/** A page load: `Sec-Fetch-Mode: navigate`, or (a client that sends no Fetch metadata) one that asks for HTML. */
 function acceptsHtml(request: FastifyRequest): boolean {
-  return request.headers['sec-fetch-mode'] === 'navigate' || (request.headers.accept ?? '').includes('text/html');
+  const mode = request.headers['sec-fetch-mode'];
+  if (mode !== undefined) return mode === 'navigate';
+  return (request.headers.accept ?? '').includes('text/html');
 }
 
 function notFound(): GatewayError {
