@@ -313,3 +313,33 @@ t.test('app.upstream that cannot be reached answers 502 problem JSON without its
   t.match(JSON.parse(res.body), { code: 'upstream_unavailable' });
   t.notMatch(res.body, /127\.0\.0\.1|:9\b/);
 });
+
+t.test('the README setups: config/app-static.yaml, app-vite.yaml and app-upstream.yaml load, and the static and upstream ones serve', async (t) => {
+  const { loadConfigFile } = await import('../src/config/load.js');
+  const configFile = (name: string) => fileURLToPath(new URL(`../config/${name}`, import.meta.url));
+  const { dir } = spaCopy(t, 'readme-static');
+  const dev = await startDevServer(t);
+  const env = {
+    PUBLIC_URL: 'http://web.localhost:3000',
+    BFF_SESSION_KEY: SESSION_KEY,
+    IDPORTEN_CLIENT_ID: 'web-client',
+    IDPORTEN_CLIENT_SECRET: CLIENT_SECRET,
+    APP_DIST: dir,
+    FRONTEND_URL: dev.url,
+  };
+  const vite = loadConfigFile(configFile('app-vite.yaml'), env).tenants[0]!.app;
+  t.match(vite, { kind: 'upstream', url: 'http://localhost:5173' }, 'the Vite setup proxies to the dev server');
+
+  for (const [name, expect] of [['app-static.yaml', /readme-static/], ['app-upstream.yaml', /dev server/]] as const) {
+    const config = loadConfigFile(configFile(name), env);
+    const gateway = await buildApp(config, { logger: pino({ level: 'silent' }) });
+    t.teardown(() => gateway.close());
+    await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (gateway.app.server.address() as AddressInfo).port;
+    // app-upstream.yaml sets requireLogin: a fetch is served, a navigation goes to the login.
+    const page = await raw(port, 'web.localhost:3000', '/settings', name === 'app-upstream.yaml' ? { accept: '*/*', 'sec-fetch-mode': 'cors' } : NAV);
+    t.equal(page.status, 200, `${name}: the app answers`);
+    t.match(page.body, expect, `${name}: from the configured source`);
+    if (name === 'app-upstream.yaml') t.equal((await raw(port, 'web.localhost:3000', '/settings', NAV)).status, 302, `${name}: requireLogin`);
+  }
+});
