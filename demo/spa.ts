@@ -1,25 +1,20 @@
-import { readFile } from 'node:fs/promises';
-import type { FastifyInstance } from 'fastify';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { DEVIATING_MVA_MELDING, INVALID_MVA_MELDING, VALID_MVA_MELDING } from './samples.js';
 
-const SPA_DIR = new URL('./spa/', import.meta.url);
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/** The demo SPA's folder: config/demo.yaml serves it as the tenant's `app.static`, like any built SPA. */
+export const DEMO_SPA_DIR = new URL('./spa/', import.meta.url);
 
 /**
- * The demo SPA: static files on the gateway's own origin, as a vendor's SPA would be. It holds no token:
- * only the HttpOnly cookie and the X-CSRF header on its calls.
+ * The sample returns the SPA validates and submits, written into its folder as `samples/*.xml` (from
+ * samples.ts, which the tests use too). Files are rewritten only when they differ.
  */
-export async function registerDemoSpa(app: FastifyInstance): Promise<void> {
-  const files = {
-    '/': ['index.html', 'text/html; charset=utf-8'],
-    '/demo/app.js': ['app.js', 'text/javascript; charset=utf-8'],
-    '/demo/app.css': ['app.css', 'text/css; charset=utf-8'],
-  } as const;
-  for (const [path, [file, type]] of Object.entries(files)) {
-    const body = await readFile(new URL(file, SPA_DIR), 'utf8');
-    app.get(path, async (_request, reply) => reply.header('content-type', type).header('content-security-policy', CSP).header('cache-control', 'no-cache').send(body));
+export async function writeDemoSamples(): Promise<void> {
+  const dir = new URL('samples/', DEMO_SPA_DIR);
+  await mkdir(dir, { recursive: true });
+  const samples = { 'valid.xml': VALID_MVA_MELDING, 'deviating.xml': DEVIATING_MVA_MELDING, 'invalid.xml': INVALID_MVA_MELDING };
+  for (const [name, content] of Object.entries(samples)) {
+    const file = new URL(name, dir);
+    const current = await readFile(file, 'utf8').catch(() => undefined);
+    if (current !== content) await writeFile(file, content);
   }
-  app.get('/demo/samples/valid.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(VALID_MVA_MELDING));
-  app.get('/demo/samples/deviating.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(DEVIATING_MVA_MELDING));
-  app.get('/demo/samples/invalid.xml', async (_request, reply) => reply.header('content-type', 'application/xml').send(INVALID_MVA_MELDING));
 }

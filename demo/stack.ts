@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { buildApp, type Gateway } from '../src/app.js';
@@ -7,7 +8,7 @@ import { parseConfigFile } from '../src/config/parse-file.js';
 import { startAltinnLookalike, type AltinnLookalike } from './altinn.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from './idporten-op.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from './skatteetaten.js';
-import { registerDemoSpa } from './spa.js';
+import { writeDemoSamples } from './spa.js';
 
 export const DEMO_CONFIG_FILE = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 
@@ -37,7 +38,7 @@ export interface DemoOptions {
 
 /**
  * The whole demo on one machine: ID-porten look-alike, Skatteetaten and Altinn look-alikes on 127.0.0.1,
- * the gateway (from config/demo.yaml) on localhost with the demo SPA at `/`. Different hosts keep the
+ * the gateway (from config/demo.yaml) on localhost with the demo SPA (`app.static: demo/spa`) at `/`. Different hosts keep the
  * provider's cookies and ours apart and make the login a real cross-site redirect, as in production.
  */
 export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack> {
@@ -55,7 +56,8 @@ export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack>
     DEMO_SKATTEETATEN_URL: `http://127.0.0.1:${ports.skatteetaten}`,
     DEMO_ALTINN_URL: `http://127.0.0.1:${ports.altinn}`,
   };
-  const config = normaliseConfig(raw, env);
+  await writeDemoSamples();
+  const config = normaliseConfig(raw, env, dirname(DEMO_CONFIG_FILE));
   const tenant = config.tenants[0]!;
   const innsending = tenant.routes.find((r) => r.token === 'altinn');
 
@@ -91,7 +93,6 @@ export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack>
     closers.push(() => altinn.close());
 
     const gateway = await buildApp(config, opts.logger ? { logger: opts.logger } : {});
-    await registerDemoSpa(gateway.app);
     await gateway.app.listen({ host: config.server.host, port: config.server.port });
     closers.push(() => gateway.close());
     await gateway.warmUp();

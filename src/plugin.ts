@@ -1,6 +1,6 @@
 /**
  * The gateway as a Fastify plugin (library mode): `await app.register(idportenBff, { config })` adds
- * `/auth/*`, the API routes and health endpoints to an existing server, and decorates every request with
+ * `/auth/*`, the API routes, health endpoints and each tenant's app to an existing server, and decorates every request with
  * `request.bff` (its tenant, its user, a bearer for a named route). The standalone server (`app.ts`) is
  * this plugin plus its own Fastify options and `listen`.
  *
@@ -15,6 +15,7 @@ import { loadConfigFile, normaliseConfig } from './config/load.js';
 import type { GatewayConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
+import { registerAppRoutes } from './http/app/index.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { healthRoutes } from './http/routes/health.js';
 import { loginRoutes } from './http/routes/login.js';
@@ -122,6 +123,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       bearerFor: (request, tenant, route) => request.bff.bearerFor(tenant.id, route),
       hasSession: async (request) => (await request.bff.session()) !== undefined,
     });
+    // Last: the tenant's app answers whatever no route above owns.
+    await registerAppRoutes(scope, config.tenants);
   });
 }
 

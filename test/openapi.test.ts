@@ -46,6 +46,9 @@ function deref<T = Json>(node: unknown): T {
 
 const paths = spec.paths as Record<string, Json>;
 const isProxied = (pathItem: Json) => deref(pathItem)['x-proxied-route'] === true;
+/** The app's catch-all (tenants[].app): registered per tenant with an app, as `/` and `/*` under its host. */
+const isAppRoute = (pathItem: Json) => deref(pathItem)['x-app-route'] === true;
+const APP_DIR = new URL('./fixtures/spa', import.meta.url).pathname;
 
 function operationsOf(pathItem: Json): [string, Json][] {
   const item = deref(pathItem);
@@ -72,6 +75,7 @@ function gatewayConfig() {
             clientId: 'docs-client',
             clientAuth: { method: 'client_secret_post', secret: 'a-client-secret-that-is-long-enough-for-hs256-0123456789' },
           },
+          app: { static: APP_DIR },
         },
       ],
     },
@@ -149,10 +153,16 @@ t.test('documents exactly the gateway-owned routes the app registers', async (t)
   const getUrls = new Set(registered.filter((r) => methodsOf(r).includes('GET')).map((r) => r.url));
 
   const owned = new Set<string>();
+  const appMethods = new Set<string>();
   let proxiedSeen = 0;
   for (const route of registered) {
     if (underConfiguredRoute(route.url)) {
       proxiedSeen++;
+      continue;
+    }
+    // The app's catch-all is host-constrained; its `/` is the same entry as `/*` (`/{appPath}`).
+    if ((route.url === '/' || route.url === '/*') && (route.constraints as { host?: string } | undefined)?.host === HOST) {
+      for (const method of methodsOf(route)) appMethods.add(method);
       continue;
     }
     for (const method of methodsOf(route)) {
@@ -164,11 +174,17 @@ t.test('documents exactly the gateway-owned routes the app registers', async (t)
   t.ok(proxiedSeen > 0, 'the exclusion rule applies to the configured routes only');
 
   const documented = new Set<string>();
+  const appItems = Object.entries(paths).filter(([, item]) => isAppRoute(item));
   for (const [path, item] of Object.entries(paths)) {
-    if (isProxied(item)) continue;
+    if (isProxied(item) || isAppRoute(item)) continue;
     for (const [method] of operationsOf(item)) documented.add(`${method} ${fastifyUrl(path)}`);
   }
   t.same([...documented].sort(), [...owned].sort());
+
+  t.equal(appItems.length, 1, 'one entry describes the app');
+  t.ok(appMethods.size > 0, 'the app is registered for the tenant with an app');
+  for (const [method] of operationsOf(appItems[0]![1])) t.ok(appMethods.has(method), `the app answers ${method}`);
+  t.equal(fastifyUrl(appItems[0]![0]), '/*', 'the app entry is the catch-all');
 });
 
 t.test('documents proxied routes as configured routes that need X-CSRF and answer with problem responses', async (t) => {
@@ -225,7 +241,8 @@ t.test('every documented problem example carries the status, title and type its 
 
 t.test('state-changing /auth endpoints document X-CSRF; back-channel logout (server to server) does not', async (t) => {
   for (const [path, item] of Object.entries(paths)) {
-    if (isProxied(item)) continue;
+    // The app's answers are pages and files; it changes no state of the gateway's.
+    if (isProxied(item) || isAppRoute(item)) continue;
     for (const [method, operation] of operationsOf(item)) {
       if (method === 'GET') continue;
       const hasCsrf = ((operation.parameters ?? []) as Json[]).some((p) => deref(p).name === 'X-CSRF');
@@ -294,4 +311,9 @@ t.test('real answers from the app match the documented statuses and bodies', asy
   assertDocumented(t, 'POST', '/mva/validering', await send('POST', '/mva/validering'));
   assertDocumented(t, 'POST', '/mva/validering', await send('POST', '/mva/validering', { 'x-csrf': '1' }));
   assertDocumented(t, 'GET', '/mva/innsending/{path}', await send('GET', '/mva/innsending/instances', { 'x-csrf': '1' }));
+
+  const html = { accept: 'text/html', 'sec-fetch-mode': 'navigate' };
+  assertDocumented(t, 'GET', '/{appPath}', await send('GET', '/app/settings/42', html));
+  assertDocumented(t, 'GET', '/{appPath}', await send('GET', '/assets/missing.js', html));
+  assertDocumented(t, 'GET', '/{appPath}', await send('POST', '/', html));
 });

@@ -148,7 +148,7 @@ async function showSession() {
 // --- Validation ---
 
 async function sample(kind) {
-  const res = await api(`/demo/samples/${kind}.xml`);
+  const res = await api(`/samples/${kind}.xml`);
   if (!res.ok) throw new Error(`sample ${kind}: ${res.status}`);
   return res.text();
 }
