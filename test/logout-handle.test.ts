@@ -3,9 +3,9 @@
 // history and written to ID-porten's access logs. The answer is now a gateway URL carrying a one-time sealed
 // handle; following it by navigation gives the self-posting end-session form (the token goes by POST only).
 // Rules: OIDC RP-Initiated Logout 1.0 section 2 (the RP SHOULD use POST so the hint stays out of URLs);
-// RFC 10017 (OAuth 2.0 for Browser-Based Applications) section 6.1, the BFF keeps tokens out of reach of
-// JavaScript; OWASP ASVS 5.0 V10.1.1 (tokens only sent to components that strictly need them) and V7.4.1
-// (logout invalidates the session and does not leave usable artefacts behind).
+// RFC 10017 (OAuth 2.0 for Browser-Based Applications), the BFF pattern (section 6.1): tokens stay out of reach
+// of JavaScript; OWASP ASVS 5.0 V10.1.1 (tokens are only sent to components that strictly need them) and
+// V7.4.1 (a terminated session allows no further use: the handle opens once, for 2 minutes).
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, SESSION_KEY, captureLogger, startStack, type Stack } from './helpers/stack.js';

@@ -3,8 +3,8 @@
 // scopes, so the gateway revokes them itself, in the background and bounded (src/tokens/revocation.ts), and the
 // outcome of that background revocation is logged with token fingerprints so a reviewer can see it happened.
 // Rules: RFC 7009 section 2 (the client revokes tokens it no longer needs); OWASP ASVS 5.0 V7.3.1 / V7.3.2
-// (idle and absolute timeouts end the session) and V10.4.x (refresh tokens are revoked when the session ends);
-// RFC 10017 section 6.1 (the BFF owns the tokens' whole lifecycle).
+// (inactivity timeout, absolute lifetime) and V7.4.1 (a terminated session allows no further use); RFC 10017,
+// the BFF pattern (section 6.1): the BFF owns the tokens' whole lifecycle.
 import t, { type Test } from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
