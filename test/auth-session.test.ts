@@ -158,11 +158,16 @@ t.test('POST /auth/logout needs X-CSRF; then revokes tokens, ends the session an
   const res = await browser.fetch(`${stack.publicUrl}/auth/logout`, { method: 'POST', headers: json });
   t.equal(res.status, 200);
   const { logoutUrl } = JSON.parse(res.body);
+  // The contract's "More endpoints": logoutUrl is a gateway URL serving the self-posting end-session form, so no
+  // token is in a JSON body or URL a page can read (test/logout-handle.test.ts follows it to the form).
   const url = new URL(logoutUrl);
-  t.equal(`${url.origin}${url.pathname}`, `${stack.op.issuer}/endsession`);
-  t.equal(url.searchParams.get('id_token_hint'), session.data.tokens.idToken);
-  t.equal(url.searchParams.get('post_logout_redirect_uri'), `${stack.publicUrl}/`);
-  t.ok(url.searchParams.get('state'));
+  t.equal(`${url.origin}${url.pathname}`, `${stack.publicUrl}/auth/logout/continue`);
+  t.notOk(res.body.includes(session.data.tokens.idToken!), 'no ID token in the JSON body');
+  t.notOk(url.searchParams.has('id_token_hint'));
+  const form = await browser.navigate(logoutUrl, { initiator: stack.publicUrl });
+  t.match(form.body, new RegExp(`action="${stack.op.issuer}/endsession"`));
+  t.match(form.body, new RegExp(`name="post_logout_redirect_uri" value="${stack.publicUrl}/"`));
+  t.match(form.body, /name="state" value="[^"]+"/);
   t.match(res.headers.getSetCookie().join('\n'), /bff=;/, 'cookie cleared');
 
   t.equal(await stack.op.isRefreshTokenActive(refreshToken), false, 'the provider reports the refresh token revoked');

@@ -24,7 +24,7 @@ export function errorPage(opts: { title: string; message: string; correlationId:
 export const ERROR_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'";
 
 /**
- * The page POST /auth/logout returns: a form that posts itself to ID-porten's end-session endpoint
+ * The page POST /auth/logout (HTML) and GET /auth/logout/continue (JSON clients) return: a form that posts itself to ID-porten's end-session endpoint
  * (ID-porten recommends POST so the ID token does not land in URLs and logs).
  */
 export function autoPostPage(action: string, fields: Record<string, string>): { html: string; csp: string } {

@@ -196,7 +196,7 @@ export class TokenLifecycle implements TokenSource {
       await this.#sessions.destroy(session.id);
     } else {
       await this.#sessions.destroy(session.id);
-      this.#revoker.inBackground(tenant, session);
+      this.#revoker.inBackground(tenant, session, channel);
       revoked = 'background';
     }
     this.#refresher.forget(session.id);

@@ -2,9 +2,10 @@ import { fingerprint } from '../audit/fingerprint.js';
 import type { Tenant } from '../tenant/tenant.js';
 import type { Session } from './session-data.js';
 
-/** Where revocation failures are reported (the process logger). */
+/** Where revocation failures and background outcomes are reported (the process logger). */
 export interface WarningLog {
   warn(fields: object, message: string): void;
+  info(fields: object, message: string): void;
 }
 
 export interface RevocationOutcome {
@@ -49,12 +50,18 @@ export class Revoker {
   }
 
   /** Revokes without holding anyone up (expired, idle and replaced sessions), bounded in concurrency and backlog. */
-  inBackground(tenant: Tenant, session: Pick<Session, 'hash' | 'data'>): void {
+  inBackground(tenant: Tenant, session: Pick<Session, 'hash' | 'data'>, channel?: string): void {
+    const { refreshToken, accessToken } = session.data.tokens;
+    // Fingerprints only, so a reviewer can match this line to the session's `logout` audit line.
+    const fields = { tenant: tenant.id, session: session.hash, channel, refreshToken: fingerprint(refreshToken), accessToken: fingerprint(accessToken) };
     if (this.#queue.length >= BACKGROUND_QUEUE_LIMIT) {
-      this.#log.warn({ tenant: tenant.id, session: session.hash }, 'revocation backlog full; tokens left to expire at ID-porten');
+      this.#log.warn(fields, 'revocation backlog full; tokens left to expire at ID-porten');
       return;
     }
-    this.#queue.push(() => this.revoke(tenant, session));
+    this.#queue.push(async () => {
+      const revoked = await this.revoke(tenant, session);
+      this.#log.info({ ...fields, revoked }, 'background revocation finished');
+    });
     this.#drain();
   }
 

@@ -1,15 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { GatewayError } from '../../errors.js';
 import { OidcError } from '../../idporten/errors.js';
+import type { Tenant } from '../../tenant/tenant.js';
 import { tenantRoot } from '../../tenant/urls.js';
 import { enforceCsrf } from '../csrf.js';
 import { autoPostPage, logoutCsp } from '../html.js';
+import { LOGOUT_HANDLE_TTL_MS, newLogoutBinding, openLogoutHandle, sealLogoutHandle } from '../logout-handle.js';
 import { wantsJson } from '../negotiation.js';
-import { clearSessionCookie } from '../replies.js';
+import { clearSessionCookie, sendErrorPage } from '../replies.js';
 
-/** POST /auth/logout, GET /auth/logout/callback, GET /auth/logout/frontchannel, POST /auth/logout/backchannel. */
+const LOGOUT_CONTINUE_PATH = '/auth/logout/continue';
+
+/** POST /auth/logout, GET /auth/logout/continue, GET /auth/logout/callback, GET /auth/logout/frontchannel, POST /auth/logout/backchannel. */
 export async function logoutRoutes(app: FastifyInstance): Promise<void> {
   const { lifecycle, audit, now } = app.gateway;
   // Back-channel logout tokens seen, by jti, until they expire: a replayed token is refused (OIDC BCL 2.6 step 8 allows this).
@@ -31,17 +35,50 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
     }
     const params = client.endSessionParameters({ idToken: session?.data.tokens.idToken, state: randomBytes(16).toString('base64url') });
     if (wantsJson(request)) {
-      const url = new URL(endpoint);
-      for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+      // No token in a body or URL a page can read (RFC 10017 section 6.1): the page navigates to a gateway URL
+      // whose sealed, one-time, browser-bound handle is turned into the self-posting form there.
+      const binding = newLogoutBinding();
+      reply.setCookie(logoutBindingCookie(tenant), binding, { httpOnly: true, secure: tenant.cookies.secure, sameSite: 'strict', path: '/', maxAge: LOGOUT_HANDLE_TTL_MS / 1000 });
+      const url = new URL(LOGOUT_CONTINUE_PATH, tenant.config.publicUrl);
+      url.searchParams.set('t', sealLogoutHandle(app.gateway.keys, tenant.id, binding, params, now()));
       return reply.send({ logoutUrl: url.toString() });
     }
-    const page = autoPostPage(endpoint, params);
-    return reply
-      .header('content-type', 'text/html; charset=utf-8')
-      .header('content-security-policy', logoutCsp(page.csp, endpoint, tenant.config.idporten.postLogoutRedirectUri))
-      .header('referrer-policy', 'no-referrer')
-      .send(page.html);
+    return sendLogoutPage(reply, tenant, endpoint, params);
   });
+
+  // Handles this instance has served, so each opens once; its binding cookie is cleared on first use as well,
+  // which also covers a replay that reaches another instance from the same browser.
+  const usedLogoutHandles = new LRUCache<string, true>({ max: 10_000, ttl: LOGOUT_HANDLE_TTL_MS });
+
+  app.get<{ Querystring: { t?: string } }>(
+    LOGOUT_CONTINUE_PATH,
+    { schema: { querystring: { type: 'object', properties: { t: { type: 'string', maxLength: 16_384 } } } } },
+    async (request, reply) => {
+      const tenant = request.bff.requireTenant();
+      reply.header('cache-control', 'no-store');
+      const refuse = (reason: string) => {
+        request.log.warn({ tenant: tenant.id, reason }, 'logout continuation refused');
+        return sendErrorPage(reply, tenant, 400, 'Logout could not continue', 'This logout link is not valid (any more). You are logged out of this service.', request.id);
+      };
+      // Only a top-level navigation gets the form; a page script's fetch (Sec-Fetch-* cannot be forged by it) does not.
+      const mode = request.headers['sec-fetch-mode'];
+      const dest = request.headers['sec-fetch-dest'];
+      if ((mode !== undefined && mode !== 'navigate') || (dest !== undefined && dest !== 'document')) return refuse('not a top-level navigation');
+      const cookieName = logoutBindingCookie(tenant);
+      const binding = request.cookies[cookieName];
+      reply.clearCookie(cookieName, { httpOnly: true, secure: tenant.cookies.secure, sameSite: 'strict', path: '/' });
+      const handle = request.query.t;
+      const opened = typeof handle === 'string' && typeof binding === 'string' && binding.length > 0 ? openLogoutHandle(app.gateway.keys, tenant.id, binding, handle, now()) : undefined;
+      if (!opened) return refuse('handle does not open');
+      const replayKey = `${tenant.id}:${opened.jti}`;
+      if (usedLogoutHandles.has(replayKey)) return refuse('handle already used');
+      usedLogoutHandles.set(replayKey, true, { ttl: Math.max(1_000, opened.exp - now()) });
+      const client = tenant.idporten;
+      const endpoint = client.ready ? client.endSessionEndpoint() : undefined;
+      if (!endpoint) return reply.redirect(tenantRoot(tenant.config), 303);
+      return sendLogoutPage(reply, tenant, endpoint, opened.params);
+    },
+  );
 
   app.get('/auth/logout/callback', async (request, reply) => {
     const tenant = request.bff.requireTenant();
@@ -90,4 +127,19 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
     }
     return reply.code(200).send();
   });
+}
+
+/** The HttpOnly cookie that binds a logout handle to the browser it was issued to. */
+function logoutBindingCookie(tenant: Tenant): string {
+  return `${tenant.cookies.sessionName}-logout`;
+}
+
+/** The self-posting end-session form (OIDC RP-Initiated Logout 1.0: POST keeps id_token_hint out of URLs and logs). */
+function sendLogoutPage(reply: FastifyReply, tenant: Tenant, endpoint: string, params: Record<string, string>): FastifyReply {
+  const page = autoPostPage(endpoint, params);
+  return reply
+    .header('content-type', 'text/html; charset=utf-8')
+    .header('content-security-policy', logoutCsp(page.csp, endpoint, tenant.config.idporten.postLogoutRedirectUri))
+    .header('referrer-policy', 'no-referrer')
+    .send(page.html);
 }

@@ -1,0 +1,109 @@
+// Finding: a session that ends without anyone asking (idle timeout, absolute lifetime, replaced by a new login)
+// must not leave its refresh token live at ID-porten: ID-porten's own logout does not revoke tokens with API
+// scopes, so the gateway revokes them itself, in the background and bounded (src/tokens/revocation.ts), and the
+// outcome of that background revocation is logged with token fingerprints so a reviewer can see it happened.
+// Rules: RFC 7009 section 2 (the client revokes tokens it no longer needs); OWASP ASVS 5.0 V7.3.1 / V7.3.2
+// (inactivity timeout, absolute lifetime) and V7.4.1 (a terminated session allows no further use); RFC 10017,
+// the BFF pattern (section 6.1): the BFF owns the tokens' whole lifecycle.
+import t, { type Test } from 'tap';
+import { Browser, loginAtLookalike } from './helpers/browser.js';
+import { startStack, type Stack } from './helpers/stack.js';
+import { TEST_USERS } from '../demo/test-users.js';
+import { fingerprint } from '../src/audit/fingerprint.js';
+
+const user = TEST_USERS[0]!;
+
+async function loggedIn(stack: Stack, browser = new Browser()) {
+  await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
+  const cookie = browser.cookie('localhost', 'bff');
+  if (!cookie) throw new Error('no session cookie after login');
+  const loaded = await stack.gateway.core.lifecycle.sessions.load(cookie.value);
+  if (loaded.state !== 'live') throw new Error('session not live');
+  return { browser, session: loaded.session };
+}
+
+async function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The log line the background revocation writes when it has finished, for this refresh token. */
+function finishedLine(stack: Stack, refreshToken: string) {
+  return stack.logs.find((l) => l.msg === 'background revocation finished' && l.refreshToken === fingerprint(refreshToken));
+}
+
+function checkRevokedInBackground(t: Test, stack: Stack, refreshToken: string, accessToken: string, channel: string) {
+  const line = finishedLine(stack, refreshToken)!;
+  t.ok(line, `the background revocation's outcome is logged (${channel})`);
+  t.equal(line.channel, channel);
+  t.equal(line.accessToken, fingerprint(accessToken), 'access token by fingerprint');
+  t.same(line.revoked, { refreshToken: true, accessToken: true }, 'both revoked');
+  t.equal(line.tenant, 'test');
+  t.type(line.session, 'string');
+  t.notOk(stack.logText().includes(refreshToken), 'no raw refresh token in any log line');
+  t.notOk(stack.logText().includes(accessToken), 'no raw access token in any log line');
+  const audit = stack.audit('logout').filter((l) => l.channel === channel);
+  t.equal(audit.length, 1, `one logout audit line with channel ${channel}`);
+  t.equal(audit[0]!.revoked, 'background');
+}
+
+t.test('finding: an idle-timed-out session leaves no live refresh token at ID-porten', async (t) => {
+  const stack = await startStack(t, { session: { idleTimeout: '2s' } });
+  const { browser, session } = await loggedIn(stack);
+  const { refreshToken, accessToken } = session.data.tokens;
+  t.equal(await stack.op.isRefreshTokenActive(refreshToken!), true, 'live after login');
+  await sleep(2300);
+  const res = await browser.fetch(`${stack.publicUrl}/auth/session`);
+  t.equal(res.status, 401);
+  t.ok(await waitFor(async () => !(await stack.op.isRefreshTokenActive(refreshToken!))), 'revoked at ID-porten soon after the 401');
+  t.ok(await waitFor(() => finishedLine(stack, refreshToken!) !== undefined), 'the outcome is logged');
+  checkRevokedInBackground(t, stack, refreshToken!, accessToken, 'idle');
+});
+
+t.test('finding: a session past its absolute lifetime leaves no live refresh token at ID-porten', async (t) => {
+  const stack = await startStack(t, { session: { absoluteLifetime: '3s', idleTimeout: '3s' } });
+  const { browser, session } = await loggedIn(stack);
+  const { refreshToken, accessToken } = session.data.tokens;
+  // Kept busy, so it is the absolute lifetime (not idleness) that ends it.
+  for (let i = 0; i < 3; i += 1) {
+    await sleep(900);
+    t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 200, `still live after ${i + 1} s`);
+  }
+  await sleep(600);
+  t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 401);
+  t.ok(await waitFor(async () => !(await stack.op.isRefreshTokenActive(refreshToken!))), 'revoked at ID-porten soon after the 401');
+  t.ok(await waitFor(() => finishedLine(stack, refreshToken!) !== undefined), 'the outcome is logged');
+  checkRevokedInBackground(t, stack, refreshToken!, accessToken, 'expired');
+});
+
+t.test('finding: a session replaced by a new login in the same browser has its refresh token revoked', async (t) => {
+  const stack = await startStack(t);
+  const { browser, session: first } = await loggedIn(stack);
+  const { session: second } = await loggedIn(stack, browser);
+  t.not(first.hash, second.hash, 'a new session');
+  t.ok(await waitFor(async () => !(await stack.op.isRefreshTokenActive(first.data.tokens.refreshToken!))), 'the replaced session\'s refresh token is revoked');
+  t.ok(await waitFor(() => finishedLine(stack, first.data.tokens.refreshToken!) !== undefined), 'the outcome is logged');
+  checkRevokedInBackground(t, stack, first.data.tokens.refreshToken!, first.data.tokens.accessToken, 'replaced');
+});
+
+// Finding (open, not fixed here): revoking a refresh token at a provider that revokes the whole grant with it
+// (oidc-provider does, and so does the look-alike; Connect2id, under ID-porten, revokes the authorisation) also kills
+// the refresh token of the *new* session when the browser logs in again over the provider's SSO session (a step-up
+// login, a second tab): the same grant issued both. The new session then ends with session_expired at its first
+// refresh. The 'replaced' channel needs a different rule in src/tokens/lifecycle.ts (e.g. revoke only the access
+// token, or skip revocation when the provider reuses the grant). Kept as a todo until that decision is made.
+t.test('finding: a login that replaces a session over the provider\'s SSO session keeps its own refresh token live', { todo: 'replaced-session revocation revokes the shared grant (see docs/threat-model.md, gaps)' }, async (t) => {
+  const stack = await startStack(t);
+  const { browser } = await loggedIn(stack);
+  const { session: second } = await loggedIn(stack, browser);
+  await stack.gateway.core.lifecycle.settled();
+  t.equal(await stack.op.isRefreshTokenActive(second.data.tokens.refreshToken!), true, 'the new session\'s refresh token is live');
+  const refreshed = await browser.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: { 'x-csrf': '1' } });
+  t.equal(refreshed.status, 200, 'the new session can refresh');
+});
