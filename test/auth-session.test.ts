@@ -271,7 +271,10 @@ async function waitFor(check: () => Promise<boolean> | boolean, ms = 5000): Prom
 t.test('logging in again replaces the session: the old one is destroyed and its refresh token revoked', async (t) => {
   const stack = await startStack(t);
   const { browser, cookie, session } = await loggedIn(stack);
-  await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
+  // Another user on the same browser: the provider's login session ended, so this login has its own authorization.
+  // (The same user's re-login is covered in session-end-revocation.test.ts: its tokens are left to expire.)
+  browser.forgetCookies(stack.op.issuer);
+  await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: TEST_USERS[1]!.pid });
   const second = browser.cookie('localhost', 'bff')!;
   t.not(second.value, cookie.value, 'a new cookie value');
   t.equal((await stack.gateway.core.lifecycle.sessions.load(cookie.value)).state, 'none', 'the old session is gone');

@@ -60,16 +60,20 @@ export class TokenLifecycle implements TokenSource {
    * in the tenant are ended first (`replaces`: store keys from its cookie and from the login transaction).
    */
   async begin(tenant: Tenant, login: LoginTokens, opts: { requestedAcr: AcrLevel; replaces: Array<string | undefined>; userAgent?: string | undefined }): Promise<{ cookieValue: string; session: Session }> {
+    const { user, binding } = userFromClaims(login.idTokenClaims, opts.requestedAcr, tenant.config.idporten.clientId);
     const replaced: string[] = [];
     for (const id of new Set(opts.replaces)) {
       if (id === undefined) continue;
       const old = await this.#sessions.loadById(id);
       if (old.state === 'none' || old.session.data.tenant !== tenant.id) continue;
-      await this.end(old.session, tenant, 'replaced');
+      // The same user logging in again (a step-up, a second tab) is often served from ID-porten's SSO session
+      // under the same authorization, and revoking the old refresh token revokes that authorization, new
+      // tokens included. So the old session is destroyed and its tokens left to expire; another user's are revoked.
+      const sameUser = old.session.data.user.sub === user.sub;
+      await this.end(old.session, tenant, 'replaced', sameUser ? { revoke: false, reason: 'same user; the new login may share its authorization' } : {});
       replaced.push(old.session.hash);
     }
     const now = this.#now();
-    const { user, binding } = userFromClaims(login.idTokenClaims, opts.requestedAcr, tenant.config.idporten.clientId);
     const data: SessionData = {
       tenant: tenant.id,
       user,
@@ -189,9 +193,12 @@ export class TokenLifecycle implements TokenSource {
    * Ends a session: revokes its tokens at ID-porten (before answering when someone asked for the logout,
    * in the background otherwise), destroys it, and writes the one `logout` audit line.
    */
-  async end(session: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string } = {}): Promise<void> {
-    let revoked: RevocationOutcome | 'background';
-    if (REVOKE_BEFORE_ANSWERING.has(channel)) {
+  async end(session: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string; revoke?: false } = {}): Promise<void> {
+    let revoked: RevocationOutcome | 'background' | 'not revoked';
+    if (opts.revoke === false) {
+      await this.#sessions.destroy(session.id);
+      revoked = 'not revoked';
+    } else if (REVOKE_BEFORE_ANSWERING.has(channel)) {
       revoked = await this.#revoker.revoke(tenant, session);
       await this.#sessions.destroy(session.id);
     } else {

@@ -170,6 +170,12 @@ export class Browser {
     return this.#jar.filter((c) => domainMatches(c, hostname)).map((c) => ({ ...c }));
   }
 
+  /** Drops every cookie visible to `host` (for example the provider's, as if its login session had ended). */
+  forgetCookies(host: string): void {
+    const hostname = host.includes('://') ? new URL(host).hostname : host;
+    this.#jar = this.#jar.filter((c) => !domainMatches(c, hostname));
+  }
+
   cookie(host: string, name: string): StoredCookie | undefined {
     return this.cookies(host).find((c) => c.name === name);
   }
