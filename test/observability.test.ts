@@ -189,3 +189,17 @@ t.test('audit lines of login, callback, refresh and Altinn exchange carry the tr
   const proxied = stack.audit('proxy').find((l) => l.route === '/mva/innsending');
   t.equal((exchange?.span as { parentId: string }).parentId, (proxied?.span as { id: string }).id, 'the exchange runs under the proxied request');
 });
+
+t.test('the Grafana dashboard queries only metric names /metrics serves', async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const dashboard = JSON.parse(await readFile(new URL('../deploy/grafana/idporten-bff.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+  const stack = await startStack(t, { upstreams: true });
+  const browser = await login(stack);
+  await browser.fetch(`${stack.publicUrl}/mva/echo/a`, { headers: api });
+  // Declared names (a counter nobody incremented yet has no sample, only its TYPE line), histograms with their series.
+  const text = await (await fetch(`${stack.publicUrl}/metrics`)).text();
+  const served = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap(([, name, type]) => (type === 'histogram' ? [`${name}_bucket`, `${name}_count`, `${name}_sum`] : [name!])));
+  const used = new Set(dashboard.panels.flatMap((p) => p.targets.flatMap((target) => [...target.expr.matchAll(/\b((?:bff|process|nodejs)_[a-z0-9_]+)/g)].map((m) => m[1]!))));
+  t.ok(used.size >= 10, `${used.size} metric names in the dashboard`);
+  for (const name of used) t.ok(served.has(name), `${name} is served`);
+});
