@@ -23,6 +23,7 @@ import { logoutRoutes } from './http/routes/logout.js';
 import { metricsRoute } from './http/routes/metrics.js';
 import { sessionRoutes } from './http/routes/session.js';
 import { securityHeaders } from './http/security-headers.js';
+import { traceRequests } from './http/trace.js';
 import { registerProxyRoutes } from './proxy/register.js';
 import { clientRoute } from './http/routes/client.js';
 import { KeyRing } from './session/key-ring.js';
@@ -66,8 +67,9 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const config = resolveConfig(opts);
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
-  const { store, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(config, log);
   const metrics = new GatewayMetrics();
+  const { store: untimedStore, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(config, log);
+  const store = metrics.timedStore(untimedStore);
   const audit = metrics.counting(createAuditLog(log));
   const keys = new KeyRing(config.session.keys);
   const sessions = new SessionManager<SessionData>({ store, lock, keys, config: config.session, now });
@@ -79,6 +81,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   if (!app.hasDecorator('parseCookie')) await app.register(cookie);
   app.decorate('gateway', core);
   app.decorateRequest('bff', null as unknown as BffRequest);
+  traceRequests(app);
   app.addHook('onRequest', async (request) => {
     request.bff = new BffRequest(lifecycle, tenants.forHost(request.host), request.cookies);
   });
@@ -104,7 +107,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     scope.addHook('onSend', securityHeaders);
     scope.addHook('onResponse', async (request, reply) => {
       const route = request.routeOptions.url ?? 'unmatched';
-      metrics.observeRequest(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+      metrics.observeRequest(request.bff?.tenant?.id, route, request.method, reply.statusCode, reply.elapsedTime / 1000);
       // Path only: query strings may carry codes and state.
       request.log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
     });

@@ -103,8 +103,11 @@ const ALLOWED_VALUES: Record<string, string> = {
   'if-match': '"v1"', 'if-none-match': '"v2"', 'if-modified-since': 'Tue, 01 Dec 2026 10:00:00 GMT', 'if-unmodified-since': 'Tue, 01 Dec 2026 10:00:00 GMT',
   'if-range': '"v1"', range: 'bytes=0-99',
   'user-agent': 'Mozilla/5.0 (test)',
-  traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'congo=t61rcWkgMzE', 'x-request-id': 'req-42',
+  'x-request-id': 'req-42',
 };
+
+/** W3C trace context: continued to the upstream, with the gateway's own span as the parent. */
+const TRACE_VALUES: Record<string, string> = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'congo=t61rcWkgMzE' };
 
 const SPOOFING_HEADERS: Record<string, string> = {
   'true-client-ip': '6.6.6.6', 'x-client-ip': '6.6.6.6', 'cf-connecting-ip': '6.6.6.6', 'x-real-ip': '6.6.6.6',
@@ -117,16 +120,19 @@ const SPOOFING_HEADERS: Record<string, string> = {
 
 t.test('finding "upstream request headers by block-list": only the documented list reaches the upstream', async (t) => {
   const body = '<mvaMelding/>';
-  const answer = await send('/api/x', { method: 'POST', headers: { ...ALLOWED_VALUES, ...SPOOFING_HEADERS }, body });
+  const answer = await send('/api/x', { method: 'POST', headers: { ...ALLOWED_VALUES, ...TRACE_VALUES, ...SPOOFING_HEADERS }, body });
   t.equal(answer.status, 200);
   const seen = received(upstream);
-  const gatewaySet = new Set(['host', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
+  const gatewaySet = new Set(['host', 'authorization', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'traceparent', 'tracestate']);
   // What undici adds itself to frame the message on its own connection.
   const framing = new Set(['connection', 'content-length', 'transfer-encoding']);
   const unexpected = Object.keys(seen.headers).filter((name) => !FORWARDED_REQUEST_HEADERS.includes(name) && !gatewaySet.has(name) && !framing.has(name));
   t.same(unexpected, [], 'no header outside the allow-list and the gateway\'s own');
   for (const name of Object.keys(SPOOFING_HEADERS).filter((n) => !gatewaySet.has(n))) t.notOk(name in seen.headers, `${name} not forwarded`);
   for (const [name, value] of Object.entries(ALLOWED_VALUES)) t.equal(seen.headers[name], value, `${name} forwarded`);
+  t.match(seen.headers.traceparent, /^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/, 'the trace continues');
+  t.not(seen.headers.traceparent, TRACE_VALUES.traceparent, "with the gateway's span as the parent");
+  t.equal(seen.headers.tracestate, TRACE_VALUES.tracestate, 'tracestate passed on');
   t.equal(seen.headers['content-length'], String(body.length));
   t.match(seen.claims, { sub: 'alice' }, 'the gateway bearer, not the browser\'s');
   t.equal(seen.headers.host, new URL(upstream.origin).host);

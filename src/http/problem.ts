@@ -3,6 +3,7 @@
  * (`application/problem+json`). Bodies never carry stack traces, internal addresses, tokens or secrets.
  */
 import type { FastifyBaseLogger, FastifyError } from 'fastify';
+import { currentTrace, newTraceId, type TraceContext } from '../audit/trace-context.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 
 export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
@@ -31,11 +32,13 @@ export interface ProblemBody {
   detail: string;
   code: ErrorCode;
   loginUrl?: string;
+  /** The request's W3C trace id: what a user quotes to support, and what finds the request's log lines. */
+  traceId: string;
 }
 
-export function problemBody(code: ErrorCode, detail: string, loginUrl?: string): ProblemBody {
+export function problemBody(code: ErrorCode, detail: string, loginUrl?: string, traceId: string = currentTrace()?.traceId ?? newTraceId()): ProblemBody {
   const { status, title } = PROBLEMS[code];
-  const body: ProblemBody = { type: `urn:idporten-bff:problem:${code}`, title, status, detail, code };
+  const body: ProblemBody = { type: `urn:idporten-bff:problem:${code}`, title, status, detail, code, traceId };
   if (loginUrl !== undefined) body.loginUrl = loginUrl;
   return body;
 }
@@ -45,6 +48,8 @@ export interface ProblemReply {
   code(status: number): ProblemReply;
   header(name: string, value: string): ProblemReply;
   send(payload: unknown): unknown;
+  /** Fastify's reply has its request; its trace context names the problem's traceId. */
+  readonly request?: { readonly trace?: TraceContext | undefined };
 }
 
 /** Codes that mean "log in (again)": their answers point the browser at the login. */
@@ -54,11 +59,16 @@ export function needsLogin(code: ErrorCode): boolean {
 
 /** Answers `err` as problem JSON; `loginUrl` is added to the answers that need a login. */
 export function sendError(reply: ProblemReply, err: GatewayError, loginUrl?: string): unknown {
-  const body = problemBody(err.code, err.message, needsLogin(err.code) ? loginUrl : undefined);
+  const body = problemBody(err.code, err.message, needsLogin(err.code) ? loginUrl : undefined, traceIdOf(reply));
   reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).header('cache-control', 'no-store');
   if (err.allow) reply.header('allow', err.allow.join(', '));
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
   return reply.send(JSON.stringify(body));
+}
+
+/** The request's trace id; a request that never reached the trace hooks (a 404 before them) gets a fresh one. */
+function traceIdOf(reply: ProblemReply): string {
+  return reply.request?.trace?.traceId ?? currentTrace()?.traceId ?? newTraceId();
 }
 
 /**

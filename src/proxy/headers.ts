@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { outgoingTraceparent, w3cTraceContext, type TraceContext } from '../audit/trace-context.js';
 
 /*
  * Request headers an upstream gets (an allow-list; every other header the browser sent stays behind):
@@ -7,7 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http';
  *   the body              content-type, content-length, content-disposition, content-encoding
  *   conditionals, ranges  if-match, if-none-match, if-modified-since, if-unmodified-since, if-range, range
  *   the client            user-agent
- *   tracing               traceparent, tracestate (W3C Trace Context), x-request-id
+ *   tracing               x-request-id
  *   per route             the names in routes[].forwardHeaders
  *
  * Set by the gateway itself, whatever the browser sent:
@@ -17,6 +18,9 @@ import type { IncomingHttpHeaders } from 'node:http';
  *                         (server.trustProxy), otherwise replacing anything the client sent
  *   x-forwarded-proto     the tenant's public scheme (from publicUrl)
  *   x-forwarded-host      the tenant's public host (from publicUrl)
+ *   traceparent           W3C Trace Context: the request's trace id with the gateway's span as the parent
+ *                         (a valid browser traceparent is continued, otherwise the trace is the gateway's)
+ *   tracestate            the browser's, passed on unchanged when its traceparent was valid
  *
  * Never forwarded, also not through forwardHeaders: the browser's own authorization, cookie, x-csrf,
  * hop-by-hop headers and the names listed in Connection, proxy-*, forwarded, x-real-ip and the
@@ -30,8 +34,11 @@ export const FORWARDED_REQUEST_HEADERS: readonly string[] = [
   'content-type', 'content-length', 'content-disposition', 'content-encoding',
   'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since', 'if-range', 'range',
   'user-agent',
-  'traceparent', 'tracestate', 'x-request-id',
+  'x-request-id',
 ];
+
+/** Set from the request's trace context, never copied from the browser (also not through forwardHeaders). */
+const TRACE_HEADERS = new Set(['traceparent', 'tracestate']);
 
 /** Hop-by-hop headers (RFC 9110 section 7.6.1) plus their legacy companions: they describe one connection, never the message. */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'];
@@ -77,6 +84,8 @@ export interface UpstreamRequestContext {
   publicUrl?: string | undefined;
   /** The route; its forwardHeaders extend the allow-list. */
   route?: RouteHeaderOptions | undefined;
+  /** The request's trace context; without one it is derived from the inbound headers here. */
+  trace?: TraceContext | undefined;
 }
 
 /** What headers.ts reads from a route (typed here so it does not depend on when RouteConfig gets forwardHeaders). */
@@ -99,8 +108,12 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
 
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(inbound)) {
-    if (value !== undefined && allowed.has(name)) out[name] = value;
+    if (value !== undefined && allowed.has(name) && !TRACE_HEADERS.has(name)) out[name] = value;
   }
+
+  const trace = ctx.trace ?? w3cTraceContext.fromHeaders(inbound);
+  out.traceparent = outgoingTraceparent(trace);
+  if (trace.tracestate !== undefined) out.tracestate = trace.tracestate;
 
   const client = ctx.peerAddress === undefined ? undefined : displayAddress(ctx.peerAddress);
   const chain = ctx.keepForwardingHeaders ? listValues(inbound['x-forwarded-for']) : [];

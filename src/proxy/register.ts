@@ -22,6 +22,7 @@
  * is verified, GET is not retried on 503 (upstream answers pass through as they are), and its error
  * replies (which name internal addresses) are replaced by problem JSON.
  */
+import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
@@ -120,10 +121,10 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
    * common in proxy logs), where Fastify's onResponse would not run.
    */
   const auditWhenClosed = (request: FastifyRequest, reply: FastifyReply): void => {
-    reply.raw.once('close', () => {
+    reply.raw.once('close', AsyncResource.bind(() => {
       const status = reply.raw.writableFinished ? reply.statusCode : 499;
       deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(reply.elapsedTime) });
-    });
+    }));
   };
 
   // Bodies are never parsed: every content type (and none) is handed on as a counted stream.
@@ -211,6 +212,7 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
         peerAddress: request.raw.socket.remoteAddress,
         publicUrl: tenant.publicUrl,
         route,
+        trace: request.trace,
       }),
       rewriteHeaders: (headers) => browserResponseHeaders(headers),
       onError: (reply, { error }) => {

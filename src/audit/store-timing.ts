@@ -1,0 +1,36 @@
+/**
+ * A timing decorator for a session store: every operation's duration and outcome goes to `observe`, the
+ * results and errors pass through unchanged. Structural (no import of session/), so audit/ stays below it.
+ */
+export const STORE_OPERATIONS = ['get', 'set', 'update', 'touch', 'delete', 'findByIndex', 'ping'] as const;
+export type StoreOperation = (typeof STORE_OPERATIONS)[number];
+
+export type ObserveStoreOperation = (operation: StoreOperation, outcome: 'success' | 'failure', seconds: number) => void;
+
+export function timedStore<S extends object>(store: S, observe: ObserveStoreOperation): S {
+  const timed = new Map<PropertyKey, unknown>();
+  for (const operation of STORE_OPERATIONS) {
+    const method = (store as Record<string, unknown>)[operation];
+    if (typeof method !== 'function') continue;
+    timed.set(operation, async (...args: unknown[]) => {
+      const start = process.hrtime.bigint();
+      try {
+        const result: unknown = await (method as (...a: unknown[]) => Promise<unknown>).apply(store, args);
+        observe(operation, 'success', Number(process.hrtime.bigint() - start) / 1e9);
+        return result;
+      } catch (err) {
+        observe(operation, 'failure', Number(process.hrtime.bigint() - start) / 1e9);
+        throw err;
+      }
+    });
+  }
+  // Everything else (close, size, a store's own extras) is the store's, called on the store itself so
+  // classes with private fields keep working.
+  return new Proxy(store, {
+    get(target, property) {
+      if (timed.has(property)) return timed.get(property);
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
