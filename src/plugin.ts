@@ -22,6 +22,7 @@ import { loginRoutes } from './http/routes/login.js';
 import { logoutRoutes } from './http/routes/logout.js';
 import { metricsRoute } from './http/routes/metrics.js';
 import { sessionRoutes } from './http/routes/session.js';
+import { userSessionRoutes } from './http/routes/sessions.js';
 import { securityHeaders } from './http/security-headers.js';
 import { traceRequests } from './http/trace.js';
 import { registerProxyRoutes } from './proxy/register.js';
@@ -74,7 +75,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const keys = new KeyRing(config.session.keys);
   const sessions = new SessionManager<SessionData>({ store, lock, keys, config: config.session, now });
   const tenants = new Tenants(config, { now });
-  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now });
+  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleSecrets: config.session.keys.map((k) => k.secret) });
   const core: GatewayCore = { config, tenants, lifecycle, keys, audit, metrics, now };
 
   // Visible to the host application: cookies parsed, and request.bff on every request.
@@ -114,6 +115,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);
+    await scope.register(userSessionRoutes);
     await scope.register(clientRoute);
     await scope.register(logoutRoutes);
     await scope.register(metricsRoute);

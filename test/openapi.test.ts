@@ -49,15 +49,17 @@ const isProxied = (pathItem: Json) => deref(pathItem)['x-proxied-route'] === tru
 /** The app's catch-all (tenants[].app): registered per tenant with an app, as `/` and `/*` under its host. */
 const isAppRoute = (pathItem: Json) => deref(pathItem)['x-app-route'] === true;
 const APP_DIR = new URL('./fixtures/spa', import.meta.url).pathname;
+/** Served by the internal listener (server.metricsPort), not by the app: see test/session-control.test.ts. */
+const isInternal = (pathItem: Json) => deref(pathItem)['x-internal-listener'] === true;
 
 function operationsOf(pathItem: Json): [string, Json][] {
   const item = deref(pathItem);
   return HTTP_METHODS.filter((m) => item[m] !== undefined).map((m) => [m.toUpperCase(), item[m] as Json]);
 }
 
-/** "/mva/innsending/{path}" → "/mva/innsending/*"; other templates → Fastify's ":name". */
+/** "/mva/innsending/{path}" → "/mva/innsending/*" (a proxied route's rest); other templates → Fastify's ":name". */
 function fastifyUrl(path: string): string {
-  return path.replace(/\/\{[^}]+\}$/, '/*').replace(/\{([^}]+)\}/g, ':$1');
+  return path.replace(/\/\{(path|appPath)\}$/, '/*').replace(/\{([^}]+)\}/g, ':$1');
 }
 
 /** A tenant on the test-environment preset: its routes are the two /mva routes the document uses as examples. */
@@ -176,7 +178,7 @@ t.test('documents exactly the gateway-owned routes the app registers', async (t)
   const documented = new Set<string>();
   const appItems = Object.entries(paths).filter(([, item]) => isAppRoute(item));
   for (const [path, item] of Object.entries(paths)) {
-    if (isProxied(item) || isAppRoute(item)) continue;
+    if (isProxied(item) || isAppRoute(item) || isInternal(item)) continue;
     for (const [method] of operationsOf(item)) documented.add(`${method} ${fastifyUrl(path)}`);
   }
   t.same([...documented].sort(), [...owned].sort());
@@ -185,6 +187,9 @@ t.test('documents exactly the gateway-owned routes the app registers', async (t)
   t.ok(appMethods.size > 0, 'the app is registered for the tenant with an app');
   for (const [method] of operationsOf(appItems[0]![1])) t.ok(appMethods.has(method), `the app answers ${method}`);
   t.equal(fastifyUrl(appItems[0]![0]), '/*', 'the app entry is the catch-all');
+  const internal = Object.entries(paths).filter(([, item]) => isInternal(item));
+  t.ok(internal.length > 0, 'the internal listener\'s endpoints are documented too');
+  for (const [path] of internal) t.notOk([...owned].some((route) => route.endsWith(` ${fastifyUrl(path)}`)), `${path} is not a route of the public app`);
 });
 
 t.test('documents proxied routes as configured routes that need X-CSRF and answer with problem responses', async (t) => {
@@ -241,8 +246,8 @@ t.test('every documented problem example carries the status, title and type its 
 
 t.test('state-changing /auth endpoints document X-CSRF; back-channel logout (server to server) does not', async (t) => {
   for (const [path, item] of Object.entries(paths)) {
-    // The app's answers are pages and files; it changes no state of the gateway's.
-    if (isProxied(item) || isAppRoute(item)) continue;
+    // The app's answers are pages and files; it changes no state of the gateway's. The internal listener is not public.
+    if (isProxied(item) || isAppRoute(item) || isInternal(item)) continue;
     for (const [method, operation] of operationsOf(item)) {
       if (method === 'GET') continue;
       const hasCsrf = ((operation.parameters ?? []) as Json[]).some((p) => deref(p).name === 'X-CSRF');
@@ -282,7 +287,7 @@ t.test('the SessionView schema describes what sessionView() returns, field for f
 
 t.test('real answers from the app match the documented statuses and bodies', async (t) => {
   const { gateway } = await startGateway(t);
-  const send = (method: 'GET' | 'POST', url: string, headers: Record<string, string> = {}) =>
+  const send = (method: 'GET' | 'POST' | 'DELETE', url: string, headers: Record<string, string> = {}) =>
     gateway.app.inject({ method, url, headers: { host: HOST, ...headers } });
 
   assertDocumented(t, 'GET', '/healthz', await send('GET', '/healthz'));
@@ -302,6 +307,11 @@ t.test('real answers from the app match the documented statuses and bodies', asy
   assertDocumented(t, 'POST', '/auth/logout', logout);
   assertDocumented(t, 'POST', '/auth/logout', await send('POST', '/auth/logout', { origin: 'https://attacker.example' }));
   assertDocumented(t, 'GET', '/auth/logout/callback', await send('GET', '/auth/logout/callback'));
+  assertDocumented(t, 'GET', '/auth/sessions', await send('GET', '/auth/sessions'));
+  assertDocumented(t, 'DELETE', '/auth/sessions/{handle}', await send('DELETE', '/auth/sessions/AAAAAAAAAAAAAAAAAAAAAA'));
+  assertDocumented(t, 'DELETE', '/auth/sessions/{handle}', await send('DELETE', '/auth/sessions/AAAAAAAAAAAAAAAAAAAAAA', { 'x-csrf': '1' }));
+  assertDocumented(t, 'POST', '/auth/logout/all', await send('POST', '/auth/logout/all'));
+  assertDocumented(t, 'POST', '/auth/logout/all', await send('POST', '/auth/logout/all', { 'x-csrf': '1' }));
 
   assertDocumented(t, 'GET', '/auth/logout/frontchannel', await send('GET', `/auth/logout/frontchannel?iss=${encodeURIComponent(ISSUER)}&sid=abc`));
   assertDocumented(t, 'GET', '/auth/logout/frontchannel', await send('GET', '/auth/logout/frontchannel?iss=https%3A%2F%2Fother.example&sid=abc'));

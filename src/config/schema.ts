@@ -126,6 +126,21 @@ const Server = define(
       ),
       shutdownTimeout: Type.Optional(Duration),
       metricsPort: Type.Optional(Port),
+      admin: Type.Optional(
+        Type.Object(
+          {
+            credential: Type.String({
+              minLength: 32,
+              description: 'The bearer credential an operator sends as "Authorization: Bearer …"; at least 32 characters, e.g. "${BFF_ADMIN_TOKEN}".',
+            }),
+          },
+          {
+            ...closed,
+            description:
+              'Session administration on the internal listener (server.metricsPort): list and end a user\'s sessions by tenant and sub. Left out, those endpoints are not served.',
+          },
+        ),
+      ),
       logLevel: Type.Optional(Enum(LOG_LEVELS)),
       requestTimeout: Type.Optional(
         annotate(Duration, { description: 'How long a client may take to send a whole request, headers and body (default "60s").' }),

@@ -45,6 +45,10 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
     }
     server.metricsPort = raw.metricsPort;
   }
+  if (raw.admin !== undefined) {
+    if (raw.metricsPort === undefined) issues.add('server.admin', 'needs server.metricsPort: session administration is served on the internal listener only');
+    server.admin = { credential: raw.admin.credential };
+  }
   return server;
 }
 

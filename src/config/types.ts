@@ -27,6 +27,8 @@ export interface ServerConfig {
   shutdownTimeoutMs: number;
   /** Serve /metrics on this separate port instead of the main one (undefined = main port). */
   metricsPort?: number;
+  /** Session administration on the internal listener, with this bearer credential (undefined = not served). */
+  admin?: { credential: string };
   /** pino level for the process log. */
   logLevel: LogLevel;
   /** How long a client may take to send a whole request (Node's server.requestTimeout). */

@@ -1,14 +1,18 @@
 import { createServer, type Server } from 'node:http';
+import { adminHandler } from './admin.js';
 import type { GatewayCore } from './core.js';
 import { readiness } from './routes/health.js';
 
 /**
- * The internal listener (`server.metricsPort`), kept off the public one: GET /metrics (Prometheus text) and
- * GET /readyz with the detail the public /readyz leaves out (the store's state, each tenant's provider state).
+ * The internal listener (`server.metricsPort`), kept off the public one: GET /metrics (Prometheus text),
+ * GET /readyz with the detail the public /readyz leaves out (the store's state, each tenant's provider state),
+ * and, when `server.admin` gives a credential, session administration under /admin/ (`admin.ts`).
  */
-export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'tenants' | 'lifecycle'>, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
+export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'tenants' | 'lifecycle' | 'config'>, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
   const { metrics } = core;
+  const admin = core.config.server.admin ? adminHandler(core, core.config.server.admin.credential) : undefined;
   const server = createServer((req, res) => {
+    if (admin?.(req, res)) return;
     if (req.method === 'GET' && req.url === '/metrics') {
       metrics.registry
         .metrics()

@@ -1,3 +1,4 @@
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { AuditLog, LogoutChannel } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import type { AcrLevel } from '../config/types.js';
@@ -13,11 +14,30 @@ import { Revoker, type RevocationOutcome, type WarningLog } from './revocation.j
 import type { Session, SessionData } from './session-data.js';
 import { SingleFlight } from './single-flight.js';
 
+function handleFor(key: Buffer, storeKey: string): string {
+  return createHmac('sha256', key).update(storeKey).digest('base64url').slice(0, HANDLE_LENGTH);
+}
+
 /** Re-obtain a derived token (Altinn) this long before it expires. */
 const DERIVED_EXPIRY_LEEWAY_MS = 10_000;
 
 /** Channels where someone is waiting to hear that the tokens are revoked; the others revoke in the background. */
 const REVOKE_BEFORE_ANSWERING: ReadonlySet<LogoutChannel> = new Set(['rp', 'frontchannel', 'backchannel', 'all', 'user', 'admin']);
+
+/** A handle is this many base64url characters of an HMAC: 132 bits, and never the 43 of a cookie value. */
+const HANDLE_LENGTH = 22;
+const HANDLE = /^[A-Za-z0-9_-]{22}$/;
+const HANDLE_KEY_INFO = 'idporten-bff session handle v1';
+
+/** One of a user's sessions as the user or an operator may see it: no store key, cookie or token. */
+export interface SessionSummary {
+  /** Opaque: a keyed hash of the store key. Names the session in DELETE requests; not a credential. */
+  handle: string;
+  session: Session;
+  createdAt: number;
+  lastSeenAt: number;
+  userAgent: string | undefined;
+}
 
 export type CurrentSession = { state: 'live'; session: Session } | { state: 'ended'; reason: 'idle' | 'expired' } | { state: 'none' };
 
@@ -27,6 +47,8 @@ export interface TokenLifecycleOptions {
   log: WarningLog;
   refreshLeewayMs: number;
   now: () => number;
+  /** The session key ring's secrets, first one current: session handles are keyed with keys derived from them. */
+  handleSecrets: readonly Buffer[];
 }
 
 /**
@@ -42,12 +64,15 @@ export class TokenLifecycle implements TokenSource {
   readonly #revoker: Revoker;
   readonly #refresher: Refresher;
   readonly #derivations = new SingleFlight<Session>();
+  readonly #handleKeys: Buffer[];
 
   constructor(opts: TokenLifecycleOptions) {
     this.#sessions = opts.sessions;
     this.#audit = opts.audit;
     this.#now = opts.now;
     this.#revoker = new Revoker(opts.log);
+    if (opts.handleSecrets.length === 0) throw new Error('session handles need at least one key');
+    this.#handleKeys = opts.handleSecrets.map((secret) => Buffer.from(hkdfSync('sha256', secret, '', HANDLE_KEY_INFO, 32)));
     this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
   }
 
@@ -187,6 +212,59 @@ export class TokenLifecycle implements TokenSource {
 
   findBySub(tenant: Tenant, sub: string): Promise<Session[]> {
     return this.#sessions.findBySub(tenant.id, sub);
+  }
+
+  /**
+   * The user's live sessions in this tenant, oldest first (the user's own list, and an operator's). Sessions
+   * past a deadline are left out; the index is checked against each record's own tenant and subject.
+   */
+  async listSessions(tenant: Tenant, sub: string): Promise<SessionSummary[]> {
+    const now = this.#now();
+    const live = (await this.#ofUser(tenant, sub)).filter(
+      (s) => now < s.data.createdAt + this.#sessions.absoluteLifetimeMs && now < s.lastSeenAt + this.#sessions.idleTimeoutMs,
+    );
+    return live
+      .sort((a, b) => a.data.createdAt - b.data.createdAt)
+      .map((session) => ({ handle: this.handleOf(session), session, createdAt: session.data.createdAt, lastSeenAt: session.lastSeenAt, userAgent: session.data.userAgent }));
+  }
+
+  /**
+   * The opaque handle a session is listed under: HMAC-SHA-256 of its store key under a key derived from the
+   * session key ring, truncated. Not the store key, not the log hash (a store dump or the log yields no
+   * handle), and not shaped like a cookie value.
+   */
+  handleOf(session: Session): string {
+    return handleFor(this.#handleKeys[0]!, session.id);
+  }
+
+  /**
+   * Ends the one live session of this user in this tenant that `handle` names (compared in constant time,
+   * under every key of the ring); false for any other handle — unknown, malformed, or another user's or
+   * tenant's, alike.
+   */
+  async endByHandle(tenant: Tenant, sub: string, handle: string, channel: LogoutChannel): Promise<Session | undefined> {
+    if (!HANDLE.test(handle)) return undefined;
+    const given = Buffer.from(handle);
+    for (const { session } of await this.listSessions(tenant, sub)) {
+      const matches = this.#handleKeys.some((key) => timingSafeEqual(Buffer.from(handleFor(key, session.id)), given));
+      if (matches) {
+        await this.end(session, tenant, channel);
+        return session;
+      }
+    }
+    return undefined;
+  }
+
+  /** Ends every session of this user in this tenant (those past a deadline too), revoking all their tokens; how many. */
+  async endAll(tenant: Tenant, sub: string, channel: LogoutChannel): Promise<number> {
+    const sessions = await this.#ofUser(tenant, sub);
+    for (const session of sessions) await this.end(session, tenant, channel);
+    return sessions.length;
+  }
+
+  async #ofUser(tenant: Tenant, sub: string): Promise<Session[]> {
+    const found = await this.#sessions.findBySub(tenant.id, sub);
+    return found.filter((s) => s.data.tenant === tenant.id && s.data.user.sub === sub);
   }
 
   /**
