@@ -98,7 +98,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   /** Writes the whole session. */
   async save(session: SessionContext<D>): Promise<void> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
-    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
+    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
   /**
@@ -111,7 +111,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
     const hold = this.#holds.getStore();
     if (hold?.id === session.id) hold.signal.throwIfAborted();
-    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
+    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
   async destroy(id: string): Promise<void> {
@@ -128,6 +128,18 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /**
+   * Set-if-absent in the store (shared by every instance on Redis) for one-time values such as a logout
+   * token's jti: true when the key was new.
+   */
+  async remember(key: string, ttlMs: number): Promise<boolean> {
+    return this.#guard(() => this.#store.remember(key, ttlMs));
+  }
+
+  async remembered(key: string): Promise<boolean> {
+    return this.#guard(() => this.#store.remembered(key));
+  }
+
+  /**
    * Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError, a
    * lock it could not get in time as LockTimeoutError, and one it lost before fn finished as LockLostError.
    * Every update() of this session inside fn checks that the lock is still held (fencing), so fn need not.
@@ -140,8 +152,18 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     await this.#guard(() => this.#store.ping());
   }
 
+  /**
+   * Index keys are HMACs of the sid or sub (see indexKeysOf): a reader of the store learns no sid to log
+   * someone out with at the front channel, nor whose sessions they are. Written under the current key,
+   * looked up under every key of the ring, so sessions indexed before a rotation are still found.
+   */
+  #indexKeysOf(data: SessionRecord): string[] {
+    return logicalIndexKeys(data).map((key) => this.#keys.macs(key)[0]!);
+  }
+
   async #findByIndex(key: string): Promise<SessionContext<D>[]> {
-    const ids = await this.#guard(() => this.#store.findByIndex(key));
+    const ids = new Set<string>();
+    for (const mac of this.#keys.macs(key)) for (const id of await this.#guard(() => this.#store.findByIndex(mac))) ids.add(id);
     const found: SessionContext<D>[] = [];
     for (const id of ids) {
       const result = await this.loadById(id);
@@ -178,15 +200,17 @@ function aadFor(id: string): string {
   return `session:${id}`;
 }
 
+// Length-prefixed parts, so no tenant id or value can make two different pairs read the same.
 function sidIndexKey(tenant: string, sid: string): string {
-  return `sid:${tenant}:${sid}`;
+  return `sid:${tenant.length}:${tenant}:${sid}`;
 }
 
 function subIndexKey(tenant: string, sub: string): string {
-  return `sub:${tenant}:${sub}`;
+  return `sub:${tenant.length}:${tenant}:${sub}`;
 }
 
-function indexKeys(data: SessionRecord): string[] {
+/** What a session is indexed under, before the HMAC (never stored as such). */
+function logicalIndexKeys(data: SessionRecord): string[] {
   const keys = [subIndexKey(data.tenant, data.user.sub)];
   if (data.user.sid) keys.push(sidIndexKey(data.tenant, data.user.sid));
   return keys;
