@@ -197,6 +197,8 @@ class HoldingStore implements SessionStore {
   touch = (id: string, lastSeenAt: number, ttlMs: number) => this.#inner.touch(id, lastSeenAt, ttlMs);
   delete = (id: string) => this.#inner.delete(id);
   findByIndex = (key: string) => this.#inner.findByIndex(key);
+  remember = (key: string, ttlMs: number) => this.#inner.remember(key, ttlMs);
+  remembered = (key: string) => this.#inner.remembered(key);
   ping = () => this.#inner.ping();
   close = () => this.#inner.close();
 

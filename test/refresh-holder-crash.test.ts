@@ -104,7 +104,7 @@ t.test(
       if (polls > 400) throw new Error('A never reached the provider');
       await sleep(25);
     }
-    t.equal(await raw.exists(`${keyPrefix}l:${sessionId}`), 1, 'A holds the session lock while the provider holds its answer');
+    t.equal(await raw.exists(`${keyPrefix}{${sessionId}}:l`), 1, 'A holds the session lock while the provider holds its answer');
     t.equal(await stack.op.isRefreshTokenActive(storedRefreshToken), false, 'the stored refresh token is consumed');
 
     await childA.kill();
@@ -137,6 +137,6 @@ t.test(
       t.equal(after.status, 401, `the request after it on ${name} agrees: 401`);
       t.equal((await send(name === 'B' ? undefined : portC, '/auth/session')).status, 401, `${name}: no live session`);
     }
-    t.equal(await raw.exists(`${keyPrefix}s:${sessionId}`), 0, 'the session record is gone from Redis');
+    t.equal(await raw.exists(`${keyPrefix}{${sessionId}}:s`), 0, 'the session record is gone from Redis');
   },
 );

@@ -15,7 +15,7 @@ import {
   type SessionLock,
   type SessionStore,
 } from '../src/session/store.js';
-import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
+import { redisMissingReason, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from './helpers/redis.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const silent = pino({ level: 'silent' });
@@ -192,6 +192,18 @@ function contract(t: Test, make: Factory): void {
     t.same(await peer.store.findByIndex('sub:test:u'), ['active']);
   });
 
+  t.test('remember is set-if-absent for every instance, and forgets after its ttl', async (t) => {
+    const { store, peer } = await make(t);
+    t.equal(await store.remembered('jti:1'), false);
+    t.equal(await store.remember('jti:1', 300), true, 'new');
+    t.equal(await peer.store.remember('jti:1', 300), false, 'already remembered, also on the other instance');
+    t.equal(await peer.store.remembered('jti:1'), true);
+    t.equal(await peer.store.remember('jti:2', 60_000), true, 'another key is new');
+    await sleep(500);
+    t.equal(await store.remembered('jti:1'), false, 'forgotten after its ttl');
+    t.equal(await store.remember('jti:1', 300), true);
+  });
+
   t.test('two withLock calls on one id never overlap, also from two instances', async (t) => {
     const { lock, peer } = await make(t);
     let inside = 0;
@@ -349,8 +361,8 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const raw = rawClient(t, redis);
     await store.set('a', record('a'), 5_000, ['sid:test:s']);
     await store.set('b', record('b'), 20_000, ['sid:test:s']);
-    const keys = await raw.keys(`bff-test-${prefixes}:i:*`);
-    t.same(keys, [`bff-test-${prefixes}:i:sid:test:s`]);
+    const keys = await raw.keys(`bff-test-${prefixes}:{i:*`);
+    t.same(keys, [`bff-test-${prefixes}:{i:sid:test:s}`]);
     const ttl = await raw.pttl(keys[0]!);
     t.ok(ttl > 5_000 && ttl <= 20_000, `index TTL ${ttl} ms follows the longest member`);
     await store.delete('a');
@@ -362,17 +374,17 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const { store } = await make(t);
     const raw = rawClient(t, redis);
     await store.set('hashed-id', record('sealed-blob'), 60_000, ['sub:test:u']);
-    t.same((await raw.keys(`bff-test-${prefixes}:*`)).sort(), [`bff-test-${prefixes}:i:sub:test:u`, `bff-test-${prefixes}:s:hashed-id`]);
-    t.same(await raw.hmget(`bff-test-${prefixes}:s:hashed-id`, 'd', 't'), ['sealed-blob', '1']);
+    t.same((await raw.keys(`bff-test-${prefixes}:*`)).sort(), [`bff-test-${prefixes}:{hashed-id}:s`, `bff-test-${prefixes}:{i:sub:test:u}`]);
+    t.same(await raw.hmget(`bff-test-${prefixes}:{hashed-id}:s`, 'd', 't'), ['sealed-blob', '1']);
   });
 
   t.test('the lease frees a lock whose holder crashed', async (t) => {
     const { lock } = await make(t);
     const raw = rawClient(t, redis);
     // What an instance that died while holding the lock leaves behind: its key, with a lease.
-    await raw.set(`bff-test-${prefixes}:l:orphan`, 'token-of-a-dead-instance', 'PX', 400);
+    await raw.set(`bff-test-${prefixes}:{orphan}:l`, 'token-of-a-dead-instance', 'PX', 400);
     t.equal(await lock.withLock('orphan', async () => 'acquired', { waitMs: 10_000 }), 'acquired');
-    t.equal(await raw.exists(`bff-test-${prefixes}:l:orphan`), 0, 'released after use');
+    t.equal(await raw.exists(`bff-test-${prefixes}:{orphan}:l`), 0, 'released after use');
   });
 
   t.test('a holder whose connection died stops renewing, and its lease runs out', async (t) => {
@@ -400,14 +412,14 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const raw = rawClient(t, redis);
     t.ok(DEFAULT_LOCK_LEASE_MS < DEFAULT_LOCK_WAIT_MS, `lease ${DEFAULT_LOCK_LEASE_MS} ms is shorter than the wait ${DEFAULT_LOCK_WAIT_MS} ms`);
     // A full lease left by an instance killed right after it took or renewed the lock.
-    await raw.set(`bff-test-${prefixes}:l:dead`, 'token-of-a-dead-instance', 'PX', DEFAULT_LOCK_LEASE_MS);
+    await raw.set(`bff-test-${prefixes}:{dead}:l`, 'token-of-a-dead-instance', 'PX', DEFAULT_LOCK_LEASE_MS);
     t.equal(await lock.withLock('dead', async () => 'acquired'), 'acquired');
   });
 
   t.test('a holder whose key expired or was taken over learns it at its next renewal and writes nothing after', async (t) => {
     const { lock } = await make(t);
     const raw = rawClient(t, redis);
-    const key = `bff-test-${prefixes}:l:stolen`;
+    const key = `bff-test-${prefixes}:{stolen}:l`;
     const holding = gate();
     let wrote = false;
     const holder = lock.withLock(
@@ -462,6 +474,8 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
       ['touch', () => store.touch('a', 2, 60_000)],
       ['delete', () => store.delete('a')],
       ['findByIndex', () => store.findByIndex('sub:test:u')],
+      ['remember', () => store.remember('jti', 60_000)],
+      ['remembered', () => store.remembered('jti')],
       ['ping', () => store.ping()],
       ['withLock', () => lock.withLock('a', async () => 'ran')],
     ];
@@ -497,6 +511,66 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     await store.set('a', record('a'), 60_000, []);
     t.same(await store.get('a'), record('a'));
   });
+});
+
+t.test('RedisSessionStore on a Redis Cluster (three masters)', { skip: missing ?? false }, async (t) => {
+  const cluster = await startRedisCluster(t);
+  let prefixes = 0;
+  const connect = async (t: Test, keyPrefix: string) => {
+    const instance = await createRedisStore({ mode: 'cluster', url: cluster.nodes[0]!, nodes: cluster.nodes, keyPrefix }, silent);
+    t.teardown(() => instance.store.close());
+    await reachable(instance.store);
+    return instance;
+  };
+  const make: Factory = async (t) => {
+    const keyPrefix = `bff-cluster-${(prefixes += 1)}:`;
+    return { ...(await connect(t, keyPrefix)), peer: await connect(t, keyPrefix) };
+  };
+  contract(t, make);
+
+  t.test('one session\'s keys share a slot, an index is its own; ids are spread over the masters', async (t) => {
+    const { store, lock } = await make(t);
+    const prefix = `bff-cluster-${prefixes}:`;
+    const ids = Array.from({ length: 12 }, (_, i) => `session-${i}`);
+    for (const id of ids) await store.set(id, record(id), 60_000, [`sid:test:${id}`]);
+    await lock.withLock('session-0', async () => undefined);
+    const homes = new Set<number>();
+    for (const id of ids) {
+      const home = await cluster.masterFor(`${prefix}{${id}}:s`);
+      t.equal((await cluster.masterFor(`${prefix}{${id}}:l`)).port, home.port, `${id}: its lock is on its record's master`);
+      homes.add(home.port);
+    }
+    t.ok(homes.size > 1, `sessions live on ${homes.size} masters, not one`);
+    for (const id of ids) t.same(await store.findByIndex(`sid:test:${id}`), [id], `${id} is found through its index on another slot`);
+  });
+
+  t.test('readiness runs a script over one session\'s keys: a layout that breaks on a cluster is not ready', async (t) => {
+    const { store } = await make(t);
+    await store.ping();
+    t.pass('the store as laid out is ready');
+    // The same store with its session keys untagged: the record and the lock land in different slots.
+    const untagged = await createRedisStore({ mode: 'cluster', url: cluster.nodes[0]!, nodes: cluster.nodes, keyPrefix: 'bff-untagged:' }, silent);
+    t.teardown(() => untagged.store.close());
+    Object.defineProperty(untagged.store, 'key', { value: (id: string) => `bff-untagged:s:${id}` });
+    await t.rejects(untagged.store.ping(), StoreUnavailableError);
+    await t.rejects(untagged.store.ping(), { cause: { message: /CROSSSLOT/ } }, 'refused with CROSSSLOT');
+  });
+});
+
+t.test('RedisSessionStore behind Redis Sentinel (primary, replica, one Sentinel)', { skip: missing ?? false }, async (t) => {
+  const sentinel = await startRedisSentinel(t);
+  let prefixes = 0;
+  const connect = async (t: Test, keyPrefix: string) => {
+    const instance = await createRedisStore({ mode: 'sentinel', url: sentinel.nodes[0]!, nodes: sentinel.nodes, name: sentinel.name, keyPrefix }, silent);
+    t.teardown(() => instance.store.close());
+    await reachable(instance.store);
+    return instance;
+  };
+  const make: Factory = async (t) => {
+    const keyPrefix = `bff-sentinel-${(prefixes += 1)}:`;
+    return { ...(await connect(t, keyPrefix)), peer: await connect(t, keyPrefix) };
+  };
+  contract(t, make);
 });
 
 function rawClient(t: Test, redis: RedisServer): Redis {

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { SessionKey } from '../config/types.js';
 
 /**
@@ -11,12 +11,24 @@ import type { SessionKey } from '../config/types.js';
 export class KeyRing {
   readonly #keys: Map<string, Buffer>;
   readonly #current: SessionKey;
+  /** One MAC key per ring key, derived apart from its sealing use; the first is the current one. */
+  readonly #macKeys: Buffer[];
 
   constructor(keys: SessionKey[]) {
     const first = keys[0];
     if (!first) throw new Error('key ring needs at least one key');
     this.#current = first;
     this.#keys = new Map(keys.map((k) => [k.id, k.secret]));
+    this.#macKeys = keys.map((k) => Buffer.from(hkdfSync('sha256', k.secret, Buffer.alloc(0), 'idporten-bff index key v1', 32)));
+  }
+
+  /**
+   * HMAC-SHA256 of a value under every key's MAC key, the current key's first: a name under which the value
+   * can be stored and looked up (write under the first, look up under all, so rotation finds older entries)
+   * without the value itself being readable from the store.
+   */
+  macs(value: string): string[] {
+    return [...new Set(this.#macKeys.map((key) => createHmac('sha256', key).update(value).digest('base64url')))];
   }
 
   seal(plaintext: string, aad: string): string {

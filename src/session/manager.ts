@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
@@ -10,7 +11,12 @@ import { StoreUnavailableError, type SessionLock, type SessionStore } from './st
 export type LoadResult<D extends SessionRecord = SessionRecord> =
   | { state: 'live'; session: SessionContext<D> }
   | { state: 'none' }
-  | { state: 'expired'; reason: 'absolute' | 'idle'; session: SessionContext<D> };
+  | { state: 'expired'; reason: 'absolute' | 'idle'; session: SessionContext<D> }
+  /** Named by a provider logout that could not reach the store (see refuse): to be ended now. */
+  | { state: 'expired'; reason: 'refused'; session: SessionContext<D> };
+
+/** How many provider sessions (sid or sub) one instance keeps refusing while their ending is pending. */
+const MAX_REFUSED = 10_000;
 
 /**
  * Owns the session life cycle: create with a fresh id, load and check expiry, save token updates, destroy.
@@ -24,6 +30,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #now: () => number;
   /** The lock hold of the withLock call the current async context runs in (see update). */
   readonly #holds = new AsyncLocalStorage<{ id: string; signal: AbortSignal }>();
+  /** Index keys (unhashed; memory only) whose sessions must end, with the subject they must have if any. */
+  readonly #refused: LRUCache<string, { sub?: string | undefined }>;
 
   constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; config: SessionConfig; now?: () => number }) {
     this.#store = opts.store;
@@ -31,6 +39,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     this.#keys = opts.keys;
     this.#config = opts.config;
     this.#now = opts.now ?? Date.now;
+    // No session lives longer than the absolute lifetime: after that a refusal has nothing left to refuse.
+    this.#refused = new LRUCache({ max: MAX_REFUSED, ttl: Math.max(1, this.#config.absoluteLifetimeMs) });
   }
 
   get absoluteLifetimeMs(): number {
@@ -81,6 +91,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
       return { state: 'none' };
     }
     const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
+    if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
     if (now >= data.createdAt + this.#config.absoluteLifetimeMs) return { state: 'expired', reason: 'absolute', session };
     if (now >= stored.lastSeenAt + this.#config.idleTimeoutMs) return { state: 'expired', reason: 'idle', session };
@@ -98,7 +109,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   /** Writes the whole session. */
   async save(session: SessionContext<D>): Promise<void> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
-    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
+    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
   /**
@@ -111,7 +122,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
     const hold = this.#holds.getStore();
     if (hold?.id === session.id) hold.signal.throwIfAborted();
-    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), indexKeys(session.data)));
+    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
   async destroy(id: string): Promise<void> {
@@ -128,6 +139,40 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /**
+   * Sessions of this tenant with this sid (and this sub, when given), or with this sub when there is no sid,
+   * load as `refused` on this instance from now on (bounded, in memory), until `unrefuse`: for a provider
+   * logout that could not end them because the store failed. Their owner ends them when it sees them.
+   */
+  refuse(tenant: string, who: { sid?: string | undefined; sub?: string | undefined }): void {
+    const key = refusalKey(tenant, who);
+    if (key) this.#refused.set(key, { sub: who.sub });
+  }
+
+  unrefuse(tenant: string, who: { sid?: string | undefined; sub?: string | undefined }): void {
+    const key = refusalKey(tenant, who);
+    if (key) this.#refused.delete(key);
+  }
+
+  #isRefused(data: SessionRecord): boolean {
+    if (this.#refused.size === 0) return false;
+    const bySid = data.user.sid === undefined ? undefined : this.#refused.get(sidIndexKey(data.tenant, data.user.sid));
+    if (bySid && (bySid.sub === undefined || bySid.sub === data.user.sub)) return true;
+    return this.#refused.has(subIndexKey(data.tenant, data.user.sub));
+  }
+
+  /**
+   * Set-if-absent in the store (shared by every instance on Redis) for one-time values such as a logout
+   * token's jti: true when the key was new.
+   */
+  async remember(key: string, ttlMs: number): Promise<boolean> {
+    return this.#guard(() => this.#store.remember(key, ttlMs));
+  }
+
+  async remembered(key: string): Promise<boolean> {
+    return this.#guard(() => this.#store.remembered(key));
+  }
+
+  /**
    * Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError, a
    * lock it could not get in time as LockTimeoutError, and one it lost before fn finished as LockLostError.
    * Every update() of this session inside fn checks that the lock is still held (fencing), so fn need not.
@@ -140,8 +185,18 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     await this.#guard(() => this.#store.ping());
   }
 
+  /**
+   * Index keys are HMACs of the sid or sub (see indexKeysOf): a reader of the store learns no sid to log
+   * someone out with at the front channel, nor whose sessions they are. Written under the current key,
+   * looked up under every key of the ring, so sessions indexed before a rotation are still found.
+   */
+  #indexKeysOf(data: SessionRecord): string[] {
+    return logicalIndexKeys(data).map((key) => this.#keys.macs(key)[0]!);
+  }
+
   async #findByIndex(key: string): Promise<SessionContext<D>[]> {
-    const ids = await this.#guard(() => this.#store.findByIndex(key));
+    const ids = new Set<string>();
+    for (const mac of this.#keys.macs(key)) for (const id of await this.#guard(() => this.#store.findByIndex(mac))) ids.add(id);
     const found: SessionContext<D>[] = [];
     for (const id of ids) {
       const result = await this.loadById(id);
@@ -178,15 +233,22 @@ function aadFor(id: string): string {
   return `session:${id}`;
 }
 
+// Length-prefixed parts, so no tenant id or value can make two different pairs read the same.
 function sidIndexKey(tenant: string, sid: string): string {
-  return `sid:${tenant}:${sid}`;
+  return `sid:${tenant.length}:${tenant}:${sid}`;
 }
 
 function subIndexKey(tenant: string, sub: string): string {
-  return `sub:${tenant}:${sub}`;
+  return `sub:${tenant.length}:${tenant}:${sub}`;
 }
 
-function indexKeys(data: SessionRecord): string[] {
+function refusalKey(tenant: string, who: { sid?: string | undefined; sub?: string | undefined }): string | undefined {
+  if (who.sid) return sidIndexKey(tenant, who.sid);
+  return who.sub ? subIndexKey(tenant, who.sub) : undefined;
+}
+
+/** What a session is indexed under, before the HMAC (never stored as such). */
+function logicalIndexKeys(data: SessionRecord): string[] {
   const keys = [subIndexKey(data.tenant, data.user.sub)];
   if (data.user.sid) keys.push(sidIndexKey(data.tenant, data.user.sid));
   return keys;

@@ -19,6 +19,7 @@ interface Entry {
 export class MemorySessionStore implements SessionStore {
   readonly #cache: LRUCache<string, Entry>;
   readonly #index = new Map<string, Set<string>>();
+  readonly #remembered = new LRUCache<string, true>({ max: 10_000, ttlAutopurge: false, allowStale: false });
 
   constructor(maxSessions: number) {
     this.#cache = new LRUCache<string, Entry>({
@@ -66,10 +67,21 @@ export class MemorySessionStore implements SessionStore {
     return [...(this.#index.get(indexKey) ?? [])];
   }
 
+  async remember(key: string, ttlMs: number): Promise<boolean> {
+    if (this.#remembered.has(key)) return false;
+    this.#remembered.set(key, true, { ttl: Math.max(1, Math.ceil(ttlMs)) });
+    return true;
+  }
+
+  async remembered(key: string): Promise<boolean> {
+    return this.#remembered.has(key);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     this.#cache.clear();
+    this.#remembered.clear();
   }
 
   get size(): number {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisStoreConfig } from '../config/types.js';
 import {
   DEFAULT_LOCK_HOLD_MS,
   DEFAULT_LOCK_WAIT_MS,
@@ -24,54 +25,54 @@ export const DEFAULT_LOCK_LEASE_MS = 4_000;
 const LOCK_RENEWALS_PER_LEASE = 4;
 
 /*
- * A session is a hash {d: sealed data, t: last seen, i: JSON list of its index keys}; an index (sid, sub) is a
- * set of session ids. The scripts keep both in step atomically. They reach index keys named inside the
- * hash, so they need a single Redis server (or a primary with replicas), not Redis Cluster.
+ * Key layout, the same on one server, behind Sentinel and on Redis Cluster (P is the configured keyPrefix):
+ *
+ *   P{<id>}:s        the session: a hash {d: sealed data, t: last seen, i: JSON list of its index keys}
+ *   P{<id>}:l        the session's lock (SET NX PX with a renewed lease)
+ *   P{i:<index>}     an index (an HMAC of a sid or sub, computed by SessionManager): a set of session ids
+ *   P{r:<key>}       a remembered one-time value (a logout token's jti)
+ *
+ * Every key of one session carries the hash tag {<id>}, so they share a slot; an index key is its own slot.
+ * No script ever touches keys of two slots: a script reaches only the keys it declares in KEYS, all of one
+ * session (or one index), and what spans a session and its indexes is done as separate commands, in an order
+ * that never leaves a live session unfindable by its indexes (add to the index first, drop from it last).
+ * An index may therefore list an id whose record is gone for a moment (or after a failure between the
+ * steps); findByIndex drops such members on the way. A keyPrefix with braces of its own puts every key in
+ * the prefix's slot, which is also correct (only less spread over a cluster).
  */
 
-// ARGV[5] = '1': update only an existing record. An index lives as long as its longest-lived member:
-// NX gives a fresh set its first expiry, GT only ever extends it.
-const SET = `
-if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local old = redis.call('HGET', KEYS[1], 'i')
-if old then for _, k in ipairs(cjson.decode(old)) do redis.call('SREM', k, ARGV[1]) end end
-local index = {}
-for i = 2, #KEYS do index[#index + 1] = KEYS[i] end
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 't', ARGV[3], 'i', cjson.encode(index))
+// ARGV[5] = '1': update only an existing record. Returns {written, the index keys it had before or ''}.
+const WRITE = `
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local old = redis.call('HGET', KEYS[1], 'i') or ''
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', ARGV[2], 'i', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-for _, k in ipairs(index) do
-  redis.call('SADD', k, ARGV[1])
-  redis.call('PEXPIRE', k, ARGV[4], 'NX')
-  redis.call('PEXPIRE', k, ARGV[4], 'GT')
-end
-return 1`;
+return {1, old}`;
 
-// Only when the record still exists, so a touch never resurrects a destroyed session. It extends the
-// indexes with the record: an active session stays findable by sid long after its first expiry.
+// Only when the record still exists, so a touch never resurrects a destroyed session. Returns its index
+// keys (the caller extends them with the record: an active session stays findable by sid), or nil.
 const TOUCH = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 't', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-local index = redis.call('HGET', KEYS[1], 'i')
-if index then for _, k in ipairs(cjson.decode(index)) do
-  redis.call('SADD', k, ARGV[1])
-  redis.call('PEXPIRE', k, ARGV[3], 'NX')
-  redis.call('PEXPIRE', k, ARGV[3], 'GT')
-end end
-return 1`;
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('HGET', KEYS[1], 'i') or '[]'`;
 
+// Returns the index keys the record had (the caller removes the id from them), or nil when it was absent.
 const DELETE = `
 local index = redis.call('HGET', KEYS[1], 'i')
-if index then for _, k in ipairs(cjson.decode(index)) do redis.call('SREM', k, ARGV[1]) end end
-return redis.call('DEL', KEYS[1])`;
+redis.call('DEL', KEYS[1])
+return index or false`;
 
-// Members whose record expired are dropped on the way (expiry cannot tell the index).
-const FIND = `
-local live = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. id) == 1 then live[#live + 1] = id else redis.call('SREM', KEYS[1], id) end
-end
-return live`;
+// An index lives as long as its longest-lived member: NX gives a fresh set its first expiry, GT only extends it.
+const INDEX = `
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+return 1`;
+
+// Readiness: a script over two keys of one session, as the session scripts are laid out. Fails where EVAL
+// is refused, a slot has no master, or the layout would put one session's keys in two slots (CROSSSLOT).
+const PROBE = `return redis.call('EXISTS', KEYS[1], KEYS[2])`;
 
 // A lock is released or extended only by its holder (the value is a random token per holder).
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
@@ -79,24 +80,40 @@ const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 
 type Arg = string | number;
 interface StoreCommands {
-  bffSet(...args: Arg[]): Promise<number>;
-  bffTouch(key: string, id: string, lastSeenAt: Arg, ttlMs: Arg): Promise<number>;
-  bffDelete(key: string, id: string): Promise<number>;
-  bffFind(indexKey: string, sessionKeyPrefix: string): Promise<string[]>;
+  bffWrite(key: string, sealed: string, lastSeenAt: Arg, index: string, ttlMs: Arg, onlyIfPresent: string): Promise<[number, string]>;
+  bffTouch(key: string, lastSeenAt: Arg, ttlMs: Arg): Promise<string | null>;
+  bffDelete(key: string): Promise<string | null>;
+  bffIndex(indexKey: string, id: string, ttlMs: Arg): Promise<number>;
+  bffProbe(a: string, b: string): Promise<number>;
   bffRelease(key: string, token: string): Promise<number>;
   bffExtend(key: string, token: string, leaseMs: Arg): Promise<number>;
 }
+/** One server, a primary found through Sentinel (both Redis), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
 type StoreRedis = Redis & StoreCommands;
 
-function withCommands(redis: Redis): StoreRedis {
-  // defineCommand runs scripts by EVALSHA and reloads them after a Redis restart emptied its script cache.
-  redis.defineCommand('bffSet', { lua: SET });
+function withCommands(redis: RedisClient): StoreRedis {
+  // defineCommand runs scripts by EVALSHA and reloads them after a Redis restart emptied its script cache;
+  // on a cluster each goes to the node of its first key's slot.
+  redis.defineCommand('bffWrite', { lua: WRITE, numberOfKeys: 1 });
   redis.defineCommand('bffTouch', { lua: TOUCH, numberOfKeys: 1 });
   redis.defineCommand('bffDelete', { lua: DELETE, numberOfKeys: 1 });
-  redis.defineCommand('bffFind', { lua: FIND, numberOfKeys: 1 });
+  redis.defineCommand('bffIndex', { lua: INDEX, numberOfKeys: 1 });
+  redis.defineCommand('bffProbe', { lua: PROBE, numberOfKeys: 2 });
   redis.defineCommand('bffRelease', { lua: RELEASE, numberOfKeys: 1 });
   redis.defineCommand('bffExtend', { lua: EXTEND, numberOfKeys: 1 });
-  return redis as StoreRedis;
+  // Both clients take the same commands; the cluster routes each by its key's slot.
+  return redis as unknown as StoreRedis;
+}
+
+function indexList(json: string | null | undefined): string[] {
+  if (!json) return [];
+  try {
+    const parsed: unknown = JSON.parse(json);
+    return Array.isArray(parsed) ? parsed.filter((k): k is string => typeof k === 'string') : [];
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -107,25 +124,31 @@ export class RedisSessionStore implements SessionStore {
   readonly #redis: StoreRedis;
   readonly #prefix: string;
 
-  constructor(redis: Redis, keyPrefix: string) {
+  constructor(redis: RedisClient, keyPrefix: string) {
     this.#redis = withCommands(redis);
     this.#prefix = keyPrefix;
   }
 
-  #key(id: string): string {
-    return `${this.#prefix}s:${id}`;
-  }
-
-  #indexKey(key: string): string {
-    return `${this.#prefix}i:${key}`;
+  /** The Redis key of a session record (see the key layout above). */
+  key(id: string): string {
+    return `${this.#prefix}{${id}}:s`;
   }
 
   #lockKey(id: string): string {
-    return `${this.#prefix}l:${id}`;
+    return `${this.#prefix}{${id}}:l`;
+  }
+
+  /** The Redis key of an index, as given by the session manager (already an HMAC, never a raw sid or sub). */
+  indexKey(key: string): string {
+    return `${this.#prefix}{i:${key}}`;
+  }
+
+  #rememberKey(key: string): string {
+    return `${this.#prefix}{r:${key}}`;
   }
 
   async get(id: string): Promise<StoredSession | undefined> {
-    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmget(this.#key(id), 'd', 't'));
+    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmget(this.key(id), 'd', 't'));
     if (!sealed || !lastSeen) return undefined;
     return { sealed, lastSeenAt: Number(lastSeen) };
   }
@@ -136,37 +159,76 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
-    if (ttlMs <= 0) return (await this.#do(() => this.#redis.bffDelete(this.#key(id), id))) === 1;
+    if (ttlMs <= 0) {
+      const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
+      await this.#unindex(id, indexList(had));
+      return had !== null;
+    }
     return this.#write(id, value, ttlMs, indexKeys, true);
   }
 
   async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], onlyIfPresent: boolean): Promise<boolean> {
-    const keys = [this.#key(id), ...new Set(indexKeys.map((k) => this.#indexKey(k)))];
-    const written = await this.#do(() =>
-      this.#redis.bffSet(keys.length, ...keys, id, value.sealed, value.lastSeenAt, Math.ceil(ttlMs), onlyIfPresent ? '1' : '0'),
+    const ttl = Math.ceil(ttlMs);
+    const index = [...new Set(indexKeys.map((k) => this.indexKey(k)))];
+    // Index first: a session is never stored without being findable by its sid (logout must reach it).
+    await this.#extendIndexes(id, index, ttl);
+    const [written, old] = await this.#do(() =>
+      this.#redis.bffWrite(this.key(id), value.sealed, value.lastSeenAt, JSON.stringify(index), ttl, onlyIfPresent ? '1' : '0'),
     );
-    return written === 1;
+    if (written !== 1) {
+      // Gone meanwhile (destroyed by a logout): take back the index entries made above.
+      await this.#unindex(id, index);
+      return false;
+    }
+    await this.#unindex(id, indexList(old).filter((k) => !index.includes(k)));
+    return true;
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
     if (ttlMs <= 0) return this.delete(id);
-    await this.#do(() => this.#redis.bffTouch(this.#key(id), id, lastSeenAt, Math.ceil(ttlMs)));
+    const ttl = Math.ceil(ttlMs);
+    const index = await this.#do(() => this.#redis.bffTouch(this.key(id), lastSeenAt, ttl));
+    if (index !== null) await this.#extendIndexes(id, indexList(index), ttl);
   }
 
   async delete(id: string): Promise<void> {
-    await this.#do(() => this.#redis.bffDelete(this.#key(id), id));
+    const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
+    await this.#unindex(id, indexList(had));
   }
 
   async findByIndex(indexKey: string): Promise<string[]> {
-    return this.#do(() => this.#redis.bffFind(this.#indexKey(indexKey), this.#key('')));
+    const key = this.indexKey(indexKey);
+    const members = await this.#do(() => this.#redis.smembers(key));
+    // One command per record (each its own slot), in parallel; members whose record is gone are dropped.
+    const alive = await Promise.all(members.map((id) => this.#do(() => this.#redis.exists(this.key(id)))));
+    const dead = members.filter((_, i) => alive[i] !== 1);
+    if (dead.length > 0) await this.#do(() => this.#redis.srem(key, ...dead));
+    return members.filter((_, i) => alive[i] === 1);
+  }
+
+  async remember(key: string, ttlMs: number): Promise<boolean> {
+    const ok = await this.#do(() => this.#redis.set(this.#rememberKey(key), '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'));
+    return ok === 'OK';
+  }
+
+  async remembered(key: string): Promise<boolean> {
+    return (await this.#do(() => this.#redis.exists(this.#rememberKey(key)))) === 1;
   }
 
   async ping(): Promise<void> {
-    await this.#do(() => this.#redis.ping());
+    await this.#do(() => this.#redis.bffProbe(this.key('ready-probe'), this.#lockKey('ready-probe')));
   }
 
   async close(): Promise<void> {
     this.#redis.disconnect();
+  }
+
+  async #extendIndexes(id: string, index: string[], ttl: number): Promise<void> {
+    await Promise.all(index.map((k) => this.#do(() => this.#redis.bffIndex(k, id, ttl))));
+  }
+
+  async #unindex(id: string, index: string[]): Promise<void> {
+    await Promise.all(index.map((k) => this.#do(() => this.#redis.srem(k, id))));
   }
 
   async #do<T>(fn: () => Promise<T>): Promise<T> {
@@ -249,28 +311,87 @@ export class RedisSessionStore implements SessionStore {
   }
 }
 
+/** Where the store finds Redis: RedisStoreConfig, or just a URL and a prefix (one server). */
+export type RedisConnection = Pick<RedisStoreConfig, 'url' | 'keyPrefix'> & Partial<Pick<RedisStoreConfig, 'mode'>> & { nodes?: string[]; name?: string };
+
+// Fail fast while disconnected: a request gets 503 store_unavailable instead of waiting in a queue; a server
+// that accepts connections but does not answer (overloaded, frozen) must not hang requests either.
+const FAIL_FAST: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: COMMAND_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS };
+
+/** host, port, credentials and TLS of a redis:// or rediss:// URL (already validated by the config). */
+function endpoint(text: string): { host: string; port: number; auth: Pick<RedisOptions, 'username' | 'password' | 'tls'> } {
+  const url = new URL(text);
+  const auth: Pick<RedisOptions, 'username' | 'password' | 'tls'> = {};
+  if (url.username) auth.username = decodeURIComponent(url.username);
+  if (url.password) auth.password = decodeURIComponent(url.password);
+  if (url.protocol === 'rediss:') auth.tls = { servername: url.hostname };
+  return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || 6379), auth };
+}
+
 /**
- * Connects to Redis for the session store. A Redis that is down at start-up is not fatal: the client keeps
- * reconnecting, /readyz reports the store unreachable meanwhile, and requests get 503 store_unavailable.
+ * The client for a mode. single: the URL. sentinel: the primary named `name`, asked of the Sentinels in
+ * `nodes` (their URLs' credentials and TLS apply to the Sentinels and to the primary alike); after a
+ * failover the client reconnects to the promoted replica. cluster: `nodes` are seeds, the rest is discovered;
+ * after a failover the client follows the new slot map.
  */
-export async function createRedisStore(config: { url: string; keyPrefix: string }, logger: Logger): Promise<{ store: RedisSessionStore; lock: SessionLock }> {
-  const redis = new Redis(config.url, {
+export function redisClient(config: RedisConnection): RedisClient {
+  const mode = config.mode ?? 'single';
+  if (mode === 'single') return new Redis(config.url, { lazyConnect: true, enableOfflineQueue: false, ...FAIL_FAST });
+  const nodes = (config.nodes?.length ? config.nodes : [config.url]).map(endpoint);
+  const auth = nodes[0]!.auth;
+  if (mode === 'sentinel') {
+    if (!config.name) throw new Error('a Sentinel store needs the name of its primary');
+    return new Redis({
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      ...FAIL_FAST,
+      ...auth,
+      sentinels: nodes.map(({ host, port }) => ({ host, port })),
+      name: config.name,
+      ...(auth.username ? { sentinelUsername: auth.username } : {}),
+      ...(auth.password ? { sentinelPassword: auth.password } : {}),
+      ...(auth.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls } : {}),
+      // Asks the Sentinels again at once when they announce a new primary, not only after the old one failed.
+      failoverDetector: true,
+      retryStrategy: (times) => Math.min(times * 100, 1_000),
+      // A demoted primary answers READONLY: reconnect, which asks the Sentinels for the new one.
+      reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    });
+  }
+  const options: ClusterOptions = {
     lazyConnect: true,
-    // Fail fast while disconnected: a request gets 503 store_unavailable instead of waiting in a queue.
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: COMMAND_TIMEOUT_MS,
-    // A server that accepts connections but does not answer (overloaded, frozen) must not hang requests.
-    commandTimeout: COMMAND_TIMEOUT_MS,
-  });
+    redisOptions: { ...FAIL_FAST, ...auth },
+    // Follow a failover (MOVED, CLUSTERDOWN while a replica takes over) a few times within one request, then
+    // give up with an error (503) rather than hold the request.
+    maxRedirections: 6,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    slotsRefreshTimeout: COMMAND_TIMEOUT_MS,
+    clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
+  };
+  return new Cluster(
+    nodes.map(({ host, port }) => ({ host, port })),
+    options,
+  );
+}
+
+/**
+ * Connects to Redis for the session store: one server, Sentinel or Cluster (config.mode). A Redis that is
+ * down at start-up is not fatal: the client keeps reconnecting, /readyz reports the store unreachable
+ * meanwhile, and requests get 503 store_unavailable.
+ */
+export async function createRedisStore(config: RedisConnection, logger: Logger): Promise<{ store: RedisSessionStore; lock: SessionLock }> {
+  const redis = redisClient(config);
   // Log transitions, not every failed reconnect attempt.
   let reachable = true;
   redis.on('error', (err: Error) => {
-    if (reachable) logger.warn({ reason: err.message }, 'redis unreachable; reconnecting');
+    if (reachable) logger.warn({ reason: err.message, mode: config.mode ?? 'single' }, 'redis unreachable; reconnecting');
     reachable = false;
   });
   redis.on('ready', () => {
-    if (!reachable) logger.info('redis reachable again');
+    if (!reachable) logger.info({ mode: config.mode ?? 'single' }, 'redis reachable again');
     reachable = true;
   });
   try {

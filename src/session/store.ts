@@ -23,7 +23,17 @@ export interface SessionStore {
   delete(id: string): Promise<void>;
   /** Session ids indexed under this key. May include ids whose record has since expired. */
   findByIndex(indexKey: string): Promise<string[]>;
-  /** Throws when the store cannot be reached. */
+  /**
+   * Set-if-absent for a one-time value (a logout token's jti), shared by every instance of this store until
+   * ttlMs has passed. Resolves true when the key was new, false when it was remembered already.
+   */
+  remember(key: string, ttlMs: number): Promise<boolean>;
+  /** Whether remember(key) was called within its ttl. */
+  remembered(key: string): Promise<boolean>;
+  /**
+   * Throws when the store cannot be reached or cannot run what sessions need (Redis: a script over the keys
+   * of one session, so a layout that would fail with CROSSSLOT on a cluster shows as not ready).
+   */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

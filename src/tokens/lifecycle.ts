@@ -2,7 +2,7 @@ import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { AuditLog, LogoutChannel } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import type { AcrLevel } from '../config/types.js';
-import { GatewayError, sessionExpired } from '../errors.js';
+import { GatewayError, StoreUnavailableError, sessionExpired } from '../errors.js';
 import { userFromClaims } from '../idporten/claims.js';
 import type { LoginTokens } from '../idporten/client.js';
 import { SessionManager } from '../session/manager.js';
@@ -39,6 +39,16 @@ export interface SessionSummary {
   userAgent: string | undefined;
 }
 
+/** Retry a provider logout that found the store unreachable after this long, doubling up to the max. */
+const PENDING_LOGOUT_RETRY_MIN_MS = 500;
+const PENDING_LOGOUT_RETRY_MAX_MS = 30_000;
+
+/** The provider session a back-channel logout names: its sid, its subject, or both. */
+export interface ProviderSession {
+  sid?: string | undefined;
+  sub?: string | undefined;
+}
+
 export type CurrentSession = { state: 'live'; session: Session } | { state: 'ended'; reason: 'idle' | 'expired' } | { state: 'none' };
 
 export interface TokenLifecycleOptions {
@@ -65,6 +75,10 @@ export class TokenLifecycle implements TokenSource {
   readonly #refresher: Refresher;
   readonly #derivations = new SingleFlight<Session>();
   readonly #handleKeys: Buffer[];
+  /** Provider logouts whose sessions could not be ended yet (store unreachable), retried in the background. */
+  readonly #pendingLogouts = new Map<string, { tenant: Tenant; who: ProviderSession }>();
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelayMs = PENDING_LOGOUT_RETRY_MIN_MS;
 
   constructor(opts: TokenLifecycleOptions) {
     this.#sessions = opts.sessions;
@@ -138,6 +152,10 @@ export class TokenLifecycle implements TokenSource {
   async current(tenant: Tenant, cookieValue: unknown): Promise<CurrentSession> {
     const result = await this.#sessions.load(cookieValue);
     if (result.state === 'none' || result.session.data.tenant !== tenant.id) return { state: 'none' };
+    if (result.state === 'expired' && result.reason === 'refused') {
+      await this.end(result.session, tenant, 'backchannel', { reason: 'logout delivered while the store was unreachable' });
+      return { state: 'ended', reason: 'expired' };
+    }
     if (result.state === 'expired') {
       const reason = result.reason === 'idle' ? 'idle' : 'expired';
       await this.end(result.session, tenant, reason);
@@ -298,8 +316,61 @@ export class TokenLifecycle implements TokenSource {
     });
   }
 
-  /** Resolves once background revocations have run (shutdown). */
+  /**
+   * Ends every session a provider's back-channel logout names: by sid (only those of `sub` too, when given),
+   * or by sub. ID-porten delivers it once, so a store failure must not lose it: the sessions are refused
+   * wherever this instance loads them from now on (and ended then), and the ending is retried in the
+   * background until the store answers. The StoreUnavailableError is still thrown, for the caller's 503.
+   */
+  async endProviderSession(tenant: Tenant, who: ProviderSession): Promise<void> {
+    try {
+      await this.#endProviderSession(tenant, who);
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      this.#sessions.refuse(tenant.id, who);
+      this.#pendingLogouts.set(`${tenant.id}\0${who.sid ?? ''}\0${who.sub ?? ''}`, { tenant, who });
+      this.#scheduleRetry();
+      throw err;
+    }
+  }
+
+  async #endProviderSession(tenant: Tenant, who: ProviderSession): Promise<void> {
+    const sessions = who.sid ? await this.findBySid(tenant, who.sid) : who.sub ? await this.findBySub(tenant, who.sub) : [];
+    for (const session of sessions) {
+      if (who.sub && session.data.user.sub !== who.sub) continue;
+      await this.end(session, tenant, 'backchannel');
+    }
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer) return;
+    this.#retryTimer = setTimeout(() => void this.#retryPending(), this.#retryDelayMs);
+    this.#retryTimer.unref();
+  }
+
+  async #retryPending(): Promise<void> {
+    this.#retryTimer = undefined;
+    for (const [key, { tenant, who }] of this.#pendingLogouts) {
+      try {
+        await this.#endProviderSession(tenant, who);
+        this.#pendingLogouts.delete(key);
+        this.#sessions.unrefuse(tenant.id, who);
+      } catch {
+        // Still unreachable (or failing): keep it, and the refusal, for the next round.
+      }
+    }
+    if (this.#pendingLogouts.size === 0) {
+      this.#retryDelayMs = PENDING_LOGOUT_RETRY_MIN_MS;
+      return;
+    }
+    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, PENDING_LOGOUT_RETRY_MAX_MS);
+    this.#scheduleRetry();
+  }
+
+  /** Resolves once background revocations have run (shutdown); pending logouts stop being retried. */
   settled(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     return this.#revoker.settled();
   }
 

@@ -16,8 +16,6 @@ const LOGOUT_CONTINUE_PATH = '/auth/logout/continue';
 /** POST /auth/logout, GET /auth/logout/continue, GET /auth/logout/callback, GET /auth/logout/frontchannel, POST /auth/logout/backchannel. */
 export async function logoutRoutes(app: FastifyInstance): Promise<void> {
   const { lifecycle, audit, now } = app.gateway;
-  // Back-channel logout tokens seen, by jti, until they expire: a replayed token is refused (OIDC BCL 2.6 step 8 allows this).
-  const seenLogoutTokens = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
 
   app.post('/auth/logout', async (request, reply) => {
     const tenant = request.bff.requireTenant();
@@ -116,14 +114,20 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       if (err instanceof OidcError && err.kind === 'unavailable') return reply.code(503).send({ error: 'temporarily_unavailable' });
       return reply.code(400).send({ error: 'invalid_request', error_description: 'logout_token was not accepted' });
     }
-    const replayKey = `${tenant.id}:${claims.jti}`;
-    if (seenLogoutTokens.has(replayKey)) return reply.code(400).send({ error: 'invalid_request', error_description: 'logout_token was already used' });
-    seenLogoutTokens.set(replayKey, true, { ttl: Math.max(60_000, claims.exp * 1000 - now()) });
-    const sessions = claims.sid ? await lifecycle.findBySid(tenant, claims.sid) : await lifecycle.findBySub(tenant, claims.sub!);
-    // With both sid and sub, only sessions of that subject end.
-    for (const session of sessions) {
-      if (claims.sub && session.data.user.sub !== claims.sub) continue;
-      await lifecycle.end(session, tenant, 'backchannel');
+    // Logout tokens used, by jti, until they expire, in the session store (shared by every instance): a
+    // replayed token is refused (OIDC BCL 2.6 step 8 allows this). Recorded only once its sessions ended, so
+    // a delivery that failed (store unreachable: 503) is not refused when it comes again.
+    const replayKey = `logout-jti:${tenant.id}:${claims.jti}`;
+    // A store that cannot tell must not stop the logout: ending the sessions again is harmless.
+    const used = await lifecycle.sessions.remembered(replayKey).catch(() => false);
+    if (used) return reply.code(400).send({ error: 'invalid_request', error_description: 'logout_token was already used' });
+    // Ends them now, or (store unreachable) refuses them on this instance and keeps trying in the background.
+    await lifecycle.endProviderSession(tenant, { sid: claims.sid, sub: claims.sub });
+    try {
+      await lifecycle.sessions.remember(replayKey, Math.max(60_000, claims.exp * 1000 - now()));
+    } catch (err) {
+      // The sessions are ended; a replay could only end them again.
+      request.log.warn({ tenant: tenant.id, reason: (err as Error).message }, 'back-channel logout token not recorded as used');
     }
     return reply.code(200).send();
   });

@@ -1,0 +1,136 @@
+/**
+ * The gateway on a real Redis Cluster (three masters, a replica each) and behind a real Sentinel set-up
+ * (primary, replica, one Sentinel): two instances share sessions, refresh once between them, log out by
+ * sid, and ride out the failover of the master holding the session (503 store_unavailable meanwhile, never
+ * a 500; the session works again after the promotion).
+ */
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { Redis } from 'ioredis';
+import { buildApp } from '../src/app.js';
+import { TEST_USERS } from '../demo/test-users.js';
+import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
+import { redisMissingReason, startRedisCluster, startRedisSentinel, type RedisServer } from './helpers/redis.js';
+import { captureLogger, startStack, type Stack } from './helpers/stack.js';
+
+const user = TEST_USERS[1]!;
+const api = { 'x-csrf': '1' };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const missing = redisMissingReason();
+const skip = missing ?? false;
+const TTL = 4;
+
+interface Pair {
+  stack: Stack;
+  a: (browser: Browser, path: string, init?: FetchInit) => Promise<BrowserResponse>;
+  b: (browser: Browser, path: string, init?: FetchInit) => Promise<BrowserResponse>;
+  audit(event: string): Record<string, unknown>[];
+}
+
+async function twoInstances(t: Test, store: Record<string, unknown>): Promise<Pair> {
+  const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: TTL }, session: { store: { type: 'redis', ...store } } });
+  const logsB = captureLogger();
+  const gatewayB = await buildApp(stack.gateway.core.config, { logger: logsB.logger });
+  await gatewayB.app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => gatewayB.close());
+  await gatewayB.warmUp();
+  const portB = (gatewayB.app.server.address() as AddressInfo).port;
+  const publicHost = new URL(stack.publicUrl).host;
+  return {
+    stack,
+    a: (browser, path, init = {}) => browser.fetch(`${stack.publicUrl}${path}`, init),
+    b: (browser, path, init = {}) =>
+      browser.fetch(`http://localhost:${portB}${path}`, { ...init, origin: stack.publicUrl, headers: { ...init.headers, host: publicHost } }),
+    audit: (event) => [...stack.logs, ...logsB.lines].filter((l) => l.audit === true && l.event === event),
+  };
+}
+
+async function login(pair: Pair) {
+  const browser = new Browser();
+  await loginAtLookalike(browser, `${pair.stack.publicUrl}/auth/login`, { pid: user.pid });
+  const cookie = browser.cookie('localhost', 'bff')!;
+  const loaded = await pair.stack.gateway.core.lifecycle.sessions.load(cookie.value);
+  if (loaded.state !== 'live') throw new Error('no live session after login');
+  return { browser, session: loaded.session };
+}
+
+const code = (r: BrowserResponse): unknown => {
+  try {
+    return (JSON.parse(r.body) as { code?: unknown }).code;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Shared sessions, one refresh across both instances, front-channel logout by sid delivered to B. */
+async function sharedSessions(t: Test, pair: Pair): Promise<void> {
+  const { browser, session } = await login(pair);
+  t.equal((await pair.b(browser, '/auth/session')).status, 200, 'a login on A works on B');
+  t.equal((await pair.b(browser, '/mva/echo/b', { headers: api })).status, 200, 'B proxies with it');
+  t.equal((await pair.a(new Browser(), '/readyz')).status, 200, 'ready: the readiness script runs');
+
+  await sleep(TTL * 1000 + 100);
+  const before = pair.stack.op.stats.refreshGrants;
+  const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? pair.b : pair.a)(browser, `/mva/echo/${i}`, { headers: api })));
+  t.same([...new Set(results.map((r) => r.status))], [200], 'all 40 requests after expiry succeed');
+  t.equal(pair.stack.op.stats.refreshGrants - before, 1, 'with exactly one refresh grant across both instances');
+  t.equal(pair.stack.op.stats.refreshGrantErrors, 0);
+
+  const query = `iss=${encodeURIComponent(pair.stack.op.issuer)}&sid=${encodeURIComponent(session.data.user.sid!)}`;
+  t.equal((await pair.b(new Browser(), `/auth/logout/frontchannel?${query}`)).status, 200);
+  t.equal((await pair.a(browser, '/auth/session')).status, 401, 'logout by sid on B ended it on A');
+  t.equal(pair.audit('logout').filter((l) => l.channel === 'frontchannel').length, 1);
+}
+
+/** Polls the session through both instances from the kill until it works again; every answer meanwhile is 503 store_unavailable. */
+async function rideOutFailover(t: Test, pair: Pair, browser: Browser, kill: () => Promise<void>): Promise<void> {
+  await kill();
+  const seen: string[] = [];
+  const deadline = Date.now() + 30_000;
+  let back = false;
+  while (Date.now() < deadline && !back) {
+    const answers = await Promise.all([pair.a(browser, '/auth/session'), pair.b(browser, '/mva/echo/failover', { headers: api })]);
+    for (const r of answers) seen.push(r.status === 200 ? '200' : `${r.status} ${String(code(r))}`);
+    back = answers.every((r) => r.status === 200);
+    if (!back) await sleep(100);
+  }
+  const outage = seen.filter((s) => s !== '200');
+  t.ok(back, `the session works again after the failover (${seen.length} requests, ${outage.length} during the outage)`);
+  t.ok(outage.length > 0, 'the outage was seen');
+  t.same([...new Set(outage)], ['503 store_unavailable'], 'every request meanwhile got 503 store_unavailable, none a 500');
+  t.equal((await pair.b(browser, '/auth/session')).status, 200, 'B too');
+}
+
+t.test('Redis Cluster: three masters with a replica each', { skip }, async (t) => {
+  const cluster = await startRedisCluster(t, { replicasPerMaster: 1 });
+  const keyPrefix = 'bff-ha:';
+  const pair = await twoInstances(t, { cluster: { nodes: cluster.nodes }, keyPrefix });
+  await t.test('shared sessions, one refresh, logout by sid', (t) => sharedSessions(t, pair));
+
+  await t.test('killing the master of the session\'s slot: 503 until its replica takes over, then the session works again', async (t) => {
+    const { browser, session } = await login(pair);
+    const master = await cluster.masterFor(`${keyPrefix}{${session.id}}:s`);
+    const client = new Redis(master.url);
+    // The replica has the session before its master dies.
+    await client.wait(1, 2_000);
+    client.disconnect();
+    await rideOutFailover(t, pair, browser, () => master.stop());
+    t.not((await cluster.masterFor(`${keyPrefix}{${session.id}}:s`)).port, master.port, 'a replica serves the slot now');
+  });
+});
+
+t.test('Redis Sentinel: primary, replica, one Sentinel', { skip }, async (t) => {
+  const sentinel = await startRedisSentinel(t);
+  const pair = await twoInstances(t, { sentinel: { nodes: sentinel.nodes, name: sentinel.name }, keyPrefix: 'bff-ha:' });
+  await t.test('shared sessions, one refresh, logout by sid', (t) => sharedSessions(t, pair));
+
+  await t.test('SIGKILL of the primary: 503 until Sentinel promotes the replica, then the session works again', async (t) => {
+    const { browser } = await login(pair);
+    const primary: RedisServer = sentinel.master;
+    const client = new Redis(primary.url);
+    await client.wait(1, 2_000);
+    client.disconnect();
+    await rideOutFailover(t, pair, browser, () => primary.stop());
+    t.equal(await sentinel.primaryPort(), sentinel.replica.port, 'Sentinel names the replica as the primary');
+  });
+});
