@@ -306,6 +306,7 @@ t.test('--check validates every example configuration and prints it with the sec
     DEMO_CLIENT_SECRET: 'demo-client-secret-value',
     BETA_CLIENT_SECRET: 'beta-client-secret-value',
     REDIS_PASSWORD: 'redis-password-value',
+    IDPORTEN_CLIENT_SECRET: 'idporten-client-secret-value',
   };
   const env: Record<string, string> = {
     ...secrets,
@@ -319,6 +320,9 @@ t.test('--check validates every example configuration and prints it with the sec
     ACME_JWK: JSON.stringify(ecJwk),
     BETA_CLIENT_ID: 'beta-client',
     REDIS_URL: `redis://bff:${secrets.REDIS_PASSWORD}@127.0.0.1:6379/0`,
+    PUBLIC_URL: 'https://mva.example.no',
+    APP_DIST: new URL('./fixtures/spa/', import.meta.url).pathname,
+    FRONTEND_URL: 'http://127.0.0.1:8080',
   };
   const examples = readdirSync(CONFIG_DIR).filter((f) => /\.ya?ml$|\.json$/.test(f) && f !== 'schema.json');
   t.ok(examples.length >= 3, 'the example configurations');
