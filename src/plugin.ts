@@ -16,6 +16,7 @@ import type { GatewayConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { asGatewayError, sendError } from './http/problem.js';
+import { registerLoginRateLimit } from './http/rate-limit.js';
 import { healthRoutes } from './http/routes/health.js';
 import { loginRoutes } from './http/routes/login.js';
 import { logoutRoutes } from './http/routes/logout.js';
@@ -108,6 +109,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       // Path only: query strings may carry codes and state.
       request.log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
     });
+    // Login start and callback, per client address and tenant; in this scope only, never the host application's.
+    await registerLoginRateLimit(scope, { limits: config.server.rateLimit });
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);
