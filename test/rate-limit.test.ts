@@ -173,38 +173,55 @@ t.test('in library mode the limit covers the gateway\'s login routes and not the
   t.equal((await host.inject({ url: '/host/ping', headers: { host: 'localhost' } })).statusCode, 200, 'the host route is still not limited');
 });
 
-t.test('a browser that starts more than five logins within a minute gets the loop page instead of another trip to ID-porten; after the window it logs in', async (t) => {
+t.test('a browser whose logins came back five times within a minute gets the loop page at the next start instead of another trip to ID-porten; after the window it logs in', async (t) => {
   let offsetMs = 0;
   const stack = await startStack(t, { appDeps: { now: () => Date.now() + offsetMs } });
   const par = countPar(stack.op);
   const browser = new Browser();
-  // A redirect loop: every login completes (ID-porten's SSO answers at once), yet the page starts another one.
-  // The callbacks clear the transaction cookies, so the count has to survive them.
-  for (let i = 1; i <= LOGIN_LOOP.maxStarts; i++) {
+  // A redirect loop: every login completes (ID-porten's single sign-on answers at once), yet the page starts
+  // another one. The callbacks clear the transaction cookies, so the count has to survive them.
+  for (let i = 1; i <= LOGIN_LOOP.maxRoundTrips; i++) {
     const done = await loginAtLookalike(browser, `${stack.publicUrl}/auth/login?returnTo=/app`, { pid: user.pid });
     t.equal(done.url, `${stack.publicUrl}/app`, `login ${i} completes`);
   }
-  t.equal(par.count, LOGIN_LOOP.maxStarts);
+  t.equal(par.count, LOGIN_LOOP.maxRoundTrips);
   t.notOk(browser.cookies(stack.publicUrl).some((c) => c.name.startsWith('bff-login-')), 'no transaction cookie is left over');
+  const counter = browser.cookie(stack.publicUrl, 'bff-loop');
+  t.ok(counter?.httpOnly, 'the counter cookie is HttpOnly');
+  t.equal(counter?.sameSite, 'lax');
 
   const marker = '<script>alert(1)</script>';
-  const loop = await browser.navigate(`${stack.publicUrl}/auth/login?returnTo=${encodeURIComponent(`/${marker}`)}`);
-  t.equal(loop.url, `${stack.publicUrl}/auth/login?returnTo=${encodeURIComponent(`/${marker}`)}`, 'the browser stays at the gateway');
+  const start = `${stack.publicUrl}/auth/login?returnTo=${encodeURIComponent(`/${marker}`)}`;
+  const loop = await browser.navigate(start);
+  t.equal(loop.url, start, 'the browser stays at the gateway');
   t.equal(loop.status, 429);
   t.equal(loop.headers.get('content-type'), 'text/html; charset=utf-8');
   t.equal(loop.headers.get('content-security-policy'), ERROR_PAGE_CSP, 'the error page CSP');
   t.equal(loop.headers.get('cache-control'), 'no-store');
   t.match(loop.headers.get('retry-after'), /^[1-9]\d*$/);
-  t.match(loop.body, /started a login many times within a minute/);
+  t.ok(Number(loop.headers.get('retry-after')) <= 60, 'Retry-After no longer than the window');
+  t.match(loop.body, /logged in many times within a minute/);
   t.notOk(loop.body.includes('alert(1)') || loop.body.includes('returnTo'), 'nothing from the request is reflected');
-  t.equal(par.count, LOGIN_LOOP.maxStarts, 'no PAR call for the looping start');
+  t.equal(loop.headers.get('set-cookie'), null, 'no new transaction cookie');
+  t.equal(par.count, LOGIN_LOOP.maxRoundTrips, 'no PAR call for the looping start');
   t.equal(stack.audit('login.failure').filter((e) => e.reason === 'login loop').length, 1, 'audited as a failed start');
   t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 200, 'the session the loop made is left alone');
 
   offsetMs = LOGIN_LOOP.windowMs + 1_000;
   const after = await loginAtLookalike(browser, `${stack.publicUrl}/auth/login?returnTo=/app`, { pid: user.pid });
   t.equal(after.url, `${stack.publicUrl}/app`, 'after the window a normal login works');
-  t.equal(par.count, LOGIN_LOOP.maxStarts + 1);
+  t.equal(par.count, LOGIN_LOOP.maxRoundTrips + 1);
+});
+
+t.test('login starts that never come back (many tabs, a user who leaves) are no loop: only the per-address limit applies', async (t) => {
+  const stack = await startStack(t);
+  const browser = new Browser();
+  for (let i = 1; i <= 3 * LOGIN_LOOP.maxRoundTrips; i++) {
+    const res = await browser.navigate(`${stack.publicUrl}/auth/login`);
+    if (res.status !== 200 || !/id="login-form"/.test(res.body)) t.fail(`start ${i} should reach ID-porten's login page, got ${res.status}`);
+  }
+  const done = await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: user.pid });
+  t.equal(done.url, `${stack.publicUrl}/`, 'and the login after them completes');
 });
 
 t.test('the loop counter is sealed: a forged or foreign counter cookie does not trip the breaker', async (t) => {

@@ -6,8 +6,9 @@
  *   `@fastify/rate-limit`, registered inside the gateway's own scope so that a host application in library
  *   mode keeps its own routes unlimited. Over the limit: 429 problem `rate_limited` with `Retry-After`
  *   (RFC 6585 §4, RFC 9110 §10.2.3). The client address is `request.ip`, which honours `server.trustProxy`.
- * - Per browser: the redirect-loop breaker (`LoginLoopBreaker`) stops one browser from starting more than
- *   LOGIN_LOOP.maxStarts logins within LOGIN_LOOP.windowMs and shows it a page that says so.
+ * - Per browser: the redirect-loop breaker (`LoginLoopBreaker`): a browser whose logins came back more than
+ *   LOGIN_LOOP.maxRoundTrips times within LOGIN_LOOP.windowMs and that starts yet another one gets a page that
+ *   says so instead of another trip to ID-porten.
  *
  * OWASP ASVS 5.0 V2.4.1: anti-automation against excessive calls to functions that use costly resources.
  */
@@ -100,25 +101,32 @@ export function rateKey(bucket: LoginRateBucket, request: FastifyRequest): strin
   return `${bucket}:${request.bff?.tenant?.id ?? '-'}:${normalizeIP(request.ip, 64)}`;
 }
 
-/** The redirect-loop breaker's numbers: more than `maxStarts` login starts within `windowMs` trip it. */
-export const LOGIN_LOOP = { maxStarts: 5, windowMs: 60_000 } as const;
+/**
+ * The redirect-loop breaker's numbers: a login start after `maxRoundTrips` logins came back to the callback within
+ * `windowMs` (counted from the first of them) is taken for a loop.
+ */
+export const LOGIN_LOOP = { maxRoundTrips: 5, windowMs: 60_000 } as const;
 
 interface LoopCount {
-  /** Login starts counted in this window. */
+  /** Logins that came back to the callback in this window. */
   n: number;
   /** When the window started (ms since the epoch, the gateway's clock). */
   s: number;
 }
 
 /**
- * Stops a redirect loop (the page sends the browser to /auth/login, ID-porten's SSO sends it straight back, the
- * page still does not see a session and starts over) before it makes yet another round trip to ID-porten.
+ * Stops a redirect loop before it makes yet another round trip to ID-porten: the page sends the browser to
+ * /auth/login, ID-porten's single sign-on sends it straight back to /auth/callback, the login completes, and the
+ * page still does not see a session (a cookie it does not get, a check that fails) and starts over, several times
+ * a second, each time with a PAR and a token request with client authentication.
  *
- * The signal is a small counter cookie of its own, `<session cookie name>-loop`: the login starts this browser
- * made in the current window, sealed with the key ring (so nobody else can set it to lock a browser out) and
- * bound to the tenant. It is not the transaction cookies: the callback clears those, and a loop whose callbacks
- * succeed would never pile them up; and there are never more than MAX_PENDING_LOGINS of them. A browser that
- * keeps no cookies at all sends no signal; the per-address limit still holds for it.
+ * The signal is the number of completed round trips (a callback that found its own login transaction) this
+ * browser made in the window, in a small counter cookie of its own, `<session cookie name>-loop`, sealed with the
+ * key ring (nobody else can set it to lock a browser out) and bound to the tenant. The transaction cookies are
+ * no signal: the callback clears each one, so a loop whose logins complete never piles them up. Nor are login
+ * starts: a page may start many logins that never come back (tabs, a user who leaves ID-porten's page), which
+ * is no loop and costs at most the per-address limit. A browser that keeps no cookies sends no signal; the
+ * per-address limit still holds for it.
  */
 export class LoginLoopBreaker {
   readonly #keys: KeyRing;
@@ -133,27 +141,28 @@ export class LoginLoopBreaker {
     return `${tenant.cookies.sessionName}-loop`;
   }
 
-  /**
-   * Counts this login start. Returns the seconds until the window ends when this browser is over the limit (the
-   * start is then not counted and must not go ahead), or undefined after setting the new count.
-   */
-  count(request: FastifyRequest, reply: FastifyReply, tenant: Tenant): number | undefined {
+  /** At a login start: the seconds until the window ends when this browser is looping, otherwise undefined. */
+  looping(request: FastifyRequest, tenant: Tenant): number | undefined {
+    const now = this.#now();
+    const count = this.#open(request.cookies[LoginLoopBreaker.cookieName(tenant)], tenant, now);
+    if (!count || count.n < LOGIN_LOOP.maxRoundTrips) return undefined;
+    return secondsLeft(count, now);
+  }
+
+  /** At the callback, once it found its transaction: counts one more round trip. */
+  roundTrip(request: FastifyRequest, reply: FastifyReply, tenant: Tenant): void {
     const now = this.#now();
     const name = LoginLoopBreaker.cookieName(tenant);
     const previous = this.#open(request.cookies[name], tenant, now);
-    const current: LoopCount = previous ? { n: previous.n + 1, s: previous.s } : { n: 1, s: now };
-    const remainingMs = current.s + LOGIN_LOOP.windowMs - now;
-    const remainingSeconds = Math.max(1, Math.ceil(remainingMs / 1000));
-    if (current.n > LOGIN_LOOP.maxStarts) return remainingSeconds;
-    reply.setCookie(name, this.#keys.seal(JSON.stringify(current), aad(tenant)), {
+    const count: LoopCount = previous ? { n: previous.n + 1, s: previous.s } : { n: 1, s: now };
+    reply.setCookie(name, this.#keys.seal(JSON.stringify(count), aad(tenant)), {
       httpOnly: true,
       secure: tenant.cookies.secure,
-      // Lax: the loop goes through ID-porten and back, a cross-site top-level navigation.
+      // Lax: it is set at the end of a cross-site chain and read at the next top-level navigation to the login.
       sameSite: 'lax',
       path: '/',
-      maxAge: remainingSeconds,
+      maxAge: secondsLeft(count, now),
     });
-    return undefined;
   }
 
   #open(sealed: string | undefined, tenant: Tenant, now: number): LoopCount | undefined {
@@ -173,6 +182,7 @@ export class LoginLoopBreaker {
   }
 }
 
+const secondsLeft = (count: LoopCount, now: number): number => Math.max(1, Math.ceil((count.s + LOGIN_LOOP.windowMs - now) / 1000));
 const aad = (tenant: Tenant): string => `login-loop:${tenant.id}`;
 
 /** The page a looping browser gets instead of another trip to ID-porten: it reflects nothing but the request id. */
@@ -183,7 +193,7 @@ export function sendLoginLoopPage(reply: FastifyReply, tenant: Tenant, retryAfte
     tenant,
     429,
     'Too many logins',
-    'This browser has started a login many times within a minute. That usually means the page keeps sending you back to the login. Please wait a minute and try again; if it happens again, the service may not be keeping your login.',
+    'This browser has logged in many times within a minute. That usually means the page keeps sending you back to the login. Please wait a minute and try again; if it happens again, the service may not be keeping your login.',
     correlationId,
   );
 }

@@ -48,7 +48,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const tenant = request.bff.requireTenant();
     // A returnTo is carried in the transaction cookie; an overlong one would be a cookie bomb.
     if (returnToTooLong(request.query.returnTo)) throw new GatewayError('invalid_request', `returnTo is longer than ${MAX_RETURN_TO_BYTES} bytes.`);
-    const loopRetryAfter = loop.count(request, reply, tenant);
+    const loopRetryAfter = loop.looping(request, tenant);
     if (loopRetryAfter !== undefined) {
       audit.event('login.failure', { tenant: tenant.id, reason: 'login loop', stage: 'start' });
       return sendLoginLoopPage(reply, tenant, loopRetryAfter, request.id);
@@ -104,6 +104,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     }
     if (!state) return fail(400, 'missing state', 'The login answer was incomplete. Please start the login again.');
     if (!tx) return fail(400, 'unknown or expired login transaction', 'This login has expired or was started in another browser. Please start the login again.');
+    loop.roundTrip(request, reply, tenant);
 
     const currentUrl = new URL(callbackUrl(tenant.config));
     currentUrl.search = new URL(request.raw.url ?? '/', 'http://x').search;
