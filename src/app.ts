@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import type { GatewayCore } from './http/core.js';
-import { sendError } from './http/problem.js';
+import { asGatewayError, sendError } from './http/problem.js';
 import { createLogger } from './logging.js';
 import { idportenBff, validated } from './plugin.js';
 import { trustedPeer } from './proxy/trusted-peer.js';
@@ -52,6 +52,8 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
       }
       return req.url ?? '/';
     },
+    // A URL the router cannot decode (a lone '%'): the gateway's problem JSON, not Fastify's body echoing the path.
+    frameworkErrors: (err, request, reply) => void sendError(reply as never, asGatewayError(err, request.log)),
     bodyLimit: 64 * 1024,
     // Slow clients (slowloris) are bounded: the whole request within server.requestTimeout, its headers within
     // server.headersTimeout. Node checks both every connectionsCheckingInterval (30 s by default), so that is
@@ -65,6 +67,9 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
   }) as unknown as FastifyInstance;
   if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
   app.setNotFoundHandler((_request, reply) => sendError(reply, new GatewayError('route_not_found', 'No route is configured for this path.')));
+  // Outside the gateway's scope too (an unmatched path whose body Fastify cannot parse, say), every error is the
+  // gateway's problem JSON, never Fastify's own error body.
+  app.setErrorHandler((err, request, reply) => sendError(reply, asGatewayError(err, request.log)));
 
   await app.register(idportenBff, {
     config: validated(config),

@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'idp_unavailable',
   'store_unavailable',
   'refresh_in_progress',
+  'rate_limited',
   'internal_error',
 ] as const;
 

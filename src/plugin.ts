@@ -17,6 +17,7 @@ import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { registerAppRoutes } from './http/app/index.js';
 import { asGatewayError, sendError } from './http/problem.js';
+import { registerLoginRateLimit } from './http/rate-limit.js';
 import { healthRoutes } from './http/routes/health.js';
 import { loginRoutes } from './http/routes/login.js';
 import { logoutRoutes } from './http/routes/logout.js';
@@ -112,6 +113,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       // Path only: query strings may carry codes and state.
       request.log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
     });
+    // Login start and callback, per client address and tenant; in this scope only, never the host application's.
+    await registerLoginRateLimit(scope, { limits: config.server.rateLimit });
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);

@@ -20,6 +20,7 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   idp_unavailable: { status: 503, title: 'ID-porten unavailable' },
   store_unavailable: { status: 503, title: 'Session store unavailable' },
   refresh_in_progress: { status: 503, title: 'Session refresh in progress' },
+  rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error' },
 };
 

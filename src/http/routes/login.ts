@@ -16,6 +16,7 @@ import type { Tenant } from '../../tenant/tenant.js';
 import { callbackUrl, tenantRoot } from '../../tenant/urls.js';
 import { TokenLifecycle } from '../../tokens/lifecycle.js';
 import { wantsHtml } from '../negotiation.js';
+import { LoginLoopBreaker, sendLoginLoopPage } from '../rate-limit.js';
 import { sendErrorPage, setSessionCookie } from '../replies.js';
 import { MAX_RETURN_TO_BYTES, returnToTooLong, safeReturnTo } from '../return-to.js';
 
@@ -40,11 +41,18 @@ const stringQuery = (names: string[]) => ({
 /** GET /auth/login, GET /auth/callback, GET /auth/login/cancelled. */
 export async function loginRoutes(app: FastifyInstance): Promise<void> {
   const { lifecycle, keys, audit, now } = app.gateway;
+  const loop = new LoginLoopBreaker(keys, now);
 
-  app.get<{ Querystring: LoginQuery }>('/auth/login', { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) } }, async (request, reply) => {
+  const loginOptions = { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) }, onRequest: app.loginRateLimit('login') };
+  app.get<{ Querystring: LoginQuery }>('/auth/login', loginOptions, async (request, reply) => {
     const tenant = request.bff.requireTenant();
     // A returnTo is carried in the transaction cookie; an overlong one would be a cookie bomb.
     if (returnToTooLong(request.query.returnTo)) throw new GatewayError('invalid_request', `returnTo is longer than ${MAX_RETURN_TO_BYTES} bytes.`);
+    const loopRetryAfter = loop.looping(request, tenant);
+    if (loopRetryAfter !== undefined) {
+      audit.event('login.failure', { tenant: tenant.id, reason: 'login loop', stage: 'start' });
+      return sendLoginLoopPage(reply, tenant, loopRetryAfter, request.id);
+    }
     const { idporten } = tenant.config;
     const returnTo = safeReturnTo(request.query.returnTo, tenant.config.publicUrl);
     const acr = (idporten.allowedAcrValues as string[]).includes(request.query.acr ?? '') ? (request.query.acr as AcrLevel) : idporten.acrValues;
@@ -70,7 +78,8 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
   });
 
-  app.get<{ Querystring: CallbackQuery }>('/auth/callback', { schema: { querystring: stringQuery(['state', 'code', 'error', 'iss']) } }, async (request, reply) => {
+  const callbackOptions = { schema: { querystring: stringQuery(['state', 'code', 'error', 'iss']) }, onRequest: app.loginRateLimit('callback') };
+  app.get<{ Querystring: CallbackQuery }>('/auth/callback', callbackOptions, async (request, reply) => {
     const tenant = request.bff.requireTenant();
     const { state, error } = request.query;
     const policy = tenant.cookies;
@@ -95,6 +104,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     }
     if (!state) return fail(400, 'missing state', 'The login answer was incomplete. Please start the login again.');
     if (!tx) return fail(400, 'unknown or expired login transaction', 'This login has expired or was started in another browser. Please start the login again.');
+    loop.roundTrip(request, reply, tenant);
 
     const currentUrl = new URL(callbackUrl(tenant.config));
     currentUrl.search = new URL(request.raw.url ?? '/', 'http://x').search;
