@@ -14,7 +14,7 @@ import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { startSkatteetatenLookalike } from '../demo/skatteetaten.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY } from './helpers/stack.js';
 
 const user = TEST_USERS[0]!;
 
@@ -22,17 +22,7 @@ t.test('a host Fastify app with its own routes and the plugin: login, proxied AP
   const port = await freePort();
   const publicUrl = `http://localhost:${port}`;
   const op = await startIdportenLookalike({
-    clients: [
-      {
-        client_id: 'library-host',
-        client_secret: CLIENT_SECRET,
-        token_endpoint_auth_method: 'client_secret_post',
-        redirect_uris: [`${publicUrl}/auth/callback`],
-        post_logout_redirect_uris: [`${publicUrl}/`],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-      } as never,
-    ],
+    clients: [lookalikeClient('library-host', publicUrl)],
   });
   t.teardown(() => op.close());
   const skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });

@@ -8,7 +8,7 @@
 // V7.4.1 (a terminated session allows no further use: the handle opens once, for 2 minutes).
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, SESSION_KEY, captureLogger, startStack, type Stack } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, captureLogger, startStack, type Stack } from './helpers/stack.js';
 import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { TEST_USERS } from '../demo/test-users.js';
@@ -152,16 +152,7 @@ t.test('logoutHint client_id: the continued form posts client_id, never an ID to
 t.test('a handle issued by tenant A is refused on tenant B', async (t) => {
   const port = await freePort();
   const origins = { acme: `http://localhost:${port}`, beta: `http://127.0.0.1:${port}` };
-  const client = (id: string, origin: string) => ({
-    client_id: id,
-    client_secret: CLIENT_SECRET,
-    token_endpoint_auth_method: 'client_secret_post',
-    redirect_uris: [`${origin}/auth/callback`],
-    post_logout_redirect_uris: [`${origin}/`],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-  });
-  const op = await startIdportenLookalike({ clients: [client('acme-client', origins.acme), client('beta-client', origins.beta)] as never });
+  const op = await startIdportenLookalike({ clients: [lookalikeClient('acme-client', origins.acme), lookalikeClient('beta-client', origins.beta)] });
   t.teardown(() => op.close());
   const tenant = (id: 'acme' | 'beta') => ({
     id,

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, captureLogger, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, captureLogger, SESSION_KEY } from './helpers/stack.js';
 import { freePort } from '../demo/free-port.js';
 import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
@@ -13,16 +13,7 @@ import { TEST_USERS } from '../demo/test-users.js';
 t.test('two tenants on one gateway keep their logins, sessions and upstreams apart', async (t) => {
   const port = await freePort();
   const origins = { acme: `http://localhost:${port}`, beta: `http://127.0.0.1:${port}` };
-  const client = (id: string, origin: string) => ({
-    client_id: id,
-    client_secret: CLIENT_SECRET,
-    token_endpoint_auth_method: 'client_secret_post',
-    redirect_uris: [`${origin}/auth/callback`],
-    post_logout_redirect_uris: [`${origin}/`],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-  });
-  const op = await startIdportenLookalike({ clients: [client('acme-client', origins.acme), client('beta-client', origins.beta)] as never });
+  const op = await startIdportenLookalike({ clients: [lookalikeClient('acme-client', origins.acme), lookalikeClient('beta-client', origins.beta)] });
   t.teardown(() => op.close());
   const upstreamA = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
   const upstreamB = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });

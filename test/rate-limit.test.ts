@@ -17,7 +17,7 @@ import { ERROR_PAGE_CSP } from '../src/http/html.js';
 import { LOGIN_LOOP } from '../src/http/rate-limit.js';
 import { idportenBff } from '../src/plugin.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, SESSION_KEY, captureLogger, startStack } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, captureLogger, startStack } from './helpers/stack.js';
 
 const user = TEST_USERS[0]!;
 
@@ -118,15 +118,7 @@ t.test('the callback is limited too, on a counter of its own, and a limited call
 t.test("one tenant's limit does not touch another tenant's logins from the same address", async (t) => {
   const port = await freePort();
   const origins = { acme: `http://localhost:${port}`, beta: `http://127.0.0.1:${port}` };
-  const client = (id: string, origin: string) => ({
-    client_id: id,
-    client_secret: CLIENT_SECRET,
-    token_endpoint_auth_method: 'client_secret_post',
-    redirect_uris: [`${origin}/auth/callback`],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-  });
-  const op = await startIdportenLookalike({ clients: [client('acme-client', origins.acme), client('beta-client', origins.beta)] as never });
+  const op = await startIdportenLookalike({ clients: [lookalikeClient('acme-client', origins.acme), lookalikeClient('beta-client', origins.beta)] });
   t.teardown(() => op.close());
   const tenant = (id: 'acme' | 'beta') => ({
     id,

@@ -11,24 +11,14 @@ import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { startMetricsServer } from '../src/http/metrics-server.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, captureLogger, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, captureLogger, SESSION_KEY } from './helpers/stack.js';
 
 t.test('a tenant whose provider is down is not ready; the others log in and the public /readyz stays up', async (t) => {
   const port = await freePort();
   const deadIssuerPort = await freePort();
   const origins = { live: `http://localhost:${port}`, down: `http://127.0.0.1:${port}` };
   const op = await startIdportenLookalike({
-    clients: [
-      {
-        client_id: 'live-client',
-        client_secret: CLIENT_SECRET,
-        token_endpoint_auth_method: 'client_secret_post',
-        redirect_uris: [`${origins.live}/auth/callback`],
-        post_logout_redirect_uris: [`${origins.live}/`],
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-      } as never,
-    ],
+    clients: [lookalikeClient('live-client', origins.live)],
   });
   t.teardown(() => op.close());
   const tenant = (id: 'live' | 'down', issuer: string) => ({

@@ -52,6 +52,19 @@ export interface Stack {
   audit(event?: string): Record<string, unknown>[];
 }
 
+/** A gateway tenant's client registration at the ID-porten look-alike (client_secret_post with CLIENT_SECRET). */
+export function lookalikeClient(clientId: string, origin: string): never {
+  return {
+    client_id: clientId,
+    client_secret: CLIENT_SECRET,
+    token_endpoint_auth_method: 'client_secret_post',
+    redirect_uris: [`${origin}/auth/callback`],
+    post_logout_redirect_uris: [`${origin}/`],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+  } as never;
+}
+
 /** Captures pino output as parsed lines (and keeps the raw text for leak scans). */
 export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
   const chunks: string[] = [];
