@@ -24,6 +24,9 @@ async function main(): Promise<void> {
       `  Skatteetaten:      ${stack.skatteetaten.validationUrl}`,
       `  Altinn:            ${stack.altinn.appUrl}`,
       `  health:            ${stack.publicUrl}/healthz  ${stack.publicUrl}/readyz`,
+      ...(Number(process.versions.node.split('.')[0]) < 22
+        ? [`  note:              on Node ${process.versions.node} the look-alike ID-porten prints "Unsupported runtime"; that is expected here (production runs on Node 24 LTS)`]
+        : []),
       'Press Ctrl+C to stop.',
       '',
     ].join('\n'),
