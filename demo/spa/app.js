@@ -1,12 +1,17 @@
-// The demo SPA. It holds no token: every call goes to the gateway on this origin through api(),
-// with the session cookie (credentials: 'same-origin') and X-CSRF: 1.
+// The demo SPA. It holds no token: every call goes to the gateway on this origin through api(), which is
+// the gateway's browser helper (/auth/client.js): the session cookie (credentials: 'same-origin'), X-CSRF: 1,
+// and a 401 login_required / session_expired sends the user to the login and back to this page.
+import { bff } from '/auth/client.js';
 
 const $ = (id) => document.getElementById(id);
 
-/** The one way this app talks to the server: same-origin paths only, cookie and X-CSRF. */
+/** The one way this app talks to the server: same-origin paths only, through bff.fetch. */
 function api(path, init = {}) {
   if (!path.startsWith('/') || path.startsWith('//')) throw new Error(`not a same-origin path: ${path}`);
-  return fetch(path, { ...init, credentials: 'same-origin', headers: { ...(init.headers || {}), 'X-CSRF': '1' } });
+  const response = bff.fetch(path, init);
+  // A call the gateway saw moves the session's idle deadline: read it again (once, after a burst of calls).
+  void response.then(() => sessionChanged(), () => undefined);
+  return response;
 }
 
 // Skatteetaten's limits for binaerVedlegg (mva-meldingen API page, "Last Opp Vedlegg").
@@ -122,17 +127,79 @@ function showAvvik(table, avvik) {
 
 // --- Session ---
 
-async function showSession() {
-  const res = await api('/auth/session');
-  const status = $('status');
-  if (res.status !== 200) {
-    status.textContent = 'Not logged in';
-    status.dataset.state = 'logged-out';
-    $('logged-out').hidden = false;
-    $('logged-in').hidden = true;
+/** Warn this many seconds before the session ends (the earlier of its idle and absolute deadlines). */
+const EXPIRY_WARNING_SECONDS = 5 * 60;
+
+/** When the session ends, in performance.now() time (the browser's clock may be wrong; the gateway's is not). */
+let countdown = { deadline: undefined, reason: '' };
+let countdownTimer;
+let sessionReload;
+let loggedIn = false;
+
+/** 29:59 or 7:59:59 */
+function formatLeft(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (n) => String(n).padStart(2, '0');
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h ? `${h}:${two(m)}:${two(s % 60)}` : `${m}:${two(s % 60)}`;
+}
+
+function renderCountdown() {
+  const out = $('session-countdown');
+  if (countdown.deadline === undefined) {
+    out.textContent = '';
+    delete out.dataset.seconds;
     return;
   }
-  const s = await res.json();
+  const left = Math.max(0, Math.round((countdown.deadline - performance.now()) / 1000));
+  out.textContent = formatLeft(left);
+  out.dataset.seconds = String(left);
+  out.dataset.reason = countdown.reason;
+  $('session-countdown-reason').textContent = countdown.reason === 'idle' ? '(when idle)' : '(session lifetime)';
+  if (left === 0) {
+    clearInterval(countdownTimer);
+    countdownTimer = undefined;
+    void showSession();
+  }
+}
+
+function startCountdown(view, sentAt) {
+  const { endsIn, idleExpiresIn } = view.session;
+  // Counted from when the request left: the countdown is a little early, never late.
+  countdown = { deadline: sentAt + Math.min(endsIn, idleExpiresIn) * 1000, reason: idleExpiresIn < endsIn ? 'idle' : 'absolute' };
+  renderCountdown();
+  if (!countdownTimer) countdownTimer = setInterval(renderCountdown, 1000);
+}
+
+function stopCountdown() {
+  clearInterval(countdownTimer);
+  countdownTimer = undefined;
+  countdown = { deadline: undefined, reason: '' };
+  renderCountdown();
+}
+
+/** After activity, read the session view again (debounced); never on a timer, which would keep an idle session alive. */
+function sessionChanged() {
+  if (!loggedIn) return;
+  clearTimeout(sessionReload);
+  sessionReload = setTimeout(() => void showSession(), 1000);
+}
+
+function showLoggedOut(text = 'Not logged in') {
+  loggedIn = false;
+  const status = $('status');
+  status.textContent = text;
+  status.dataset.state = 'logged-out';
+  $('logged-out').hidden = false;
+  $('logged-in').hidden = true;
+  $('sessions-section').hidden = true;
+  $('expiry-banner').hidden = true;
+  stopCountdown();
+}
+
+function showView(s, sentAt) {
+  const status = $('status');
   status.textContent = `Logged in as ${s.user.pid ?? s.user.sub}`;
   status.dataset.state = 'logged-in';
   $('user-sub').textContent = s.user.sub;
@@ -143,6 +210,125 @@ async function showSession() {
   $('token-expires').textContent = s.accessToken.expiresAt;
   $('logged-in').hidden = false;
   $('logged-out').hidden = true;
+  $('sessions-section').hidden = false;
+  startCountdown(s, sentAt);
+  const wasLoggedIn = loggedIn;
+  loggedIn = true;
+  return wasLoggedIn;
+}
+
+async function showSession() {
+  const sentAt = performance.now();
+  const s = await bff.session().catch(() => null);
+  if (!s) {
+    showLoggedOut(loggedIn ? 'Your session has ended' : 'Not logged in');
+    return;
+  }
+  if (!showView(s, sentAt)) {
+    watchExpiry();
+    void showSessions();
+  }
+}
+
+let unwatchExpiry;
+
+/** The "expiring soon" banner: bff.onExpiring fires once per deadline, and again after the session is extended. */
+function watchExpiry() {
+  unwatchExpiry?.();
+  unwatchExpiry = bff.onExpiring(EXPIRY_WARNING_SECONDS, (info) => {
+    const banner = $('expiry-banner');
+    banner.dataset.reason = info.reason;
+    if (info.reason === 'ended') {
+      $('expiry-message').textContent = 'Your session has ended.';
+      $('stay-logged-in').hidden = true;
+      banner.hidden = false;
+      showLoggedOut('Your session has ended');
+      return;
+    }
+    $('expiry-message').textContent = info.reason === 'idle'
+      ? `You will be logged out in about ${Math.ceil(info.secondsLeft / 60)} min unless you stay active.`
+      : `Your session reaches its maximum lifetime in about ${Math.ceil(info.secondsLeft / 60)} min; then you must log in again.`;
+    $('stay-logged-in').hidden = info.reason !== 'idle';
+    banner.hidden = false;
+  });
+}
+
+async function stayLoggedIn() {
+  const sentAt = performance.now();
+  const s = await bff.refresh().catch(() => null);
+  if (!s) {
+    showLoggedOut('Your session has ended');
+    return;
+  }
+  $('expiry-banner').hidden = true;
+  showView(s, sentAt);
+}
+
+// --- Your sessions ---
+
+const when = (iso) => new Date(iso).toLocaleString('nb-NO', { dateStyle: 'short', timeStyle: 'medium' });
+
+async function showSessions() {
+  const list = $('sessions');
+  const status = $('sessions-status');
+  const res = await api('/auth/sessions');
+  if (!res.ok) {
+    status.textContent = `Could not list the sessions: ${await problemText(res)}`;
+    status.dataset.ok = 'false';
+    return;
+  }
+  const sessions = await res.json();
+  status.textContent = `${sessions.length} session${sessions.length === 1 ? '' : 's'}`;
+  status.dataset.ok = 'true';
+  status.dataset.count = String(sessions.length);
+  list.replaceChildren();
+  for (const s of sessions) {
+    const li = document.createElement('li');
+    li.className = 'session';
+    li.dataset.current = String(s.current);
+    const agent = document.createElement('strong');
+    agent.className = 'user-agent';
+    agent.textContent = s.userAgent || 'unknown browser';
+    const times = document.createElement('span');
+    times.className = 'times';
+    times.textContent = ` — logged in ${when(s.createdAt)}, last seen ${when(s.lastSeenAt)}`;
+    li.append(agent, times);
+    if (s.current) {
+      const mine = document.createElement('span');
+      mine.className = 'this-browser';
+      mine.textContent = 'this browser';
+      li.append(mine);
+    } else {
+      const end = document.createElement('button');
+      end.type = 'button';
+      end.className = 'end-session';
+      end.textContent = 'End';
+      end.addEventListener('click', () => endSession(s.handle));
+      li.append(' ', end);
+    }
+    list.append(li);
+  }
+}
+
+async function endSession(handle) {
+  const res = await api(`/auth/sessions/${encodeURIComponent(handle)}`, { method: 'DELETE' });
+  if (res.status !== 204 && res.status !== 404) {
+    $('sessions-status').textContent = `Could not end the session: ${await problemText(res)}`;
+    $('sessions-status').dataset.ok = 'false';
+    return;
+  }
+  await showSessions();
+}
+
+async function endAll() {
+  const res = await api('/auth/logout/all', { method: 'POST' });
+  if (!res.ok) {
+    $('sessions-status').textContent = `Could not log out everywhere: ${await problemText(res)}`;
+    $('sessions-status').dataset.ok = 'false';
+    return;
+  }
+  const { ended } = await res.json();
+  showLoggedOut(`Logged out everywhere (${ended} session${ended === 1 ? '' : 's'} ended)`);
 }
 
 // --- Validation ---
@@ -388,10 +574,11 @@ $('login').addEventListener('click', () => {
   const acr = $('acr-high').checked ? '&acr=idporten-loa-high' : '';
   location.assign(`/auth/login?returnTo=${encodeURIComponent('/')}${acr}`);
 });
-$('refresh').addEventListener('click', async () => {
-  const res = await api('/auth/session/refresh', { method: 'POST' });
-  if (res.ok) await showSession();
-});
+$('refresh').addEventListener('click', stayLoggedIn);
+$('stay-logged-in').addEventListener('click', stayLoggedIn);
+$('logout').addEventListener('click', () => bff.logout());
+$('reload-sessions').addEventListener('click', showSessions);
+$('end-all').addEventListener('click', endAll);
 for (const kind of ['valid', 'deviating', 'invalid']) $(`validate-${kind}`).addEventListener('click', () => validate(kind));
 $('attachments').accept = Object.keys(ATTACHMENT_TYPES).join(',');
 $('attachments').addEventListener('change', showAttachments);

@@ -22,6 +22,8 @@ const SCREENSHOTS = fileURLToPath(new URL('../../test-output/browser/', import.m
 const ACCESS_TOKEN_TTL_SECONDS = 5;
 /** Not the login page's preselected user, so the pick on the page is what decides who logs in. */
 const USER = TEST_USERS[1]!;
+/** The login redirect-loop breaker's counter cookie (`<session cookie name>-loop`); it holds no session. */
+const LOOP_COOKIE = 'bff-loop';
 
 /** What the page's own JavaScript can read at one step. */
 interface PageView {
@@ -203,7 +205,11 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
     t.equal(await page.textContent('#user-acr'), ACR_HIGH);
     const v = await view('spa, logged in');
     t.equal(v.cookie, '', 'document.cookie is empty');
-    const cookies = await jar();
+    const all = await jar();
+    // The login redirect-loop breaker keeps a sealed, HttpOnly round-trip counter of its own for a minute.
+    const loop = all.find((c) => c.name === LOOP_COOKIE);
+    if (loop) t.ok(loop.httpOnly && loop.sameSite === 'Lax' && loop.expires > 0 && loop.expires - Date.now() / 1000 <= 60, 'the loop counter is HttpOnly, Lax and short-lived');
+    const cookies = all.filter((c) => c.name !== LOOP_COOKIE);
     t.same(cookies.map((c) => c.name), ['bff'], 'only the session cookie is left on localhost');
     const bff = cookies[0]!;
     t.equal(bff.httpOnly, true, 'the session cookie is HttpOnly');
@@ -383,7 +389,7 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
     t.equal(await page.textContent('#status'), 'Not logged in');
     const v = await view('spa, logged out again');
     t.equal(v.cookie, '');
-    t.same((await jar()).map((c) => c.name), [], 'the session cookie is gone');
+    t.same((await jar()).map((c) => c.name).filter((n) => n !== LOOP_COOKIE), [], 'the session cookie is gone');
     await shoot(page, '09-logged-out-again');
 
     const replay = await fetch(`${publicUrl}/auth/session`, { headers: { cookie: `bff=${cookieValue}` } });
