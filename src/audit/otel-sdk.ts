@@ -40,7 +40,7 @@ import {
   type SpanExporter,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-node';
-import type { ServerSpan, SpanAttributes, SpanOutcome } from './otel.js';
+import type { ServerSpan, SpanAttributes, SpanOutcome } from './otel-types.js';
 import { currentTrace, parseTraceparent, parseTracestate, runWithTrace, type TraceContext } from './trace-context.js';
 
 const NAME = 'idporten-bff';
