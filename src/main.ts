@@ -70,10 +70,11 @@ function load(path: string | undefined): { config: GatewayConfig; file: string }
  * since the signal, the process exits then: the deadline does not depend on the server, the store or stdout.
  */
 async function serve(config: GatewayConfig): Promise<void> {
-  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }] = await Promise.all([
+  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }, { startTelemetry }] = await Promise.all([
     import('./app.js'),
     import('./logging.js'),
     import('./http/metrics-server.js'),
+    import('./audit/otel.js'),
   ]);
   const sink = new LogSink();
   const logger = createLogger({ level: config.server.logLevel, destination: sink });
@@ -84,6 +85,9 @@ async function serve(config: GatewayConfig): Promise<void> {
 
   type Started = { close(): Promise<unknown> };
   const running: Started[] = [];
+  // OpenTelemetry when the OTEL_* variables switch it on (nothing of it is loaded otherwise); its last spans are
+  // flushed once the server has closed.
+  let otel: Started | undefined;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -99,6 +103,7 @@ async function serve(config: GatewayConfig): Promise<void> {
       exit(0);
     }, timeoutMs - Math.min(500, timeoutMs / 5));
     Promise.all(running.map((r) => r.close()))
+      .then(() => otel?.close())
       .then(async () => {
         logger.info('stopped');
         await sink.drained();
@@ -115,6 +120,11 @@ async function serve(config: GatewayConfig): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   try {
+    const started = await startTelemetry();
+    if (started !== undefined) {
+      otel = { close: () => started.shutdown() };
+      logger.info('OpenTelemetry tracing on');
+    }
     const gateway = await buildApp(config, { logger });
     running.push(gateway);
     if (stopping) return void gateway.close();

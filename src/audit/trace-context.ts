@@ -27,6 +27,8 @@ export interface TraceContext {
   readonly flags: string;
   /** The caller's tracestate, passed on unchanged; undefined when absent, malformed or the trace is new. */
   readonly tracestate: string | undefined;
+  /** With OpenTelemetry on: the real span being run inside the request (token.refresh, altinn.exchange). */
+  readonly child?: SpanRef | undefined;
 }
 
 /** A traceparent header's fields. */
@@ -151,8 +153,12 @@ export function outgoingTraceparent(ctx: TraceContext): string {
   return `00-${ctx.traceId}-${ctx.spanId}-${ctx.flags}`;
 }
 
-/** A child span of the request's span (its id, for log lines; no timing is recorded without an SDK). */
+/**
+ * A child span of the request's span: the running OpenTelemetry span of that name when there is one, else an id
+ * for log lines only (no timing is recorded without an SDK).
+ */
 export function childSpan(ctx: TraceContext, name: string): SpanRef {
+  if (ctx.child !== undefined && ctx.child.name === name) return ctx.child;
   return { name, id: newSpanId(), parentId: ctx.spanId };
 }
 

@@ -4,6 +4,7 @@
  * (AsyncLocalStorage) for code that has no request at hand, such as the token lifecycle's audit lines.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import { telemetry, type ServerSpan, type Telemetry } from '../audit/otel.js';
 import { runWithTrace, w3cTraceContext, type TraceContext, type TraceContextProvider } from '../audit/trace-context.js';
 
 declare module 'fastify' {
@@ -13,9 +14,14 @@ declare module 'fastify' {
   }
 }
 
-/** Registers the hooks on `app` (with fastify-plugin, on the whole server). */
-export function traceRequests(app: FastifyInstance, provider: TraceContextProvider = w3cTraceContext): void {
+/**
+ * Registers the hooks on `app` (with fastify-plugin, on the whole server). With OpenTelemetry on (started before
+ * the server is built, see `audit/otel.ts`) every request is a server span instead, and `request.trace` carries
+ * its ids.
+ */
+export function traceRequests(app: FastifyInstance, provider: TraceContextProvider = w3cTraceContext, otel: Telemetry | undefined = telemetry()): void {
   app.decorateRequest('trace', undefined);
+  if (otel !== undefined) return traceWithSpans(app, otel);
   // Callback hooks: `done` runs inside the context, so the rest of the chain does too.
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     const trace = provider.fromHeaders(request.headers);
@@ -28,5 +34,32 @@ export function traceRequests(app: FastifyInstance, provider: TraceContextProvid
   app.addHook('preHandler', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
     if (request.trace === undefined) done();
     else runWithTrace(request.trace, done);
+  });
+}
+
+/** The same, with a server span per request: started in onRequest, active through the handler, ended with the answer. */
+function traceWithSpans(app: FastifyInstance, otel: Telemetry): void {
+  const spans = new WeakMap<FastifyRequest, ServerSpan>();
+  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    const span = otel.startServerSpan(request.headers, request.method, request.routeOptions.url ?? 'unmatched');
+    spans.set(request, span);
+    request.trace = span.trace;
+    request.log = request.log.child({ traceId: span.trace.traceId, spanId: span.trace.spanId });
+    reply.log = request.log;
+    span.run(done);
+  });
+  app.addHook('preHandler', (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    const span = spans.get(request);
+    if (span === undefined) return done();
+    span.setTenant(request.bff?.tenant?.id);
+    span.run(done);
+  });
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+    spans.get(request)?.end({ status: reply.statusCode, tenant: request.bff?.tenant?.id });
+    done();
+  });
+  app.addHook('onRequestAbort', (request: FastifyRequest, done: HookHandlerDoneFunction) => {
+    spans.get(request)?.end({ status: 499, tenant: request.bff?.tenant?.id });
+    done();
   });
 }

@@ -1,6 +1,7 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { AuditLog, LogoutChannel } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
+import { inSpan } from '../audit/otel.js';
 import type { AcrLevel } from '../config/types.js';
 import { GatewayError, StoreUnavailableError, sessionExpired } from '../errors.js';
 import { userFromClaims } from '../idporten/claims.js';
@@ -188,7 +189,8 @@ export class TokenLifecycle implements TokenSource {
   async derived(session: Session, tenant: Tenant, kind: string, obtain: (accessToken: string, session: Session) => Promise<{ token: string; expiresAt: number }>): Promise<string> {
     const cached = this.#usableDerived(session, kind);
     if (cached) return cached;
-    const updated = await this.#derivations.run(`${kind}:${session.id}`, () =>
+    // One span per exchange actually run (altinn.exchange), not per request waiting for it.
+    const updated = await this.#derivations.run(`${kind}:${session.id}`, () => inSpan(`${kind}.exchange`, { tenant: tenant.id }, () =>
       this.#sessions.withLock(session, async () => {
         const current = await reloadLive(this.#sessions, session);
         if (this.#usableDerived(current, kind)) return current;
@@ -211,7 +213,7 @@ export class TokenLifecycle implements TokenSource {
           expiresAt: new Date(obtained.expiresAt).toISOString(),
         });
         return current;
-      }),
+      })),
     );
     return updated.data.derived![kind]!.token;
   }

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
+import { inSpan } from '../audit/otel.js';
 import { GatewayError, sessionExpired, StoreUnavailableError, LockTimeoutError } from '../errors.js';
 import { acrFromClaims } from '../idporten/claims.js';
 import { OidcError } from '../idporten/errors.js';
@@ -43,12 +44,12 @@ export class Refresher {
     if (!needsRefresh(session.data, this.#opts.refreshLeewayMs, now)) return session;
     const failedAt = this.#lastFailure.get(session.id);
     if (failedAt !== undefined && now - failedAt < REFRESH_RETRY_COOLDOWN_MS && accessTokenValid(session.data, now)) return session;
-    return this.#flights.run(session.id, () => this.#underLock(session, tenant, false));
+    return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, false)));
   }
 
   /** Refresh now, sharing a refresh that is already running. */
   refreshNow(session: Session, tenant: Tenant): Promise<Session> {
-    return this.#flights.run(session.id, () => this.#underLock(session, tenant, true));
+    return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, true)));
   }
 
   forget(sessionId: string): void {
