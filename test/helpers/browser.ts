@@ -4,6 +4,7 @@
  * SameSite on cross-site requests, redirects per Fetch (302/303 → GET, 307/308 keep method
  * and body), `Sec-Fetch-*` headers — and records everything it receives for leak checks.
  */
+import { lookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { Agent, request, type Dispatcher } from 'undici';
 
 export interface BrowserResponse {
@@ -47,6 +48,18 @@ const SAFE_METHODS = new Set(['GET', 'HEAD']);
 export interface BrowserOptions {
   /** Extra CA certificate(s) to trust for https, e.g. a test CA. */
   ca?: string | Buffer;
+  /** Resolve `NAME.localhost` to 127.0.0.1, as browsers do (RFC 6761 section 6.3); the system resolver may not. */
+  localhostNames?: boolean;
+}
+
+/** A DNS lookup that answers loopback for `localhost` and every `NAME.localhost`, and asks the system otherwise. */
+function loopbackLookup(hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
+  if (hostname === 'localhost' || hostname.endsWith('.localhost')) {
+    if (options.all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    else callback(null, '127.0.0.1', 4);
+    return;
+  }
+  lookup(hostname, options, callback as never);
 }
 
 export class Browser {
@@ -55,7 +68,8 @@ export class Browser {
   readonly #dispatcher: Agent | undefined;
 
   constructor(options: BrowserOptions = {}) {
-    this.#dispatcher = options.ca ? new Agent({ connect: { ca: options.ca } }) : undefined;
+    const connect = { ...(options.ca ? { ca: options.ca } : {}), ...(options.localhostNames ? { lookup: loopbackLookup } : {}) };
+    this.#dispatcher = Object.keys(connect).length > 0 ? new Agent({ connect }) : undefined;
   }
 
   /** Releases the connection pool of a browser created with its own CA. */
