@@ -1,11 +1,11 @@
 /**
  * An Express peer as a team would hand-roll one: express-session with its MemoryStore, a CSRF header check, the
- * bearer from the session, http-proxy-middleware to the same upstream. Its own process. The login is not what is
+ * bearer from the session, http-proxy-middleware to the same upstream over a keep-alive agent. Its own process. The login is not what is
  * measured: `POST /bench/login` puts the access token the runner hands it into a new session (a real peer
  * would do that in its OIDC callback).
  */
 import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
+import { Agent, type Server } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import session from 'express-session';
 import { createProxyMiddleware } from 'http-proxy-middleware';
@@ -61,6 +61,8 @@ serveCalls({
         target: opts.upstreamOrigin,
         changeOrigin: true,
         xfwd: true,
+        // http-proxy opens a new upstream connection per request unless given an agent; any team would add this.
+        agent: new Agent({ keepAlive: true }),
         on: {
           proxyReq: (proxyReq, req) => {
             proxyReq.removeHeader('cookie');
