@@ -34,10 +34,13 @@ const CALL_TIMEOUT_MS = 120_000;
 // oidc-provider warns on every start that it prefers Node 22; the look-alike works on 20 and the line is noise here.
 const KNOWN_NOISE = /oidc-provider WARNING: Unsupported runtime/;
 
-/** Forks a TypeScript child (through tsx) with `--expose-gc`; its stdout (the gateway's log) is discarded, stderr kept. */
-export function forkChild(file: URL): Promise<Child> {
+/**
+ * Forks a TypeScript child (through tsx) with `--expose-gc`, plus `execArgv` (e.g. `--cpu-prof`); its stdout (the
+ * gateway's log) is discarded, stderr kept.
+ */
+export function forkChild(file: URL, opts: { execArgv?: string[] } = {}): Promise<Child> {
   const proc = fork(file, [], {
-    execArgv: ['--import', 'tsx', '--expose-gc'],
+    execArgv: ['--import', 'tsx', '--expose-gc', ...(opts.execArgv ?? [])],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   if (proc.stderr) {

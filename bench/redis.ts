@@ -7,6 +7,7 @@ import { freePort } from '../demo/free-port.js';
 
 export interface PrivateRedis {
   url: string;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -49,5 +50,5 @@ export async function startPrivateRedis(): Promise<PrivateRedis | undefined> {
     await stop();
     throw err;
   }
-  return { url: `redis://127.0.0.1:${port}`, stop };
+  return { url: `redis://127.0.0.1:${port}`, pid: proc.pid ?? 0, stop };
 }

@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
+import { peers } from './peers.js';
 import { proxyOverhead } from './proxy-overhead.js';
 import { refreshStorm } from './refresh-storm.js';
 import type { Section } from './report.js';
@@ -14,13 +15,14 @@ import { sessionThroughput } from './session-throughput.js';
 import { uploadMemory } from './upload-memory.js';
 
 const USAGE = `Usage: npm run bench -- [options]
-  --only LIST         comma-separated: proxy, session, storm, upload, sessions (default: all)
+  --only LIST         comma-separated: peers, proxy, session, storm, upload, sessions (default: all)
   --duration SEC      seconds per load run (default 10)
   --connections LIST  autocannon connections, comma-separated (default 10,50)
   --rounds N          alternations (direct/gateway, memory/Redis) per connection count (default 2)
   --storm N           concurrent requests in the refresh storm (default 1000)
   --upload-mb N       upload size in MiB (default 25)
   --sessions LIST     session counts for the memory store (default 10000,100000)
+  --rate N            fixed request rate for the peers' latency runs (default 800)
   --json FILE         also write the sections and checks as JSON
   --help`;
 
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     storm: { type: 'string', default: '1000' },
     'upload-mb': { type: 'string', default: '25' },
     sessions: { type: 'string', default: '10000,100000' },
+    rate: { type: 'string', default: '800' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -55,6 +58,7 @@ function positive(text: string): number {
 const seconds = positive(values.duration);
 const connections = list(values.connections);
 const benchmarks: Record<string, () => Promise<Section>> = {
+  peers: () => peers({ seconds, rounds: positive(values.rounds), connections: connections[0]!, rate: positive(values.rate) }),
   proxy: () => proxyOverhead({ connections, seconds, rounds: positive(values.rounds) }),
   session: () => sessionThroughput({ connections, seconds, rounds: positive(values.rounds) }),
   storm: () => refreshStorm({ requests: positive(values.storm), accessTokenTtlSeconds: 8 }),

@@ -17,6 +17,8 @@ export interface BenchStackOptions {
   store?: BenchStore;
   /** The echo route's body limit (default the gateway's own default, 30MB). */
   bodyLimit?: string;
+  /** Extra Node options for the gateway process (e.g. `--cpu-prof`). */
+  gatewayExecArgv?: string[];
 }
 
 export interface OpStats {
@@ -39,6 +41,9 @@ export interface BenchStack {
   /** The Skatteetaten look-alike's echo endpoint, reached directly. */
   echoUrl: string;
   cookieName: string;
+  /** Process ids, to pin them to a core and read their CPU time from /proc. */
+  gatewayPid: number;
+  lookalikesPid: number;
   /** Logs a test user in and returns the session cookie value. */
   login(): Promise<string>;
   /** The ID-porten access token a session holds now (to call the upstream directly, as the gateway does). */
@@ -69,7 +74,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       clientSecret,
       accessTokenTtlSeconds: opts.accessTokenTtlSeconds,
     });
-    const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url));
+    const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url), { execArgv: opts.gatewayExecArgv ?? [] });
     children.push(gateway);
     await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, urls, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB' }));
 
@@ -78,6 +83,8 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       publicUrl,
       echoUrl: urls.echoUrl,
       cookieName: COOKIE_NAME,
+      gatewayPid: gateway.pid,
+      lookalikesPid: lookalikes.pid,
       login: () => loginSession(publicUrl, TEST_USERS[nextUser++ % TEST_USERS.length]!.pid, COOKIE_NAME),
       accessToken: (cookieValue) => gateway.call<SessionToken>('accessToken', cookieValue),
       opStats: () => lookalikes.call<OpStats>('opStats'),

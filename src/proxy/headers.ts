@@ -68,6 +68,9 @@ const UPSTREAM_ONLY = ['set-cookie', 'set-cookie2', 'proxy-authenticate'];
  */
 const SHARED_CACHE_CONTROL = ['cdn-cache-control', 'surrogate-control', 'cloudflare-cdn-cache-control', 'edge-control'];
 
+/** Response headers that never reach the browser (besides those the upstream's Connection lists and CORS grants). */
+const NEVER_TO_BROWSER: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...UPSTREAM_ONLY, ...SHARED_CACHE_CONTROL]);
+
 /** Cache-Control directives that permit or tune storage in a shared cache. */
 const SHARED_CACHE_DIRECTIVES = new Set(['public', 's-maxage', 'proxy-revalidate']);
 
@@ -100,11 +103,7 @@ export interface RouteHeaderOptions {
  * `Connection: authorization` can never remove the gateway's own header.
  */
 export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: UpstreamRequestContext): IncomingHttpHeaders {
-  const allowed = new Set(FORWARDED_REQUEST_HEADERS);
-  for (const name of ctx.route?.forwardHeaders ?? []) {
-    if (isForwardableHeaderName(name)) allowed.add(name.trim().toLowerCase());
-  }
-  for (const name of connectionListed(inbound.connection)) allowed.delete(name);
+  const allowed = withoutListed(allowedFor(ctx.route?.forwardHeaders), connectionListed(inbound.connection));
 
   const out: IncomingHttpHeaders = {};
   for (const [name, value] of Object.entries(inbound)) {
@@ -120,9 +119,9 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
   if (client !== undefined) chain.push(client);
   if (chain.length > 0) out['x-forwarded-for'] = chain.join(', ');
   if (ctx.publicUrl !== undefined) {
-    const publicUrl = new URL(ctx.publicUrl);
-    out['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
-    out['x-forwarded-host'] = publicUrl.host;
+    const forwarded = forwardedFor(ctx.publicUrl);
+    out['x-forwarded-proto'] = forwarded.proto;
+    out['x-forwarded-host'] = forwarded.host;
   }
 
   out.host = ctx.upstreamHost;
@@ -141,11 +140,11 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
  * Set-Cookie, CORS grants, Proxy-Authenticate and hop-by-hop headers never pass.
  */
 export function browserResponseHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
-  const drop = new Set([...HOP_BY_HOP, ...UPSTREAM_ONLY, ...SHARED_CACHE_CONTROL, ...connectionListed(upstream.connection)]);
+  const listed = connectionListed(upstream.connection);
   const out: IncomingHttpHeaders = {};
   for (const [rawName, value] of Object.entries(upstream)) {
     const name = rawName.toLowerCase();
-    if (value === undefined || drop.has(name) || name.startsWith('access-control-')) continue;
+    if (value === undefined || NEVER_TO_BROWSER.has(name) || name.startsWith('access-control-') || (listed.length > 0 && listed.includes(name))) continue;
     out[name] = value;
   }
   out['cache-control'] = privateCacheControl(out['cache-control']);
@@ -203,6 +202,51 @@ function splitList(value: string): string[] {
 function listValues(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   return (Array.isArray(value) ? value : [value]).flatMap((line) => line.split(',')).map((item) => item.trim()).filter((item) => item !== '');
+}
+
+const DEFAULT_ALLOWED: ReadonlySet<string> = new Set(FORWARDED_REQUEST_HEADERS);
+/** Bound for the caches below: they hold one entry per route or tenant, this only caps a misuse. */
+const MAX_CACHED = 1000;
+/** The allow-list per distinct forwardHeaders list (one per route; keyed by content, so a changed list is never served stale). */
+const allowedByList = new Map<string, ReadonlySet<string>>();
+
+/** The request headers a route forwards, before the inbound Connection header removes any (never modify the result). */
+function allowedFor(forwardHeaders: readonly string[] | undefined): ReadonlySet<string> {
+  if (forwardHeaders === undefined || forwardHeaders.length === 0) return DEFAULT_ALLOWED;
+  const key = forwardHeaders.join('\n');
+  let allowed = allowedByList.get(key);
+  if (allowed === undefined) {
+    const set = new Set(FORWARDED_REQUEST_HEADERS);
+    for (const name of forwardHeaders) {
+      if (isForwardableHeaderName(name)) set.add(name.trim().toLowerCase());
+    }
+    allowed = set;
+    if (allowedByList.size >= MAX_CACHED) allowedByList.clear();
+    allowedByList.set(key, allowed);
+  }
+  return allowed;
+}
+
+/** `allowed` without the names the inbound Connection header lists (a copy only when one of them is in it). */
+function withoutListed(allowed: ReadonlySet<string>, listed: string[]): ReadonlySet<string> {
+  if (!listed.some((name) => allowed.has(name))) return allowed;
+  const copy = new Set(allowed);
+  for (const name of listed) copy.delete(name);
+  return copy;
+}
+
+/** X-Forwarded-Proto and -Host per tenant public URL. */
+const forwardedByPublicUrl = new Map<string, { proto: string; host: string }>();
+
+function forwardedFor(publicUrl: string): { proto: string; host: string } {
+  let forwarded = forwardedByPublicUrl.get(publicUrl);
+  if (forwarded === undefined) {
+    const url = new URL(publicUrl);
+    forwarded = { proto: url.protocol.slice(0, -1), host: url.host };
+    if (forwardedByPublicUrl.size >= MAX_CACHED) forwardedByPublicUrl.clear();
+    forwardedByPublicUrl.set(publicUrl, forwarded);
+  }
+  return forwarded;
 }
 
 /** A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; upstreams get the plain IPv4 form. */

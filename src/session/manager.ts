@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
@@ -53,7 +53,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
 
   /** Store key for a cookie value: a dump of the store yields no usable cookie. */
   static storeKey(cookieValue: string): string {
-    return createHash('sha256').update(cookieValue).digest('base64url');
+    // One-shot crypto.hash: the same SHA-256 as createHash().update().digest() without a Hash object per request.
+    return hash('sha256', cookieValue, 'base64url');
   }
 
   static hashForLog(id: string): string {

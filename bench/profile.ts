@@ -1,0 +1,108 @@
+/**
+ * CPU profile of the gateway under a proxied load: `node --import tsx bench/profile.ts [--seconds 20]
+ * [--connections 10] [--store memory|redis] [--top 10] [--keep DIR]`. The gateway runs with `node --cpu-prof`, pinned
+ * to core 0 (the runner and the upstream on core 1); after the load the gateway exits, writes its profile and this
+ * prints the self time per request by function and by module (src file, package, or Node internals). The
+ * profile covers the gateway's whole life, start-up and login included; with 20 s of load those are a few %.
+ * Not part of `npm run bench`.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { canPin, pin } from './cpu.js';
+import { startPrivateRedis } from './redis.js';
+import { fixed, table } from './report.js';
+import { ECHO_ROUTE, startBenchStack } from './stack.js';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '20' },
+    connections: { type: 'string', default: '10' },
+    store: { type: 'string', default: 'memory' },
+    top: { type: 'string', default: '10' },
+    keep: { type: 'string' },
+  },
+});
+
+const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'bench-prof-'));
+const redis = values.store === 'redis' ? await startPrivateRedis() : undefined;
+if (values.store === 'redis' && !redis) throw new Error('redis-server is not installed');
+const stack = await startBenchStack({
+  accessTokenTtlSeconds: 3600,
+  gatewayExecArgv: ['--cpu-prof', '--cpu-prof-dir', dir],
+  ...(redis ? { store: { type: 'redis' as const, url: redis.url, keyPrefix: 'bench:' } } : {}),
+});
+let requests = 0;
+try {
+  if (canPin()) {
+    pin(stack.gatewayPid, '0');
+    pin(stack.lookalikesPid, '1');
+    pin(process.pid, '1');
+    if (redis) pin(redis.pid, '1');
+  }
+  const cookie = await stack.login();
+  const target = { url: `${stack.publicUrl}${ECHO_ROUTE}/x`, headers: { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' } };
+  for (const duration of [3, Number(values.seconds)]) {
+    const r = await autocannon({ ...target, connections: Number(values.connections), duration, timeout: 10 });
+    requests += r['2xx'];
+    if (r.non2xx + r.errors + r.timeouts) console.error(`${r.non2xx + r.errors + r.timeouts} failed`);
+  }
+} finally {
+  await stack.close();
+  await redis?.stop();
+}
+
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+if (!file) throw new Error(`no profile in ${dir}`);
+const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+if (!values.keep) rmSync(dir, { recursive: true, force: true });
+
+const selfUs = new Map<number, number>();
+for (let i = 0; i < profile.samples.length; i += 1) selfUs.set(profile.samples[i]!, (selfUs.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
+const root = process.cwd();
+function moduleOf(url: string, name: string): string {
+  if (!url) return name.startsWith('(') ? name : '(native)';
+  const path = url.replace(/^file:\/\//, '');
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+  if (pkg) return pkg[1]!;
+  if (path.startsWith('node:')) return `node:${path.slice(5).split('/').slice(0, 2).join('/')}`;
+  return path.startsWith(root) ? path.slice(root.length + 1) : path;
+}
+const byFunction = new Map<string, number>();
+const byModule = new Map<string, number>();
+let total = 0;
+let busy = 0;
+for (const node of profile.nodes) {
+  const us = selfUs.get(node.id) ?? 0;
+  if (!us) continue;
+  total += us;
+  const { functionName, url, lineNumber } = node.callFrame;
+  if (functionName === '(idle)') continue;
+  busy += us;
+  const mod = moduleOf(url, functionName);
+  const fn = `${functionName || '(anonymous)'} ${url ? `${mod}:${lineNumber + 1}` : ''}`.trim();
+  byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
+  byModule.set(mod, (byModule.get(mod) ?? 0) + us);
+}
+const top = Number(values.top);
+const rows = (m: Map<string, number>): string[][] =>
+  [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([k, us]) => [k, fixed(us / requests, 1), `${fixed((100 * us) / busy, 1)} %`]);
+console.log(`${requests} proxied requests (${values.store} store, ${values.connections} connections); busy ${fixed(busy / requests, 1)} µs of profiled CPU per request (of ${fixed(total / 1000)} ms sampled, idle excluded)\n`);
+console.log(`Self time by function, top ${top}:\n\n${table(['function', 'µs/req', 'share of busy'], rows(byFunction))}\n`);
+console.log(`Self time by module, top ${top}:\n\n${table(['module', 'µs/req', 'share of busy'], rows(byModule))}`);
