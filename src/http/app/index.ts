@@ -53,6 +53,8 @@ async function tenantApp(scope: FastifyInstance, tenant: TenantConfig & { app: A
   };
 
   scope.addHook('onRequest', async (request, reply) => {
+    // A tenant a reload removed keeps its router entries until a restart; its host no longer names it.
+    if (request.bff?.tenant?.id !== tenant.id) throw new GatewayError('route_not_found', 'No route is configured for this path.');
     if (!app.requireLogin || !isPageNavigation(request) || RESERVED.test(request.url)) return undefined;
     if (await request.bff.session()) return undefined;
     // A navigation that arrives cross-site (the redirect back from ID-porten, a link in a mail) carries no
