@@ -71,12 +71,16 @@ t.test('a reload adds, removes and changes tenants while the kept tenants\' sess
   t.match(refusals[0]!.reason, /^invalid configuration: /);
   t.equal((await browser.fetch(`${origins.gone}/auth/session`)).status, 200, 'a refused reload keeps the running tenants');
 
+  const keptBefore = gateway.core.tenants.byId('keep');
   const result = await gateway.reload(raw([
     tenant('keep', origins.keep, [echo('keep')]),
     tenant('moved', `http://moved.localhost:${port}`, [open('/v2')]),
     tenant('fresh', `http://fresh.localhost:${port}`, [open('/fresh')]),
   ]));
   t.same(result, { added: ['fresh'], removed: ['gone'], changed: ['moved'] });
+  t.equal(gateway.core.tenants.byId('keep'), keptBefore, 'an untouched tenant is the same object');
+  t.ok(gateway.core.tenants.byId('moved')?.idporten.ready, 'a tenant whose routes changed keeps its loaded provider metadata');
+  t.notOk(gateway.core.tenants.byId('fresh')?.idporten.ready, 'an added tenant is discovered after the swap');
   t.ok(captured.lines.some((l) => l.msg === 'configuration reloaded'), 'the reload is logged');
 
   // The kept tenant: same session, still proxied with its bearer.

@@ -61,8 +61,9 @@ export class Tenants {
 
   /**
    * The tenants of `config`, next to the current ones: a tenant whose configuration is the same keeps its
-   * Tenant (its ID-porten client, with the provider metadata it has loaded); a new or changed one gets a new
-   * client, not ready until discovery has run for it. Nothing changes until `adopt`.
+   * Tenant, and one whose `idporten` is the same keeps its ID-porten client (with the provider metadata it has
+   * loaded); a new one, or one with other provider settings, gets a new client, not ready until discovery has
+   * run for it. Nothing changes until `adopt`.
    */
   prepare(config: GatewayConfig, opts: { keep?: boolean } = {}): TenantsChange {
     const current = opts.keep === false ? undefined : this.#snapshot;
@@ -74,10 +75,12 @@ export class Tenants {
     for (const tenantConfig of config.tenants) {
       const old = current?.byId.get(tenantConfig.id);
       const same = old !== undefined && isDeepStrictEqual(old.config, tenantConfig);
+      // The ID-porten client reads only `idporten`: a tenant whose routes (say) changed keeps it, ready as it was.
+      const sameProvider = old !== undefined && isDeepStrictEqual(old.config.idporten, tenantConfig.idporten);
       const tenant: Tenant = same ? old : {
         id: tenantConfig.id,
         config: tenantConfig,
-        idporten: new IdportenClient(tenantConfig, this.#opts),
+        idporten: sameProvider ? old.idporten : new IdportenClient(tenantConfig, this.#opts),
         cookies: cookiePolicy(tenantConfig.publicUrl, config.session.cookieName, config.session.sameSite),
       };
       (old === undefined ? added : same ? unchanged : changed).push(tenant.id);
