@@ -162,8 +162,9 @@ t.test('documents exactly the gateway-owned routes the app registers', async (t)
       proxiedSeen++;
       continue;
     }
-    // The app's catch-all is host-constrained; its `/` is the same entry as `/*` (`/{appPath}`).
-    if ((route.url === '/' || route.url === '/*') && (route.constraints as { host?: string } | undefined)?.host === HOST) {
+    // The app's catch-all is constrained (by host for an upstream app; static apps share one, constrained to the
+    // hosts that have one); its `/` is the same entry as `/*` (`/{appPath}`).
+    if ((route.url === '/' || route.url === '/*') && Object.keys(route.constraints ?? {}).length > 0) {
       for (const method of methodsOf(route)) appMethods.add(method);
       continue;
     }
