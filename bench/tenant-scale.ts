@@ -8,15 +8,18 @@
  *   node --import tsx bench/tenant-scale.ts                 # 1 and 500 tenants
  *   node --import tsx bench/tenant-scale.ts --tenants 1,100,500,1000 --requests 4000
  *   node --import tsx bench/tenant-scale.ts --distinct-paths     # each tenant under paths of its own
+ *   node --import tsx bench/tenant-scale.ts --gateway            # the whole gateway (buildApp), not the proxy alone
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { createAuditLog } from '../src/audit/audit-log.js';
+import { buildApp } from '../src/app.js';
+import { normaliseConfig } from '../src/config/normalise.js';
 import type { RouteConfig, TenantConfig } from '../src/config/types.js';
 import * as proxy from '../src/proxy/register.js';
 
@@ -38,13 +41,14 @@ const arg = (name: string, fallback: string): string => {
 };
 
 if (args.includes('--child')) {
-  process.stdout.write(`${JSON.stringify(await measure(Number(arg('tenants', '1')), Number(arg('requests', '3000')), args.includes('--distinct-paths')))}\n`);
+  process.stdout.write(`${JSON.stringify(await measure(Number(arg('tenants', '1')), Number(arg('requests', '3000')), args.includes('--distinct-paths'), args.includes('--gateway')))}\n`);
 } else {
   const counts = arg('tenants', '1,500').split(',').map(Number);
   const requests = arg('requests', '3000');
   const rows: Result[] = counts.map((n) => JSON.parse(execFileSync(process.execPath, [
     '--import', 'tsx', '--expose-gc', fileURLToPath(import.meta.url), '--child', '--tenants', String(n), '--requests', requests,
     ...(args.includes('--distinct-paths') ? ['--distinct-paths'] : []),
+    ...(args.includes('--gateway') ? ['--gateway'] : []),
   ], { encoding: 'utf8' })) as Result);
   process.stdout.write('| tenants | routes in Fastify | ready (ms) | RSS (MiB) | heap (MiB) | upstream dispatchers | CPU/request (µs) | req/s (inject) |\n');
   process.stdout.write('|---:|---:|---:|---:|---:|---:|---:|---:|\n');
@@ -53,7 +57,7 @@ if (args.includes('--child')) {
   }
 }
 
-async function measure(tenantCount: number, requests: number, distinct: boolean): Promise<Result> {
+async function measure(tenantCount: number, requests: number, distinct: boolean, whole: boolean): Promise<Result> {
   const upstream = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.end('{"ok":true}'));
@@ -83,18 +87,28 @@ async function measure(tenantCount: number, requests: number, distinct: boolean)
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   const started = performance.now();
-  const app = Fastify({ logger: false });
   let routes = 0;
-  app.addHook('onRoute', () => void (routes += 1));
-  const routing: unknown = await proxy.registerProxyRoutes(app, {
-    tenants,
-    trustProxy: false,
-    audit: createAuditLog(pino({ level: 'silent' })),
-    auditContext: () => ({}),
-    loginUrl: () => '/auth/login',
-    bearerFor: async () => undefined,
-    hasSession: async () => false,
-  });
+  let routing: unknown;
+  let app: FastifyInstance;
+  if (whole) {
+    // The whole gateway (Tenants, ID-porten clients, cookie policies, all routes), provider discovery left out.
+    const config = normaliseConfig({ server: { port: 0 }, session: { keys: [{ id: 'k1', secret: Buffer.alloc(32, 1).toString('base64url') }] }, tenants: tenants.map((t) => ({ id: t.id, publicUrl: t.publicUrl, idporten: { issuer: t.idporten.issuer, clientId: t.idporten.clientId, clientAuth: t.idporten.clientAuth, acrValues: t.idporten.acrValues }, routes: t.routes.map((r) => ({ path: r.path, upstream: r.upstream, token: r.token, methods: r.methods })) })) }, {});
+    const gateway = await buildApp(config, { logger: pino({ level: 'silent' }), onRoute: () => void (routes += 1) });
+    app = gateway.app;
+    app.gateway.tenants.all.forEach((t) => Object.defineProperty(t.idporten, 'ready', { value: true }));
+  } else {
+    app = Fastify({ logger: false });
+    app.addHook('onRoute', () => void (routes += 1));
+    routing = await proxy.registerProxyRoutes(app, {
+      tenants,
+      trustProxy: false,
+      audit: createAuditLog(pino({ level: 'silent' })),
+      auditContext: () => ({}),
+      loginUrl: () => '/auth/login',
+      bearerFor: async () => undefined,
+      hasSession: async () => false,
+    });
+  }
   await app.ready();
   const readyMs = Math.round(performance.now() - started);
   gc?.();
@@ -113,7 +127,7 @@ async function measure(tenantCount: number, requests: number, distinct: boolean)
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   // Before the routing table, every registration had an Agent of its own (two router entries each).
-  const dispatchers = (routing as { dispatchers?: number } | undefined)?.dispatchers ?? `${routes / 2} (one per registration)`;
+  const dispatchers = whole ? 'n/a' : (routing as { dispatchers?: number } | undefined)?.dispatchers ?? `${routes / 2} (one per registration)`;
   await app.close();
   upstream.close();
   return {

@@ -65,9 +65,10 @@ t.test('a reload adds, removes and changes tenants while the kept tenants\' sess
   // Refused: a broken configuration, and a change only a restart can make. Nothing changes.
   await t.rejects(gateway.reload({ tenants: 'not a list' }), ReloadRefused);
   await t.rejects(gateway.reload(raw([tenant('keep', origins.keep, [echo('keep')])], { idleTimeout: '5m' })), /session\.\* changed; a restart is needed/);
+  await t.rejects(gateway.reload({ ...raw([tenant('keep', origins.keep, [echo('keep')])]), server: { port, requestTimeout: '5s' } }), /server\.\* changed; a restart is needed/);
   await t.rejects(gateway.reload(raw([tenant('keep', origins.keep, [echo('keep'), { ...open('/n'), path: '/brand-new' }])])), /new route paths need a restart/);
   const refusals = captured.lines.filter((l) => l.msg === 'configuration reload refused; the running configuration keeps serving');
-  t.equal(refusals.length, 3, 'each refusal is logged');
+  t.equal(refusals.length, 4, 'each refusal is logged');
   t.match(refusals[0]!.reason, /^invalid configuration: /);
   t.equal((await browser.fetch(`${origins.gone}/auth/session`)).status, 200, 'a refused reload keeps the running tenants');
 
