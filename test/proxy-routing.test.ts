@@ -16,8 +16,10 @@ import { registerProxyRoutes, type ProxyRouting } from '../src/proxy/register.js
 /** An upstream that answers with the path it was asked for; a path containing "hold" waits for release(). */
 const held: Array<() => void> = [];
 const seen: string[] = [];
+const headerNames = new Set<string>();
 const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
   seen.push(req.url ?? '');
+  for (const name of Object.keys(req.headers)) headerNames.add(name);
   req.resume();
   const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: req.url }));
   if ((req.url ?? '').includes('hold')) held.push(answer);
@@ -90,6 +92,7 @@ t.test('sixty tenants share one route path: one router entry per path, each host
     t.equal(answer.body.path, `/up/t${i}/x?q=1`, `t${i} reaches its own upstream path`);
   }
   t.equal((await get('T7.EXAMPLE.TEST', '/other')).body.path, '/other/t7', 'the host is matched case-insensitively');
+  t.notOk(headerNames.has('x-idporten-bff-dispatcher'), 'the internal dispatcher header never reaches an upstream');
   const unknownHost = await get('nobody.example.test', '/api/x');
   t.equal(unknownHost.status, 404);
   t.equal(unknownHost.body.code, 'route_not_found');
