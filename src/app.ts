@@ -6,7 +6,7 @@ import { GatewayError } from './errors.js';
 import type { GatewayCore } from './http/core.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { createLogger } from './logging.js';
-import { idportenBff, validated } from './plugin.js';
+import { idportenBff, validated, type IdportenBffOptions, type ReloadResult } from './plugin.js';
 import { trustedPeer } from './proxy/trusted-peer.js';
 import type { SessionLock, SessionStore } from './session/store.js';
 
@@ -26,6 +26,11 @@ export interface Gateway {
   core: GatewayCore;
   /** Loads every tenant's provider metadata; keeps retrying in the background until it succeeds. */
   warmUp(): Promise<void>;
+  /**
+   * Applies a new configuration's tenants, routes and apps without dropping sessions (see the plugin's bffReload);
+   * throws ReloadRefused, logged, when it is invalid or needs a restart.
+   */
+  reload(config: IdportenBffOptions['config']): Promise<ReloadResult>;
   /** Stops background work and closes the server and the store. */
   close(): Promise<void>;
 }
@@ -81,7 +86,7 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     // A store handed in is this server's to close too (the plugin leaves stores it did not open alone).
     await deps.store?.close();
   };
-  return { app, core: app.gateway, warmUp: () => app.bffWarmUp(), close };
+  return { app, core: app.gateway, warmUp: () => app.bffWarmUp(), reload: (next) => app.bffReload(next), close };
 }
 
 /** How often Node looks for connections past their headers or request timeout: a quarter of it, 100 ms to 1 s. */

@@ -44,7 +44,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'serve': {
       const loaded = load(command.configPath);
-      if (loaded) await serve(loaded.config);
+      if (loaded) await serve(loaded.config, loaded.file);
       return;
     }
   }
@@ -69,12 +69,13 @@ function load(path: string | undefined): { config: GatewayConfig; file: string }
  * buffered log lines and exits 0 — and whatever is still running when `server.shutdownTimeout` has passed
  * since the signal, the process exits then: the deadline does not depend on the server, the store or stdout.
  */
-async function serve(config: GatewayConfig): Promise<void> {
-  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }, { startTelemetry }] = await Promise.all([
+async function serve(config: GatewayConfig, configFile: string): Promise<void> {
+  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }, { startTelemetry }, { validated }] = await Promise.all([
     import('./app.js'),
     import('./logging.js'),
     import('./http/metrics-server.js'),
     import('./audit/otel.js'),
+    import('./plugin.js'),
   ]);
   const sink = new LogSink();
   const logger = createLogger({ level: config.server.logLevel, destination: sink });
@@ -119,6 +120,23 @@ async function serve(config: GatewayConfig): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  // SIGHUP reads the configuration file again and applies it (see Gateway.reload); a refused one is logged and
+  // the running configuration keeps serving. Before the server is up there is nothing to reload.
+  let reloadable: { reload(config: ReturnType<typeof validated>): Promise<unknown> } | undefined;
+  process.on('SIGHUP', () => {
+    if (stopping || !reloadable) return;
+    logger.info({ file: configFile }, 'reloading the configuration');
+    let next: GatewayConfig;
+    try {
+      next = loadConfig(configFile, process.env).config;
+    } catch (err) {
+      logger.error({ reason: (err as Error).message }, 'configuration reload refused; the running configuration keeps serving');
+      return;
+    }
+    // The gateway logs what it applied or why it refused.
+    reloadable.reload(validated(next)).catch(() => undefined);
+  });
+
   try {
     const started = await startTelemetry();
     if (started !== undefined) {
@@ -127,6 +145,7 @@ async function serve(config: GatewayConfig): Promise<void> {
     }
     const gateway = await buildApp(config, { logger });
     running.push(gateway);
+    reloadable = gateway;
     if (stopping) return void gateway.close();
     if (config.server.metricsPort !== undefined) {
       const metricsServer = await startMetricsServer(gateway.core, config.server.host, config.server.metricsPort);

@@ -6,6 +6,7 @@
  *
  * Wiring only: config → store → sessions → tenants → token lifecycle → HTTP routes and proxy.
  */
+import { isDeepStrictEqual } from 'node:util';
 import cookie from '@fastify/cookie';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
@@ -26,7 +27,7 @@ import { sessionRoutes } from './http/routes/session.js';
 import { userSessionRoutes } from './http/routes/sessions.js';
 import { securityHeaders } from './http/security-headers.js';
 import { traceRequests } from './http/trace.js';
-import { registerProxyRoutes } from './proxy/register.js';
+import { registerProxyRoutes, type ProxyRouting } from './proxy/register.js';
 import { clientRoute } from './http/routes/client.js';
 import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
@@ -62,11 +63,29 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Loads every tenant's provider metadata; keeps retrying in the background until it succeeds. */
     bffWarmUp(): Promise<void>;
+    /**
+     * Serves a new configuration's tenants, routes and apps from the next request on, keeping the session store,
+     * the key ring and every live session of the tenants it keeps. Throws ReloadRefused (and logs it) when the
+     * configuration is invalid or changes what only a restart can; then the running one keeps serving.
+     */
+    bffReload(config: IdportenBffOptions['config']): Promise<ReloadResult>;
   }
 }
 
+/** What a reload changed, by tenant id. */
+export interface ReloadResult {
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
+/** A configuration a reload refused; the running configuration keeps serving. */
+export class ReloadRefused extends Error {
+  override readonly name = 'ReloadRefused';
+}
+
 async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
-  const config = resolveConfig(opts);
+  let config = resolveConfig(opts);
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
   const metrics = new GatewayMetrics();
@@ -77,7 +96,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const sessions = new SessionManager<SessionData>({ store, lock, keys, config: config.session, now });
   const tenants = new Tenants(config, { now });
   const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleSecrets: config.session.keys.map((k) => k.secret) });
-  const core: GatewayCore = { config, tenants, lifecycle, keys, audit, metrics, now };
+  // `config` follows reloads; everything else is made once.
+  const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now };
 
   // Visible to the host application: cookies parsed, and request.bff on every request.
   if (!app.hasDecorator('parseCookie')) await app.register(cookie);
@@ -85,9 +105,25 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.decorateRequest('bff', null as unknown as BffRequest);
   traceRequests(app);
   app.addHook('onRequest', async (request) => {
-    request.bff = new BffRequest(lifecycle, tenants.forHost(request.host), request.cookies);
+    const tenant = tenants.forHost(request.host);
+    if (!tenant) await endRemovedTenantSession(request.host, request.cookies);
+    request.bff = new BffRequest(lifecycle, tenant, request.cookies);
   });
 
+  /** A reload removed this host's tenant: a session its cookie still names is ended (and revoked) when met. */
+  const endRemovedTenantSession = async (host: string, cookies: Record<string, string | undefined> | undefined): Promise<void> => {
+    const removed = tenants.removedForHost(host);
+    const cookieValue = removed ? cookies?.[removed.cookies.sessionName] : undefined;
+    if (!removed || cookieValue === undefined) return;
+    try {
+      const current = await lifecycle.current(removed, cookieValue);
+      if (current.state === 'live') await lifecycle.end(current.session, removed, 'admin', { reason: 'tenant removed from the configuration' });
+    } catch (err) {
+      log.warn({ tenant: removed.id, reason: (err as Error).message }, 'session of a removed tenant not ended yet');
+    }
+  };
+
+  let routing: ProxyRouting | undefined;
   const discovery = new Discovery(tenants, log);
   app.decorate('bffWarmUp', () => discovery.run());
   app.addHook('onReady', async () => void discovery.run());
@@ -122,7 +158,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     await scope.register(clientRoute);
     await scope.register(logoutRoutes);
     await scope.register(metricsRoute);
-    await registerProxyRoutes(scope, {
+    routing = await registerProxyRoutes(scope, {
       tenants: config.tenants,
       trustProxy: config.server.trustProxy,
       audit,
@@ -134,6 +170,49 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     // Last: the tenant's app answers whatever no route above owns.
     await registerAppRoutes(scope, config.tenants);
   });
+
+  app.decorate('bffReload', async (input: IdportenBffOptions['config']): Promise<ReloadResult> => {
+    try {
+      let next: GatewayConfig;
+      try {
+        next = resolveConfig({ ...opts, config: input });
+      } catch (err) {
+        throw new ReloadRefused(`invalid configuration: ${(err as Error).message}`);
+      }
+      refuseRestartOnlyChanges(config, next);
+      // Everything that can fail is worked out first; then tenants and routes are swapped together, in one
+      // synchronous step, so a request sees the old configuration or the new one.
+      const change = tenants.prepare(next);
+      try {
+        routing!.update(next.tenants);
+      } catch (err) {
+        throw new ReloadRefused((err as Error).message);
+      }
+      tenants.adopt(change);
+      config = next;
+      void discovery.run();
+      const result = { added: change.added, removed: change.removed, changed: change.changed };
+      log.info(result, 'configuration reloaded');
+      return result;
+    } catch (err) {
+      if (err instanceof ReloadRefused) log.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving');
+      throw err;
+    }
+  });
+}
+
+/**
+ * What a reload cannot change: the session store, cookie and key ring (`session.*`), the listener and its
+ * limits (`server.*`), and the tenants' apps (their routes are registered at start).
+ */
+function refuseRestartOnlyChanges(current: GatewayConfig, next: GatewayConfig): void {
+  for (const part of ['session', 'server'] as const) {
+    if (!isDeepStrictEqual(current[part], next[part])) throw new ReloadRefused(`${part}.* changed; a restart is needed to apply it`);
+  }
+  const appOf = new Map(current.tenants.map((t) => [t.id, t.app]));
+  for (const tenant of next.tenants) {
+    if (!isDeepStrictEqual(appOf.get(tenant.id), tenant.app)) throw new ReloadRefused(`tenants[${tenant.id}].app changed or added; a restart is needed to apply it`);
+  }
 }
 
 /** The plugin, with its decorators and hooks visible to the server it is registered on. */

@@ -1,6 +1,10 @@
 /**
- * The authenticated reverse proxy: one @fastify/http-proxy registration per (tenant, route), told
- * apart by the Host header through Fastify's `host` route constraint, so tenants may share paths.
+ * The authenticated reverse proxy. The routing table is data (routing-table.ts): every distinct route path is
+ * registered with the router once, for all tenants, under a constraint that asks the table whether the
+ * request's host has a route at that path (when it has none the router goes on, to the tenant's app or the 404
+ * problem). The request's tenant and route are looked up when it arrives (two map reads), so tenants may share
+ * paths, and `update` swaps the table for new requests while requests under way keep the one they started with.
+ * Upstream connections are shared per TLS trust and origin (dispatchers.ts), through one reply-from.
  *
  * A request passes these steps in order; the first that fails answers and nothing reaches the upstream:
  *   1. CSRF (403 csrf_failed, audited as csrf.reject). A first-party top-level GET navigation
@@ -24,7 +28,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RouteConfig, TenantConfig } from '../config/types.js';
@@ -32,10 +36,11 @@ import { GatewayError } from '../errors.js';
 import { checkCsrf, isFirstPartyNavigation } from '../http/csrf.js';
 import { isTopLevelNavigation } from '../http/negotiation.js';
 import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../http/problem.js';
-import { withDefaultCas } from '../net/fetch.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
+import { DISPATCHER_HEADER, UpstreamDispatchers } from './dispatchers.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { upstreamPathFor } from './path-safety.js';
+import { RoutingTable, type ProxyTarget } from './routing-table.js';
 import { trustedPeer } from './trusted-peer.js';
 
 export interface ProxyDeps {
@@ -67,19 +72,72 @@ const ALL_METHODS = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT',
 export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
   app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger>,
   deps: ProxyDeps,
-): Promise<void> {
+): Promise<ProxyRouting> {
   const isTrustedPeer = trustedPeer(deps.trustProxy);
+  const dispatchers = new UpstreamDispatchers();
+  const build = (tenants: readonly TenantConfig[]) => new RoutingTable(tenants, (tenant, route) => dispatchers.keyFor(tenant, route));
+  let table = build(deps.tenants);
+  const registeredPaths = new Set(table.paths);
+
+  // The router asks, for a request to a registered route path, whether the request's host has a route there
+  // now; when it has none, the router goes on to what else matches (the tenant's app, or the 404 problem).
+  const constraint = `bffProxyRoute${strategies++}`;
+  app.addConstraintStrategy({
+    name: constraint,
+    storage() {
+      const paths = new Map<string, unknown>();
+      return {
+        get: (host: string) => {
+          for (const [path, handlers] of paths) if (table.lookup(host, path)) return handlers;
+          return null;
+        },
+        set: (path: string, handlers: unknown) => void paths.set(path, handlers),
+      } as never;
+    },
+    deriveConstraint: (req: IncomingMessage) => req.headers.host,
+    mustMatchWhenDerived: false,
+  });
+
   app.decorateRequest('proxyState', null);
-  for (const tenant of deps.tenants) {
-    for (const route of tenant.routes) {
-      await app.register(proxyRoute, { prefix: route.path, tenant, route, deps, isTrustedPeer });
-    }
-  }
+  await app.register(proxyRoutes, { paths: [...registeredPaths], constraint, table: () => table, dispatchers, deps, isTrustedPeer });
+  app.addHook('onClose', () => dispatchers.close());
+
+  return {
+    update(tenants) {
+      const next = build(tenants);
+      const missing = [...next.paths].filter((path) => !registeredPaths.has(path));
+      if (missing.length > 0) throw new Error(`new route paths need a restart: ${missing.join(', ')}`);
+      table = next;
+    },
+    get dispatchers() {
+      return dispatchers.size;
+    },
+    get paths() {
+      return registeredPaths.size;
+    },
+  };
 }
 
-interface RouteContext {
-  tenant: TenantConfig;
-  route: RouteConfig;
+/** The proxy's routing at run time. */
+export interface ProxyRouting {
+  /**
+   * Routes new requests by these tenants' routes from now on (requests under way finish as they began).
+   * Throws, changing nothing, when a route path is new: paths are registered with the router at start.
+   */
+  update(tenants: readonly TenantConfig[]): void;
+  /** How many upstream dispatchers (connection pools by TLS trust) are open. */
+  readonly dispatchers: number;
+  /** How many distinct route paths are registered. */
+  readonly paths: number;
+}
+
+let strategies = 0;
+
+interface ProxyScope {
+  paths: string[];
+  constraint: string;
+  table: () => RoutingTable;
+  dispatchers: UpstreamDispatchers;
   deps: ProxyDeps;
   isTrustedPeer: (remoteAddress: string | undefined) => boolean;
 }
@@ -89,6 +147,10 @@ declare module 'fastify' {
     /** Per-request state of a proxied request, shared between its hooks and reply-from's callbacks. */
     proxyState: ProxyState | null;
   }
+  interface FastifyContextConfig {
+    /** On the proxy's routes: the route path (of any tenant) this router entry stands for. */
+    proxyPath?: string;
+  }
 }
 
 function stateOf(request: { proxyState?: ProxyState | null }): ProxyState {
@@ -96,9 +158,12 @@ function stateOf(request: { proxyState?: ProxyState | null }): ProxyState {
   return request.proxyState;
 }
 
-/** Per-request state shared between the hooks of one route. */
+/** Per-request state shared between the hooks of one request. */
 interface ProxyState {
-  upstreamPath: string;
+  /** The tenant's route this request was routed to, fixed for the request's life. */
+  target: ProxyTarget;
+  /** Set once the checks of onRequest passed. */
+  upstreamPath?: string;
   /** Set when a first-party navigation skipped the CSRF check only to reach the login redirect. */
   deferredCsrf?: 'missing_header' | 'origin_mismatch';
   /** Set once preHandler resolved it (undefined on routes that send none). */
@@ -106,21 +171,24 @@ interface ProxyState {
   bodyTooLarge?: boolean;
 }
 
-const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, route, deps, isTrustedPeer }) => {
-  const upstream = new URL(route.upstream);
-  const rejectCsrf = (request: FastifyRequest, reply: FastifyReply, reason: 'missing_header' | 'origin_mismatch'): FastifyReply => {
+const tooLarge = (route: RouteConfig) => new GatewayError('payload_too_large', `The request body exceeds ${route.bodyLimitBytes} bytes.`);
+
+/**
+ * Every route path once, for every tenant: the request's tenant (by its host) and that tenant's route at the
+ * matched path are looked up when it arrives, and its upstream, methods, limits and token come from there.
+ */
+const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, constraint, table, dispatchers, deps, isTrustedPeer }) => {
+  const rejectCsrf = (request: FastifyRequest, reply: FastifyReply, { tenant, route }: ProxyTarget, reason: 'missing_header' | 'origin_mismatch'): FastifyReply => {
     deps.audit.event('csrf.reject', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, reason });
     return reject(request, reply, new GatewayError('csrf_failed', 'The request lacks the X-CSRF header or comes from another origin.'));
   };
-
-  const tooLarge = () => new GatewayError('payload_too_large', `The request body exceeds ${route.bodyLimitBytes} bytes.`);
 
   /**
    * One proxy line per request, written when the response closes: that happens exactly once,
    * also when the client hangs up before its answer (logged as 499, the client-closed status
    * common in proxy logs), where Fastify's onResponse would not run.
    */
-  const auditWhenClosed = (request: FastifyRequest, reply: FastifyReply): void => {
+  const auditWhenClosed = (request: FastifyRequest, reply: FastifyReply, { tenant, route }: ProxyTarget): void => {
     reply.raw.once('close', AsyncResource.bind(() => {
       const status = reply.raw.writableFinished ? reply.statusCode : 499;
       deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(reply.elapsedTime) });
@@ -130,32 +198,39 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
   // Bodies are never parsed: every content type (and none) is handed on as a counted stream.
   scope.removeAllContentTypeParsers();
   scope.addContentTypeParser('*', (request, payload, done) => {
-    done(null, limitBody(payload, route.bodyLimitBytes, () => {
-      stateOf(request as FastifyRequest).bodyTooLarge = true;
+    const state = stateOf(request as FastifyRequest);
+    done(null, limitBody(payload, state.target.route.bodyLimitBytes, () => {
+      state.bodyTooLarge = true;
     }));
   });
 
   scope.setErrorHandler((error, request, reply) => reject(request, reply, asGatewayError(error, request.log)));
 
   scope.addHook('onRequest', async (request, reply) => {
-    auditWhenClosed(request, reply);
+    const target = table().lookup(request.headers.host, request.routeOptions.config.proxyPath ?? '');
+    // Routed by the table of the moment; a reload in between may have taken the route away.
+    if (!target) return reject(request, reply, new GatewayError('route_not_found', 'No route is configured for this path.'));
+    const { tenant, route } = target;
+    request.proxyState = { target };
+    auditWhenClosed(request, reply, target);
     const csrf = checkCsrf(request.headers, tenant.publicUrl);
-    if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return rejectCsrf(request, reply, csrf.reason);
+    if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return rejectCsrf(request, reply, target, csrf.reason);
 
     if (!route.methods.includes(request.method)) {
       return reject(request, reply, new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { allow: route.methods }));
     }
-    const upstreamPath = upstreamPathFor(request.raw.url ?? '', route.path, upstream.pathname);
+    const upstreamPath = upstreamPathFor(request.raw.url ?? '', route.path, target.upstream.pathname);
     if (upstreamPath === undefined) {
       return reject(request, reply, new GatewayError('invalid_request', 'The request path is not allowed.'));
     }
-    if (declaresTooLarge(request.headers['content-length'], route.bodyLimitBytes)) return reject(request, reply, tooLarge());
-    request.proxyState = csrf.ok ? { upstreamPath } : { upstreamPath, deferredCsrf: csrf.reason };
+    if (declaresTooLarge(request.headers['content-length'], route.bodyLimitBytes)) return reject(request, reply, tooLarge(route));
+    request.proxyState = csrf.ok ? { target, upstreamPath } : { target, upstreamPath, deferredCsrf: csrf.reason };
     return undefined;
   });
 
   scope.addHook('preHandler', async (request, reply) => {
     const state = stateOf(request);
+    const { tenant, route } = state.target;
     if (state.deferredCsrf !== undefined) {
       // Refused either way; only whether to refuse with a login redirect is open. A route that sends no
       // token needs no login, so it gets the 403 outright.
@@ -169,7 +244,7 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
         }
         if (!live) return reply.redirect(deps.loginUrl(request, tenant), 302);
       }
-      return rejectCsrf(request, reply, state.deferredCsrf);
+      return rejectCsrf(request, reply, state.target, state.deferredCsrf);
     }
     try {
       state.bearer = { value: await deps.bearerFor(request, tenant, route) };
@@ -179,56 +254,77 @@ const proxyRoute: FastifyPluginAsync<RouteContext> = async (scope, { tenant, rou
       if (needsLogin(err.code) && isTopLevelNavigation(request)) return reply.redirect(loginUrl, 302);
       return reject(request, reply, err, loginUrl);
     }
-    if (state.bodyTooLarge) return reject(request, reply, tooLarge());
+    if (state.bodyTooLarge) return reject(request, reply, tooLarge(route));
     return undefined;
   });
 
-  const upstreamTls = {
-    rejectUnauthorized: true,
-    // `ca` replaces Node's trust store, so an extra CA is added to the public roots, not swapped in.
-    ...(tenant.upstreamCaPem === undefined ? {} : { ca: withDefaultCas(tenant.upstreamCaPem) }),
-  };
+  // One reply-from for every route, without a base: each request names its absolute upstream URL, and the
+  // connections come from the shared dispatchers. reply-from's defaults a token gateway cannot keep are
+  // overridden: upstream TLS is verified (the dispatchers' Agents), GET is not retried on 503, and its
+  // error replies (which name internal addresses) are replaced by problem JSON.
+  await scope.register(replyFrom, { undici: dispatchers as never, retryMethods: [], disableRequestLogging: true });
 
-  const proxyOptions: FastifyHttpProxyOptions = {
-    upstream: upstream.origin,
-    rewritePrefix: upstream.pathname,
-    constraints: { host: new URL(tenant.publicUrl).host },
-    httpMethods: ALL_METHODS,
-    proxyPayloads: false,
-    // reply-from passes undici `tls: { rejectUnauthorized: false }` by default; undici's connector
-    // lets `connect` override it, so verification is switched on there.
-    undici: { connect: { ...upstreamTls, timeout: route.timeoutMs } },
-    retryMethods: [],
-    disableRequestLogging: true,
-    // The destination is the one path-safety.ts computed from the raw URL. The query is left off,
-    // so reply-from forwards the raw query string byte for byte.
-    handler: (request, reply, _dest, options) => reply.from(stateOf(request).upstreamPath, options),
-    replyOptions: {
-      timeout: route.timeoutMs,
-      rewriteRequestHeaders: (request, _headers) => upstreamRequestHeaders(request.headers as IncomingHttpHeaders, {
-        bearer: bearerOf(stateOf(request)),
-        upstreamHost: upstream.host,
+  const replyOptions: FastifyReplyFromHooks & { timeout?: number } = {
+    rewriteRequestHeaders: (request, _headers) => {
+      const { target, ...state } = stateOf(request);
+      const headers = upstreamRequestHeaders(request.headers as IncomingHttpHeaders, {
+        bearer: bearerOf(state),
+        upstreamHost: target.upstream.host,
         keepForwardingHeaders: isTrustedPeer(request.raw.socket.remoteAddress),
         peerAddress: request.raw.socket.remoteAddress,
-        publicUrl: tenant.publicUrl,
-        route,
+        publicUrl: target.tenant.publicUrl,
+        route: target.route,
         trace: request.trace,
-      }),
-      rewriteHeaders: (headers) => browserResponseHeaders(headers),
-      onError: (reply, { error }) => {
-        const state = stateOf(reply.request);
-        const timedOut = (error as { statusCode?: number }).statusCode === 504;
-        const failure = state.bodyTooLarge
-          ? tooLarge()
-          : timedOut
-            ? new GatewayError('upstream_timeout', `The upstream did not answer within ${route.timeoutMs} ms.`)
-            : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
-        reject(reply.request, reply, failure);
-      },
+      });
+      headers[DISPATCHER_HEADER] = target.dispatcher;
+      return headers;
+    },
+    rewriteHeaders: (headers, request) => browserResponseHeaders(rewriteLocation(headers, stateOf(request as FastifyRequest).target)),
+    onError: (reply, { error }) => {
+      const state = stateOf(reply.request);
+      const { route } = state.target;
+      const timedOut = (error as { statusCode?: number }).statusCode === 504;
+      const failure = state.bodyTooLarge
+        ? tooLarge(route)
+        : timedOut
+          ? new GatewayError('upstream_timeout', `The upstream did not answer within ${route.timeoutMs} ms.`)
+          : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
+      reject(reply.request, reply, failure);
     },
   };
-  await scope.register(httpProxy, proxyOptions);
+
+  // The destination is the one path-safety.ts computed from the raw URL. The query is left off,
+  // so reply-from forwards the raw query string byte for byte.
+  const handler = (request: FastifyRequest, reply: FastifyReply) => {
+    const { target, upstreamPath } = stateOf(request);
+    return reply.from(`${target.upstream.origin}${upstreamPath}`, { ...replyOptions, timeout: target.route.timeoutMs });
+  };
+  for (const path of paths) {
+    for (const url of [path, `${path}/*`]) {
+      scope.route({ method: ALL_METHODS, url, constraints: { [constraint]: path }, config: { proxyPath: path }, handler });
+    }
+  }
 };
+
+/**
+ * A relative Location from the upstream names the upstream's path; the browser gets the gateway's route path
+ * in its place (as @fastify/http-proxy did). Header values are stripped of characters invalid in HTTP.
+ */
+function rewriteLocation(headers: IncomingHttpHeaders, { upstream, route }: ProxyTarget): IncomingHttpHeaders {
+  const location = headers.location;
+  const base = upstream.pathname.endsWith('/') ? upstream.pathname.slice(0, -1) : upstream.pathname;
+  if (typeof location === 'string' && !/^https?:\/\//.test(location)) headers.location = location.replace(base, route.path);
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string') headers[name] = sanitizeHeaderValue(value);
+    else if (Array.isArray(value)) headers[name] = value.map(sanitizeHeaderValue);
+  }
+  return headers;
+}
+
+function sanitizeHeaderValue(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  return value.replace(/[^\t\x20-\x7E\x80-\xFF]/g, '');
+}
 
 /** Answers with a problem; closes the connection when the client may still be sending a body nobody will read. */
 function reject<R extends ProblemReply>(request: { raw: { complete: boolean } }, reply: R, err: GatewayError, loginUrl?: string): R {
@@ -237,7 +333,7 @@ function reject<R extends ProblemReply>(request: { raw: { complete: boolean } },
   return reply;
 }
 
-function bearerOf(state: ProxyState): string | undefined {
+function bearerOf(state: Pick<ProxyState, 'bearer'>): string | undefined {
   if (state.bearer === undefined) throw new Error('no bearer: preHandler did not run');
   return state.bearer.value;
 }

@@ -21,6 +21,7 @@ export class Discovery {
   readonly #failures = new Map<string, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
   #running: Promise<void> | undefined;
+  #again: Promise<void> | undefined;
   #stopped = false;
 
   constructor(tenants: Tenants, log: DiscoveryLog) {
@@ -28,9 +29,19 @@ export class Discovery {
     this.#log = log;
   }
 
-  /** One pass over the tenants not ready yet; resolves when each has succeeded or failed once. */
+  /**
+   * One pass over the tenants not ready yet; resolves when each has succeeded or failed once. Called while a pass
+   * is under way (a reload added tenants), another pass follows it, for the tenants the first one did not see.
+   */
   run(): Promise<void> {
-    this.#running ??= this.#pass(this.#tenants.all.filter((t) => !t.idporten.ready)).finally(() => (this.#running = undefined));
+    if (this.#running) {
+      this.#again ??= this.#running.then(() => {
+        this.#again = undefined;
+        return this.run();
+      });
+      return this.#again;
+    }
+    this.#running = this.#pass(this.#tenants.all.filter((t) => !t.idporten.ready)).finally(() => (this.#running = undefined));
     return this.#running;
   }
 

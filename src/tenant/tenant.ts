@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig, TenantConfig } from '../config/types.js';
 import { IdportenClient } from '../idporten/client.js';
 import { cookiePolicy, type CookiePolicy } from '../session/cookies.js';
@@ -10,34 +11,100 @@ export interface Tenant {
   readonly cookies: CookiePolicy;
 }
 
-/** Every tenant of one configuration, found by id or by the host a request names. */
+/** One configuration's tenants, by id and by host; never changed once made. */
+interface Snapshot {
+  readonly byId: ReadonlyMap<string, Tenant>;
+  readonly byHost: ReadonlyMap<string, Tenant>;
+  /** Tenants of earlier configurations that this one no longer has, by host (their sessions are ended when met). */
+  readonly removedByHost: ReadonlyMap<string, Tenant>;
+}
+
+/** What a new configuration changes, worked out by `Tenants.prepare` before anything is swapped. */
+export interface TenantsChange {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: string[];
+  readonly unchanged: string[];
+  /** @internal */
+  readonly snapshot: Snapshot;
+}
+
+/**
+ * Every tenant of one configuration, found by id or by the host a request names. A reload swaps the whole
+ * snapshot at once (`prepare`, then `adopt`): a lookup sees the old tenants or the new ones, never a mix.
+ */
 export class Tenants {
-  readonly #byId = new Map<string, Tenant>();
-  readonly #byHost = new Map<string, Tenant>();
+  #snapshot: Snapshot;
+  readonly #opts: { now?: () => number };
 
   constructor(config: GatewayConfig, opts: { now?: () => number } = {}) {
-    for (const tenantConfig of config.tenants) {
-      const tenant: Tenant = {
-        id: tenantConfig.id,
-        config: tenantConfig,
-        idporten: new IdportenClient(tenantConfig, opts),
-        cookies: cookiePolicy(tenantConfig.publicUrl, config.session.cookieName, config.session.sameSite),
-      };
-      this.#byId.set(tenant.id, tenant);
-      // Exact match on host and port (Host, or X-Forwarded-Host when the proxy in front is trusted).
-      this.#byHost.set(new URL(tenantConfig.publicUrl).host.toLowerCase(), tenant);
-    }
+    this.#opts = opts;
+    this.#snapshot = this.prepare(config, { keep: false }).snapshot;
   }
 
   get all(): Tenant[] {
-    return [...this.#byId.values()];
+    return [...this.#snapshot.byId.values()];
   }
 
   byId(id: string): Tenant | undefined {
-    return this.#byId.get(id);
+    return this.#snapshot.byId.get(id);
   }
 
   forHost(host: string | undefined): Tenant | undefined {
-    return host ? this.#byHost.get(host.toLowerCase()) : undefined;
+    return host ? this.#snapshot.byHost.get(host.toLowerCase()) : undefined;
   }
+
+  /** A tenant that an earlier configuration served on this host and the current one does not. */
+  removedForHost(host: string | undefined): Tenant | undefined {
+    return host ? this.#snapshot.removedByHost.get(host.toLowerCase()) : undefined;
+  }
+
+  /**
+   * The tenants of `config`, next to the current ones: a tenant whose configuration is the same keeps its
+   * Tenant, and one whose `idporten` is the same keeps its ID-porten client (with the provider metadata it has
+   * loaded); a new one, or one with other provider settings, gets a new client, not ready until discovery has
+   * run for it. Nothing changes until `adopt`.
+   */
+  prepare(config: GatewayConfig, opts: { keep?: boolean } = {}): TenantsChange {
+    const current = opts.keep === false ? undefined : this.#snapshot;
+    const byId = new Map<string, Tenant>();
+    const byHost = new Map<string, Tenant>();
+    const added: string[] = [];
+    const changed: string[] = [];
+    const unchanged: string[] = [];
+    for (const tenantConfig of config.tenants) {
+      const old = current?.byId.get(tenantConfig.id);
+      const same = old !== undefined && isDeepStrictEqual(old.config, tenantConfig);
+      // The ID-porten client reads only `idporten`: a tenant whose routes (say) changed keeps it, ready as it was.
+      const sameProvider = old !== undefined && isDeepStrictEqual(old.config.idporten, tenantConfig.idporten);
+      const tenant: Tenant = same ? old : {
+        id: tenantConfig.id,
+        config: tenantConfig,
+        idporten: sameProvider ? old.idporten : new IdportenClient(tenantConfig, this.#opts),
+        cookies: cookiePolicy(tenantConfig.publicUrl, config.session.cookieName, config.session.sameSite),
+      };
+      (old === undefined ? added : same ? unchanged : changed).push(tenant.id);
+      byId.set(tenant.id, tenant);
+      // Exact match on host and port (Host, or X-Forwarded-Host when the proxy in front is trusted).
+      byHost.set(hostOf(tenantConfig), tenant);
+    }
+    const removedByHost = new Map(current?.removedByHost ?? []);
+    const removed: string[] = [];
+    for (const old of current?.byId.values() ?? []) {
+      if (byId.has(old.id)) continue;
+      removed.push(old.id);
+      if (!byHost.has(hostOf(old.config))) removedByHost.set(hostOf(old.config), old);
+    }
+    for (const host of byHost.keys()) removedByHost.delete(host);
+    return { added, removed, changed, unchanged, snapshot: { byId, byHost, removedByHost } };
+  }
+
+  /** Swaps in a prepared snapshot, at once. */
+  adopt(change: TenantsChange): void {
+    this.#snapshot = change.snapshot;
+  }
+}
+
+function hostOf(config: TenantConfig): string {
+  return new URL(config.publicUrl).host.toLowerCase();
 }

@@ -16,7 +16,7 @@ import type { AppConfig, TenantConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { loginUrl } from '../../tenant/urls.js';
 import { escapeHtml } from '../html.js';
-import { staticApp } from './static.js';
+import { staticApp, type StaticApp } from './static.js';
 import { registerUpstreamApp } from './upstream.js';
 
 /** Response headers of the app when `app.headers` sets none. `form-action 'self'` covers the POST to /auth/logout. */
@@ -32,28 +32,43 @@ const RESERVED = /^\/(auth|healthz|readyz|metrics)(\/|\?|$)/;
 /** Methods a static app answers; others get 405. */
 const STATIC_METHODS = ['GET', 'HEAD'];
 
+/** One tenant's app as its routes need it. */
+interface TenantApp {
+  tenant: TenantConfig & { app: AppConfig };
+  headers: Readonly<Record<string, string>>;
+}
+
+let strategies = 0;
+
 export async function registerAppRoutes(scope: FastifyInstance, tenants: readonly TenantConfig[]): Promise<void> {
   const withApp = tenants.filter((t): t is TenantConfig & { app: AppConfig } => t.app !== undefined);
-  if (withApp.some((t) => t.app.kind === 'static')) {
+  const entry = (tenant: TenantConfig & { app: AppConfig }): TenantApp => ({
+    tenant,
+    headers: Object.keys(tenant.app.headers).length > 0 ? tenant.app.headers : DEFAULT_APP_HEADERS,
+  });
+  const statics = new Map<string, TenantApp & { files: StaticApp }>();
+  for (const tenant of withApp) {
+    if (tenant.app.kind === 'static') statics.set(new URL(tenant.publicUrl).host.toLowerCase(), { ...entry(tenant), files: staticApp(tenant.app.dir) });
+  }
+  if (statics.size > 0) {
     // One registration for sendFile; each tenant names its own root per file.
     await scope.register(fastifyStatic, { serve: false, etag: true, lastModified: true, cacheControl: false, index: false, dotfiles: 'deny' });
+    await scope.register(async (appScope) => staticApps(appScope, statics));
   }
+  // An upstream app is its own @fastify/http-proxy (with its WebSocket path), under its host.
   for (const tenant of withApp) {
-    await scope.register(async (appScope) => tenantApp(appScope, tenant));
+    if (tenant.app.kind === 'upstream') await scope.register(async (appScope) => upstreamApp(appScope, entry(tenant)));
   }
 }
 
-async function tenantApp(scope: FastifyInstance, tenant: TenantConfig & { app: AppConfig }): Promise<void> {
-  const { app } = tenant;
-  const host = new URL(tenant.publicUrl).host;
-  const headers = Object.keys(app.headers).length > 0 ? app.headers : DEFAULT_APP_HEADERS;
-
-  const guard = (request: FastifyRequest): void => {
-    if (RESERVED.test(request.url)) throw new GatewayError('route_not_found', 'No route is configured for this path.');
-  };
-
+/** The hooks every app answer passes, for the tenant app `of` finds for a request. */
+function appHooks(scope: FastifyInstance, of: (request: FastifyRequest) => TenantApp | undefined): void {
   scope.addHook('onRequest', async (request, reply) => {
-    if (!app.requireLogin || !isPageNavigation(request) || RESERVED.test(request.url)) return undefined;
+    const found = of(request);
+    // A tenant a reload removed keeps its router entries until a restart; its host no longer names it.
+    if (!found || request.bff?.tenant?.id !== found.tenant.id) throw new GatewayError('route_not_found', 'No route is configured for this path.');
+    const { tenant } = found;
+    if (!tenant.app.requireLogin || !isPageNavigation(request) || RESERVED.test(request.url)) return undefined;
     if (await request.bff.session()) return undefined;
     // A navigation that arrives cross-site (the redirect back from ID-porten, a link in a mail) carries no
     // SameSite=Strict cookie even when a session is live: sending it to the login would loop. It is
@@ -64,27 +79,53 @@ async function tenantApp(scope: FastifyInstance, tenant: TenantConfig & { app: A
     return reply.redirect(loginUrl(tenant, request.url), 302);
   });
 
-  scope.addHook('onSend', async (_request, reply, payload) => {
+  scope.addHook('onSend', async (request, reply, payload) => {
     reply.removeHeader('set-cookie');
-    for (const [name, value] of Object.entries(headers)) reply.header(name, value);
+    for (const [name, value] of Object.entries(of(request)?.headers ?? DEFAULT_APP_HEADERS)) reply.header(name, value);
     return payload;
   });
+}
 
-  if (app.kind === 'upstream') {
-    await registerUpstreamApp(scope, { url: app.url, publicUrl: tenant.publicUrl, host, guard });
-    return;
-  }
+const guard = (request: FastifyRequest): void => {
+  if (RESERVED.test(request.url)) throw new GatewayError('route_not_found', 'No route is configured for this path.');
+};
 
-  const files = staticApp(app.dir);
+async function upstreamApp(scope: FastifyInstance, found: TenantApp): Promise<void> {
+  const { tenant } = found;
+  if (tenant.app.kind !== 'upstream') return;
+  appHooks(scope, () => found);
+  await registerUpstreamApp(scope, { url: tenant.app.url, publicUrl: tenant.publicUrl, host: new URL(tenant.publicUrl).host, guard });
+}
+
+/**
+ * Every static app behind one catch-all, for all tenants: find-my-way keeps at most 31 constrained handlers
+ * per path, so one host-constrained catch-all per tenant stopped at 31 tenants. The router asks whether the
+ * request's host has a static app; the tenant's folder is looked up per request.
+ */
+async function staticApps(scope: FastifyInstance, byHost: ReadonlyMap<string, TenantApp & { files: StaticApp }>): Promise<void> {
+  const constraint = `bffStaticApp${strategies++}`;
+  scope.addConstraintStrategy({
+    name: constraint,
+    storage() {
+      let handlers: unknown = null;
+      return { get: (host: string) => (byHost.has(host) ? handlers : null), set: (_value: unknown, value: unknown) => void (handlers = value) } as never;
+    },
+    deriveConstraint: (req: { headers: { host?: string } }) => req.headers.host?.toLowerCase(),
+    mustMatchWhenDerived: false,
+  });
+  const of = (request: FastifyRequest) => byHost.get((request.headers.host ?? '').toLowerCase());
+  appHooks(scope, of);
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     guard(request);
     if (!STATIC_METHODS.includes(request.method)) {
       throw new GatewayError('method_not_allowed', `${request.method} is not allowed on the app's files.`, { allow: STATIC_METHODS });
     }
-    return files.serve(request, reply);
+    const found = of(request);
+    if (!found) throw new GatewayError('route_not_found', 'No route is configured for this path.');
+    return found.files.serve(request, reply);
   };
   for (const url of ['/', '/*']) {
-    scope.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url, constraints: { host }, handler });
+    scope.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url, constraints: { [constraint]: 'static' }, handler });
   }
 }
 
