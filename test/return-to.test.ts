@@ -224,13 +224,17 @@ const THROUGH_LOGIN = [
 const RAW_QUERIES = ['returnTo=//evil.com', 'returnTo=%2F%2Fevil.com', 'returnTo=/%2F/evil.com', 'returnTo=/%252F/evil.com', 'returnTo=/%5C/evil.com', 'returnTo=/%09/evil.com'];
 
 t.test('through a real login against the ID-porten look-alike', async (t) => {
-  const stack = await startStack(t);
+  // Dozens of logins from one address in a minute: above the default login rate limit, which this test is not about.
+  const stack = await startStack(t, { server: { rateLimit: { login: { max: 1000, window: '1m' } } } });
   const origin = new URL(stack.publicUrl).origin;
   const user = TEST_USERS[0]!;
-  const browser = new Browser();
 
-  /** Logs in with this query on /auth/login and returns the callback's answer. */
+  /**
+   * Logs in with this query on /auth/login and returns the callback's answer. A browser of its own each time: one
+   * browser logging in dozens of times a minute is what the login-loop breaker is there to stop.
+   */
   async function loginWith(query: string) {
+    const browser = new Browser();
     const from = browser.history.length;
     const final = await loginAtLookalike(browser, `${stack.publicUrl}/auth/login?${query}`, { pid: user.pid });
     const callback = browser.history.slice(from).find((r) => r.url.startsWith(`${stack.publicUrl}/auth/callback`));
@@ -260,7 +264,7 @@ t.test('through a real login against the ID-porten look-alike', async (t) => {
   t.test('a repeated returnTo is refused before any login starts', async (t) => {
     const startsBefore = stack.audit('login.start').length;
     const url = `${stack.publicUrl}/auth/login?returnTo=https://evil.com&returnTo=/app`;
-    const res = await browser.navigate(url);
+    const res = await new Browser().navigate(url);
     t.equal(res.status, 400, 'invalid_request');
     t.equal(res.url, url, 'no redirect at all');
     t.equal(stack.audit('login.start').length, startsBefore);
