@@ -393,6 +393,13 @@ const Tenant = define(
       exposePid: Type.Optional(
         Type.Boolean({ description: "Whether /auth/session includes the user's pid (national identity number) (default false)." }),
       ),
+      sessionKeys: Type.Optional(
+        Type.Array(SessionKey, {
+          description:
+            "This tenant's own key ring for its sessions and login transactions, so one customer's key never opens another's sessions (default: session.keys). The first key encrypts; every key decrypts.",
+          minItems: 1,
+        }),
+      ),
     },
     closed,
   ),

@@ -4,6 +4,9 @@
  */
 
 import { hkdfSync } from 'node:crypto';
+import type { IssueList } from './errors.js';
+import { childPath } from './path.js';
+import type { RawConfig } from './schema.js';
 import type { SessionKey } from './types.js';
 
 const MIN_SECRET_BYTES = 32;
@@ -22,4 +25,22 @@ export function deriveSessionKey(id: string, secret: string): SessionKey {
   }
   const key = hkdfSync('sha256', material, Buffer.alloc(0), KEY_INFO, 32);
   return { id, secret: Buffer.from(key) };
+}
+
+/** A key ring as written (`session.keys`, or a tenant's `sessionKeys` under `path`) as derived keys. */
+export function normaliseKeys(raw: RawConfig['session']['keys'], issues: IssueList, path = 'session.keys'): SessionKey[] {
+  const keys: SessionKey[] = [];
+  const firstIndexOf = new Map<string, number>();
+  raw.forEach((entry, index) => {
+    const at = childPath(path, index);
+    const earlier = firstIndexOf.get(entry.id);
+    if (earlier !== undefined) {
+      issues.add(childPath(at, 'id'), `repeats ${path}[${earlier}].id; key ids must be unique`);
+      return;
+    }
+    firstIndexOf.set(entry.id, index);
+    const key = issues.attempt(childPath(at, 'secret'), () => deriveSessionKey(entry.id, entry.secret));
+    if (key) keys.push(key);
+  });
+  return keys;
 }

@@ -6,7 +6,7 @@ import type { IssueList } from './errors.js';
 import { formatDuration, parseDurationMs } from './duration.js';
 import { childPath } from './path.js';
 import type { RawConfig } from './schema.js';
-import { deriveSessionKey } from './session-keys.js';
+import { normaliseKeys } from './session-keys.js';
 import { isPlaintextRemoteRedis, parseRedisUrl } from './urls.js';
 import type { RedisStoreConfig, SessionConfig, SessionKey, StoreConfig } from './types.js';
 
@@ -94,19 +94,3 @@ function normaliseRedisStore(raw: RawRedisStore, issues: IssueList): RedisStoreC
   return { ...base, mode: 'single', url };
 }
 
-function normaliseKeys(raw: RawConfig['session']['keys'], issues: IssueList): SessionKey[] {
-  const keys: SessionKey[] = [];
-  const firstIndexOf = new Map<string, number>();
-  raw.forEach((entry, index) => {
-    const at = childPath('session.keys', index);
-    const earlier = firstIndexOf.get(entry.id);
-    if (earlier !== undefined) {
-      issues.add(childPath(at, 'id'), `repeats session.keys[${earlier}].id; key ids must be unique`);
-      return;
-    }
-    firstIndexOf.set(entry.id, index);
-    const key = issues.attempt(childPath(at, 'secret'), () => deriveSessionKey(entry.id, entry.secret));
-    if (key) keys.push(key);
-  });
-  return keys;
-}

@@ -14,6 +14,7 @@ import type { RawIdporten, RawTenant } from './schema.js';
 import { normaliseRoutes } from './routes.js';
 import { ACR_LEVELS as SCHEMA_ACR_LEVELS, LOCALES as SCHEMA_LOCALES } from './schema.js';
 import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig } from './types.js';
+import { normaliseKeys } from './session-keys.js';
 import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
 
 /** Lowest to highest assurance. */
@@ -48,6 +49,7 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
       ? undefined
       : issues.attempt(childPath(path, 'upstreamCaFile'), () => readCertificates(raw.upstreamCaFile ?? '', baseDir));
   const app = raw.app === undefined ? undefined : normaliseApp(raw.app, childPath(path, 'app'), baseDir, issues);
+  const sessionKeys = raw.sessionKeys === undefined ? undefined : normaliseKeys(raw.sessionKeys, issues, childPath(path, 'sessionKeys'));
 
   // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
   if (issues.items.length > before || publicUrl === undefined || idporten === undefined) return undefined;
@@ -55,6 +57,7 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
   if (altinn) tenant.altinn = altinn;
   if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
   if (app) tenant.app = app;
+  if (sessionKeys) tenant.sessionKeys = sessionKeys;
   return tenant;
 }
 

@@ -160,6 +160,8 @@ export interface TenantConfig {
    * absent only in a hand-built TenantConfig, where it means false.
    */
   exposePid?: boolean;
+  /** This tenant's own key ring for its sessions and login transactions (absent: the session key ring). */
+  sessionKeys?: SessionKey[];
 }
 
 export type AppConfig =

@@ -16,7 +16,6 @@ import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { RateLimitConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
-import type { KeyRing } from '../session/key-ring.js';
 import type { Tenant } from '../tenant/tenant.js';
 import { sendErrorPage } from './replies.js';
 
@@ -129,11 +128,9 @@ interface LoopCount {
  * per-address limit still holds for it.
  */
 export class LoginLoopBreaker {
-  readonly #keys: KeyRing;
   readonly #now: () => number;
 
-  constructor(keys: KeyRing, now: () => number) {
-    this.#keys = keys;
+  constructor(now: () => number) {
     this.#now = now;
   }
 
@@ -155,7 +152,7 @@ export class LoginLoopBreaker {
     const name = LoginLoopBreaker.cookieName(tenant);
     const previous = this.#open(request.cookies[name], tenant, now);
     const count: LoopCount = previous ? { n: previous.n + 1, s: previous.s } : { n: 1, s: now };
-    reply.setCookie(name, this.#keys.seal(JSON.stringify(count), aad(tenant)), {
+    reply.setCookie(name, tenant.keys.seal(JSON.stringify(count), aad(tenant)), {
       httpOnly: true,
       secure: tenant.cookies.secure,
       // Lax: it is set at the end of a cross-site chain and read at the next top-level navigation to the login.
@@ -167,7 +164,7 @@ export class LoginLoopBreaker {
 
   #open(sealed: string | undefined, tenant: Tenant, now: number): LoopCount | undefined {
     if (sealed === undefined || sealed.length > 512) return undefined;
-    const plain = this.#keys.open(sealed, aad(tenant));
+    const plain = tenant.keys.open(sealed, aad(tenant));
     if (plain === undefined) return undefined;
     try {
       const value = JSON.parse(plain) as Partial<LoopCount>;

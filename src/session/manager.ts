@@ -26,6 +26,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #store: SessionStore;
   readonly #lock: SessionLock;
   readonly #keys: KeyRing;
+  readonly #keysFor: (tenant: string) => KeyRing | undefined;
   readonly #config: SessionConfig;
   readonly #now: () => number;
   /** The lock hold of the withLock call the current async context runs in (see update). */
@@ -33,10 +34,15 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   /** Index keys (unhashed; memory only) whose sessions must end, with the subject they must have if any. */
   readonly #refused: LRUCache<string, { sub?: string | undefined }>;
 
-  constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; config: SessionConfig; now?: () => number }) {
+  /**
+   * `keys` seals every session and keys the indexes; `keysFor`, when given, names a tenant's own ring, which then
+   * seals and opens that tenant's sessions instead, so one tenant's key never opens another's.
+   */
+  constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; keysFor?: (tenant: string) => KeyRing | undefined; config: SessionConfig; now?: () => number }) {
     this.#store = opts.store;
     this.#lock = opts.lock;
     this.#keys = opts.keys;
+    this.#keysFor = opts.keysFor ?? (() => undefined);
     this.#config = opts.config;
     this.#now = opts.now ?? Date.now;
     // No session lives longer than the absolute lifetime: after that a refusal has nothing left to refuse.
@@ -70,9 +76,10 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return { cookieValue, session };
   }
 
-  async load(cookieValue: unknown): Promise<LoadResult<D>> {
+  /** `tenant` names the tenant the caller expects (its key ring opens the record); a record of another is none. */
+  async load(cookieValue: unknown, tenant?: string): Promise<LoadResult<D>> {
     const id = SessionManager.idForCookie(cookieValue);
-    return id === undefined ? { state: 'none' } : this.loadById(id);
+    return id === undefined ? { state: 'none' } : this.loadById(id, tenant);
   }
 
   /** The store key a cookie value would have; undefined for anything that is not a well-formed value. */
@@ -80,10 +87,10 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return isWellFormedSessionValue(cookieValue) ? SessionManager.storeKey(cookieValue) : undefined;
   }
 
-  async loadById(id: string): Promise<LoadResult<D>> {
+  async loadById(id: string, tenant?: string): Promise<LoadResult<D>> {
     const stored = await this.#guard(() => this.#store.get(id));
     if (!stored) return { state: 'none' };
-    const plain = this.#keys.open(stored.sealed, aadFor(id));
+    const plain = this.#ringOf(tenant).open(stored.sealed, aadFor(id));
     if (plain === undefined) return { state: 'none' };
     let data: D;
     try {
@@ -91,6 +98,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     } catch {
       return { state: 'none' };
     }
+    if (tenant !== undefined && data.tenant !== tenant) return { state: 'none' };
     const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
     if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
@@ -109,7 +117,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
 
   /** Writes the whole session. */
   async save(session: SessionContext<D>): Promise<void> {
-    const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
+    const sealed = this.#ringOf(session.data.tenant).seal(JSON.stringify(session.data), aadFor(session.id));
     await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
@@ -120,7 +128,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    * too long), it writes nothing and throws LockLostError, because another holder may be at work already.
    */
   async update(session: SessionContext<D>): Promise<boolean> {
-    const sealed = this.#keys.seal(JSON.stringify(session.data), aadFor(session.id));
+    const sealed = this.#ringOf(session.data.tenant).seal(JSON.stringify(session.data), aadFor(session.id));
     const hold = this.#holds.getStore();
     if (hold?.id === session.id) hold.signal.throwIfAborted();
     return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
@@ -132,11 +140,11 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
 
   /** Live sessions of this tenant that ID-porten knows under `sid` (front-/back-channel logout). */
   async findBySid(tenant: string, sid: string): Promise<SessionContext<D>[]> {
-    return this.#findByIndex(sidIndexKey(tenant, sid));
+    return this.#findByIndex(sidIndexKey(tenant, sid), tenant);
   }
 
   async findBySub(tenant: string, sub: string): Promise<SessionContext<D>[]> {
-    return this.#findByIndex(subIndexKey(tenant, sub));
+    return this.#findByIndex(subIndexKey(tenant, sub), tenant);
   }
 
   /**
@@ -191,16 +199,20 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    * someone out with at the front channel, nor whose sessions they are. Written under the current key,
    * looked up under every key of the ring, so sessions indexed before a rotation are still found.
    */
+  #ringOf(tenant: string | undefined): KeyRing {
+    return (tenant === undefined ? undefined : this.#keysFor(tenant)) ?? this.#keys;
+  }
+
   #indexKeysOf(data: SessionRecord): string[] {
     return logicalIndexKeys(data).map((key) => this.#keys.macs(key)[0]!);
   }
 
-  async #findByIndex(key: string): Promise<SessionContext<D>[]> {
+  async #findByIndex(key: string, tenant: string): Promise<SessionContext<D>[]> {
     const ids = new Set<string>();
     for (const mac of this.#keys.macs(key)) for (const id of await this.#guard(() => this.#store.findByIndex(mac))) ids.add(id);
     const found: SessionContext<D>[] = [];
     for (const id of ids) {
-      const result = await this.loadById(id);
+      const result = await this.loadById(id, tenant);
       if (result.state !== 'none') found.push(result.session);
     }
     return found;

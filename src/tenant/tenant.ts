@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig, TenantConfig } from '../config/types.js';
 import { IdportenClient } from '../idporten/client.js';
 import { cookiePolicy, type CookiePolicy } from '../session/cookies.js';
+import { KeyRing } from '../session/key-ring.js';
 
 /** One tenant as the running gateway holds it: its configuration, its ID-porten client and its cookie rules. */
 export interface Tenant {
@@ -9,6 +10,8 @@ export interface Tenant {
   readonly config: TenantConfig;
   readonly idporten: IdportenClient;
   readonly cookies: CookiePolicy;
+  /** Seals this tenant's sessions, login transactions and logout links: its own `sessionKeys`, or the session key ring. */
+  readonly keys: KeyRing;
 }
 
 /** One configuration's tenants, by id and by host; never changed once made. */
@@ -35,9 +38,10 @@ export interface TenantsChange {
  */
 export class Tenants {
   #snapshot: Snapshot;
-  readonly #opts: { now?: () => number };
+  readonly #opts: { now?: () => number; keys: KeyRing };
 
-  constructor(config: GatewayConfig, opts: { now?: () => number } = {}) {
+  /** `keys` is the session key ring, for tenants without their own. */
+  constructor(config: GatewayConfig, opts: { now?: () => number; keys: KeyRing }) {
     this.#opts = opts;
     this.#snapshot = this.prepare(config, { keep: false }).snapshot;
   }
@@ -82,6 +86,7 @@ export class Tenants {
         config: tenantConfig,
         idporten: sameProvider ? old.idporten : new IdportenClient(tenantConfig, this.#opts),
         cookies: cookiePolicy(tenantConfig.publicUrl, config.session.cookieName, config.session.sameSite),
+        keys: tenantConfig.sessionKeys ? new KeyRing(tenantConfig.sessionKeys) : this.#opts.keys,
       };
       (old === undefined ? added : same ? unchanged : changed).push(tenant.id);
       byId.set(tenant.id, tenant);

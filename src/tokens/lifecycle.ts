@@ -104,7 +104,7 @@ export class TokenLifecycle implements TokenSource {
     const replaced: string[] = [];
     for (const id of new Set(opts.replaces)) {
       if (id === undefined) continue;
-      const old = await this.#sessions.loadById(id);
+      const old = await this.#sessions.loadById(id, tenant.id);
       if (old.state === 'none' || old.session.data.tenant !== tenant.id) continue;
       // The same user logging in again (a step-up, a second tab) is often served from ID-porten's SSO session
       // under the same authorization, and revoking the old refresh token revokes that authorization, new
@@ -151,7 +151,7 @@ export class TokenLifecycle implements TokenSource {
    * deadline is ended here (audited as `idle` / `expired`); a tampered, unknown or foreign cookie is none.
    */
   async current(tenant: Tenant, cookieValue: unknown): Promise<CurrentSession> {
-    const result = await this.#sessions.load(cookieValue);
+    const result = await this.#sessions.load(cookieValue, tenant.id);
     if (result.state === 'none' || result.session.data.tenant !== tenant.id) return { state: 'none' };
     if (result.state === 'expired' && result.reason === 'refused') {
       await this.end(result.session, tenant, 'backchannel', { reason: 'logout delivered while the store was unreachable' });

@@ -146,7 +146,7 @@ export class Refresher {
 
 /** The session as stored now, or session_expired when it ended meanwhile (callers hold its lock). */
 export async function reloadLive(sessions: SessionManager<SessionData>, loaded: Session): Promise<Session> {
-  const result = await sessions.loadById(loaded.id);
+  const result = await sessions.loadById(loaded.id, loaded.data.tenant);
   if (result.state !== 'live') throw sessionExpired();
   return result.session;
 }

@@ -40,8 +40,8 @@ const stringQuery = (names: string[]) => ({
 
 /** GET /auth/login, GET /auth/callback, GET /auth/login/cancelled. */
 export async function loginRoutes(app: FastifyInstance): Promise<void> {
-  const { lifecycle, keys, audit, now } = app.gateway;
-  const loop = new LoginLoopBreaker(keys, now);
+  const { lifecycle, audit, now } = app.gateway;
+  const loop = new LoginLoopBreaker(now);
 
   const loginOptions = { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) }, onRequest: app.loginRateLimit('login') };
   app.get<{ Querystring: LoginQuery }>('/auth/login', loginOptions, async (request, reply) => {
@@ -70,7 +70,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const policy = tenant.cookies;
     const current = await request.bff.session();
     const pending: SealedLoginTransaction = { tenant: tenant.id, ...transaction, returnTo, createdAt: now(), ...(current ? { replacesSession: current.id } : {}) };
-    const sealed = sealTransaction(keys, pending);
+    const sealed = sealTransaction(tenant.keys, pending);
     const name = policy.transactionPrefix + transactionCookieSuffix(transaction.state);
     dropOldestTransactions(request, reply, tenant, cookieBytes(name, sealed));
     reply.setCookie(name, sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
@@ -85,7 +85,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const policy = tenant.cookies;
     const cookieName = state ? policy.transactionPrefix + transactionCookieSuffix(state) : undefined;
     const sealed = cookieName ? request.cookies[cookieName] : undefined;
-    const tx = state ? openTransaction(keys, sealed, tenant.id, state, now()) : undefined;
+    const tx = state ? openTransaction(tenant.keys, sealed, tenant.id, state, now()) : undefined;
     // One attempt per transaction: the cookie goes whatever happens next, so a replayed callback URL finds nothing.
     if (cookieName && sealed !== undefined) reply.clearCookie(cookieName, clearedCookieAttributes(policy, 'lax'));
     const fail = (status: number, reason: string, message: string) => {

@@ -38,7 +38,7 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       const binding = newLogoutBinding();
       reply.setCookie(logoutBindingCookie(tenant), binding, { httpOnly: true, secure: tenant.cookies.secure, sameSite: 'strict', path: '/', maxAge: LOGOUT_HANDLE_TTL_MS / 1000 });
       const url = new URL(LOGOUT_CONTINUE_PATH, tenant.config.publicUrl);
-      url.searchParams.set('t', sealLogoutHandle(app.gateway.keys, tenant.id, binding, params, now()));
+      url.searchParams.set('t', sealLogoutHandle(tenant.keys, tenant.id, binding, params, now()));
       return reply.send({ logoutUrl: url.toString() });
     }
     return sendLogoutPage(reply, tenant, endpoint, params);
@@ -66,7 +66,7 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       const binding = request.cookies[cookieName];
       reply.clearCookie(cookieName, { httpOnly: true, secure: tenant.cookies.secure, sameSite: 'strict', path: '/' });
       const handle = request.query.t;
-      const opened = typeof handle === 'string' && typeof binding === 'string' && binding.length > 0 ? openLogoutHandle(app.gateway.keys, tenant.id, binding, handle, now()) : undefined;
+      const opened = typeof handle === 'string' && typeof binding === 'string' && binding.length > 0 ? openLogoutHandle(tenant.keys, tenant.id, binding, handle, now()) : undefined;
       if (!opened) return refuse('handle does not open');
       const replayKey = `${tenant.id}:${opened.jti}`;
       if (usedLogoutHandles.has(replayKey)) return refuse('handle already used');
