@@ -123,10 +123,16 @@ function indexList(json: string | null | undefined): string[] {
 export class RedisSessionStore implements SessionStore {
   readonly #redis: StoreRedis;
   readonly #prefix: string;
+  #closed = false;
 
   constructor(redis: RedisClient, keyPrefix: string) {
     this.#redis = withCommands(redis);
     this.#prefix = keyPrefix;
+  }
+
+  /** True once close() was called: the connection's end is then on purpose. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** The Redis key of a session record (see the key layout above). */
@@ -220,6 +226,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     this.#redis.disconnect();
   }
 
@@ -351,8 +358,9 @@ export function redisClient(config: RedisConnection): RedisClient {
       ...(auth.username ? { sentinelUsername: auth.username } : {}),
       ...(auth.password ? { sentinelPassword: auth.password } : {}),
       ...(auth.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls } : {}),
-      // Asks the Sentinels again at once when they announce a new primary, not only after the old one failed.
-      failoverDetector: true,
+      // No failoverDetector: on a Sentinel's +switch-master it disconnects the client, and when that lands while the
+      // client is between reconnect attempts, no further attempt is scheduled and the client stays down. Every
+      // reconnect asks the Sentinels for the primary anyway.
       retryStrategy: (times) => Math.min(times * 100, 1_000),
       // A demoted primary answers READONLY: reconnect, which asks the Sentinels for the new one.
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
@@ -400,5 +408,13 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
     // Already logged by the error listener; the client keeps retrying.
   }
   const store = new RedisSessionStore(redis, config.keyPrefix);
+  // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
+  redis.on('end', () => {
+    if (store.closed) return;
+    logger.warn({ mode: config.mode ?? 'single' }, 'redis connection ended; connecting again');
+    setTimeout(() => {
+      if (!store.closed) redis.connect().catch(() => undefined);
+    }, 1_000).unref();
+  });
   return { store, lock: store.lock() };
 }
