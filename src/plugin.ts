@@ -96,7 +96,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now });
-  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleSecrets: config.session.keys.map((k) => k.secret) });
+  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleKeys: keys });
   // `config` follows reloads; everything else is made once.
   const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now };
 

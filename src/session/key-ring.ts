@@ -8,27 +8,36 @@ import type { SessionKey } from '../config/types.js';
  *
  * Format: v1.<keyId>.<iv>.<ciphertext+tag>, the last two base64url.
  */
+/** The MAC purpose of the store's sid/sub index keys. */
+const INDEX_MAC_PURPOSE = 'idporten-bff index key v1';
+
 export class KeyRing {
   readonly #keys: Map<string, Buffer>;
   readonly #current: SessionKey;
-  /** One MAC key per ring key, derived apart from its sealing use; the first is the current one. */
-  readonly #macKeys: Buffer[];
+  readonly #secrets: Buffer[];
+  /** Per purpose, one MAC key per ring key, derived apart from its sealing use; the first is the current one. */
+  readonly #macKeys = new Map<string, Buffer[]>();
 
   constructor(keys: SessionKey[]) {
     const first = keys[0];
     if (!first) throw new Error('key ring needs at least one key');
     this.#current = first;
     this.#keys = new Map(keys.map((k) => [k.id, k.secret]));
-    this.#macKeys = keys.map((k) => Buffer.from(hkdfSync('sha256', k.secret, Buffer.alloc(0), 'idporten-bff index key v1', 32)));
+    this.#secrets = keys.map((k) => k.secret);
   }
 
   /**
-   * HMAC-SHA256 of a value under every key's MAC key, the current key's first: a name under which the value
-   * can be stored and looked up (write under the first, look up under all, so rotation finds older entries)
-   * without the value itself being readable from the store.
+   * HMAC-SHA256 of a value under every key's MAC key for `purpose` (the HKDF info), the current key's first: a
+   * name under which the value can be stored and looked up (write under the first, look up under all, so
+   * rotation finds older entries) without the value itself being readable.
    */
-  macs(value: string): string[] {
-    return [...new Set(this.#macKeys.map((key) => createHmac('sha256', key).update(value).digest('base64url')))];
+  macs(value: string, purpose: string = INDEX_MAC_PURPOSE): string[] {
+    let keys = this.#macKeys.get(purpose);
+    if (!keys) {
+      keys = this.#secrets.map((secret) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), purpose, 32)));
+      this.#macKeys.set(purpose, keys);
+    }
+    return [...new Set(keys.map((key) => createHmac('sha256', key).update(value).digest('base64url')))];
   }
 
   seal(plaintext: string, aad: string): string {

@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { AuditLog, LogoutChannel } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { inSpan } from '../audit/otel.js';
@@ -6,6 +6,7 @@ import type { AcrLevel } from '../config/types.js';
 import { GatewayError, StoreUnavailableError, sessionExpired } from '../errors.js';
 import { userFromClaims } from '../idporten/claims.js';
 import type { LoginTokens } from '../idporten/client.js';
+import type { KeyRing } from '../session/key-ring.js';
 import { SessionManager } from '../session/manager.js';
 import type { Tenant } from '../tenant/tenant.js';
 import { TOKEN_KINDS, type TokenSource } from './kinds/index.js';
@@ -14,10 +15,6 @@ import { accessTokenValid } from './refresh-policy.js';
 import { Revoker, type RevocationOutcome, type WarningLog } from './revocation.js';
 import type { Session, SessionData } from './session-data.js';
 import { SingleFlight } from './single-flight.js';
-
-function handleFor(key: Buffer, storeKey: string): string {
-  return createHmac('sha256', key).update(storeKey).digest('base64url').slice(0, HANDLE_LENGTH);
-}
 
 /** Re-obtain a derived token (Altinn) this long before it expires. */
 const DERIVED_EXPIRY_LEEWAY_MS = 10_000;
@@ -28,7 +25,7 @@ const REVOKE_BEFORE_ANSWERING: ReadonlySet<LogoutChannel> = new Set(['rp', 'fron
 /** A handle is this many base64url characters of an HMAC: 132 bits, and never the 43 of a cookie value. */
 const HANDLE_LENGTH = 22;
 const HANDLE = /^[A-Za-z0-9_-]{22}$/;
-const HANDLE_KEY_INFO = 'idporten-bff session handle v1';
+const HANDLE_MAC_PURPOSE = 'idporten-bff session handle v1';
 
 /** One of a user's sessions as the user or an operator may see it: no store key, cookie or token. */
 export interface SessionSummary {
@@ -58,8 +55,8 @@ export interface TokenLifecycleOptions {
   log: WarningLog;
   refreshLeewayMs: number;
   now: () => number;
-  /** The session key ring's secrets, first one current: session handles are keyed with keys derived from them. */
-  handleSecrets: readonly Buffer[];
+  /** The session key ring: session handles are MACs under keys it derives for that purpose. */
+  handleKeys: KeyRing;
 }
 
 /**
@@ -75,7 +72,7 @@ export class TokenLifecycle implements TokenSource {
   readonly #revoker: Revoker;
   readonly #refresher: Refresher;
   readonly #derivations = new SingleFlight<Session>();
-  readonly #handleKeys: Buffer[];
+  readonly #handleKeys: KeyRing;
   /** Provider logouts whose sessions could not be ended yet (store unreachable), retried in the background. */
   readonly #pendingLogouts = new Map<string, { tenant: Tenant; who: ProviderSession }>();
   #retryTimer: NodeJS.Timeout | undefined;
@@ -86,8 +83,7 @@ export class TokenLifecycle implements TokenSource {
     this.#audit = opts.audit;
     this.#now = opts.now;
     this.#revoker = new Revoker(opts.log);
-    if (opts.handleSecrets.length === 0) throw new Error('session handles need at least one key');
-    this.#handleKeys = opts.handleSecrets.map((secret) => Buffer.from(hkdfSync('sha256', secret, '', HANDLE_KEY_INFO, 32)));
+    this.#handleKeys = opts.handleKeys;
     this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
   }
 
@@ -254,7 +250,12 @@ export class TokenLifecycle implements TokenSource {
    * handle), and not shaped like a cookie value.
    */
   handleOf(session: Session): string {
-    return handleFor(this.#handleKeys[0]!, session.id);
+    return this.#handlesOf(session)[0]!;
+  }
+
+  /** The handles a session has under every key of the ring, the current key's first. */
+  #handlesOf(session: Session): string[] {
+    return this.#handleKeys.macs(session.id, HANDLE_MAC_PURPOSE).map((mac) => mac.slice(0, HANDLE_LENGTH));
   }
 
   /**
@@ -266,7 +267,7 @@ export class TokenLifecycle implements TokenSource {
     if (!HANDLE.test(handle)) return undefined;
     const given = Buffer.from(handle);
     for (const { session } of await this.listSessions(tenant, sub)) {
-      const matches = this.#handleKeys.some((key) => timingSafeEqual(Buffer.from(handleFor(key, session.id)), given));
+      const matches = this.#handlesOf(session).some((candidate) => timingSafeEqual(Buffer.from(candidate), given));
       if (matches) {
         await this.end(session, tenant, channel);
         return session;
