@@ -1,6 +1,8 @@
 /**
  * CPU profile of the gateway under a proxied load: `node --import tsx bench/profile.ts [--seconds 20]
- * [--connections 10] [--store memory|redis] [--top 10] [--keep DIR]`. The gateway runs with `node --cpu-prof`, pinned
+ * [--connections 10] [--store memory|redis] [--target gateway|bare] [--top 10] [--keep DIR]`. `--target bare` profiles
+ * the bare @fastify/http-proxy peer instead (bench/peers/bare-child.ts, the client sending the bearer), the
+ * baseline the gateway's costs are read against. The profiled server runs with `node --cpu-prof`, pinned
  * to core 0 (the runner and the upstream on core 1); after the load the gateway exits, writes its profile and this
  * prints the self time per request by function and by module (src file, package, or Node internals). The
  * profile covers the gateway's whole life, start-up and login included; with 20 s of load those are a few %.
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { canPin, pin } from './cpu.js';
+import { forkChild, type Child } from './ipc.js';
 import { startPrivateRedis } from './redis.js';
 import { fixed, table } from './report.js';
 import { ECHO_ROUTE, startBenchStack } from './stack.js';
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '20' },
     connections: { type: 'string', default: '10' },
     store: { type: 'string', default: 'memory' },
+    target: { type: 'string', default: 'gateway' },
     top: { type: 'string', default: '10' },
     keep: { type: 'string' },
   },
@@ -40,27 +44,41 @@ const { values } = parseArgs({
 const dir = values.keep ?? mkdtempSync(join(tmpdir(), 'bench-prof-'));
 const redis = values.store === 'redis' ? await startPrivateRedis() : undefined;
 if (values.store === 'redis' && !redis) throw new Error('redis-server is not installed');
+const profileArgs = ['--cpu-prof', '--cpu-prof-dir', dir];
+const bare = values.target === 'bare';
 const stack = await startBenchStack({
   accessTokenTtlSeconds: 3600,
-  gatewayExecArgv: ['--cpu-prof', '--cpu-prof-dir', dir],
+  ...(bare ? {} : { gatewayExecArgv: profileArgs }),
   ...(redis ? { store: { type: 'redis' as const, url: redis.url, keyPrefix: 'bench:' } } : {}),
 });
+let peer: Child | undefined;
 let requests = 0;
 try {
+  const cookie = await stack.login();
+  let target: { url: string; headers: Record<string, string> };
+  let serverPid = stack.gatewayPid;
+  if (bare) {
+    const { token } = await stack.accessToken(cookie);
+    peer = await forkChild(new URL('./peers/bare-child.ts', import.meta.url), { execArgv: profileArgs });
+    const started = await peer.call<{ url: string; pid: number }>('start', { upstreamOrigin: new URL(stack.echoUrl).origin });
+    serverPid = started.pid;
+    target = { url: `${started.url}${ECHO_ROUTE}/x`, headers: { authorization: `Bearer ${token}` } };
+  } else {
+    target = { url: `${stack.publicUrl}${ECHO_ROUTE}/x`, headers: { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' } };
+  }
   if (canPin()) {
-    pin(stack.gatewayPid, '0');
+    pin(serverPid, '0');
     pin(stack.lookalikesPid, '1');
     pin(process.pid, '1');
     if (redis) pin(redis.pid, '1');
   }
-  const cookie = await stack.login();
-  const target = { url: `${stack.publicUrl}${ECHO_ROUTE}/x`, headers: { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' } };
   for (const duration of [3, Number(values.seconds)]) {
     const r = await autocannon({ ...target, connections: Number(values.connections), duration, timeout: 10 });
     requests += r['2xx'];
     if (r.non2xx + r.errors + r.timeouts) console.error(`${r.non2xx + r.errors + r.timeouts} failed`);
   }
 } finally {
+  await peer?.stop();
   await stack.close();
   await redis?.stop();
 }
@@ -103,6 +121,6 @@ const rows = (m: Map<string, number>): string[][] =>
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
     .map(([k, us]) => [k, fixed(us / requests, 1), `${fixed((100 * us) / busy, 1)} %`]);
-console.log(`${requests} proxied requests (${values.store} store, ${values.connections} connections); busy ${fixed(busy / requests, 1)} µs of profiled CPU per request (of ${fixed(total / 1000)} ms sampled, idle excluded)\n`);
+console.log(`${requests} proxied requests (${bare ? 'bare @fastify/http-proxy' : `gateway, ${values.store} store`}, ${values.connections} connections); busy ${fixed(busy / requests, 1)} µs of profiled CPU per request (of ${fixed(total / 1000)} ms sampled, idle excluded)\n`);
 console.log(`Self time by function, top ${top}:\n\n${table(['function', 'µs/req', 'share of busy'], rows(byFunction))}\n`);
 console.log(`Self time by module, top ${top}:\n\n${table(['module', 'µs/req', 'share of busy'], rows(byModule))}`);

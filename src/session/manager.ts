@@ -5,6 +5,7 @@ import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
+import { OpenedRecords } from './opened-records.js';
 import type { SessionContext, SessionRecord } from './session.js';
 import { StoreUnavailableError, type SessionLock, type SessionStore } from './store.js';
 
@@ -33,6 +34,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #holds = new AsyncLocalStorage<{ id: string; signal: AbortSignal }>();
   /** Index keys (unhashed; memory only) whose sessions must end, with the subject they must have if any. */
   readonly #refused: LRUCache<string, { sub?: string | undefined }>;
+  /** Sessions in active use, opened once per sealed value (records loaded are frozen: updates build new ones). */
+  readonly #opened = new OpenedRecords<D>();
 
   /**
    * `keys` seals every session and keys the indexes; `keysFor`, when given, names a tenant's own ring, which then
@@ -89,16 +92,12 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
 
   async loadById(id: string, tenant?: string): Promise<LoadResult<D>> {
     const stored = await this.#guard(() => this.#store.get(id));
-    if (!stored) return { state: 'none' };
-    const plain = this.#ringOf(tenant).open(stored.sealed, aadFor(id));
-    if (plain === undefined) return { state: 'none' };
-    let data: D;
-    try {
-      data = JSON.parse(plain) as D;
-    } catch {
+    if (!stored) {
+      this.#opened.forget(id);
       return { state: 'none' };
     }
-    if (tenant !== undefined && data.tenant !== tenant) return { state: 'none' };
+    const data = this.#open(id, stored.sealed, this.#ringOf(tenant));
+    if (data === undefined || (tenant !== undefined && data.tenant !== tenant)) return { state: 'none' };
     const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
     if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
@@ -135,6 +134,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   async destroy(id: string): Promise<void> {
+    this.#opened.forget(id);
     await this.#guard(() => this.#store.delete(id));
   }
 
@@ -201,6 +201,19 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    */
   #ringOf(tenant: string | undefined): KeyRing {
     return (tenant === undefined ? undefined : this.#keysFor(tenant)) ?? this.#keys;
+  }
+
+  /** The record a sealed value holds (opened once while it stays the stored one), or undefined if it does not open. */
+  #open(id: string, sealed: string, ring: KeyRing): D | undefined {
+    const kept = this.#opened.get(id, sealed, ring);
+    if (kept) return kept;
+    const plain = ring.open(sealed, aadFor(id));
+    if (plain === undefined) return undefined;
+    try {
+      return this.#opened.keep(id, sealed, ring, JSON.parse(plain) as D);
+    } catch {
+      return undefined;
+    }
   }
 
   #indexKeysOf(data: SessionRecord): string[] {

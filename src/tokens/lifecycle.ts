@@ -200,7 +200,7 @@ export class TokenLifecycle implements TokenSource {
           this.#audit.event('token.exchange', { ...base, failed: true, reason: ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message });
           throw err;
         }
-        current.data.derived = { ...current.data.derived, [kind]: { token: obtained.token, expiresAt: obtained.expiresAt, from: fingerprint(accessToken)! } };
+        current.data = { ...current.data, derived: { ...current.data.derived, [kind]: { token: obtained.token, expiresAt: obtained.expiresAt, from: fingerprint(accessToken)! } } };
         if (!(await this.#sessions.update(current))) throw sessionExpired();
         this.#audit.event('token.exchange', {
           ...base,

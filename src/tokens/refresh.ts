@@ -103,18 +103,22 @@ export class Refresher {
       await this.#opts.end(stored, tenant, failure.reason);
       throw sessionExpired();
     }
-    session.data.tokens = {
-      accessToken: refreshed.accessToken,
-      accessTokenIssuedAt: now(),
-      accessTokenExpiresAt: refreshed.accessTokenExpiresAt,
-      // Rotating refresh tokens: the new one replaces the old; a provider that reuses tokens sends none.
-      refreshToken: refreshed.refreshToken ?? tokens.refreshToken,
-      idToken: refreshed.idToken ?? tokens.idToken,
-      scope: refreshed.scope ?? tokens.scope,
+    // Loaded records are frozen and shared (see OpenedRecords): the refreshed one is a new record.
+    session.data = {
+      ...session.data,
+      tokens: {
+        accessToken: refreshed.accessToken,
+        accessTokenIssuedAt: now(),
+        accessTokenExpiresAt: refreshed.accessTokenExpiresAt,
+        // Rotating refresh tokens: the new one replaces the old; a provider that reuses tokens sends none.
+        refreshToken: refreshed.refreshToken ?? tokens.refreshToken,
+        idToken: refreshed.idToken ?? tokens.idToken,
+        scope: refreshed.scope ?? tokens.scope,
+      },
+      user: refreshed.idTokenClaims ? { ...session.data.user, acr: acrFromClaims(refreshed.idTokenClaims, session.data.user.acr) } : session.data.user,
+      // Tokens obtained from the old access token (Altinn, …) die with it.
+      derived: undefined,
     };
-    if (refreshed.idTokenClaims) session.data.user.acr = acrFromClaims(refreshed.idTokenClaims, session.data.user.acr);
-    // Tokens obtained from the old access token (Altinn, …) die with it.
-    session.data.derived = undefined;
     let stored: boolean;
     try {
       stored = await sessions.update(session);
