@@ -267,7 +267,7 @@ export function createLogger(opts: { level?: string; destination?: pino.Destinat
     {
       level: opts.level ?? 'info',
       base: { service: 'idporten-bff' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       formatters: { level: (label) => ({ level: label }), log: redact, bindings: redact },
       serializers: { req: serializeRequest },
     },
@@ -280,6 +280,23 @@ export function createLogger(opts: { level?: string; destination?: pino.Destinat
     return child.call(this, redact(bindings), options);
   } as typeof logger.child;
   return logger;
+}
+
+let isoSecond = Number.NaN;
+let isoPrefix = '';
+
+/**
+ * pino's `"time"` field as ISO 8601 UTC with milliseconds, the same text as pino's isoTime: formatting the date
+ * once per second and appending the milliseconds costs a fraction of a toISOString per line.
+ */
+export function isoTime(now: number = Date.now()): string {
+  const second = Math.floor(now / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, -4);
+  }
+  const ms = now - second * 1000;
+  return `,"time":"${isoPrefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`;
 }
 
 /** A request, if one is ever logged whole: method, path and route, never headers, cookies or the query string. */

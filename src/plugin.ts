@@ -105,10 +105,12 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.decorate('gateway', core);
   app.decorateRequest('bff', null as unknown as BffRequest);
   traceRequests(app);
-  app.addHook('onRequest', async (request) => {
+  // A callback hook: the common case (a tenant's host) finishes without a promise.
+  app.addHook('onRequest', (request, _reply, done) => {
     const tenant = tenants.forHost(request.host);
-    if (!tenant) await endRemovedTenantSession(request.host, request.cookies);
     request.bff = new BffRequest(lifecycle, tenant, request.cookies);
+    if (tenant) return done();
+    endRemovedTenantSession(request.host, request.cookies).then(() => done(), done);
   });
 
   /** A reload removed this host's tenant: a session its cookie still names is ended (and revoked) when met. */
@@ -144,11 +146,12 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       return sendError(reply, asGatewayError(err, request.log), tenant ? loginUrl(tenant.config) : undefined);
     });
     scope.addHook('onSend', securityHeaders);
-    scope.addHook('onResponse', async (request, reply) => {
+    scope.addHook('onResponse', (request, reply, done) => {
       const route = request.routeOptions.url ?? 'unmatched';
       metrics.observeRequest(request.bff?.tenant?.id, route, request.method, reply.statusCode, reply.elapsedTime / 1000);
       // Path only: query strings may carry codes and state.
       request.log.debug({ method: request.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+      done();
     });
     // Login start and callback, per client address and tenant; in this scope only, never the host application's.
     await registerLoginRateLimit(scope, { limits: config.server.rateLimit });

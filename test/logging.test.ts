@@ -1,6 +1,7 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
-import { createLogger, LogSink, CENSOR } from '../src/logging.js';
+import fc from 'fast-check';
+import { createLogger, isoTime, LogSink, CENSOR } from '../src/logging.js';
 import { createAuditLog } from '../src/audit/audit-log.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 
@@ -189,4 +190,16 @@ t.test('a stalled stream bounds the memory: lines beyond the limit are dropped a
   t.match(text, /"dropped":\d+,"msg":"log lines dropped: stdout was not being read"/, 'the loss is reported once output moves');
   t.match(text, /moving again/);
   t.ok(drained, 'drained() resolves once the stream has caught up');
+});
+
+t.test('the time field is exactly Date#toISOString, however the milliseconds and seconds fall', async (t) => {
+  // Any order of instants (the per-second prefix is cached), from 1970 to 9999, including ms 0, 9, 10, 99, 100.
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 253_402_300_799_999 }), { minLength: 1, maxLength: 20 }), (instants) => {
+      for (const now of instants) if (isoTime(now) !== `,"time":"${new Date(now).toISOString()}"`) return false;
+      return true;
+    }),
+    { numRuns: 2000 },
+  );
+  for (const now of [0, 9, 10, 99, 100, 999, 1000, 1_764_633_600_000, 1_764_633_600_001]) t.equal(isoTime(now), `,"time":"${new Date(now).toISOString()}"`, `at ${now}`);
 });

@@ -26,7 +26,8 @@ export interface AuditFields {
 }
 
 export interface AuditLog {
-  event(name: AuditEvent, fields: AuditFields): void;
+  /** `trace`: the request's trace context, for a line written outside its async context (default: the current one). */
+  event(name: AuditEvent, fields: AuditFields, trace?: TraceContext): void;
 }
 
 /** The part of a pino logger the audit log writes through. */
@@ -41,8 +42,8 @@ export interface ChildLogger {
 export function createAuditLog(logger: ChildLogger, trace: () => TraceContext | undefined = currentTrace): AuditLog {
   const log = logger.child({ audit: true });
   return {
-    event(name, fields) {
-      const ctx = trace();
+    event(name, fields, context) {
+      const ctx = context ?? trace();
       if (ctx === undefined) log.info({ event: name, ...fields }, name);
       else log.info({ event: name, ...fields, traceId: ctx.traceId, span: spanFor(name, fields, ctx) }, name);
     },

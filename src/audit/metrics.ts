@@ -89,9 +89,9 @@ export class GatewayMetrics {
   /** Wraps an audit log so every event is also counted. */
   counting(audit: AuditLog): AuditLog {
     return {
-      event: (name, fields) => {
+      event: (name, fields, trace) => {
         this.#count(name, fields);
-        audit.event(name, fields);
+        audit.event(name, fields, trace);
       },
     };
   }

@@ -41,7 +41,10 @@ export function upstreamPathFor(rawUrl: string, routePath: string, upstreamBaseP
 }
 
 function isSafeSegment(segment: string): boolean {
-  if (!PCHARS.test(segment) || FORBIDDEN_ESCAPE.test(segment)) return false;
+  if (!PCHARS.test(segment)) return false;
+  // Without escapes the segment is the plain ASCII PCHARS allows: it decodes and normalises to itself.
+  if (!segment.includes('%')) return !ONLY_DOTS.test(segment.split(';', 1)[0] ?? '');
+  if (FORBIDDEN_ESCAPE.test(segment)) return false;
   let decoded: string;
   try {
     decoded = decodeURIComponent(segment);

@@ -26,7 +26,6 @@
  * is verified, GET is not retried on 503 (upstream answers pass through as they are), and its error
  * replies (which name internal addresses) are replaced by problem JSON.
  */
-import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
@@ -178,9 +177,10 @@ const tooLarge = (route: RouteConfig) => new GatewayError('payload_too_large', `
  * matched path are looked up when it arrives, and its upstream, methods, limits and token come from there.
  */
 const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, constraint, table, dispatchers, deps, isTrustedPeer }) => {
-  const rejectCsrf = (request: FastifyRequest, reply: FastifyReply, { tenant, route }: ProxyTarget, reason: 'missing_header' | 'origin_mismatch'): FastifyReply => {
+  /** Audits a CSRF refusal (csrf.reject) and gives the error it is answered with. */
+  const csrfRefusal = (request: FastifyRequest, { tenant, route }: ProxyTarget, reason: 'missing_header' | 'origin_mismatch'): GatewayError => {
     deps.audit.event('csrf.reject', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, reason });
-    return reject(request, reply, new GatewayError('csrf_failed', 'The request lacks the X-CSRF header or comes from another origin.'));
+    return new GatewayError('csrf_failed', 'The request lacks the X-CSRF header or comes from another origin.');
   };
 
   /**
@@ -189,15 +189,31 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
    * common in proxy logs), where Fastify's onResponse would not run.
    */
   const auditWhenClosed = (request: FastifyRequest, reply: FastifyReply, { tenant, route }: ProxyTarget): void => {
-    // The line is written in the request's async context (its trace ids); runInAsyncScope costs far less per
-    // request than AsyncResource.bind.
-    const context = new AsyncResource('bff.proxy.audit');
+    // The listener runs outside the request's async context: its trace is handed to the line.
     reply.raw.once('close', () => {
-      context.runInAsyncScope(() => {
-        const status = reply.raw.writableFinished ? reply.statusCode : 499;
-        deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(reply.elapsedTime) });
-      });
+      const status = reply.raw.writableFinished ? reply.statusCode : 499;
+      deps.audit.event('proxy', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, status, durationMs: Math.round(reply.elapsedTime) }, request.trace);
     });
+  };
+
+  /** Steps 1-4 of the module comment: the error the request is refused with, or undefined when it may go on. */
+  const firstRefusal = (request: FastifyRequest, reply: FastifyReply): GatewayError | undefined => {
+    const target = table().lookup(request.headers.host, request.routeOptions.config.proxyPath ?? '');
+    // Routed by the table of the moment; a reload in between may have taken the route away.
+    if (!target) return new GatewayError('route_not_found', 'No route is configured for this path.');
+    const { tenant, route } = target;
+    request.proxyState = { target };
+    auditWhenClosed(request, reply, target);
+    const csrf = checkCsrf(request.headers, tenant.publicUrl);
+    if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return csrfRefusal(request, target, csrf.reason);
+    if (!route.methods.includes(request.method)) {
+      return new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { allow: route.methods });
+    }
+    const upstreamPath = upstreamPathFor(request.raw.url ?? '', route.path, target.upstream.pathname);
+    if (upstreamPath === undefined) return new GatewayError('invalid_request', 'The request path is not allowed.');
+    if (declaresTooLarge(request.headers['content-length'], route.bodyLimitBytes)) return tooLarge(route);
+    request.proxyState = csrf.ok ? { target, upstreamPath } : { target, upstreamPath, deferredCsrf: csrf.reason };
+    return undefined;
   };
 
   // Bodies are never parsed: every content type (and none) is handed on as a counted stream.
@@ -211,26 +227,11 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
 
   scope.setErrorHandler((error, request, reply) => reject(request, reply, asGatewayError(error, request.log)));
 
-  scope.addHook('onRequest', async (request, reply) => {
-    const target = table().lookup(request.headers.host, request.routeOptions.config.proxyPath ?? '');
-    // Routed by the table of the moment; a reload in between may have taken the route away.
-    if (!target) return reject(request, reply, new GatewayError('route_not_found', 'No route is configured for this path.'));
-    const { tenant, route } = target;
-    request.proxyState = { target };
-    auditWhenClosed(request, reply, target);
-    const csrf = checkCsrf(request.headers, tenant.publicUrl);
-    if (!csrf.ok && !isFirstPartyNavigation(request.method, request.headers)) return rejectCsrf(request, reply, target, csrf.reason);
-
-    if (!route.methods.includes(request.method)) {
-      return reject(request, reply, new GatewayError('method_not_allowed', `${request.method} is not allowed on this route.`, { allow: route.methods }));
-    }
-    const upstreamPath = upstreamPathFor(request.raw.url ?? '', route.path, target.upstream.pathname);
-    if (upstreamPath === undefined) {
-      return reject(request, reply, new GatewayError('invalid_request', 'The request path is not allowed.'));
-    }
-    if (declaresTooLarge(request.headers['content-length'], route.bodyLimitBytes)) return reject(request, reply, tooLarge(route));
-    request.proxyState = csrf.ok ? { target, upstreamPath } : { target, upstreamPath, deferredCsrf: csrf.reason };
-    return undefined;
+  // A callback hook (no promise per request): a check that fails answers and does not call done.
+  scope.addHook('onRequest', (request, reply, done) => {
+    const refusal = firstRefusal(request, reply);
+    if (refusal) reject(request, reply, refusal);
+    else done();
   });
 
   scope.addHook('preHandler', async (request, reply) => {
@@ -249,7 +250,7 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
         }
         if (!live) return reply.redirect(deps.loginUrl(request, tenant), 302);
       }
-      return rejectCsrf(request, reply, state.target, state.deferredCsrf);
+      return reject(request, reply, csrfRefusal(request, state.target, state.deferredCsrf));
     }
     try {
       state.bearer = { value: await deps.bearerFor(request, tenant, route) };
