@@ -2,10 +2,11 @@
  * Refresh storm: one session whose access token has just expired, then N proxied requests at once.
  * The gateway must refresh once (single flight) and let every request through with the new token.
  * Two rounds, one per expiry: N fresh connections (a burst of new clients), then the same N requests
- * over a few kept-alive connections (as through a load balancer's connection pool).
+ * over a few kept-alive connections (as through a load balancer's connection pool). Each storm is followed at
+ * once by the same burst on the token it brought, still fresh, so the refresh's cost reads as a ratio.
  */
 import { Agent, request } from 'undici';
-import { fixed, ms, sleep, table, type Check, type Section } from './report.js';
+import { fixed, ms, ratio, sleep, table, type Check, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface RefreshStormOptions {
@@ -31,6 +32,8 @@ interface StormResult {
 }
 
 const POOLED_SOCKETS = 50;
+/** The storm may take at most this multiple of the same burst on a fresh token. */
+const STORM_OVER_FRESH_TARGET = 1.5;
 const WARM_UP_STORMS = 2;
 const AFTER_EXPIRY_MS = 250;
 
@@ -42,11 +45,13 @@ export async function refreshStorm(opts: RefreshStormOptions): Promise<Section> 
     // session warms it up, so the storm session's token is left alone until it expires.
     await warmUp(stack, await stack.login(), opts.requests * WARM_UP_STORMS);
     const rounds: StormResult[] = [];
+    const fresh: StormResult[] = [];
     for (const sockets of [opts.requests, POOLED_SOCKETS]) {
       // Every round starts right after the token it finds has expired: the login's, then the previous round's.
       const { expiresAt } = await stack.accessToken(cookie);
       await sleep(Math.max(0, expiresAt + AFTER_EXPIRY_MS - Date.now()));
       rounds.push(await storm(stack, cookie, opts.requests, sockets));
+      fresh.push(await storm(stack, cookie, opts.requests, sockets));
     }
     const markdown = [
       `${opts.requests} concurrent GET ${ECHO_ROUTE}/storm/<i> for one session, fired ${AFTER_EXPIRY_MS} ms after its ${opts.accessTokenTtlSeconds} s access token expired,`,
@@ -54,13 +59,21 @@ export async function refreshStorm(opts: RefreshStormOptions): Promise<Section> 
       `A storm that outlasts ${fixed(opts.accessTokenTtlSeconds * 750)} ms may rightly see a second refresh: the new token then enters its own refresh leeway (a quarter of its lifetime).`,
       '',
       table(
-        ['connections', 'all done ms', 'first answer ms', 'p50 ms', 'p99 ms', '200s', 'refresh grants at the OP', 'refresh errors', 'distinct bearers upstream'],
-        rounds.map((r) => [r.sockets, fixed(r.totalMs), ms(r.firstMs), ms(r.p50Ms), ms(r.p99Ms), `${r.ok}/${opts.requests}`, r.grants, r.grantErrors, r.bearers]),
+        ['connections', 'token', 'all done ms', 'storm ÷ fresh', 'first answer ms', 'p50 ms', 'p99 ms', '200s', 'refresh grants at the OP', 'refresh errors', 'distinct bearers upstream'],
+        rounds.flatMap((r, i) => [r, fresh[i]!].map((x, j) => [
+          x.sockets, j === 0 ? 'just expired' : 'fresh', fixed(x.totalMs), j === 0 ? ratio(r.totalMs / fresh[i]!.totalMs) : '',
+          ms(x.firstMs), ms(x.p50Ms), ms(x.p99Ms), `${x.ok}/${opts.requests}`, x.grants, x.grantErrors, x.bearers,
+        ])),
       ),
     ].join('\n');
-    const checks: Check[] = rounds.flatMap((r) => [
+    const checks: Check[] = rounds.flatMap((r, i) => [
       { name: `${r.sockets} connections: exactly one refresh grant at the OP`, pass: r.grants === 1 && r.grantErrors === 0, detail: `${r.grants} grants, ${r.grantErrors} errors` },
       { name: `${r.sockets} connections: every request answered 200 with the same new token`, pass: r.ok === opts.requests && r.bearers === 1, detail: `${r.ok}/${opts.requests} ok, ${r.bearers} bearer(s)` },
+      {
+        name: `${r.sockets} connections: the storm takes at most ${STORM_OVER_FRESH_TARGET}× the same burst on a fresh token`,
+        pass: r.totalMs <= STORM_OVER_FRESH_TARGET * fresh[i]!.totalMs && fresh[i]!.grants === 0 && fresh[i]!.ok === opts.requests,
+        detail: `${fixed(r.totalMs)} ms against ${fixed(fresh[i]!.totalMs)} ms (${ratio(r.totalMs / fresh[i]!.totalMs)}), ${fresh[i]!.grants} grants in the fresh burst`,
+      },
     ]);
     return { title: 'Refresh storm', markdown, checks };
   } finally {
