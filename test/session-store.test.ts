@@ -170,6 +170,28 @@ function contract(t: Test, make: Factory): void {
     t.same(await store.findByIndex('sid:test:s'), []);
   });
 
+  t.test('an index grows from one session to several and back; a session saved under other keys moves', async (t) => {
+    const { store } = await make(t);
+    await store.set('one', record('1'), 60_000, ['sub:test:u', 'sid:test:s1']);
+    t.same(await store.findByIndex('sub:test:u'), ['one']);
+    await store.set('two', record('2'), 60_000, ['sub:test:u']);
+    await store.set('three', record('3'), 60_000, ['sub:test:u']);
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['one', 'three', 'two']);
+    await store.delete('two');
+    await store.delete('three');
+    t.same(await store.findByIndex('sub:test:u'), ['one'], 'back to the one session left');
+    await store.set('two', record('2'), 60_000, ['sub:test:u']);
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['one', 'two'], 'and to several again');
+    await store.set('one', record('1b'), 60_000, ['sub:test:v', 'sid:test:s2']);
+    t.same(await store.findByIndex('sub:test:u'), ['two'], 'saved under another sub: gone from the old one');
+    t.same(await store.findByIndex('sid:test:s1'), [], 'and from its old sid');
+    t.same(await store.findByIndex('sub:test:v'), ['one']);
+    t.same(await store.findByIndex('sid:test:s2'), ['one']);
+    await store.delete('two');
+    await store.delete('one');
+    for (const key of ['sub:test:u', 'sub:test:v', 'sid:test:s2']) t.same(await store.findByIndex(key), [], `${key} is empty at the end`);
+  });
+
   t.test('an index outlives its shorter-lived members, whichever was saved first', async (t) => {
     const { store } = await make(t);
     await store.set('long-first', record('1'), 60_000, ['sub:test:u']);
