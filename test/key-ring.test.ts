@@ -32,3 +32,74 @@ t.test('anything tampered, truncated, re-bound or malformed does not open', asyn
   t.equal(ring.open(sealed, 'session:other'), undefined, 'a record copied to another session id does not open');
   t.equal(ring.open(sealed, 'session:abc'), 'secret tokens');
 });
+
+t.test('session records seal to bytes: [0x02][keyId length][keyId][iv 12][ciphertext][tag 16]', async (t) => {
+  const ring = new KeyRing([key('k1', 1)]);
+  const sealed = ring.sealBytes('{"a":"ø"}', 'session:abc');
+  t.ok(Buffer.isBuffer(sealed));
+  t.equal(sealed[0], 0x02, 'version byte');
+  t.equal(sealed[1], 2, 'key id length');
+  t.equal(sealed.toString('utf8', 2, 4), 'k1');
+  t.equal(sealed.length, 1 + 1 + 2 + 12 + Buffer.byteLength('{"a":"ø"}') + 16, 'no base64: the plaintext plus 34 bytes');
+  t.equal(ring.openBytes(sealed, 'session:abc'), '{"a":"ø"}');
+  t.not(ring.sealBytes('{"a":"ø"}', 'session:abc').equals(sealed), 'a fresh iv every time');
+  t.equal(ring.openBytes(ring.sealBytes('', 'aad'), 'aad'), '', 'an empty plaintext round-trips');
+});
+
+t.test('bytes tampered, truncated, re-bound or malformed do not open, and never throw', async (t) => {
+  const ring = new KeyRing([key('k1', 1)]);
+  const sealed = ring.sealBytes('secret tokens', 'session:abc');
+  const ivAt = 4;
+  const tagAt = sealed.length - 16;
+  const flipped = (at: number) => {
+    const copy = Buffer.from(sealed);
+    copy[at] = copy[at]! ^ 0x01;
+    return copy;
+  };
+  const withByte = (at: number, value: number) => {
+    const copy = Buffer.from(sealed);
+    copy[at] = value;
+    return copy;
+  };
+  const cases: Record<string, Buffer> = {
+    'flipped iv': flipped(ivAt),
+    'flipped ciphertext': flipped(ivAt + 12),
+    'flipped tag': flipped(sealed.length - 1),
+    'flipped key id': flipped(2),
+    'truncated by one byte': sealed.subarray(0, sealed.length - 1),
+    'truncated to the header': sealed.subarray(0, tagAt - 1),
+    'just the version': sealed.subarray(0, 1),
+    empty: Buffer.alloc(0),
+    'unknown version': withByte(0, 0x03),
+    'legacy prefix without the rest': Buffer.from('v1.'),
+    'key id length past the end': withByte(1, 255),
+    'key id length into the tag': withByte(1, sealed.length - 2 - 12 - 16 + 1),
+    'unknown key id': new KeyRing([key('k9', 1)]).sealBytes('secret tokens', 'session:abc'),
+  };
+  for (const [name, value] of Object.entries(cases)) t.equal(ring.openBytes(value, 'session:abc'), undefined, name);
+  t.equal(ring.openBytes(sealed, 'session:other'), undefined, 'a record copied to another session id does not open');
+  t.equal(ring.openBytes('garbage', 'session:abc'), undefined, 'a string that is no seal() value');
+  t.equal(ring.openBytes(sealed, 'session:abc'), 'secret tokens', 'the untouched record still opens');
+});
+
+t.test('openBytes opens the seal() text of records stored before the binary format, as text or as bytes', async (t) => {
+  const ring = new KeyRing([key('k1', 1)]);
+  const legacy = ring.seal('{"a":1}', 'session:abc');
+  t.equal(ring.openBytes(legacy, 'session:abc'), '{"a":1}', 'as a string');
+  t.equal(ring.openBytes(Buffer.from(legacy), 'session:abc'), '{"a":1}', 'as the bytes Redis returns');
+  t.equal(ring.openBytes(Buffer.from(legacy), 'session:other'), undefined, 'still bound to its record');
+  const tampered = Buffer.from(legacy);
+  tampered[tampered.length - 3] = tampered[tampered.length - 3] === 0x41 ? 0x42 : 0x41;
+  t.equal(ring.openBytes(tampered, 'session:abc'), undefined, 'a tampered legacy value does not open');
+});
+
+t.test('binary records rotate like the others: sealed with the first key, opened by any key in the ring', async (t) => {
+  const old = new KeyRing([key('k1', 1)]);
+  const sealed = old.sealBytes('{"a":1}', 'session:abc');
+  const rotated = new KeyRing([key('k2', 2), key('k1', 1)]);
+  t.equal(rotated.openBytes(sealed, 'session:abc'), '{"a":1}', 'old sessions still open');
+  t.equal(rotated.sealBytes('x', 'aad').toString('utf8', 2, 4), 'k2', 'new data uses the new key');
+  t.equal(old.openBytes(rotated.sealBytes('x', 'aad'), 'aad'), undefined, 'a ring without the new key does not open it');
+  t.equal(new KeyRing([key('k2', 2)]).openBytes(sealed, 'session:abc'), undefined, 'a removed key opens nothing');
+  t.equal(new KeyRing([key('k1', 9)]).openBytes(sealed, 'session:abc'), undefined, 'the same key id with another secret opens nothing');
+});

@@ -5,6 +5,7 @@ import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-sto
 import { createRedisStore, DEFAULT_LOCK_LEASE_MS } from '../src/session/redis-store.js';
 import { SessionManager } from '../src/session/manager.js';
 import { KeyRing } from '../src/session/key-ring.js';
+import { newSessionCookieValue } from '../src/session/cookies.js';
 import type { SessionData } from '../src/tokens/session-data.js';
 import type { SessionConfig } from '../src/config/types.js';
 import {
@@ -35,7 +36,7 @@ type Factory = (t: Test) => Promise<Subject>;
 const keepAlive = setInterval(() => undefined, 1_000);
 t.teardown(() => clearInterval(keepAlive));
 
-const record = (sealed: string, lastSeenAt = 1) => ({ sealed, lastSeenAt });
+const record = (sealed: string, lastSeenAt = 1) => ({ sealed: Buffer.from(sealed), lastSeenAt });
 
 /** Resolves true once `p` settles, false if it has not within `ms` (a bound against hangs, not a timing check). */
 async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
@@ -67,7 +68,7 @@ function contract(t: Test, make: Factory): void {
     t.same(await store.get('a'), record('sealed-1', 100));
     t.same(await peer.store.get('a'), record('sealed-1', 100), 'the other instance reads the same record');
     const copy = await store.get('a');
-    copy!.sealed = 'changed by the caller';
+    copy!.sealed = Buffer.from('changed by the caller');
     t.same(await store.get('a'), record('sealed-1', 100), 'callers get a copy, not the stored record');
     await peer.store.set('a', record('sealed-2', 200), 60_000, []);
     t.same(await store.get('a'), record('sealed-2', 200), 'set replaces the whole record');
@@ -167,6 +168,28 @@ function contract(t: Test, make: Factory): void {
     await peer.store.delete('one');
     t.same(await store.findByIndex('sub:test:u'), ['two']);
     t.same(await store.findByIndex('sid:test:s'), []);
+  });
+
+  t.test('an index grows from one session to several and back; a session saved under other keys moves', async (t) => {
+    const { store } = await make(t);
+    await store.set('one', record('1'), 60_000, ['sub:test:u', 'sid:test:s1']);
+    t.same(await store.findByIndex('sub:test:u'), ['one']);
+    await store.set('two', record('2'), 60_000, ['sub:test:u']);
+    await store.set('three', record('3'), 60_000, ['sub:test:u']);
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['one', 'three', 'two']);
+    await store.delete('two');
+    await store.delete('three');
+    t.same(await store.findByIndex('sub:test:u'), ['one'], 'back to the one session left');
+    await store.set('two', record('2'), 60_000, ['sub:test:u']);
+    t.same((await store.findByIndex('sub:test:u')).sort(), ['one', 'two'], 'and to several again');
+    await store.set('one', record('1b'), 60_000, ['sub:test:v', 'sid:test:s2']);
+    t.same(await store.findByIndex('sub:test:u'), ['two'], 'saved under another sub: gone from the old one');
+    t.same(await store.findByIndex('sid:test:s1'), [], 'and from its old sid');
+    t.same(await store.findByIndex('sub:test:v'), ['one']);
+    t.same(await store.findByIndex('sid:test:s2'), ['one']);
+    await store.delete('two');
+    await store.delete('one');
+    for (const key of ['sub:test:u', 'sub:test:v', 'sid:test:s2']) t.same(await store.findByIndex(key), [], `${key} is empty at the end`);
   });
 
   t.test('an index outlives its shorter-lived members, whichever was saved first', async (t) => {
@@ -376,6 +399,31 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     await store.set('hashed-id', record('sealed-blob'), 60_000, ['sub:test:u']);
     t.same((await raw.keys(`bff-test-${prefixes}:*`)).sort(), [`bff-test-${prefixes}:{hashed-id}:s`, `bff-test-${prefixes}:{i:sub:test:u}`]);
     t.same(await raw.hmget(`bff-test-${prefixes}:{hashed-id}:s`, 'd', 't'), ['sealed-blob', '1']);
+  });
+
+  t.test('a session stored by the previous release (base64url text in d) still loads, and is saved as bytes after', async (t) => {
+    const { store, lock } = await make(t);
+    const raw = rawClient(t, redis);
+    const ring = new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 3) }]);
+    const manager = new SessionManager<SessionData>({ store, lock, keys: ring, config: { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig });
+    const now = Date.now();
+    const data = sessionData('at-1');
+    const cookieValue = newSessionCookieValue();
+    const id = SessionManager.storeKey(cookieValue);
+    const key = `bff-test-${prefixes}:{${id}}:s`;
+    // What the previous release wrote: the seal() text as d, lastSeenAt as t.
+    await raw.hset(key, 'd', ring.seal(JSON.stringify(data), `session:${id}`), 't', String(now - 1_000), 'i', '[]');
+    await raw.pexpire(key, 60_000);
+    const loaded = await manager.load(cookieValue, 'test');
+    if (loaded.state !== 'live') throw new Error(`the legacy session loads as ${loaded.state}`);
+    t.same(loaded.session.data, data, 'the same record');
+    t.equal(loaded.session.lastSeenAt, now - 1_000, 'and its lastSeenAt');
+    loaded.session.data = { ...loaded.session.data, tokens: { ...loaded.session.data.tokens, accessToken: 'at-2' } };
+    t.equal(await manager.update(loaded.session), true);
+    const d = await raw.hgetBuffer(key, 'd');
+    t.equal(d?.[0], 0x02, 'an update writes the binary form');
+    const again = await manager.load(cookieValue, 'test');
+    t.equal(again.state === 'live' && again.session.data.tokens.accessToken, 'at-2');
   });
 
   t.test('the lease frees a lock whose holder crashed', async (t) => {

@@ -51,15 +51,15 @@ t.test("a tenant's own sessionKeys seal its sessions: the shared ring and other 
   const beta = await stored('127.0.0.1');
   const sharedRing = new KeyRing(config.session.keys);
   const betaRing = new KeyRing([deriveSessionKey('beta-1', betaSecret)]);
-  t.ok(sharedRing.open(acme.sealed, `session:${acme.id}`), "the shared ring opens acme's session");
-  t.equal(sharedRing.open(beta.sealed, `session:${beta.id}`), undefined, "the shared ring does not open beta's session");
-  t.ok(betaRing.open(beta.sealed, `session:${beta.id}`), "beta's ring opens beta's session");
-  t.equal(betaRing.open(acme.sealed, `session:${acme.id}`), undefined, "beta's ring does not open acme's session");
+  t.ok(sharedRing.openBytes(acme.sealed, `session:${acme.id}`), "the shared ring opens acme's session");
+  t.equal(sharedRing.openBytes(beta.sealed, `session:${beta.id}`), undefined, "the shared ring does not open beta's session");
+  t.ok(betaRing.openBytes(beta.sealed, `session:${beta.id}`), "beta's ring opens beta's session");
+  t.equal(betaRing.openBytes(acme.sealed, `session:${acme.id}`), undefined, "beta's ring does not open acme's session");
 
   const sessions = gateway.core.lifecycle.sessions;
   t.equal((await sessions.loadById(beta.id)).state, 'none', 'loaded without naming the tenant, beta\'s record is nothing');
   t.equal((await sessions.loadById(beta.id, 'acme')).state, 'none', 'nor as acme\'s');
   t.equal((await sessions.loadById(beta.id, 'beta')).state, 'live', 'it opens only as beta\'s');
   t.equal((await browser.fetch(`${origins.beta}/auth/session/refresh`, { method: 'POST', headers: { 'x-csrf': '1' } })).status, 200, 'and refreshes, re-sealed with beta\'s ring');
-  t.ok(betaRing.open((await store.get(beta.id))!.sealed, `session:${beta.id}`), 'the refreshed record is still sealed with beta\'s ring');
+  t.ok(betaRing.openBytes((await store.get(beta.id))!.sealed, `session:${beta.id}`), 'the refreshed record is still sealed with beta\'s ring');
 });

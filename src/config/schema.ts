@@ -227,9 +227,9 @@ const SessionKey = define(
   Type.Object(
     {
       id: Type.String({
-        description: 'Names the key inside every sealed session value, which uses "." as its separator, so an id holds no ".".',
+        description: 'Names the key inside every sealed value; sealed cookie values use "." as their separator, so an id holds no ".".',
         pattern: '^[A-Za-z0-9_-]{1,32}$',
-        expected: 'must be 1-32 letters, digits, "_" or "-" (no "."; sealed session values use "." as their separator)',
+        expected: 'must be 1-32 letters, digits, "_" or "-" (no "."; sealed cookie values use "." as their separator)',
       }),
       secret: annotate(NonEmptyString, { description: 'base64 or base64url of at least 32 random bytes.' }),
     },

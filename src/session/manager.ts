@@ -116,7 +116,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
 
   /** Writes the whole session. */
   async save(session: SessionContext<D>): Promise<void> {
-    const sealed = this.#ringOf(session.data.tenant).seal(JSON.stringify(session.data), aadFor(session.id));
+    const sealed = this.#ringOf(session.data.tenant).sealBytes(JSON.stringify(session.data), aadFor(session.id));
     await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
   }
 
@@ -127,7 +127,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    * too long), it writes nothing and throws LockLostError, because another holder may be at work already.
    */
   async update(session: SessionContext<D>): Promise<boolean> {
-    const sealed = this.#ringOf(session.data.tenant).seal(JSON.stringify(session.data), aadFor(session.id));
+    const sealed = this.#ringOf(session.data.tenant).sealBytes(JSON.stringify(session.data), aadFor(session.id));
     const hold = this.#holds.getStore();
     if (hold?.id === session.id) hold.signal.throwIfAborted();
     return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
@@ -204,10 +204,10 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /** The record a sealed value holds (opened once while it stays the stored one), or undefined if it does not open. */
-  #open(id: string, sealed: string, ring: KeyRing): D | undefined {
+  #open(id: string, sealed: Buffer, ring: KeyRing): D | undefined {
     const kept = this.#opened.get(id, sealed, ring);
     if (kept) return kept;
-    const plain = ring.open(sealed, aadFor(id));
+    const plain = ring.openBytes(sealed, aadFor(id));
     if (plain === undefined) return undefined;
     try {
       return this.#opened.keep(id, sealed, ring, JSON.parse(plain) as D);

@@ -10,15 +10,18 @@ import {
   type StoredSession,
 } from './store.js';
 
+/** The record itself rather than a StoredSession inside a wrapper: one object less per session. */
 interface Entry {
-  value: StoredSession;
+  sealed: Buffer;
+  lastSeenAt: number;
   indexKeys: string[];
 }
 
 /** Single-instance store: bounded by maxSessions (least recently used go first) with a TTL per record. */
 export class MemorySessionStore implements SessionStore {
   readonly #cache: LRUCache<string, Entry>;
-  readonly #index = new Map<string, Set<string>>();
+  /** Index key → its session id, or a Set once it has several: most sub and sid name a single session. */
+  readonly #index = new Map<string, string | Set<string>>();
   readonly #remembered = new LRUCache<string, true>({ max: 10_000, ttlAutopurge: false, allowStale: false });
 
   constructor(maxSessions: number) {
@@ -32,16 +35,18 @@ export class MemorySessionStore implements SessionStore {
 
   async get(id: string): Promise<StoredSession | undefined> {
     const entry = this.#cache.get(id);
-    return entry ? { ...entry.value } : undefined;
+    return entry ? { sealed: entry.sealed, lastSeenAt: entry.lastSeenAt } : undefined;
   }
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
     if (ttlMs <= 0) return this.delete(id);
-    this.#cache.set(id, { value: { ...value }, indexKeys: [...indexKeys] }, { ttl: ttlMs });
+    // Overwriting disposes the old entry first (unindexing it), then the new keys are indexed.
+    this.#cache.set(id, { sealed: value.sealed, lastSeenAt: value.lastSeenAt, indexKeys: [...indexKeys] }, { ttl: ttlMs });
     for (const key of indexKeys) {
-      let ids = this.#index.get(key);
-      if (!ids) this.#index.set(key, (ids = new Set()));
-      ids.add(id);
+      const ids = this.#index.get(key);
+      if (ids === undefined) this.#index.set(key, id);
+      else if (typeof ids !== 'string') ids.add(id);
+      else if (ids !== id) this.#index.set(key, new Set([ids, id]));
     }
   }
 
@@ -55,7 +60,7 @@ export class MemorySessionStore implements SessionStore {
     const entry = this.#cache.get(id);
     if (!entry) return;
     if (ttlMs <= 0) return this.delete(id);
-    entry.value.lastSeenAt = lastSeenAt;
+    entry.lastSeenAt = lastSeenAt;
     this.#cache.set(id, entry, { ttl: ttlMs });
   }
 
@@ -64,7 +69,9 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async findByIndex(indexKey: string): Promise<string[]> {
-    return [...(this.#index.get(indexKey) ?? [])];
+    const ids = this.#index.get(indexKey);
+    if (ids === undefined) return [];
+    return typeof ids === 'string' ? [ids] : [...ids];
   }
 
   async remember(key: string, ttlMs: number): Promise<boolean> {
@@ -92,9 +99,18 @@ export class MemorySessionStore implements SessionStore {
     // The cache calls dispose on overwrite too; only unindex when the id is really gone or re-indexed.
     for (const key of indexKeys) {
       const ids = this.#index.get(key);
-      if (!ids) continue;
+      if (ids === undefined) continue;
+      if (typeof ids === 'string') {
+        if (ids === id) this.#index.delete(key);
+        continue;
+      }
       ids.delete(id);
-      if (ids.size === 0) this.#index.delete(key);
+      // Back to a plain id when one is left; never an empty Set.
+      if (ids.size <= 1) {
+        const [last] = ids;
+        if (last === undefined) this.#index.delete(key);
+        else this.#index.set(key, last);
+      }
     }
   }
 }

@@ -7,7 +7,7 @@ const MAX_OPENED = 1024;
 const KEPT_AFTER_USE_MS = 60_000;
 
 interface Opened<D> {
-  sealed: string;
+  sealed: Buffer;
   ring: KeyRing;
   data: D;
 }
@@ -31,16 +31,17 @@ export class OpenedRecords<D extends object> {
   }
 
   /** The record opened from exactly this sealed value with this ring, if it is still kept. */
-  get(id: string, sealed: string, ring: KeyRing): D | undefined {
+  get(id: string, sealed: Buffer, ring: KeyRing): D | undefined {
     const entry = this.#cache.get(id);
     if (!entry) return undefined;
-    if (entry.sealed === sealed && entry.ring === ring) return entry.data;
+    // The same object when the memory store holds it; equal bytes when Redis returned a fresh copy.
+    if (entry.ring === ring && (entry.sealed === sealed || entry.sealed.equals(sealed))) return entry.data;
     this.#cache.delete(id);
     return undefined;
   }
 
   /** Keeps a record just opened from `sealed`; returns it frozen. */
-  keep(id: string, sealed: string, ring: KeyRing, data: D): D {
+  keep(id: string, sealed: Buffer, ring: KeyRing, data: D): D {
     deepFreeze(data);
     this.#cache.set(id, { sealed, ring, data });
     return data;

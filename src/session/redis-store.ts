@@ -27,7 +27,7 @@ const LOCK_RENEWALS_PER_LEASE = 4;
 /*
  * Key layout, the same on one server, behind Sentinel and on Redis Cluster (P is the configured keyPrefix):
  *
- *   P{<id>}:s        the session: a hash {d: sealed data, t: last seen, i: JSON list of its index keys}
+ *   P{<id>}:s        the session: a hash {d: sealed data (bytes), t: last seen, i: JSON list of its index keys}
  *   P{<id>}:l        the session's lock (SET NX PX with a renewed lease)
  *   P{i:<index>}     an index (an HMAC of a sid or sub, computed by SessionManager): a set of session ids
  *   P{r:<key>}       a remembered one-time value (a logout token's jti)
@@ -80,7 +80,7 @@ const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 
 type Arg = string | number;
 interface StoreCommands {
-  bffWrite(key: string, sealed: string, lastSeenAt: Arg, index: string, ttlMs: Arg, onlyIfPresent: string): Promise<[number, string]>;
+  bffWrite(key: string, sealed: Buffer, lastSeenAt: Arg, index: string, ttlMs: Arg, onlyIfPresent: string): Promise<[number, string]>;
   bffTouch(key: string, lastSeenAt: Arg, ttlMs: Arg): Promise<string | null>;
   bffDelete(key: string): Promise<string | null>;
   bffIndex(indexKey: string, id: string, ttlMs: Arg): Promise<number>;
@@ -104,6 +104,16 @@ function withCommands(redis: RedisClient): StoreRedis {
   redis.defineCommand('bffExtend', { lua: EXTEND, numberOfKeys: 1 });
   // Both clients take the same commands; the cluster routes each by its key's slot.
   return redis as unknown as StoreRedis;
+}
+
+/**
+ * The reply parser hands out views into its socket chunks and its own pool; a record kept (the opened-records
+ * cache) would keep those alive. A copy of exactly its size, outside Node's shared pool too.
+ */
+function ownCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
 }
 
 function indexList(json: string | null | undefined): string[] {
@@ -154,9 +164,9 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(id: string): Promise<StoredSession | undefined> {
-    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmget(this.key(id), 'd', 't'));
+    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmgetBuffer(this.key(id), 'd', 't'));
     if (!sealed || !lastSeen) return undefined;
-    return { sealed, lastSeenAt: Number(lastSeen) };
+    return { sealed: ownCopy(sealed), lastSeenAt: Number(lastSeen.toString()) };
   }
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {

@@ -3,8 +3,11 @@
  * Implementations: memory (lru-cache, one instance) and Redis (shared by several instances).
  */
 export interface StoredSession {
-  /** The sealed SessionData. */
-  sealed: string;
+  /**
+   * The sealed SessionData (KeyRing.sealBytes; a record stored by an earlier release holds its seal() text).
+   * Shared, not copied, between the store and its callers: nobody changes it in place.
+   */
+  sealed: Buffer;
   /** Epoch ms of the last request seen; kept apart from `sealed` so touching never overwrites token updates. */
   lastSeenAt: number;
 }
