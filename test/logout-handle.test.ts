@@ -8,11 +8,10 @@
 // V7.4.1 (a terminated session allows no further use: the handle opens once, for 2 minutes).
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, captureLogger, startStack, type Stack } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, startGateway, startStack, type Stack } from './helpers/stack.js';
 import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 
 const user = TEST_USERS[0]!;
@@ -161,10 +160,7 @@ t.test('a handle issued by tenant A is refused on tenant B', async (t) => {
     routes: [],
   });
   const config = normaliseConfig({ server: { port }, session: { keys: [{ id: 'k1', secret: SESSION_KEY }] }, tenants: [tenant('acme'), tenant('beta')] }, {});
-  const gateway = await buildApp(config, { logger: captureLogger().logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config);
 
   const browser = new Browser();
   await loginAtLookalike(browser, `${origins.acme}/auth/login`, { pid: user.pid });

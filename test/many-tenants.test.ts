@@ -9,11 +9,10 @@ import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { startSkatteetatenLookalike } from '../demo/skatteetaten.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { startMetricsServer } from '../src/http/metrics-server.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, captureLogger, lookalikeClient, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, startGateway } from './helpers/stack.js';
 
 const TENANTS = 500;
 const SAMPLE = [0, 137, 250, 499];
@@ -42,10 +41,7 @@ t.test(`${TENANTS} tenants in one process: sampled logins stay apart by Host and
     {},
   );
   const started = Date.now();
-  const gateway = await buildApp(config, { logger: captureLogger().logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config);
   t.comment(`${TENANTS + 1} tenants built, listening and discovered in ${Date.now() - started} ms`);
   const internalPort = await freePort();
   const internal = await startMetricsServer(gateway.core, '127.0.0.1', internalPort);

@@ -1,8 +1,7 @@
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, lookalikeClient, captureLogger, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, captureLogger, SESSION_KEY, startGateway } from './helpers/stack.js';
 import { freePort } from '../demo/free-port.js';
-import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { startSkatteetatenLookalike } from '../demo/skatteetaten.js';
@@ -36,10 +35,7 @@ t.test('two tenants on one gateway keep their logins, sessions and upstreams apa
     {},
   );
   const captured = captureLogger();
-  const gateway = await buildApp(config, { logger: captured.logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config, { logger: captured.logger });
 
   const browser = new Browser();
   await loginAtLookalike(browser, `${origins.acme}/auth/login`, { pid: TEST_USERS[0]!.pid });

@@ -11,13 +11,12 @@ import { request } from 'undici';
 import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike, type IdportenLookalike } from '../demo/idporten-op.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { ERROR_PAGE_CSP } from '../src/http/html.js';
 import { LOGIN_LOOP } from '../src/http/rate-limit.js';
 import { idportenBff } from '../src/plugin.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, captureLogger, startStack } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, startGateway, startStack } from './helpers/stack.js';
 
 const user = TEST_USERS[0]!;
 
@@ -134,10 +133,7 @@ t.test("one tenant's limit does not touch another tenant's logins from the same 
     },
     {},
   );
-  const gateway = await buildApp(config, { logger: captureLogger().logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config);
 
   t.equal((await get(`${origins.acme}/auth/login`)).status, 302);
   t.equal((await get(`${origins.acme}/auth/login`)).status, 302);

@@ -3,9 +3,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, captureLogger, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, captureLogger, SESSION_KEY, startGateway } from './helpers/stack.js';
 import { freePort } from '../demo/free-port.js';
-import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { startSkatteetatenLookalike } from '../demo/skatteetaten.js';
@@ -49,10 +48,7 @@ t.test('a reload adds, removes and changes tenants while the kept tenants\' sess
     tenant('moved', `http://moved.localhost:${port}`, [open('/v1')]),
   ]);
   const captured = captureLogger();
-  const gateway = await buildApp(normaliseConfig(before, {}), { logger: captured.logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, normaliseConfig(before, {}), { logger: captured.logger });
 
   const browser = new Browser();
   await loginAtLookalike(browser, `${origins.keep}/auth/login`, { pid: TEST_USERS[0]!.pid });

@@ -7,14 +7,13 @@ import t from 'tap';
 import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { buildApp } from '../src/app.js';
 import { deriveSessionKey } from '../src/config/session-keys.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { KeyRing } from '../src/session/key-ring.js';
 import { SessionManager } from '../src/session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
-import { CLIENT_SECRET, captureLogger, lookalikeClient, SESSION_KEY } from './helpers/stack.js';
+import { CLIENT_SECRET, lookalikeClient, SESSION_KEY, startGateway } from './helpers/stack.js';
 
 t.test("a tenant's own sessionKeys seal its sessions: the shared ring and other tenants' keys open none of them", async (t) => {
   const port = await freePort();
@@ -32,10 +31,7 @@ t.test("a tenant's own sessionKeys seal its sessions: the shared ring and other 
   const config = normaliseConfig({ server: { port }, session: { keys: [{ id: 'k1', secret: SESSION_KEY }] }, tenants: [tenant('acme'), tenant('beta')] }, {});
   t.equal(config.tenants[1]!.sessionKeys?.[0]?.id, 'beta-1', 'the config carries the tenant ring');
   const store = new MemorySessionStore(100);
-  const gateway = await buildApp(config, { logger: captureLogger().logger, store, lock: new MemorySessionLock() });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config, { store, lock: new MemorySessionLock() });
 
   const browser = new Browser();
   await loginAtLookalike(browser, `${origins.acme}/auth/login`, { pid: TEST_USERS[0]!.pid });

@@ -9,11 +9,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import type { Test } from 'tap';
-import { buildApp, type Gateway } from '../../src/app.js';
+import type { Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import type { Browser } from './browser.js';
 import { freePort } from '../../demo/free-port.js';
-import { captureLogger, CLIENT_SECRET, SESSION_KEY } from './stack.js';
+import { captureLogger, CLIENT_SECRET, SESSION_KEY, startGateway } from './stack.js';
 
 export interface OpSigningKey {
   /** undefined: the key is published and used without a `kid`. */
@@ -415,10 +415,7 @@ export async function startHostileStack(t: Test, opts: { idporten?: Record<strin
   };
   const config = normaliseConfig(raw, {});
   const captured = captureLogger();
-  const gateway = await buildApp(config, { logger: captured.logger });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config, { logger: captured.logger });
   const tenant = config.tenants[0]!;
   const policy = gateway.core.tenants.byId(tenant.id)!.cookies;
   return {

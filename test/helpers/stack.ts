@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
+import type { GatewayConfig } from '../../src/config/types.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from '../../demo/idporten-op.js';
 import { createLogger } from '../../src/logging.js';
 import { freePort } from '../../demo/free-port.js';
@@ -83,6 +84,15 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
 
 
 /** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
+/** Builds the gateway, listens on loopback at its configured port and warms it up; closed at the test's teardown. */
+export async function startGateway(t: Test, config: GatewayConfig, deps: AppDeps = {}): Promise<Gateway> {
+  const gateway = await buildApp(config, { logger: captureLogger().logger, ...deps });
+  await gateway.app.listen({ host: '127.0.0.1', port: config.server.port });
+  t.teardown(() => gateway.close());
+  await gateway.warmUp();
+  return gateway;
+}
+
 export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stack> {
   const authMethod = opts.authMethod ?? 'client_secret_post';
   const clientId = opts.clientId ?? `bff-${authMethod}`;
@@ -153,10 +163,7 @@ export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stac
   };
   const config = normaliseConfig(raw, {});
   const captured = captureLogger();
-  const gateway = await buildApp(config, { logger: captured.logger, ...opts.appDeps });
-  await gateway.app.listen({ host: '127.0.0.1', port });
-  t.teardown(() => gateway.close());
-  await gateway.warmUp();
+  const gateway = await startGateway(t, config, { logger: captured.logger, ...opts.appDeps });
   return {
     op,
     gateway,
