@@ -43,13 +43,25 @@ export class OpenedRecords<D extends object> {
   /** Keeps a record just opened from `sealed`; returns it frozen. */
   keep(id: string, sealed: Buffer, ring: KeyRing, data: D): D {
     deepFreeze(data);
-    this.#cache.set(id, { sealed, ring, data });
+    this.#cache.set(id, { sealed: ownBytes(sealed), ring, data });
     return data;
   }
 
   forget(id: string): void {
     this.#cache.delete(id);
   }
+}
+
+/**
+ * The bytes in memory of their own. A view into a larger buffer (Redis's reply parser hands out views into its
+ * socket chunks and pool) would keep all of that alive for as long as the record is kept; a sealed record the
+ * memory store holds is its own allocation already and is kept as it is.
+ */
+function ownBytes(bytes: Buffer): Buffer {
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) return bytes;
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
 }
 
 function deepFreeze(value: object): void {

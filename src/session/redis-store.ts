@@ -106,16 +106,6 @@ function withCommands(redis: RedisClient): StoreRedis {
   return redis as unknown as StoreRedis;
 }
 
-/**
- * The reply parser hands out views into its socket chunks and its own pool; a record kept (the opened-records
- * cache) would keep those alive. A copy of exactly its size, outside Node's shared pool too.
- */
-function ownCopy(bytes: Buffer): Buffer {
-  const copy = Buffer.allocUnsafeSlow(bytes.length);
-  bytes.copy(copy);
-  return copy;
-}
-
 function indexList(json: string | null | undefined): string[] {
   if (!json) return [];
   try {
@@ -166,7 +156,7 @@ export class RedisSessionStore implements SessionStore {
   async get(id: string): Promise<StoredSession | undefined> {
     const [sealed, lastSeen] = await this.#do(() => this.#redis.hmgetBuffer(this.key(id), 'd', 't'));
     if (!sealed || !lastSeen) return undefined;
-    return { sealed: ownCopy(sealed), lastSeenAt: Number(lastSeen.toString()) };
+    return { sealed, lastSeenAt: Number(lastSeen.toString()) };
   }
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
