@@ -7,7 +7,7 @@
  *   id, its span as the parent. The trace flags are the sampler's decision (`OTEL_TRACES_SAMPLER`, by default
  *   parent-based, always on for a new trace).
  * - Internal spans: `inSpan` (token refresh, Altinn exchange); the audit line written inside names that span.
- * - Client spans: every undici request (reply-from to the upstream, `fetch` to ID-porten and Altinn) made
+ * - Client spans: every undici request (the proxy's to the upstream, `fetch` to ID-porten and Altinn) made
  *   while a recording gateway span is active, found through undici's diagnostics channels. Its `traceparent`
  *   is set (replacing the one `proxy/headers.ts` wrote with the server span as the parent) to name the client
  *   span as the parent, so the upstream's span hangs under the gateway's client span.

@@ -44,7 +44,7 @@ export function problemBody(code: ErrorCode, detail: string, loginUrl?: string, 
   return body;
 }
 
-/** The reply methods a problem needs (both Fastify's reply and reply-from's callbacks provide them). */
+/** The reply methods a problem needs (Fastify's reply, or anything shaped like it). */
 export interface ProblemReply {
   code(status: number): ProblemReply;
   header(name: string, value: string): ProblemReply;

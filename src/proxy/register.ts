@@ -4,7 +4,7 @@
  * request's host has a route at that path (when it has none the router goes on, to the tenant's app or the 404
  * problem). The request's tenant and route are looked up when it arrives (two map reads), so tenants may share
  * paths, and `update` swaps the table for new requests while requests under way keep the one they started with.
- * Upstream connections are shared per TLS trust and origin (dispatchers.ts), through one reply-from.
+ * Upstream connections are shared per TLS trust and origin (dispatchers.ts); forward.ts sends each request.
  *
  * A request passes these steps in order; the first that fails answers and nothing reaches the upstream:
  *   1. CSRF (403 csrf_failed, audited as csrf.reject). A first-party top-level GET navigation
@@ -22,12 +22,11 @@
  * in preHandler because it is async.
  * Then the body streams to the upstream, counted against the limit, and the response streams back.
  *
- * @fastify/reply-from's defaults that a token gateway cannot keep are overridden here: upstream TLS
- * is verified, GET is not retried on 503 (upstream answers pass through as they are), and its error
- * replies (which name internal addresses) are replaced by problem JSON.
+ * Upstream TLS is always verified, nothing is retried (upstream answers pass through as they are), and a
+ * failure to reach the upstream is answered with problem JSON that names no internal address.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
+import { Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RawServerDefault } from 'fastify';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { RouteConfig, TenantConfig } from '../config/types.js';
@@ -36,7 +35,8 @@ import { checkCsrf, isFirstPartyNavigation } from '../http/csrf.js';
 import { isTopLevelNavigation } from '../http/negotiation.js';
 import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../http/problem.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
-import { DISPATCHER_HEADER, UpstreamDispatchers } from './dispatchers.js';
+import { UpstreamDispatchers } from './dispatchers.js';
+import { forward } from './forward.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { upstreamPathFor } from './path-safety.js';
 import { RoutingTable, type ProxyTarget } from './routing-table.js';
@@ -74,7 +74,7 @@ export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
 ): Promise<ProxyRouting> {
   const isTrustedPeer = trustedPeer(deps.trustProxy);
   const dispatchers = new UpstreamDispatchers();
-  const build = (tenants: readonly TenantConfig[]) => new RoutingTable(tenants, (tenant, route) => dispatchers.keyFor(tenant, route));
+  const build = (tenants: readonly TenantConfig[]) => new RoutingTable(tenants, (tenant, route) => dispatchers.for(tenant, route));
   let table = build(deps.tenants);
   const registeredPaths = new Set(table.paths);
 
@@ -143,7 +143,7 @@ interface ProxyScope {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** Per-request state of a proxied request, shared between its hooks and reply-from's callbacks. */
+    /** Per-request state of a proxied request, shared between its hooks and the handler. */
     proxyState: ProxyState | null;
   }
   interface FastifyContextConfig {
@@ -264,46 +264,40 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
     return undefined;
   });
 
-  // One reply-from for every route, without a base: each request names its absolute upstream URL, and the
-  // connections come from the shared dispatchers. reply-from's defaults a token gateway cannot keep are
-  // overridden: upstream TLS is verified (the dispatchers' Agents), GET is not retried on 503, and its
-  // error replies (which name internal addresses) are replaced by problem JSON.
-  await scope.register(replyFrom, { undici: dispatchers as never, retryMethods: [], disableRequestLogging: true });
-
-  const replyOptions: FastifyReplyFromHooks & { timeout?: number } = {
-    rewriteRequestHeaders: (request, _headers) => {
-      const { target, ...state } = stateOf(request);
-      const headers = upstreamRequestHeaders(request.headers as IncomingHttpHeaders, {
+  // The destination is the path path-safety.ts computed from the raw URL, then the raw query string byte for byte.
+  const handler = (request: FastifyRequest, reply: FastifyReply): void => {
+    const { target, upstreamPath, ...state } = stateOf(request);
+    const { tenant, route } = target;
+    const url = request.raw.url ?? '';
+    const queryAt = url.indexOf('?');
+    const peerAddress = request.raw.socket.remoteAddress;
+    forward(request, reply, {
+      dispatcher: target.dispatcher,
+      origin: target.upstream.origin,
+      path: queryAt === -1 ? upstreamPath! : upstreamPath + url.slice(queryAt),
+      headers: upstreamRequestHeaders(request.headers, {
         bearer: bearerOf(state),
         upstreamHost: target.upstream.host,
-        keepForwardingHeaders: isTrustedPeer(request.raw.socket.remoteAddress),
-        peerAddress: request.raw.socket.remoteAddress,
-        publicUrl: target.tenant.publicUrl,
-        route: target.route,
+        keepForwardingHeaders: isTrustedPeer(peerAddress),
+        peerAddress,
+        publicUrl: tenant.publicUrl,
+        route,
         trace: request.trace,
-      });
-      headers[DISPATCHER_HEADER] = target.dispatcher;
-      return headers;
-    },
-    rewriteHeaders: (headers, request) => browserResponseHeaders(rewriteLocation(headers, stateOf(request as FastifyRequest).target)),
-    onError: (reply, { error }) => {
-      const state = stateOf(reply.request);
-      const { route } = state.target;
-      const timedOut = (error as { statusCode?: number }).statusCode === 504;
-      const failure = state.bodyTooLarge
-        ? tooLarge(route)
-        : timedOut
-          ? new GatewayError('upstream_timeout', `The upstream did not answer within ${route.timeoutMs} ms.`)
-          : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
-      reject(reply.request, reply, failure);
-    },
-  };
-
-  // The destination is the one path-safety.ts computed from the raw URL. The query is left off,
-  // so reply-from forwards the raw query string byte for byte.
-  const handler = (request: FastifyRequest, reply: FastifyReply) => {
-    const { target, upstreamPath } = stateOf(request);
-    return reply.from(`${target.upstream.origin}${upstreamPath}`, { ...replyOptions, timeout: target.route.timeoutMs });
+      }),
+      body: request.body instanceof Readable ? request.body : null,
+      timeoutMs: route.timeoutMs,
+      responseHeaders: (headers) => browserResponseHeaders(rewriteLocation(headers, target)),
+      onFailure: (failure) => {
+        const error = state.bodyTooLarge
+          ? tooLarge(route)
+          : failure === 'timeout'
+            ? new GatewayError('upstream_timeout', `The upstream did not answer within ${route.timeoutMs} ms.`)
+            : failure === 'bad_response'
+              ? new GatewayError('upstream_unavailable', 'The upstream gave an answer that cannot be passed on.')
+              : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
+        reject(request, reply, error);
+      },
+    });
   };
   for (const path of paths) {
     for (const url of [path, `${path}/*`]) {

@@ -3,6 +3,7 @@
  * swapped whole (see ProxyRouting.update), so a request sees one configuration from start to end. Lookups
  * are two map reads: by host (exactly as Tenants does it: host and port, lower case), then by route path.
  */
+import type { Dispatcher } from 'undici';
 import type { RouteConfig, TenantConfig } from '../config/types.js';
 
 /** One route of one tenant, with what the proxy needs per request worked out once. */
@@ -10,8 +11,8 @@ export interface ProxyTarget {
   readonly tenant: TenantConfig;
   readonly route: RouteConfig;
   readonly upstream: URL;
-  /** Which upstream dispatcher (TLS trust and connect timeout) its requests go through; see UpstreamDispatchers. */
-  readonly dispatcher: string;
+  /** The upstream dispatcher (TLS trust and connect timeout) its requests go through; see UpstreamDispatchers. */
+  readonly dispatcher: Dispatcher;
 }
 
 export class RoutingTable {
@@ -19,7 +20,7 @@ export class RoutingTable {
   /** Every route path of any tenant. */
   readonly paths: ReadonlySet<string>;
 
-  constructor(tenants: readonly TenantConfig[], dispatcherFor: (tenant: TenantConfig, route: RouteConfig) => string) {
+  constructor(tenants: readonly TenantConfig[], dispatcherFor: (tenant: TenantConfig, route: RouteConfig) => Dispatcher) {
     const paths = new Set<string>();
     for (const tenant of tenants) {
       const routes = new Map<string, ProxyTarget>();

@@ -1,0 +1,178 @@
+/**
+ * Sends one request to its upstream and answers the browser through the Fastify reply, on undici's dispatcher
+ * API: no intermediate request object, no response stream for a small answer. The reply stays Fastify's, so
+ * every onSend and onResponse hook (the gateway's and a host application's) sees the answer as for any route.
+ *
+ * - The body, if any, is the counted request stream (body-limit.ts); undici frames it and applies backpressure.
+ * - An answer that declares a Content-Length of at most BUFFERED_BODY_BYTES and a Content-Type, or has no body
+ *   (HEAD, 204, 304), is collected and sent as one Buffer once complete: one write to the browser's socket. Anything else streams,
+ *   with the upstream paused while the browser's side is full.
+ * - One timeout (the route's) for the connection, the response headers and each gap in the body.
+ * - A browser that goes away takes the upstream request with it (aborted, its connection not reused).
+ * - Nothing is retried: an upstream's answer passes through as it is, and a failure before the answer is the
+ *   caller's to report (ForwardFailure); one after the headers were sent ends the browser's response early.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+
+/** Answers up to this size (declared by Content-Length) are sent in one piece; larger or unsized ones stream. */
+export const BUFFERED_BODY_BYTES = 64 * 1024;
+
+export interface ForwardOptions {
+  dispatcher: Dispatcher;
+  /** scheme://host[:port] of the upstream. */
+  origin: string;
+  /** Path and raw query string, as sent. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** The request body stream, or null (GET, HEAD, no body). */
+  body: Readable | null;
+  timeoutMs: number;
+  /** The upstream's response headers (lower-case names) as the browser gets them. */
+  responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders;
+  /** The request failed before an answer could be sent; the caller answers. */
+  onFailure(failure: ForwardFailure, cause: Error): void;
+}
+
+/** Why no upstream answer reached the browser. */
+export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response';
+
+const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Starts the upstream request; the reply is answered from its handler. */
+export function forward(request: FastifyRequest, reply: FastifyReply, options: ForwardOptions): void {
+  const handler = new ForwardHandler(request, reply, options);
+  options.dispatcher.dispatch(
+    {
+      origin: options.origin,
+      path: options.path,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: options.headers as Record<string, string | string[]>,
+      body: options.body,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    },
+    handler as unknown as Dispatcher.DispatchHandler,
+  );
+}
+
+/** undici's callback handler (onConnect … onComplete | onError) for one forwarded request. */
+class ForwardHandler {
+  readonly #request: FastifyRequest;
+  readonly #reply: FastifyReply;
+  readonly #options: ForwardOptions;
+  #abort: ((reason?: Error) => void) | undefined;
+  /** A buffered answer's status and headers, given to the reply only once its body is complete. */
+  #head: { statusCode: number; headers: IncomingHttpHeaders } | undefined;
+  /** Collected chunks of a buffered answer; undefined while streaming or before the headers. */
+  #chunks: Buffer[] | undefined;
+  /** The stream of a streamed answer, once its headers were handed to the reply. */
+  #stream: Readable | undefined;
+  #resume: (() => void) | undefined;
+  #done = false;
+
+  constructor(request: FastifyRequest, reply: FastifyReply, options: ForwardOptions) {
+    this.#request = request;
+    this.#reply = reply;
+    this.#options = options;
+  }
+
+  onConnect(abort: (reason?: Error) => void): void {
+    this.#abort = abort;
+    const res = this.#reply.raw;
+    if (res.destroyed) return abort(new Error('the client closed the connection'));
+    // The browser hung up before the answer was complete: the upstream request goes too.
+    res.once('close', () => {
+      if (!this.#done) this.#abort?.(new Error('the client closed the connection'));
+    });
+  }
+
+  onResponseStarted(): void {}
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    const reply = this.#reply;
+    if (statusCode < 200 || statusCode > 599) {
+      this.#fail('bad_response', new Error(`the upstream answered with status ${statusCode}`));
+      return false;
+    }
+    const headers = this.#options.responseHeaders(parseRawHeaders(rawHeaders));
+    // An HTTP/1 connection cannot be reused while the browser is still sending a body nobody reads.
+    if (!this.#request.raw.complete) headers.connection = 'close';
+    if (!hasBody(this.#request.method, statusCode) || fitsBuffer(headers)) {
+      this.#head = { statusCode, headers };
+      this.#chunks = [];
+      return true;
+    }
+    reply.code(statusCode).headers(headers);
+    this.#resume = resume;
+    this.#stream = new Readable({ read: () => this.#resume?.() });
+    reply.send(this.#stream);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#chunks !== undefined) {
+      this.#chunks.push(chunk);
+      return true;
+    }
+    return this.#stream?.push(chunk) ?? false;
+  }
+
+  onComplete(): void {
+    this.#done = true;
+    if (this.#stream !== undefined) {
+      this.#stream.push(null);
+      return;
+    }
+    const chunks = this.#chunks ?? [];
+    if (this.#head !== undefined) this.#reply.code(this.#head.statusCode).headers(this.#head.headers);
+    this.#reply.send(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+  }
+
+  onError(err: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#stream !== undefined) {
+      // Headers are out: the browser's response ends early, as the upstream's did.
+      this.#stream.destroy(err);
+      return;
+    }
+    if (this.#reply.raw.destroyed || this.#reply.sent) return;
+    const code = (err as { code?: string }).code;
+    this.#options.onFailure(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unavailable', err);
+  }
+
+  #fail(failure: ForwardFailure, cause: Error): void {
+    this.#done = true;
+    this.#abort?.(cause);
+    this.#options.onFailure(failure, cause);
+  }
+}
+
+/** undici's raw header list (name, value, name, value … as Buffers) as Node's header object: lower-case names, repeats as arrays. */
+function parseRawHeaders(raw: Buffer[]): IncomingHttpHeaders {
+  const headers: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const seen = headers[name];
+    if (seen === undefined) headers[name] = value;
+    else if (Array.isArray(seen)) seen.push(value);
+    else headers[name] = [seen, value];
+  }
+  return headers;
+}
+
+function hasBody(method: string, statusCode: number): boolean {
+  return method !== 'HEAD' && statusCode !== 204 && statusCode !== 304;
+}
+
+/** A declared small body with a declared type (Fastify would give a Buffer without one a type of its own). */
+function fitsBuffer(headers: IncomingHttpHeaders): boolean {
+  const contentLength = headers['content-length'];
+  if (typeof contentLength !== 'string') return false;
+  const length = Number(contentLength);
+  return Number.isInteger(length) && length >= 0 && length <= BUFFERED_BODY_BYTES && (length === 0 || headers['content-type'] !== undefined);
+}

@@ -1,0 +1,254 @@
+/**
+ * How an upstream's answer reaches the browser (src/proxy/forward.ts): small answers in one piece, large and
+ * unsized ones streamed with backpressure, HEAD and 304 without a body, failures before and after the headers,
+ * and a browser that hangs up taking the upstream request with it. The upstream here is a plain HTTP server
+ * whose every answer is scripted per test, and which refuses a request without the gateway's bearer.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import Fastify from 'fastify';
+import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import { pino } from 'pino';
+import t from 'tap';
+import { createAuditLog } from '../src/audit/audit-log.js';
+import type { RouteConfig, TenantConfig } from '../src/config/types.js';
+import { BUFFERED_BODY_BYTES } from '../src/proxy/forward.js';
+import { registerProxyRoutes } from '../src/proxy/register.js';
+
+const MiB = 1024 * 1024;
+const key = await generateKeyPair('ES256');
+const bearer = await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setSubject('alice').setExpirationTime('10m').sign(key.privateKey);
+
+// --- a scripted upstream ------------------------------------------------------------------------------------
+
+type Script = (req: IncomingMessage, res: ServerResponse) => void;
+let script: Script = (_req, res) => res.end();
+/** Each request's server-side socket closed before its answer was complete. */
+const upstreamAborts: string[] = [];
+const upstream = createServer((req, res) => {
+  const authorization = req.headers.authorization ?? '';
+  jwtVerify(authorization.replace(/^Bearer /, ''), key.publicKey).then(
+    () => {
+      res.on('close', () => {
+        if (!res.writableFinished) upstreamAborts.push(req.url ?? '');
+      });
+      script(req, res);
+    },
+    () => res.writeHead(401).end(),
+  );
+});
+upstream.listen(0, '127.0.0.1');
+await once(upstream, 'listening');
+const upstreamOrigin = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+t.teardown(() => {
+  upstream.closeAllConnections();
+  upstream.close();
+});
+
+// --- the gateway's proxy in front of it ------------------------------------------------------------------------
+
+const route: RouteConfig = { path: '/api', upstream: `${upstreamOrigin}/base`, token: 'idporten', methods: ['GET', 'HEAD', 'POST'], timeoutMs: 2000, bodyLimitBytes: MiB };
+const tenant = {
+  id: 'a',
+  publicUrl: 'http://a.test',
+  routes: [route],
+  idporten: {},
+} as unknown as TenantConfig;
+
+const app = Fastify({ logger: false });
+const logger = pino({ level: 'silent' });
+await registerProxyRoutes(app, {
+  tenants: [tenant],
+  bearerFor: async () => bearer,
+  hasSession: async () => true,
+  loginUrl: () => '/auth/login',
+  auditContext: () => ({}),
+  audit: createAuditLog(logger),
+  trustProxy: false,
+});
+await app.listen({ port: 0, host: '127.0.0.1' });
+t.teardown(() => app.close());
+const gatewayPort = (app.server.address() as AddressInfo).port;
+
+function call(path: string, method = 'GET'): Promise<IncomingMessage> {
+  const req = httpRequest({ host: '127.0.0.1', port: gatewayPort, path, method, agent: false, headers: { host: 'a.test', 'x-csrf': '1' } });
+  req.end();
+  return once(req, 'response').then(([res]) => res as IncomingMessage);
+}
+
+async function bodyOf(res: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+t.beforeEach(() => {
+  upstreamAborts.length = 0;
+});
+
+// --- answers ----------------------------------------------------------------------------------------------------------
+
+t.test('a small answer arrives whole, with its own Content-Length, Content-Type and status', async (t) => {
+  const body = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(1000) }));
+  script = (req, res) => res.writeHead(201, { 'content-type': 'application/json', 'content-length': body.length, etag: '"v1"', 'x-path': req.url }).end(body);
+  const res = await call('/api/items?q=1');
+  t.equal(res.statusCode, 201);
+  t.equal(res.headers['content-type'], 'application/json');
+  t.equal(res.headers['content-length'], String(body.length));
+  t.equal(res.headers.etag, '"v1"');
+  t.equal(res.headers['x-path'], '/base/items?q=1', 'the upstream path and raw query');
+  t.notOk(res.headers['transfer-encoding'], 'sent in one piece, not chunked');
+  t.same(await bodyOf(res), body);
+});
+
+t.test('an answer without a Content-Type gets none from the gateway either', async (t) => {
+  script = (_req, res) => res.writeHead(200, { 'content-length': 3 }).end('abc');
+  const res = await call('/api/raw');
+  t.equal(res.statusCode, 200);
+  t.notOk('content-type' in res.headers, 'no type invented for an untyped answer');
+  t.equal((await bodyOf(res)).toString(), 'abc');
+});
+
+t.test('an empty answer and a 204 stay empty', async (t) => {
+  script = (_req, res) => res.writeHead(200, { 'content-length': 0 }).end();
+  const empty = await call('/api/empty');
+  t.equal(empty.statusCode, 200);
+  t.equal(empty.headers['content-length'], '0');
+  t.equal((await bodyOf(empty)).length, 0);
+
+  script = (_req, res) => res.writeHead(204).end();
+  const none = await call('/api/none');
+  t.equal(none.statusCode, 204);
+  t.notOk('content-length' in none.headers, 'RFC 9110 section 8.6: no Content-Length on a 204');
+  t.equal((await bodyOf(none)).length, 0);
+});
+
+t.test('HEAD keeps the upstream Content-Length and has no body; 304 passes its validators on', async (t) => {
+  script = (_req, res) => res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': 5 * MiB }).end();
+  const head = await call('/api/file', 'HEAD');
+  t.equal(head.statusCode, 200);
+  t.equal(head.headers['content-length'], String(5 * MiB), 'RFC 9110 section 9.3.2: the length a GET would have');
+  t.equal((await bodyOf(head)).length, 0);
+
+  script = (_req, res) => res.writeHead(304, { etag: '"v2"' }).end();
+  const notModified = await call('/api/file');
+  t.equal(notModified.statusCode, 304);
+  t.equal(notModified.headers.etag, '"v2"');
+  t.equal((await bodyOf(notModified)).length, 0);
+});
+
+t.test('answers above the buffered size and answers of unknown length stream through byte-exact', async (t) => {
+  const large = randomBytes(4 * MiB);
+  script = (_req, res) => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': large.length }).end(large);
+  const sized = await call('/api/large');
+  t.equal(sized.headers['content-length'], String(large.length));
+  t.equal(sha256(await bodyOf(sized)), sha256(large));
+
+  const justOver = randomBytes(BUFFERED_BODY_BYTES + 1);
+  script = (_req, res) => res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': justOver.length }).end(justOver);
+  t.equal(sha256(await bodyOf(await call('/api/over'))), sha256(justOver));
+
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    for (let i = 0; i < 100; i++) res.write(`line ${i}\n`);
+    res.end();
+  };
+  const chunked = await call('/api/lines');
+  t.equal(chunked.headers['transfer-encoding'], 'chunked');
+  t.equal((await bodyOf(chunked)).toString().split('\n').length, 101);
+});
+
+t.test('a browser that reads slowly holds the upstream back instead of filling the gateway memory', async (t) => {
+  const total = 64 * MiB;
+  let written = 0;
+  let blocked = false;
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    const pump = () => {
+      while (written < total) {
+        written += chunk.length;
+        if (!res.write(chunk)) {
+          blocked = true;
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+  };
+  const res = await call('/api/download');
+  res.pause();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.ok(blocked, 'the upstream had to wait');
+  t.ok(written < total / 2, `with the browser not reading, the upstream got only ${(written / MiB).toFixed(1)} of 64 MiB out`);
+  res.resume();
+  t.equal((await bodyOf(res)).length, total, 'and everything arrives once the browser reads');
+});
+
+// --- failures ---------------------------------------------------------------------------------------------------------
+
+t.test('an upstream that dies inside a small answer is 502 problem JSON, with none of the upstream headers', async (t) => {
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100, etag: '"half"' });
+    res.write('{"partial":');
+    setTimeout(() => res.socket?.destroy(), 50);
+  };
+  const res = await call('/api/broken');
+  const body = JSON.parse((await bodyOf(res)).toString()) as Record<string, unknown>;
+  t.equal(res.statusCode, 502);
+  t.match(res.headers['content-type'], /^application\/problem\+json/);
+  t.match(body, { code: 'upstream_unavailable' });
+  t.notOk('etag' in res.headers, 'no header of the answer that never completed');
+});
+
+t.test('an upstream that dies inside a streamed answer ends the browser response early, never as complete', async (t) => {
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 2 * MiB });
+    res.write(Buffer.alloc(MiB));
+    setTimeout(() => res.socket?.destroy(), 50);
+  };
+  const res = await call('/api/cut');
+  t.equal(res.statusCode, 200, 'the headers were already out');
+  const outcome = await bodyOf(res).then((body) => `complete with ${body.length} bytes`, (err: Error) => `aborted: ${err.message}`);
+  t.match(outcome, /^aborted/, 'the browser sees the answer end short of its Content-Length');
+});
+
+t.test('an upstream status outside 200-599 is 502, not passed on', async (t) => {
+  script = (req, res) => {
+    // Written by hand: Node's own server refuses to send such a status.
+    (res.socket as Socket).end('HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n');
+    void req;
+  };
+  const res = await call('/api/odd');
+  t.equal(res.statusCode, 502);
+  t.match(JSON.parse((await bodyOf(res)).toString()), { code: 'upstream_unavailable' });
+});
+
+t.test('a browser that hangs up takes its upstream request with it', async (t) => {
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.write(Buffer.alloc(1024));
+    // and never ends
+  };
+  const res = await call('/api/endless');
+  await once(res, 'data');
+  res.destroy();
+  for (let waited = 0; !upstreamAborts.includes('/base/endless') && waited < 3000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.ok(upstreamAborts.includes('/base/endless'), 'the upstream saw its connection closed');
+});
+
+t.test('an upstream that sends headers and then stalls is 504 upstream_timeout', async (t) => {
+  script = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': 10 });
+    res.write('{');
+  };
+  const res = await call('/api/stall');
+  t.equal(res.statusCode, 504);
+  t.match(JSON.parse((await bodyOf(res)).toString()), { code: 'upstream_timeout' });
+});
