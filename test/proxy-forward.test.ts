@@ -50,10 +50,11 @@ t.teardown(() => {
 // --- the gateway's proxy in front of it ------------------------------------------------------------------------
 
 const route: RouteConfig = { path: '/api', upstream: `${upstreamOrigin}/base`, token: 'idporten', methods: ['GET', 'HEAD', 'POST'], timeoutMs: 2000, bodyLimitBytes: MiB };
+const small: RouteConfig = { ...route, path: '/small', upstream: `${upstreamOrigin}/small`, methods: ['POST'], bodyLimitBytes: 1024 };
 const tenant = {
   id: 'a',
   publicUrl: 'http://a.test',
-  routes: [route],
+  routes: [route, small],
   idporten: {},
 } as unknown as TenantConfig;
 
@@ -251,4 +252,33 @@ t.test('an upstream that sends headers and then stalls is 504 upstream_timeout',
   const res = await call('/api/stall');
   t.equal(res.statusCode, 504);
   t.match(JSON.parse((await bodyOf(res)).toString()), { code: 'upstream_timeout' });
+});
+
+t.test('a body that crosses its limit after it started going upstream is 413, not an upstream failure', async (t) => {
+  let received = 0;
+  let progress: () => void = () => {};
+  script = (req) => {
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      progress();
+    });
+  };
+  const req = httpRequest({
+    host: '127.0.0.1', port: gatewayPort, method: 'POST', path: '/small/upload', agent: false,
+    headers: { host: 'a.test', 'x-csrf': '1', 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+  });
+  req.on('error', () => {});
+  req.write(Buffer.alloc(600, 1));
+  await new Promise<void>((resolve) => {
+    progress = () => received >= 600 && resolve();
+    progress();
+  });
+  t.pass('the first 600 bytes reached the upstream');
+  req.write(Buffer.alloc(600, 2));
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  const body = JSON.parse((await bodyOf(res)).toString()) as Record<string, unknown>;
+  req.destroy();
+  t.equal(res.statusCode, 413);
+  t.match(body, { code: 'payload_too_large' });
+  t.equal(received, 600, 'nothing past the limit went upstream');
 });

@@ -20,7 +20,8 @@ import type { Dispatcher } from 'undici';
 /** Answers up to this size (declared by Content-Length) are sent in one piece; larger or unsized ones stream. */
 export const BUFFERED_BODY_BYTES = 64 * 1024;
 
-export interface ForwardOptions {
+/** The request as it goes upstream. */
+export interface UpstreamRequest {
   dispatcher: Dispatcher;
   /** scheme://host[:port] of the upstream. */
   origin: string;
@@ -30,10 +31,14 @@ export interface ForwardOptions {
   /** The request body stream, or null (GET, HEAD, no body). */
   body: Readable | null;
   timeoutMs: number;
+}
+
+/** The caller's part, made once (not per request). */
+export interface ForwardHooks {
   /** The upstream's response headers (lower-case names) as the browser gets them. */
-  responseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders;
+  responseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders;
   /** The request failed before an answer could be sent; the caller answers. */
-  onFailure(failure: ForwardFailure, cause: Error): void;
+  onFailure(failure: ForwardFailure, request: FastifyRequest, reply: FastifyReply): void;
 }
 
 /** Why no upstream answer reached the browser. */
@@ -42,17 +47,17 @@ export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response';
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Starts the upstream request; the reply is answered from its handler. */
-export function forward(request: FastifyRequest, reply: FastifyReply, options: ForwardOptions): void {
-  const handler = new ForwardHandler(request, reply, options);
-  options.dispatcher.dispatch(
+export function forward(request: FastifyRequest, reply: FastifyReply, upstream: UpstreamRequest, hooks: ForwardHooks): void {
+  const handler = new ForwardHandler(request, reply, hooks);
+  upstream.dispatcher.dispatch(
     {
-      origin: options.origin,
-      path: options.path,
+      origin: upstream.origin,
+      path: upstream.path,
       method: request.method as Dispatcher.HttpMethod,
-      headers: options.headers as Record<string, string | string[]>,
-      body: options.body,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
+      headers: upstream.headers as Record<string, string | string[]>,
+      body: upstream.body,
+      headersTimeout: upstream.timeoutMs,
+      bodyTimeout: upstream.timeoutMs,
     },
     handler as unknown as Dispatcher.DispatchHandler,
   );
@@ -62,7 +67,7 @@ export function forward(request: FastifyRequest, reply: FastifyReply, options: F
 class ForwardHandler {
   readonly #request: FastifyRequest;
   readonly #reply: FastifyReply;
-  readonly #options: ForwardOptions;
+  readonly #hooks: ForwardHooks;
   #abort: ((reason?: Error) => void) | undefined;
   /** A buffered answer's status and headers, given to the reply only once its body is complete. */
   #head: { statusCode: number; headers: IncomingHttpHeaders } | undefined;
@@ -73,10 +78,10 @@ class ForwardHandler {
   #resume: (() => void) | undefined;
   #done = false;
 
-  constructor(request: FastifyRequest, reply: FastifyReply, options: ForwardOptions) {
+  constructor(request: FastifyRequest, reply: FastifyReply, hooks: ForwardHooks) {
     this.#request = request;
     this.#reply = reply;
-    this.#options = options;
+    this.#hooks = hooks;
   }
 
   onConnect(abort: (reason?: Error) => void): void {
@@ -97,7 +102,7 @@ class ForwardHandler {
       this.#fail('bad_response', new Error(`the upstream answered with status ${statusCode}`));
       return false;
     }
-    const headers = this.#options.responseHeaders(parseRawHeaders(rawHeaders));
+    const headers = this.#hooks.responseHeaders(parseRawHeaders(rawHeaders), this.#request);
     // An HTTP/1 connection cannot be reused while the browser is still sending a body nobody reads.
     if (!this.#request.raw.complete) headers.connection = 'close';
     if (!hasBody(this.#request.method, statusCode) || fitsBuffer(headers)) {
@@ -141,13 +146,13 @@ class ForwardHandler {
     }
     if (this.#reply.raw.destroyed || this.#reply.sent) return;
     const code = (err as { code?: string }).code;
-    this.#options.onFailure(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unavailable', err);
+    this.#hooks.onFailure(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unavailable', this.#request, this.#reply);
   }
 
   #fail(failure: ForwardFailure, cause: Error): void {
     this.#done = true;
     this.#abort?.(cause);
-    this.#options.onFailure(failure, cause);
+    this.#hooks.onFailure(failure, this.#request, this.#reply);
   }
 }
 
