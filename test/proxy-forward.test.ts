@@ -220,6 +220,16 @@ t.test('an upstream that dies inside a streamed answer ends the browser response
   t.match(outcome, /^aborted/, 'the browser sees the answer end short of its Content-Length');
 });
 
+t.test('an informational 103 Early Hints before the answer is skipped, and the answer passes', async (t) => {
+  script = (_req, res) => {
+    res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 }).end('ok');
+  };
+  const res = await call('/api/hints');
+  t.equal(res.statusCode, 200);
+  t.equal((await bodyOf(res)).toString(), 'ok');
+});
+
 t.test('an upstream status outside 200-599 is 502, not passed on', async (t) => {
   script = (req, res) => {
     // Written by hand: Node's own server refuses to send such a status.

@@ -44,6 +44,7 @@ export interface ForwardHooks {
 /** Why no upstream answer reached the browser. */
 export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response';
 
+
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Starts the upstream request; the reply is answered from its handler. */
@@ -98,7 +99,9 @@ class ForwardHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const reply = this.#reply;
-    if (statusCode < 200 || statusCode > 599) {
+    // An informational answer (103 Early Hints) comes before the real one; it is not passed on.
+    if (statusCode < 200) return true;
+    if (statusCode > 599) {
       this.#fail('bad_response', new Error(`the upstream answered with status ${statusCode}`));
       return false;
     }
