@@ -192,6 +192,24 @@ t.test('a browser that reads slowly holds the upstream back instead of filling t
   t.equal((await bodyOf(res)).length, total, 'and everything arrives once the browser reads');
 });
 
+t.test('a GET that carries a body goes upstream without it (RFC 9110 section 9.3.1: no defined meaning)', async (t) => {
+  let seen: { length?: string | undefined; bytes: number } | undefined;
+  script = (req, res) => {
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      seen = { length: req.headers['content-length'], bytes };
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 }).end('ok');
+    });
+  };
+  const req = httpRequest({ host: '127.0.0.1', port: gatewayPort, path: '/api/get-with-body', method: 'GET', agent: false, headers: { host: 'a.test', 'x-csrf': '1', 'content-type': 'text/plain', 'content-length': '5' } });
+  req.end('hello');
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  t.equal(res.statusCode, 200);
+  t.equal((await bodyOf(res)).toString(), 'ok');
+  t.same(seen, { length: undefined, bytes: 0 }, 'no Content-Length and no bytes upstream');
+});
+
 // --- failures ---------------------------------------------------------------------------------------------------------
 
 t.test('an upstream that dies inside a small answer is 502 problem JSON, with none of the upstream headers', async (t) => {
