@@ -5,8 +5,10 @@
  *
  * - The body, if any, is the counted request stream (body-limit.ts); undici frames it and applies backpressure.
  * - An answer that declares a Content-Length of at most BUFFERED_BODY_BYTES and a Content-Type, or has no body
- *   (HEAD, 204, 304), is collected and sent as one Buffer once complete: one write to the browser's socket. Anything else streams,
- *   with the upstream paused while the browser's side is full.
+ *   (HEAD, 204, 304), is collected and sent as one Buffer once complete: one write to the browser's socket, and
+ *   no upstream header reaches the browser if the upstream fails before the end. Anything else streams, with the
+ *   upstream paused while the browser's side is full.
+ * - Informational answers (1xx) are not passed on; a status above 599 is a failure.
  * - One timeout (the route's) for the connection, the response headers and each gap in the body.
  * - A browser that goes away takes the upstream request with it (aborted, its connection not reused).
  * - Nothing is retried: an upstream's answer passes through as it is, and a failure before the answer is the
@@ -43,7 +45,6 @@ export interface ForwardHooks {
 
 /** Why no upstream answer reached the browser. */
 export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response';
-
 
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -134,6 +135,7 @@ class ForwardHandler {
       this.#stream.push(null);
       return;
     }
+    if (this.#reply.raw.destroyed) return;
     const chunks = this.#chunks ?? [];
     if (this.#head !== undefined) this.#reply.code(this.#head.statusCode).headers(this.#head.headers);
     this.#reply.send(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
