@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import fc from 'fast-check';
 import Fastify from 'fastify';
 import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { pino } from 'pino';
@@ -208,6 +209,45 @@ t.test('a GET that carries a body goes upstream without it (RFC 9110 section 9.3
   t.equal(res.statusCode, 200);
   t.equal((await bodyOf(res)).toString(), 'ok');
   t.same(seen, { length: undefined, bytes: 0 }, 'no Content-Length and no bytes upstream');
+});
+
+t.test('any answer shape passes through intact: status, body bytes, length, type, and no upstream cookie', async (t) => {
+  // Around the buffered size on purpose: the two ways an answer can take must agree.
+  const lengths = fc.oneof(fc.constantFrom(0, 1, BUFFERED_BODY_BYTES - 1, BUFFERED_BODY_BYTES, BUFFERED_BODY_BYTES + 1), fc.integer({ min: 0, max: 300_000 }));
+  const shape = fc.record({
+    status: fc.constantFrom(200, 201, 203, 400, 404, 409, 422, 500, 503),
+    length: lengths,
+    typed: fc.boolean(),
+    chunked: fc.boolean(),
+    method: fc.constantFrom('GET', 'HEAD'),
+  });
+  let runs = 0;
+  await fc.assert(
+    fc.asyncProperty(shape, async ({ status, length, typed, chunked, method }) => {
+      runs += 1;
+      const body = randomBytes(length);
+      script = (_req, res) => {
+        const headers: Record<string, string | number> = { 'x-shape': `${status}/${length}`, 'set-cookie': 'upstream=1' };
+        if (typed) headers['content-type'] = 'application/octet-stream';
+        if (!chunked) headers['content-length'] = length;
+        res.writeHead(status, headers);
+        // Several writes, so a chunked answer is really sent in chunks.
+        for (let at = 0; at < length; at += 50_000) res.write(body.subarray(at, at + 50_000));
+        res.end();
+      };
+      const res = await call('/api/shape', method);
+      const received = await bodyOf(res);
+      if (res.statusCode !== status) throw new Error(`status ${res.statusCode}, expected ${status}`);
+      if (res.headers['x-shape'] !== `${status}/${length}`) throw new Error('an upstream header was lost');
+      if ('set-cookie' in res.headers) throw new Error('an upstream cookie reached the browser');
+      if (typed !== (res.headers['content-type'] === 'application/octet-stream')) throw new Error(`content-type ${res.headers['content-type']}`);
+      if (!chunked && res.headers['content-length'] !== String(length)) throw new Error(`content-length ${res.headers['content-length']}, expected ${length}`);
+      const expected = method === 'HEAD' ? Buffer.alloc(0) : body;
+      if (!received.equals(expected)) throw new Error(`body of ${received.length} bytes, expected ${expected.length}`);
+    }),
+    { numRuns: 60 },
+  );
+  t.equal(runs, 60, 'every generated answer went through the gateway');
 });
 
 // --- failures ---------------------------------------------------------------------------------------------------------
