@@ -20,7 +20,7 @@
  * Steps 1-4 run in onRequest, before the body is touched (Fastify runs content-type parsing after onRequest,
  * and never for GET), so a GET with a Content-Type or a body on a POST-only route gets 405, not 400; step 5 runs
  * in preHandler because it is async.
- * Then the body streams to the upstream, counted against the limit, and the response streams back.
+ * Then the body streams to the upstream, counted against the limit, and the answer comes back (forward.ts).
  *
  * Upstream TLS is always verified, nothing is retried (upstream answers pass through as they are), and a
  * failure to reach the upstream is answered with problem JSON that names no internal address.
