@@ -71,13 +71,10 @@ class ForwardHandler {
   readonly #reply: FastifyReply;
   readonly #hooks: ForwardHooks;
   #abort: ((reason?: Error) => void) | undefined;
-  /** A buffered answer's status and headers, given to the reply only once its body is complete. */
-  #head: { statusCode: number; headers: IncomingHttpHeaders } | undefined;
-  /** Collected chunks of a buffered answer; undefined while streaming or before the headers. */
-  #chunks: Buffer[] | undefined;
+  /** A buffered answer: status and headers go to the reply only with the complete body. */
+  #buffered: { statusCode: number; headers: IncomingHttpHeaders; chunks: Buffer[] } | undefined;
   /** The stream of a streamed answer, once its headers were handed to the reply. */
   #stream: Readable | undefined;
-  #resume: (() => void) | undefined;
   #done = false;
 
   constructor(request: FastifyRequest, reply: FastifyReply, hooks: ForwardHooks) {
@@ -96,8 +93,6 @@ class ForwardHandler {
     });
   }
 
-  onResponseStarted(): void {}
-
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const reply = this.#reply;
     // An informational answer (103 Early Hints) comes before the real one; it is not passed on.
@@ -110,20 +105,19 @@ class ForwardHandler {
     // An HTTP/1 connection cannot be reused while the browser is still sending a body nobody reads.
     if (!this.#request.raw.complete) headers.connection = 'close';
     if (!hasBody(this.#request.method, statusCode) || fitsBuffer(headers)) {
-      this.#head = { statusCode, headers };
-      this.#chunks = [];
+      this.#buffered = { statusCode, headers, chunks: [] };
       return true;
     }
     reply.code(statusCode).headers(headers);
-    this.#resume = resume;
-    this.#stream = new Readable({ read: () => this.#resume?.() });
+    // The browser's side asks for more: undici goes on reading the upstream (it paused when push said so).
+    this.#stream = new Readable({ read: () => resume() });
     reply.send(this.#stream);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.#chunks !== undefined) {
-      this.#chunks.push(chunk);
+    if (this.#buffered !== undefined) {
+      this.#buffered.chunks.push(chunk);
       return true;
     }
     return this.#stream?.push(chunk) ?? false;
@@ -135,10 +129,9 @@ class ForwardHandler {
       this.#stream.push(null);
       return;
     }
-    if (this.#reply.raw.destroyed) return;
-    const chunks = this.#chunks ?? [];
-    if (this.#head !== undefined) this.#reply.code(this.#head.statusCode).headers(this.#head.headers);
-    this.#reply.send(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    if (this.#buffered === undefined || this.#reply.raw.destroyed) return;
+    const { statusCode, headers, chunks } = this.#buffered;
+    this.#reply.code(statusCode).headers(headers).send(chunks.length === 0 ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
   }
 
   onError(err: Error): void {
