@@ -299,6 +299,18 @@ t.test('an upstream status outside 200-599 is 502, not passed on', async (t) => 
   t.match(JSON.parse((await bodyOf(res)).toString()), { code: 'upstream_unavailable' });
 });
 
+t.test('an upstream header with a control character is 502 problem JSON, never passed on', async (t) => {
+  script = (req, res) => {
+    // Written by hand: Node's own server refuses to send such a value (RFC 9110 section 5.5).
+    (res.socket as Socket).end(Buffer.from('HTTP/1.1 200 OK\r\nx-odd: a\x01b\r\ncontent-length: 0\r\n\r\n', 'latin1'));
+    void req;
+  };
+  const res = await call('/api/control-char');
+  t.equal(res.statusCode, 502);
+  t.notOk('x-odd' in res.headers);
+  t.match(JSON.parse((await bodyOf(res)).toString()), { code: 'upstream_unavailable' });
+});
+
 t.test('a browser that hangs up takes its upstream request with it', async (t) => {
   script = (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
