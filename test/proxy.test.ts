@@ -480,6 +480,10 @@ t.test('an unreachable upstream is 502 upstream_unavailable without internal add
   const answer = await send('/down/x');
   assertProblem(t, answer, 502, 'upstream_unavailable');
   t.notMatch(answer.text, /127\.0\.0\.1|ECONNREFUSED|stack|:\d{4,5}/);
+  // The reason goes to the operator's log instead, with no token in it.
+  const line = rawLogLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'upstream request failed' && l.route === '/down');
+  t.match(line, { level: 40, tenant: 'a', route: '/down', code: 'ECONNREFUSED' }, 'the cause is logged as a warning');
+  t.notOk(issuedTokens.some((token) => JSON.stringify(line).includes(token)), 'no bearer in it');
 });
 
 t.test('an upstream that resets the connection is 502 upstream_unavailable', async (t) => {

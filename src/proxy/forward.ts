@@ -39,8 +39,8 @@ export interface UpstreamRequest {
 export interface ForwardHooks {
   /** The upstream's response headers (lower-case names) as the browser gets them. */
   responseHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders;
-  /** The request failed before an answer could be sent; the caller answers. */
-  onFailure(failure: ForwardFailure, request: FastifyRequest, reply: FastifyReply): void;
+  /** The request failed before an answer could be sent; the caller answers (and may log `cause`, never the browser's to see). */
+  onFailure(failure: ForwardFailure, cause: Error, request: FastifyRequest, reply: FastifyReply): void;
 }
 
 /** Why no upstream answer reached the browser. */
@@ -144,13 +144,13 @@ class ForwardHandler {
     }
     if (this.#reply.raw.destroyed || this.#reply.sent) return;
     const code = (err as { code?: string }).code;
-    this.#hooks.onFailure(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unavailable', this.#request, this.#reply);
+    this.#hooks.onFailure(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'unavailable', err, this.#request, this.#reply);
   }
 
   #fail(failure: ForwardFailure, cause: Error): void {
     this.#done = true;
     this.#abort?.(cause);
-    this.#hooks.onFailure(failure, this.#request, this.#reply);
+    this.#hooks.onFailure(failure, cause, this.#request, this.#reply);
   }
 }
 

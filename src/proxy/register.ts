@@ -266,9 +266,9 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
 
   const forwardHooks: ForwardHooks = {
     responseHeaders: (headers, request) => browserResponseHeaders(rewriteLocation(headers, stateOf(request).target)),
-    onFailure: (failure, request, reply) => {
+    onFailure: (failure, cause, request, reply) => {
       // Read now, not when the request was sent: the body may have crossed its limit since.
-      const { target: { route }, bodyTooLarge } = stateOf(request);
+      const { target: { tenant, route }, bodyTooLarge } = stateOf(request);
       const error = bodyTooLarge
         ? tooLarge(route)
         : failure === 'timeout'
@@ -276,6 +276,8 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
           : failure === 'bad_response'
             ? new GatewayError('upstream_unavailable', 'The upstream gave an answer that cannot be passed on.')
             : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
+      // The operator's side of the problem: why (refused, TLS, timeout), which the browser is not told.
+      if (!bodyTooLarge) request.log.warn({ tenant: tenant.id, route: route.path, code: (cause as { code?: string }).code, reason: cause.message }, 'upstream request failed');
       reject(request, reply, error);
     },
   };
