@@ -1,5 +1,5 @@
 /**
- * The gateway on a real Redis Cluster (three masters, a replica each) and behind a real Sentinel set-up
+ * The gateway on one real Redis server (its request path reading through client tracking), on a real Redis Cluster (three masters, a replica each) and behind a real Sentinel set-up
  * (primary, replica, one Sentinel): two instances share sessions, refresh once between them, log out by
  * sid, and ride out the failover of the master holding the session (503 store_unavailable meanwhile, never
  * a 500; the session works again after the promotion).
@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { buildApp } from '../src/app.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
-import { redisMissingReason, startRedisCluster, startRedisSentinel, type RedisServer } from './helpers/redis.js';
+import { redisMissingReason, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from './helpers/redis.js';
 import { captureLogger, startStack, type Stack } from './helpers/stack.js';
 
 const user = TEST_USERS[1]!;
@@ -25,6 +25,8 @@ interface Pair {
   a: (browser: Browser, path: string, init?: FetchInit) => Promise<BrowserResponse>;
   b: (browser: Browser, path: string, init?: FetchInit) => Promise<BrowserResponse>;
   audit(event: string): Record<string, unknown>[];
+  /** Log lines of both instances with this message. */
+  logged(msg: string): Record<string, unknown>[];
 }
 
 async function twoInstances(t: Test, store: Record<string, unknown>): Promise<Pair> {
@@ -42,6 +44,7 @@ async function twoInstances(t: Test, store: Record<string, unknown>): Promise<Pa
     b: (browser, path, init = {}) =>
       browser.fetch(`http://localhost:${portB}${path}`, { ...init, origin: stack.publicUrl, headers: { ...init.headers, host: publicHost } }),
     audit: (event) => [...stack.logs, ...logsB.lines].filter((l) => l.audit === true && l.event === event),
+    logged: (msg) => [...stack.logs, ...logsB.lines].filter((l) => l.msg === msg),
   };
 }
 
@@ -103,6 +106,27 @@ async function rideOutFailover(t: Test, pair: Pair, browser: Browser, kill: () =
   t.same([...new Set(outage)], ['503 store_unavailable'], 'every request meanwhile got 503 store_unavailable, none a 500');
   t.equal((await pair.b(browser, '/auth/session')).status, 200, 'B too');
 }
+
+t.test('Redis, one server: the request path reads through client tracking', { skip }, async (t) => {
+  const redis = await startRedis(t);
+  const pair = await twoInstances(t, { url: redis.url, keyPrefix: 'bff-one:' });
+  const deadline = Date.now() + 10_000;
+  while (pair.logged('session reads are kept between changes (client tracking on)').length < 2 && Date.now() < deadline) await sleep(10);
+  t.equal(pair.logged('session reads are kept between changes (client tracking on)').length, 2, 'both instances keep their reads between changes');
+  // Each step below reads on one instance right after the other changed the session: a refresh across both,
+  // and a logout on B seen on A at its next request.
+  await t.test('shared sessions, one refresh, logout by sid', (t) => sharedSessions(t, pair));
+  await t.test('a logout on one instance ends the session on the other at its next request', async (t) => {
+    const { browser } = await login(pair);
+    // A copy of the cookie, as someone who stole it would hold it: the browser itself drops its own at logout.
+    const stolen = { ...api, cookie: `bff=${browser.cookie('localhost', 'bff')!.value}` };
+    for (let i = 0; i < 5; i += 1) t.equal((await pair.a(new Browser(), `/mva/echo/${i}`, { headers: stolen })).status, 200, 'A serves the session (from its kept read after the first)');
+    t.ok((await pair.b(browser, '/auth/logout', { method: 'POST', headers: { ...api, accept: 'application/json' } })).status < 400, 'logged out on B');
+    const after = await pair.a(new Browser(), '/mva/echo/after', { headers: stolen });
+    t.equal(after.status, 401, 'A refuses the next request with the old cookie');
+    t.equal(code(after), 'login_required', 'as for no session at all');
+  });
+});
 
 t.test('Redis Cluster: three masters with a replica each', { skip }, async (t) => {
   const cluster = await startRedisCluster(t, { replicasPerMaster: 1 });

@@ -7,7 +7,7 @@ import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
 import { OpenedRecords } from './opened-records.js';
 import type { SessionContext, SessionRecord } from './session.js';
-import { StoreUnavailableError, type SessionLock, type SessionStore } from './store.js';
+import { StoreUnavailableError, type ReadMode, type SessionLock, type SessionStore } from './store.js';
 
 export type LoadResult<D extends SessionRecord = SessionRecord> =
   | { state: 'live'; session: SessionContext<D> }
@@ -79,10 +79,13 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return { cookieValue, session };
   }
 
-  /** `tenant` names the tenant the caller expects (its key ring opens the record); a record of another is none. */
+  /**
+   * The session a request's cookie names. `tenant` names the tenant the caller expects (its key ring opens the
+   * record); a record of another is none. A tracked read (see ReadMode): for the request path only.
+   */
   async load(cookieValue: unknown, tenant?: string): Promise<LoadResult<D>> {
     const id = SessionManager.idForCookie(cookieValue);
-    return id === undefined ? { state: 'none' } : this.loadById(id, tenant);
+    return id === undefined ? { state: 'none' } : this.loadById(id, tenant, 'tracked');
   }
 
   /** The store key a cookie value would have; undefined for anything that is not a well-formed value. */
@@ -90,8 +93,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return isWellFormedSessionValue(cookieValue) ? SessionManager.storeKey(cookieValue) : undefined;
   }
 
-  async loadById(id: string, tenant?: string): Promise<LoadResult<D>> {
-    const stored = await this.#guard(() => this.#store.get(id));
+  async loadById(id: string, tenant?: string, mode: ReadMode = 'exact'): Promise<LoadResult<D>> {
+    const stored = await this.#guard(() => this.#store.get(id, mode));
     if (!stored) {
       this.#opened.forget(id);
       return { state: 'none' };
@@ -101,9 +104,10 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
     if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
-    if (now >= data.createdAt + this.#config.absoluteLifetimeMs) return { state: 'expired', reason: 'absolute', session };
-    if (now >= stored.lastSeenAt + this.#config.idleTimeoutMs) return { state: 'expired', reason: 'idle', session };
-    return { state: 'live', session };
+    const expired = now >= data.createdAt + this.#config.absoluteLifetimeMs ? 'absolute' : now >= stored.lastSeenAt + this.#config.idleTimeoutMs ? 'idle' : undefined;
+    // A session is ended only on what the store holds now: a kept copy may predate another instance's touch.
+    if (expired && mode === 'tracked') return this.loadById(id, tenant, 'exact');
+    return expired ? { state: 'expired', reason: expired, session } : { state: 'live', session };
   }
 
   /** Records activity for the idle timeout. Writes at most about once a second per session. */

@@ -57,7 +57,7 @@ export class OpenedRecords<D extends object> {
  * socket chunks and pool) would keep all of that alive for as long as the record is kept; a sealed record the
  * memory store holds is its own allocation already and is kept as it is.
  */
-function ownBytes(bytes: Buffer): Buffer {
+export function ownBytes(bytes: Buffer): Buffer {
   if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) return bytes;
   const copy = Buffer.allocUnsafeSlow(bytes.length);
   bytes.copy(copy);

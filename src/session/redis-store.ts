@@ -8,11 +8,13 @@ import {
   LockTimeoutError,
   StoreUnavailableError,
   type LockOptions,
+  type ReadMode,
   type SessionLock,
   type SessionStore,
   type StoredSession,
 } from './store.js';
 import { LockHold, MemorySessionLock } from './memory-store.js';
+import { TrackedReads } from './tracked-reads.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
@@ -123,11 +125,19 @@ function indexList(json: string | null | undefined): string[] {
 export class RedisSessionStore implements SessionStore {
   readonly #redis: StoreRedis;
   readonly #prefix: string;
+  /** One server or a Sentinel-named primary; a cluster's reads all go to Redis (tracking is per node there). */
+  readonly #tracked: TrackedReads | undefined;
   #closed = false;
 
-  constructor(redis: RedisClient, keyPrefix: string) {
+  constructor(redis: RedisClient, keyPrefix: string, logger?: Logger) {
     this.#redis = withCommands(redis);
     this.#prefix = keyPrefix;
+    this.#tracked = redis instanceof Redis ? new TrackedReads(redis, logger) : undefined;
+  }
+
+  /** Whether tracked reads are being kept now (see TrackedReads). */
+  get tracking(): boolean {
+    return this.#tracked?.tracking ?? false;
   }
 
   /** True once close() was called: the connection's end is then on purpose. */
@@ -153,8 +163,22 @@ export class RedisSessionStore implements SessionStore {
     return `${this.#prefix}{r:${key}}`;
   }
 
-  async get(id: string): Promise<StoredSession | undefined> {
-    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmgetBuffer(this.key(id), 'd', 't'));
+  async get(id: string, mode: ReadMode = 'exact'): Promise<StoredSession | undefined> {
+    const key = this.key(id);
+    if (mode === 'exact' || !this.#tracked) return this.#read(key);
+    const kept = this.#tracked.get(key);
+    if (kept) return kept;
+    const ticket = this.#tracked.begin(key);
+    let value: StoredSession | undefined;
+    try {
+      return (value = await this.#read(key));
+    } finally {
+      if (ticket) this.#tracked.settle(ticket, value);
+    }
+  }
+
+  async #read(key: string): Promise<StoredSession | undefined> {
+    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmgetBuffer(key, 'd', 't'));
     if (!sealed || !lastSeen) return undefined;
     return { sealed, lastSeenAt: Number(lastSeen.toString()) };
   }
@@ -165,6 +189,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
+    this.#tracked?.forget(this.key(id));
     if (ttlMs <= 0) {
       const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
       await this.#unindex(id, indexList(had));
@@ -174,6 +199,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], onlyIfPresent: boolean): Promise<boolean> {
+    this.#tracked?.forget(this.key(id));
     const ttl = Math.ceil(ttlMs);
     const index = [...new Set(indexKeys.map((k) => this.indexKey(k)))];
     // Index first: a session is never stored without being findable by its sid (logout must reach it).
@@ -191,6 +217,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
+    this.#tracked?.forget(this.key(id));
     if (ttlMs <= 0) return this.delete(id);
     const ttl = Math.ceil(ttlMs);
     const index = await this.#do(() => this.#redis.bffTouch(this.key(id), lastSeenAt, ttl));
@@ -198,6 +225,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async delete(id: string): Promise<void> {
+    this.#tracked?.forget(this.key(id));
     const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
     await this.#unindex(id, indexList(had));
   }
@@ -227,6 +255,7 @@ export class RedisSessionStore implements SessionStore {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#tracked?.close();
     this.#redis.disconnect();
   }
 
@@ -407,7 +436,7 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
   } catch {
     // Already logged by the error listener; the client keeps retrying.
   }
-  const store = new RedisSessionStore(redis, config.keyPrefix);
+  const store = new RedisSessionStore(redis, config.keyPrefix, logger);
   // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
   redis.on('end', () => {
     if (store.closed) return;

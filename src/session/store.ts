@@ -12,8 +12,16 @@ export interface StoredSession {
   lastSeenAt: number;
 }
 
+/**
+ * `exact`: what the store holds now. `tracked`: may come from a copy this instance keeps while the store tells it
+ * of every change (Redis client tracking; see TrackedReads), so it can lag a change made elsewhere by the
+ * delivery of that change's invalidation, and never by more than a second. Reads made under the session lock,
+ * and anything that decides on a refresh token, are exact.
+ */
+export type ReadMode = 'exact' | 'tracked';
+
 export interface SessionStore {
-  get(id: string): Promise<StoredSession | undefined>;
+  get(id: string, mode?: ReadMode): Promise<StoredSession | undefined>;
   /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
   set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void>;
   /**
