@@ -85,6 +85,18 @@ async function sharedSessions(t: Test, pair: Pair): Promise<void> {
   t.equal(pair.audit('logout').filter((l) => l.channel === 'frontchannel').length, 1);
 }
 
+/** A logout on B ends the session on A at A's next request, for a copy of the cookie too (A had served it a moment ago). */
+async function logoutSeenAcross(t: Test, pair: Pair): Promise<void> {
+  const { browser } = await login(pair);
+  // A copy of the cookie, as someone who stole it would hold it: the browser itself drops its own at logout.
+  const stolen = { ...api, cookie: `bff=${browser.cookie('localhost', 'bff')!.value}` };
+  for (let i = 0; i < 5; i += 1) t.equal((await pair.a(new Browser(), `/mva/echo/${i}`, { headers: stolen })).status, 200, 'A serves the session (from its kept read after the first)');
+  t.ok((await pair.b(browser, '/auth/logout', { method: 'POST', headers: { ...api, accept: 'application/json' } })).status < 400, 'logged out on B');
+  const after = await pair.a(new Browser(), '/mva/echo/after', { headers: stolen });
+  t.equal(after.status, 401, 'A refuses the next request with the old cookie');
+  t.equal(code(after), 'login_required', 'as for no session at all');
+}
+
 /** Polls the session through both instances from the kill until it works again; every answer meanwhile is 503 store_unavailable. */
 async function rideOutFailover(t: Test, pair: Pair, browser: Browser, kill: () => Promise<void>): Promise<void> {
   await kill();
@@ -116,16 +128,7 @@ t.test('Redis, one server: the request path reads through client tracking', { sk
   // Each step below reads on one instance right after the other changed the session: a refresh across both,
   // and a logout on B seen on A at its next request.
   await t.test('shared sessions, one refresh, logout by sid', (t) => sharedSessions(t, pair));
-  await t.test('a logout on one instance ends the session on the other at its next request', async (t) => {
-    const { browser } = await login(pair);
-    // A copy of the cookie, as someone who stole it would hold it: the browser itself drops its own at logout.
-    const stolen = { ...api, cookie: `bff=${browser.cookie('localhost', 'bff')!.value}` };
-    for (let i = 0; i < 5; i += 1) t.equal((await pair.a(new Browser(), `/mva/echo/${i}`, { headers: stolen })).status, 200, 'A serves the session (from its kept read after the first)');
-    t.ok((await pair.b(browser, '/auth/logout', { method: 'POST', headers: { ...api, accept: 'application/json' } })).status < 400, 'logged out on B');
-    const after = await pair.a(new Browser(), '/mva/echo/after', { headers: stolen });
-    t.equal(after.status, 401, 'A refuses the next request with the old cookie');
-    t.equal(code(after), 'login_required', 'as for no session at all');
-  });
+  await t.test('a logout on one instance ends the session on the other at its next request', (t) => logoutSeenAcross(t, pair));
 });
 
 t.test('Redis Cluster: three masters with a replica each', { skip }, async (t) => {
@@ -153,11 +156,18 @@ t.test('Redis Sentinel: primary, replica, one Sentinel', { skip }, async (t) => 
 
   await t.test('SIGKILL of the primary: 503 until Sentinel promotes the replica, then the session works again', async (t) => {
     const { browser } = await login(pair);
+    const trackingOn = () => pair.logged('session reads are kept between changes (client tracking on)').length;
+    const trackedBefore = trackingOn();
     const primary: RedisServer = sentinel.master;
     const client = new Redis(primary.url);
     await client.wait(1, 2_000);
     client.disconnect();
     await rideOutFailover(t, pair, browser, () => primary.stop());
     t.equal(await sentinel.primaryPort(), sentinel.replica.port, 'Sentinel names the replica as the primary');
+    // Both instances set tracking up again on the promoted replica; a kept read still ends with a logout elsewhere.
+    const deadline = Date.now() + 10_000;
+    while (trackingOn() < trackedBefore + 2 && Date.now() < deadline) await sleep(20);
+    t.ok(trackingOn() >= trackedBefore + 2, 'both instances track their reads again after the failover');
+    await logoutSeenAcross(t, pair);
   });
 });
