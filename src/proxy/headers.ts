@@ -137,7 +137,8 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
  *     Without Cache-Control from the upstream the answer is `no-store`.
  *   - Vary: Cookie is merged into the upstream's Vary.
  *   - CDN-targeted cache fields (CDN-Cache-Control, Surrogate-Control, …) are dropped.
- * Set-Cookie, CORS grants, Proxy-Authenticate and hop-by-hop headers never pass.
+ * Set-Cookie, CORS grants, Proxy-Authenticate and hop-by-hop headers never pass; values lose any character
+ * invalid in HTTP.
  */
 export function browserResponseHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
   const listed = connectionListed(upstream.connection);
@@ -145,11 +146,22 @@ export function browserResponseHeaders(upstream: IncomingHttpHeaders): IncomingH
   for (const [rawName, value] of Object.entries(upstream)) {
     const name = rawName.toLowerCase();
     if (value === undefined || NEVER_TO_BROWSER.has(name) || name.startsWith('access-control-') || (listed.length > 0 && listed.includes(name))) continue;
-    out[name] = value;
+    out[name] = typeof value === 'string' ? validInHttp(value) : value.map(validInHttp);
   }
   out['cache-control'] = privateCacheControl(out['cache-control']);
   out.vary = varyWithCookie(out.vary);
   return out;
+}
+
+// eslint-disable-next-line no-control-regex
+const INVALID_IN_HEADER = /[^\t\x20-\x7E\x80-\xFF]/;
+// eslint-disable-next-line no-control-regex
+const INVALID_IN_HEADER_ALL = /[^\t\x20-\x7E\x80-\xFF]/g;
+
+/** A header value without characters invalid in HTTP (RFC 9110 §5.5), which Node would refuse to send. */
+function validInHttp(value: string): string {
+  // A test is cheaper than a replace that finds nothing, which is nearly always.
+  return INVALID_IN_HEADER.test(value) ? value.replace(INVALID_IN_HEADER_ALL, '') : value;
 }
 
 /** Cache-Control for an answer to a cookie-authenticated request. */
