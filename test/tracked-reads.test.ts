@@ -14,7 +14,7 @@ import { KeyRing } from '../src/session/key-ring.js';
 import { SessionManager } from '../src/session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
 import { createRedisStore, type RedisSessionStore } from '../src/session/redis-store.js';
-import type { ReadMode, StoredSession } from '../src/session/store.js';
+import type { StoredSession } from '../src/session/store.js';
 import type { SessionData } from '../src/tokens/session-data.js';
 import { TRACKED_READ_MAX_AGE_MS, TrackedReads } from '../src/session/tracked-reads.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
@@ -64,10 +64,15 @@ async function setup(t: Test): Promise<Setup> {
   return { redis, admin, a, b };
 }
 
-/** A's tracked read of `id`, once it shows `expected` (undefined: no record), within INVALIDATION_WAIT_MS. */
+/** A request's lookup on A: the kept read if there is one, else a tracked read. */
+async function readA(s: Setup, id: string) {
+  return s.a.kept(id) ?? (await s.a.get(id, 'tracked'));
+}
+
+/** A's lookup of `id`, once it shows `expected` (undefined: no record), within INVALIDATION_WAIT_MS. */
 async function seenByA(s: Setup, id: string, expected: string | undefined): Promise<boolean> {
   try {
-    await until(`A reads ${expected ?? 'nothing'}`, async () => (await s.a.get(id, 'tracked'))?.sealed.toString() === expected, INVALIDATION_WAIT_MS);
+    await until(`A reads ${expected ?? 'nothing'}`, async () => (await readA(s, id))?.sealed.toString() === expected, INVALIDATION_WAIT_MS);
     return true;
   } catch {
     return false;
@@ -79,9 +84,9 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
 
   t.test('a tracked read is served again from the copy; an exact read always asks Redis', async (t) => {
     await s.b.set('kept', record('one'), TTL, []);
-    t.equal((await s.a.get('kept', 'tracked'))?.sealed.toString(), 'one');
+    t.equal((await readA(s, 'kept'))?.sealed.toString(), 'one');
     const before = await reads(s.admin);
-    for (let i = 0; i < 20; i += 1) t.equal((await s.a.get('kept', 'tracked'))?.sealed.toString(), 'one');
+    for (let i = 0; i < 20; i += 1) t.equal((await readA(s, 'kept'))?.sealed.toString(), 'one');
     t.equal(await reads(s.admin), before, 'twenty tracked reads of an unchanged record send no read to Redis');
     await s.a.get('kept');
     await s.a.get('kept', 'exact');
@@ -90,11 +95,11 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
 
   t.test('a change by another instance ends the copy: an update, a touch, a delete', async (t) => {
     await s.b.set('other', record('one', 10), TTL, []);
-    await s.a.get('other', 'tracked');
+    await readA(s, 'other');
     await s.b.update('other', record('two', 20), TTL, []);
     t.ok(await seenByA(s, 'other', 'two'), 'a record sealed anew on B is read anew on A');
     await s.b.touch('other', 30, TTL);
-    await until('A sees the touch', async () => (await s.a.get('other', 'tracked'))?.lastSeenAt === 30, INVALIDATION_WAIT_MS);
+    await until('A sees the touch', async () => (await readA(s, 'other'))?.lastSeenAt === 30, INVALIDATION_WAIT_MS);
     t.pass('a touch on B moves lastSeenAt on A (the idle timeout counts from the latest request anywhere)');
     await s.b.delete('other');
     t.ok(await seenByA(s, 'other', undefined), 'a session destroyed on B (a logout) is gone on A');
@@ -102,12 +107,12 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
 
   t.test('a change by anyone with a Redis client ends the copy: DEL, expiry, FLUSHALL', async (t) => {
     await s.b.set('raw', record('one'), TTL, []);
-    await s.a.get('raw', 'tracked');
+    await readA(s, 'raw');
     await s.admin.del(s.a.key('raw'));
     t.ok(await seenByA(s, 'raw', undefined), 'an operator\'s DEL');
 
     await s.b.set('expiring', record('one'), TTL, []);
-    await s.a.get('expiring', 'tracked');
+    await readA(s, 'expiring');
     await s.admin.pexpire(s.a.key('expiring'), 20);
     await sleep(30);
     // Redis deletes an expired key on access or by its sweep; either sends the invalidation.
@@ -115,57 +120,57 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
     t.ok(await seenByA(s, 'expiring', undefined), 'an expiry in Redis');
 
     await s.b.set('flushed', record('one'), TTL, []);
-    await s.a.get('flushed', 'tracked');
+    await readA(s, 'flushed');
     await s.admin.flushall();
     t.ok(await seenByA(s, 'flushed', undefined), 'FLUSHALL (Redis sends a null invalidation: everything goes)');
   });
 
   t.test('this instance\'s own writes end its copy at once', async (t) => {
     await s.a.set('own', record('one'), TTL, []);
-    await s.a.get('own', 'tracked');
+    await readA(s, 'own');
     await s.a.update('own', record('two'), TTL, []);
-    t.equal((await s.a.get('own', 'tracked'))?.sealed.toString(), 'two', 'read right after its own update');
+    t.equal((await readA(s, 'own'))?.sealed.toString(), 'two', 'read right after its own update');
     await s.a.delete('own');
-    t.equal(await s.a.get('own', 'tracked'), undefined, 'read right after its own delete');
+    t.equal(await readA(s, 'own'), undefined, 'read right after its own delete');
   });
 
   t.test('a copy serves for at most its maximum age, even without any invalidation', async (t) => {
     await s.b.set('aging', record('one'), TTL, []);
-    await s.a.get('aging', 'tracked');
+    await readA(s, 'aging');
     const before = await reads(s.admin);
-    await s.a.get('aging', 'tracked');
+    await readA(s, 'aging');
     t.equal(await reads(s.admin), before, 'kept while young');
     await sleep(TRACKED_READ_MAX_AGE_MS + 50);
-    await s.a.get('aging', 'tracked');
+    await readA(s, 'aging');
     t.equal(await reads(s.admin), before + 1, 'read from Redis again once older than the maximum age');
   });
 
   t.test('no record is not kept: unknown ids cannot fill the memory', async (t) => {
     const before = await reads(s.admin);
-    await s.a.get('absent', 'tracked');
-    await s.a.get('absent', 'tracked');
+    await readA(s, 'absent');
+    await readA(s, 'absent');
     t.equal(await reads(s.admin), before + 2);
   });
 
   t.test('the subscriber connection killed: nothing is kept and every read asks Redis until tracking is back', async (t) => {
     await s.b.set('outage', record('one'), TTL, []);
-    await s.a.get('outage', 'tracked');
+    await readA(s, 'outage');
     await s.admin.client('KILL', 'TYPE', 'pubsub');
     await until('A stops tracking', () => !s.a.tracking);
     const before = await reads(s.admin);
     // A change while A cannot hear of it: A must not serve its old copy.
     await s.b.update('outage', record('two'), TTL, []);
-    t.equal((await s.a.get('outage', 'tracked'))?.sealed.toString(), 'two', 'the change made meanwhile is read');
+    t.equal((await readA(s, 'outage'))?.sealed.toString(), 'two', 'the change made meanwhile is read');
     await until('A tracks again', () => s.a.tracking);
     t.ok((await reads(s.admin)) > before, 'the read went to Redis');
-    await s.a.get('outage', 'tracked');
+    await readA(s, 'outage');
     await s.b.update('outage', record('three'), TTL, []);
     t.ok(await seenByA(s, 'outage', 'three'), 'after the reconnect invalidations arrive again');
   });
 
   t.test('the data connection killed: the copies go, and tracking is set up again on the new connection', async (t) => {
     await s.b.set('data-outage', record('one'), TTL, []);
-    await s.a.get('data-outage', 'tracked');
+    await readA(s, 'data-outage');
     const clients = await s.admin.call('CLIENT', 'LIST', 'TYPE', 'normal');
     // Every normal connection but the admin's: A's and B's data connections; both reconnect.
     const mine = await s.admin.client('ID');
@@ -175,7 +180,7 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
     }
     await until('A stops tracking', () => !s.a.tracking);
     await until('A tracks again', () => s.a.tracking && s.b.tracking);
-    await s.a.get('data-outage', 'tracked');
+    await readA(s, 'data-outage');
     await s.b.update('data-outage', record('two'), TTL, []);
     t.ok(await seenByA(s, 'data-outage', 'two'), 'a change after the reconnect reaches A');
   });
@@ -210,14 +215,14 @@ t.test('a read whose key changed while it was in flight is not kept (the invalid
   t.equal(tracked.begin('k'), undefined, 'and nothing is kept while it is down');
 });
 
-/** A store whose tracked reads lag: they answer what it held when `freeze` was called (an invalidation still on its way). */
+/** A store whose kept reads lag: they answer what it held when `freeze` was called (an invalidation still on its way). */
 class LaggingStore extends MemorySessionStore {
   #frozen = new Map<string, StoredSession | undefined>();
   freeze(id: string, value: StoredSession | undefined): void {
     this.#frozen.set(id, value);
   }
-  override async get(id: string, mode: ReadMode = 'exact'): Promise<StoredSession | undefined> {
-    return mode === 'tracked' && this.#frozen.has(id) ? this.#frozen.get(id) : super.get(id);
+  kept(id: string): StoredSession | undefined {
+    return this.#frozen.get(id);
   }
 }
 

@@ -166,15 +166,18 @@ export class RedisSessionStore implements SessionStore {
   async get(id: string, mode: ReadMode = 'exact'): Promise<StoredSession | undefined> {
     const key = this.key(id);
     if (mode === 'exact' || !this.#tracked) return this.#read(key);
-    const kept = this.#tracked.get(key);
-    if (kept) return kept;
     const ticket = this.#tracked.begin(key);
     let value: StoredSession | undefined;
     try {
-      return (value = await this.#read(key));
+      value = await this.#read(key);
     } finally {
-      if (ticket) this.#tracked.settle(ticket, value);
+      if (ticket) value = this.#tracked.settle(ticket, value);
     }
+    return value;
+  }
+
+  kept(id: string): StoredSession | undefined {
+    return this.#tracked?.get(this.key(id));
   }
 
   async #read(key: string): Promise<StoredSession | undefined> {

@@ -13,15 +13,20 @@ export interface StoredSession {
 }
 
 /**
- * `exact`: what the store holds now. `tracked`: may come from a copy this instance keeps while the store tells it
- * of every change (Redis client tracking; see TrackedReads), so it can lag a change made elsewhere by the
- * delivery of that change's invalidation, and never by more than a second. Reads made under the session lock,
- * and anything that decides on a refresh token, are exact.
+ * `exact`: read what the store holds now. `tracked`: the same read, and its answer is kept for `kept` while the
+ * store would hear of any change to it (Redis client tracking; see TrackedReads).
  */
 export type ReadMode = 'exact' | 'tracked';
 
 export interface SessionStore {
   get(id: string, mode?: ReadMode): Promise<StoredSession | undefined>;
+  /**
+   * The answer of a tracked read of this id, while nothing has changed it as far as this instance has heard:
+   * it can lag a change made elsewhere by the delivery of that change's invalidation, and never by more than a
+   * second. Only for a request's lookup; reads under the session lock and every decision to end a session
+   * read the store. Stores that keep nothing (memory: it is the record itself) leave it out.
+   */
+  kept?(id: string): StoredSession | undefined;
   /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
   set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void>;
   /**

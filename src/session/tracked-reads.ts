@@ -77,12 +77,19 @@ export class TrackedReads {
     return ticket;
   }
 
-  /** Called when that read returned (or failed: `value` undefined): keeps it unless its key changed meanwhile. */
-  settle(ticket: ReadTicket, value: StoredSession | undefined): void {
-    if (this.#inFlight.get(ticket.key) !== ticket) return;
+  /**
+   * Called when that read returned (or failed: `value` undefined). Keeps it unless its key changed meanwhile,
+   * and returns what the caller hands on: the kept copy (its bytes its own, the same object every later `get`
+   * returns), or `value` as it came.
+   */
+  settle(ticket: ReadTicket, value: StoredSession | undefined): StoredSession | undefined {
+    if (this.#inFlight.get(ticket.key) !== ticket) return value;
     this.#inFlight.delete(ticket.key);
     // An absent record is not kept: a stream of unknown ids must not fill the memory.
-    if (value && this.#tracking && ticket.generation === this.#generation) this.#kept.set(ticket.key, { sealed: ownBytes(value.sealed), lastSeenAt: value.lastSeenAt });
+    if (!value || !this.#tracking || ticket.generation !== this.#generation) return value;
+    const kept = { sealed: ownBytes(value.sealed), lastSeenAt: value.lastSeenAt };
+    this.#kept.set(ticket.key, kept);
+    return kept;
   }
 
   /** Drops this key's copy and voids its reads in flight: for this instance's own writes, before they are sent. */
