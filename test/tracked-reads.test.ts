@@ -246,3 +246,23 @@ t.test('a session is never ended on a copy: past its idle deadline by a kept rea
   const idle = await manager.load(cookieValue, 'acme');
   t.ok(idle.state === 'expired' && idle.reason === 'idle', 'and idle once the store, too, says so');
 });
+
+t.test('a server that refuses CLIENT TRACKING (an ACL without CLIENT): every read goes to Redis, with one warning', { skip: redisMissingReason() ?? false }, async (t) => {
+  const redis = await startRedis(t);
+  const admin = new Redis(redis.url);
+  await admin.acl('SETUSER', 'limited', 'on', '>limited-pw', '~*', '&*', '+@all', '-client');
+  const logs: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
+  const { store } = await createRedisStore({ url: `redis://limited:limited-pw@127.0.0.1:${redis.port}`, keyPrefix: 'acl:' }, logger);
+  t.teardown(async () => {
+    await store.close();
+    admin.disconnect();
+  });
+  await until('the refusal is logged', () => logs.some((l) => l.msg === 'client tracking unavailable; every session read goes to Redis'));
+  t.equal(store.tracking, false, 'nothing is kept');
+  await store.set('s', record('one'), TTL, []);
+  const before = await reads(admin);
+  t.equal((await store.get('s', 'tracked'))?.sealed.toString(), 'one', 'sessions still work');
+  t.equal(store.kept('s'), undefined, 'and are not kept');
+  t.equal(await reads(admin), before + 1);
+});
