@@ -112,3 +112,26 @@ t.test('finding: a login that replaces the same user\'s session over the provide
   const logout = stack.audit('logout').find((l) => l.channel === 'replaced');
   t.equal(logout?.revoked, 'not revoked', 'the audit line says the tokens were left to expire');
 });
+
+// A session ended from a copy read before another instance refreshed it (a kept Redis read, or a read a moment
+// before the refresh rotated the refresh token) must revoke the tokens the store holds now, not the copy's: at a
+// provider that revokes by token, the rotated-in refresh token would live on with no session holding it (RFC 7009
+// section 2). The look-alike revokes the whole grant either way, so here the audit line shows the difference.
+t.test('an ending revokes and audits the tokens the store holds now, not those of an older copy of the session', async (t) => {
+  const stack = await startStack(t);
+  const { browser, session: before } = await loggedIn(stack);
+  const refreshed = await browser.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: { 'x-csrf': '1' } });
+  t.equal(refreshed.status, 200);
+  const now = await stack.gateway.core.lifecycle.sessions.loadById(before.id);
+  if (now.state !== 'live') throw new Error('no live session after the refresh');
+  const latest = now.session.data.tokens;
+  t.not(latest.refreshToken, before.data.tokens.refreshToken, 'the refresh rotated the refresh token');
+  t.equal(await stack.op.isRefreshTokenActive(latest.refreshToken!), true, 'the rotated-in refresh token is live');
+
+  await stack.gateway.core.lifecycle.end(before, stack.gateway.core.tenants.byId('test')!, 'rp');
+  t.equal(await stack.op.isRefreshTokenActive(latest.refreshToken!), false, 'the refresh token the store held is revoked');
+  const audit = stack.audit('logout').find((l) => l.channel === 'rp');
+  t.equal(audit?.refreshToken, fingerprint(latest.refreshToken), 'the audit line names it');
+  t.equal(audit?.accessToken, fingerprint(latest.accessToken));
+  t.equal((await stack.gateway.core.lifecycle.sessions.loadById(before.id)).state, 'none', 'and the session is gone');
+});

@@ -292,7 +292,8 @@ export class TokenLifecycle implements TokenSource {
    * Ends a session: revokes its tokens at ID-porten (before answering when someone asked for the logout,
    * in the background otherwise), destroys it, and writes the one `logout` audit line.
    */
-  async end(session: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string; revoke?: false } = {}): Promise<void> {
+  async end(given: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string; revoke?: false } = {}): Promise<void> {
+    const session = opts.revoke === false ? given : await this.#asStoredNow(given, tenant);
     let revoked: RevocationOutcome | 'background' | 'not revoked';
     if (opts.revoke === false) {
       await this.#sessions.destroy(session.id);
@@ -317,6 +318,21 @@ export class TokenLifecycle implements TokenSource {
       refreshToken: fingerprint(session.data.tokens.refreshToken),
       revoked,
     });
+  }
+
+  /**
+   * The session as the store holds it now, so that the tokens revoked and audited are its latest: the caller's copy
+   * may predate a refresh on another instance (a kept read, or a read just before that refresh rotated the
+   * refresh token). The caller's copy when the session is gone already or the store cannot say.
+   */
+  async #asStoredNow(session: Session, tenant: Tenant): Promise<Session> {
+    try {
+      const stored = await this.#sessions.loadById(session.id, tenant.id);
+      return stored.state === 'none' ? session : stored.session;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) return session;
+      throw err;
+    }
   }
 
   /**
