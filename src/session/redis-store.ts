@@ -192,8 +192,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
-    this.#tracked?.forget(this.key(id));
     if (ttlMs <= 0) {
+      this.#tracked?.forget(this.key(id));
       const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
       await this.#unindex(id, indexList(had));
       return had !== null;
@@ -202,11 +202,12 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], onlyIfPresent: boolean): Promise<boolean> {
-    this.#tracked?.forget(this.key(id));
     const ttl = Math.ceil(ttlMs);
     const index = [...new Set(indexKeys.map((k) => this.indexKey(k)))];
     // Index first: a session is never stored without being findable by its sid (logout must reach it).
     await this.#extendIndexes(id, index, ttl);
+    // Right before the write goes out: a read sent after it sees the new record, one sent before is not kept.
+    this.#tracked?.forget(this.key(id));
     const [written, old] = await this.#do(() =>
       this.#redis.bffWrite(this.key(id), value.sealed, value.lastSeenAt, JSON.stringify(index), ttl, onlyIfPresent ? '1' : '0'),
     );
