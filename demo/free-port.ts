@@ -8,10 +8,10 @@ import { createServer } from 'node:net';
  * that names it.
  */
 export async function freePort(): Promise<number> {
-  const below = ephemeralLow();
-  for (let attempt = 0; below - RESERVED_BELOW >= 1024 && attempt < 20; attempt += 1) {
-    const port = RESERVED_BELOW + Math.floor(Math.random() * (below - RESERVED_BELOW));
-    if (await bindable(port)) return port;
+  const room = ephemeralLow() - RESERVED_BELOW;
+  for (let attempt = 0; room >= 1024 && attempt < 20; attempt += 1) {
+    const port = RESERVED_BELOW + Math.floor(Math.random() * room);
+    if (await listenOn(port).then(() => true, () => false)) return port;
   }
   return listenOn(0);
 }
@@ -25,14 +25,6 @@ function ephemeralLow(): number {
     return Number.isInteger(low) ? low : 0;
   } catch {
     return 0;
-  }
-}
-
-async function bindable(port: number): Promise<boolean> {
-  try {
-    return (await listenOn(port)) === port;
-  } catch {
-    return false;
   }
 }
 

@@ -221,8 +221,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
-    this.#tracked?.forget(this.key(id));
     if (ttlMs <= 0) return this.delete(id);
+    this.#tracked?.forget(this.key(id));
     const ttl = Math.ceil(ttlMs);
     const index = await this.#do(() => this.#redis.bffTouch(this.key(id), lastSeenAt, ttl));
     if (index !== null) await this.#extendIndexes(id, indexList(index), ttl);
