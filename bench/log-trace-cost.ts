@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { createAuditLog } from '../src/audit/audit-log.js';
 import { outgoingTraceparent, runWithTrace, w3cTraceContext } from '../src/audit/trace-context.js';
 import { LogSink, createLogger } from '../src/logging.js';
+import { median } from './report.js';
 
 const { values } = parseArgs({ options: { lines: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '7' } } });
 const LINES = Number(values.lines);
@@ -120,7 +121,6 @@ async function timeCase(c: Case): Promise<{ wallNs: number; cpuNs: number }> {
   return { wallNs: wall / c.ops, cpuNs: ((cpu.user + cpu.system) * 1000) / c.ops };
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Warm-up: JIT and the pipe.
 for (const c of cases) await c.run(Math.min(c.ops, 20_000));

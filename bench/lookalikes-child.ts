@@ -5,6 +5,8 @@
 import { startIdportenLookalike, type IdportenLookalike } from '../demo/idporten-op.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../demo/skatteetaten.js';
 import { serveCalls } from './ipc.js';
+import { startLightEcho } from './light-echo.js';
+import type { RunningServer } from '../demo/http-server.js';
 
 export interface LookalikeStart {
   gatewayPublicUrl: string;
@@ -17,6 +19,8 @@ export interface LookalikeUrls {
   issuer: string;
   /** The Skatteetaten look-alike's echo endpoint (verifies the bearer, digests the body). */
   echoUrl: string;
+  /** The peers benchmark's cheaper echo (light-echo.ts: verifies each distinct bearer once). */
+  lightEchoUrl: string;
 }
 
 // The echo look-alike records every request for tests; under load that list would grow without end.
@@ -24,6 +28,7 @@ const FORGET_REQUESTS_EVERY_MS = 1_000;
 
 let op: IdportenLookalike | undefined;
 let skatteetaten: SkatteetatenLookalike | undefined;
+let lightEcho: RunningServer | undefined;
 let forgetTimer: NodeJS.Timeout | undefined;
 
 serveCalls({
@@ -44,11 +49,12 @@ serveCalls({
       ],
     });
     skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    lightEcho = await startLightEcho({ issuer: op.issuer, jwksUri: op.jwksUri });
     const echo = skatteetaten;
     forgetTimer = setInterval(() => {
       echo.requests.length = 0;
     }, FORGET_REQUESTS_EVERY_MS);
-    return { issuer: op.issuer, echoUrl: `${skatteetaten.url}/echo` };
+    return { issuer: op.issuer, echoUrl: `${skatteetaten.url}/echo`, lightEchoUrl: `${lightEcho.url}/echo` };
   },
 
   async opStats() {
@@ -63,6 +69,7 @@ serveCalls({
 
   async close() {
     clearInterval(forgetTimer);
+    await lightEcho?.close();
     await skatteetaten?.close();
     await op?.close();
   },

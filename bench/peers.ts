@@ -9,7 +9,7 @@ import autocannon from 'autocannon';
 import { canPin, pin, procCpuMicros } from './cpu.js';
 import { forkChild, type Child } from './ipc.js';
 import { startPrivateRedis } from './redis.js';
-import { fixed, mean, ms, ratio, table, type Section } from './report.js';
+import { fixed, mean, median, ms, percent, ratio, table, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface PeersOptions {
@@ -73,7 +73,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
   const redis = await startPrivateRedis();
   const pinning = canPin();
   try {
-    const memory = await startBenchStack({ accessTokenTtlSeconds: 3600 });
+    const memory = await startBenchStack({ accessTokenTtlSeconds: 3600, upstream: 'light-echo' });
     stacks.push(memory);
     const cookie = await memory.login();
     const { token } = await memory.accessToken(cookie);
@@ -92,7 +92,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
 
     targets.push({ label: 'gateway, memory store', url: `${memory.publicUrl}${ECHO_ROUTE}/x`, headers: { cookie: `${memory.cookieName}=${cookie}`, 'x-csrf': '1' }, pid: memory.gatewayPid });
     if (redis) {
-      const shared = await startBenchStack({ accessTokenTtlSeconds: 3600, store: { type: 'redis', url: redis.url, keyPrefix: 'bench:' } });
+      const shared = await startBenchStack({ accessTokenTtlSeconds: 3600, upstream: 'light-echo', store: { type: 'redis', url: redis.url, keyPrefix: 'bench:' } });
       stacks.push(shared);
       const c = await shared.login();
       targets.push({ label: 'gateway, Redis store', url: `${shared.publicUrl}${ECHO_ROUTE}/x`, headers: { cookie: `${shared.cookieName}=${c}`, 'x-csrf': '1' }, pid: shared.gatewayPid });
@@ -117,32 +117,38 @@ export async function peers(opts: PeersOptions): Promise<Section> {
     }
 
     const avg = (label: string, f: (r: Run) => number, from = runs): number => mean(from.get(label)!.map(f));
+    // A ratio is taken within each round (the two runs minutes apart at most) and the median of the rounds is shown:
+    // the machine's speed drifts between rounds by more than the differences measured here.
+    const perRound = (label: string, other: string, f: (r: Run) => number): number[] => runs.get(label)!.map((r, i) => f(r) / f(runs.get(other)![i]!));
     const base = targets[0]!.label;
     const expressLabel = targets[1]!.label;
     const rows = targets.map((t) => [
       t.label,
       fixed(avg(t.label, (r) => r.reqPerSec)),
       fixed(avg(t.label, (r) => r.cpuUsPerRequest)),
-      ratio(avg(t.label, (r) => r.cpuUsPerRequest) / avg(base, (r) => r.cpuUsPerRequest)),
-      ratio(avg(t.label, (r) => r.reqPerSec) / avg(expressLabel, (r) => r.reqPerSec)),
+      spread(perRound(t.label, base, (r) => r.cpuUsPerRequest)),
+      spread(perRound(t.label, expressLabel, (r) => r.reqPerSec)),
+      percent(avg(t.label, (r) => (r.reqPerSec * r.cpuUsPerRequest) / 1e6)),
       ms(avg(t.label, (r) => r.p50Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate) - avg(base, (r) => r.p99Ms, fixedRate)),
       [...runs.get(t.label)!, ...fixedRate.get(t.label)!].reduce((n, r) => n + r.failed, 0),
     ]);
-    const perRound = targets.map((t) => [t.label, ...runs.get(t.label)!.map((r) => `${fixed(r.reqPerSec)} / ${fixed(r.cpuUsPerRequest)}`)]);
-    const failed = rows.reduce((n, r) => n + Number(r[8]), 0);
+    const failedColumn = 9;
+    const roundRows = targets.map((t) => [t.label, ...runs.get(t.label)!.map((r) => `${fixed(r.reqPerSec)} / ${fixed(r.cpuUsPerRequest)}`)]);
+    const failed = rows.reduce((n, r) => n + Number(r[failedColumn]), 0);
     const markdown = [
-      `GET ${ECHO_ROUTE}/x through each server to the same upstream echo (verifies the ${token.length}-character RS256 bearer).`,
+      `GET ${ECHO_ROUTE}/x through each server to the same upstream echo (bench/light-echo.ts: verifies each distinct ${token.length}-character RS256 bearer once, then knows it).`,
       pinning ? `Each server process pinned to core ${SERVER_CORE} (taskset -a); the load generator, the upstream and Redis on core ${OTHER_CORE}.` : '_taskset not available: nothing pinned._',
       `${opts.rounds} rounds, each target ${opts.seconds} s at ${opts.connections} connections as fast as it answers (req/s, CPU), then ${opts.seconds} s at a fixed ${opts.rate} req/s (p50/p99); order rotated and reversed per round; ${WARM_UP_SECONDS} s warm-up each.`,
-      'CPU µs/req: utime + stime of the server process (all threads) from /proc over the run, divided by the 2xx answers.',
+      'CPU vs bare and req/s vs Express: the median of the ratios taken within each round, with the lowest and highest in brackets.',
+      'CPU µs/req: utime + stime of the server process (all threads) from /proc over the run, divided by the 2xx answers. Core busy: req/s × CPU per request, the share of its core the server used while answering as fast as it could (near 100 %: the server, not the load generator, set the pace).',
       '',
-      table(['target', 'req/s', 'CPU µs/req', 'CPU vs bare', 'req/s vs Express', `p50 ms @${opts.rate}/s`, `p99 ms @${opts.rate}/s`, 'p99 − bare ms', 'failed'], rows),
+      table(['target', 'req/s', 'CPU µs/req', 'CPU vs bare', 'req/s vs Express', 'core busy', `p50 ms @${opts.rate}/s`, `p99 ms @${opts.rate}/s`, 'p99 − bare ms', 'failed'], rows),
       '',
       'Per round (req/s / CPU µs per request):',
       '',
-      table(['target', ...runs.get(base)!.map((_, i) => `round ${i + 1}`)], perRound),
+      table(['target', ...runs.get(base)!.map((_, i) => `round ${i + 1}`)], roundRows),
     ].join('\n');
     return { title: 'Gateway next to its peers (one core)', markdown, checks: [{ name: 'every request to every peer answered 2xx', pass: failed === 0, detail: `${failed} failed` }] };
   } finally {
@@ -151,4 +157,10 @@ export async function peers(opts: PeersOptions): Promise<Section> {
     for (const s of stacks) await s.close();
     await redis?.stop();
   }
+}
+
+/** The median ratio, and the range when there is more than one. */
+function spread(ratios: number[]): string {
+  if (ratios.length === 1) return ratio(ratios[0]!);
+  return `${ratio(median(ratios))} (${fixed(Math.min(...ratios), 2)}–${fixed(Math.max(...ratios), 2)})`;
 }

@@ -22,4 +22,10 @@ export const ms = (n: number): string => fixed(n, n < 10 ? 2 : 1);
 export const mib = (bytes: number): string => fixed(bytes / (1024 * 1024), 1);
 export const ratio = (n: number): string => `${fixed(n, 2)}×`;
 export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const median = (xs: number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
 export const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis));
+export const percent = (share: number): string => `${fixed(share * 100)} %`;

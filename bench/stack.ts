@@ -17,6 +17,8 @@ export interface BenchStackOptions {
   store?: BenchStore;
   /** The echo route's body limit (default the gateway's own default, 30MB). */
   bodyLimit?: string;
+  /** The echo route's upstream: the Skatteetaten look-alike's echo (default) or the light echo (light-echo.ts). */
+  upstream?: 'echo' | 'light-echo';
   /** Extra Node options for the gateway process (e.g. `--cpu-prof`). */
   gatewayExecArgv?: string[];
 }
@@ -38,7 +40,7 @@ export interface CpuMicros {
 export interface BenchStack {
   /** The gateway's origin; also the Host its one tenant answers to. */
   publicUrl: string;
-  /** The Skatteetaten look-alike's echo endpoint, reached directly. */
+  /** The echo route's upstream, reached directly. */
   echoUrl: string;
   cookieName: string;
   /** Process ids, to pin them to a core and read their CPU time from /proc. */
@@ -76,12 +78,13 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     });
     const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url), { execArgv: opts.gatewayExecArgv ?? [] });
     children.push(gateway);
-    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, urls, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB' }));
+    const echoUrl = opts.upstream === 'light-echo' ? urls.lightEchoUrl : urls.echoUrl;
+    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB' }));
 
     let nextUser = 0;
     return {
       publicUrl,
-      echoUrl: urls.echoUrl,
+      echoUrl,
       cookieName: COOKIE_NAME,
       gatewayPid: gateway.pid,
       lookalikesPid: lookalikes.pid,
@@ -108,7 +111,7 @@ async function stopAll(children: Child[]): Promise<void> {
 }
 
 /** A production-shaped config: info logging (to a discarded stdout), one tenant, the echo route. */
-function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; urls: LookalikeUrls; store: BenchStore; bodyLimit: string }): unknown {
+function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; issuer: string; echoUrl: string; store: BenchStore; bodyLimit: string }): unknown {
   return {
     server: { host: '127.0.0.1', port: o.port, logLevel: 'info' },
     session: {
@@ -123,14 +126,14 @@ function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: strin
         id: 'bench',
         publicUrl: o.publicUrl,
         idporten: {
-          issuer: o.urls.issuer,
+          issuer: o.issuer,
           clientId: CLIENT_ID,
           clientAuth: { method: 'client_secret_post', secret: o.clientSecret },
           scopes: ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending'],
           acrValues: 'idporten-loa-substantial',
           httpTimeout: '10s',
         },
-        routes: [{ path: ECHO_ROUTE, upstream: o.urls.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit }],
+        routes: [{ path: ECHO_ROUTE, upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit }],
       },
     ],
   };

@@ -221,7 +221,7 @@ class LaggingStore extends MemorySessionStore {
   freeze(id: string, value: StoredSession | undefined): void {
     this.#frozen.set(id, value);
   }
-  kept(id: string): StoredSession | undefined {
+  override kept(id: string): StoredSession | undefined {
     return this.#frozen.get(id);
   }
 }

@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuditEvent, AuditFields, AuditLog } from './audit-log.js';
+import { LabelledCounter, LabelledHistogram } from './labelled-metrics.js';
 import { timedStore, type StoreOperation } from './store-timing.js';
 
 /**
@@ -18,15 +19,15 @@ export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly #events: Counter<'event' | 'tenant' | 'outcome'>;
-  readonly #logins: Counter<'tenant' | 'outcome'>;
-  readonly #loginStarts: Counter<'tenant'>;
-  readonly #refreshes: Counter<'tenant' | 'outcome'>;
-  readonly #exchanges: Counter<'tenant' | 'outcome'>;
-  readonly #logouts: Counter<'tenant' | 'channel'>;
-  readonly #proxy: Counter<'tenant' | 'route' | 'method' | 'status_class'>;
-  readonly #requests: Histogram<'tenant' | 'route' | 'method' | 'status_class'>;
-  readonly #store: Histogram<'operation' | 'outcome'>;
+  readonly #events: LabelledCounter<'event' | 'tenant' | 'outcome'>;
+  readonly #logins: LabelledCounter<'tenant' | 'outcome'>;
+  readonly #loginStarts: LabelledCounter<'tenant'>;
+  readonly #refreshes: LabelledCounter<'tenant' | 'outcome'>;
+  readonly #exchanges: LabelledCounter<'tenant' | 'outcome'>;
+  readonly #logouts: LabelledCounter<'tenant' | 'channel'>;
+  readonly #proxy: LabelledCounter<'tenant' | 'route' | 'method' | 'status_class'>;
+  readonly #requests: LabelledHistogram<'tenant' | 'route' | 'method' | 'status_class'>;
+  readonly #store: LabelledHistogram<'operation' | 'outcome'>;
   /** Sessions begun minus sessions ended on this instance, for stores that cannot count themselves. */
   #sessionBalance = 0;
   #storeSize: (() => number | undefined) | undefined;
@@ -34,41 +35,41 @@ export class GatewayMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
-    this.#events = new Counter({
+    this.#events = new LabelledCounter({
       name: 'bff_audit_events_total',
       help: 'Audit events by name, with the outcome (success, failure, rejected, cancelled).',
       labelNames: ['event', 'tenant', 'outcome'],
       registers,
     });
-    this.#loginStarts = new Counter({ name: 'bff_login_starts_total', help: 'Logins sent to ID-porten.', labelNames: ['tenant'], registers });
-    this.#logins = new Counter({
+    this.#loginStarts = new LabelledCounter({ name: 'bff_login_starts_total', help: 'Logins sent to ID-porten.', labelNames: ['tenant'], registers });
+    this.#logins = new LabelledCounter({
       name: 'bff_logins_total',
       help: 'Finished logins: success (a session was created), failure (refused callback or a login that could not start), cancelled (by the user).',
       labelNames: ['tenant', 'outcome'],
       registers,
     });
-    this.#refreshes = new Counter({
+    this.#refreshes = new LabelledCounter({
       name: 'bff_token_refreshes_total',
       help: 'Access token refreshes: success, rejected (ID-porten refused the refresh token; the session ends), failure (ID-porten or the store unavailable).',
       labelNames: ['tenant', 'outcome'],
       registers,
     });
-    this.#exchanges = new Counter({ name: 'bff_token_exchanges_total', help: 'Altinn token exchanges: success or failure.', labelNames: ['tenant', 'outcome'], registers });
-    this.#logouts = new Counter({ name: 'bff_logouts_total', help: 'Ended sessions by channel (rp, frontchannel, backchannel, expired, idle, all, user, admin, replaced).', labelNames: ['tenant', 'channel'], registers });
-    this.#proxy = new Counter({
+    this.#exchanges = new LabelledCounter({ name: 'bff_token_exchanges_total', help: 'Altinn token exchanges: success or failure.', labelNames: ['tenant', 'outcome'], registers });
+    this.#logouts = new LabelledCounter({ name: 'bff_logouts_total', help: 'Ended sessions by channel (rp, frontchannel, backchannel, expired, idle, all, user, admin, replaced).', labelNames: ['tenant', 'channel'], registers });
+    this.#proxy = new LabelledCounter({
       name: 'bff_proxy_requests_total',
       help: 'Answered API requests by route and status class (the client hanging up first counts as 4xx, status 499).',
       labelNames: ['tenant', 'route', 'method', 'status_class'],
       registers,
     });
-    this.#requests = new Histogram({
+    this.#requests = new LabelledHistogram({
       name: 'bff_http_request_duration_seconds',
       help: 'Gateway request duration by tenant and route pattern.',
       labelNames: ['tenant', 'route', 'method', 'status_class'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.#store = new Histogram({
+    this.#store = new LabelledHistogram({
       name: 'bff_session_store_operation_duration_seconds',
       help: 'Session store operations (get, set, update, touch, delete, findByIndex, ping) by outcome (success, failure).',
       labelNames: ['operation', 'outcome'],
@@ -171,7 +172,10 @@ export function outcomeOf(name: AuditEvent, fields: AuditFields): Outcome {
   }
 }
 
+const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+
 export function statusClass(status: number): StatusClass {
-  const hundreds = Math.min(5, Math.max(1, Math.floor(status / 100)));
-  return `${hundreds}xx` as StatusClass;
+  // The same five strings every time (metric label look-ups hash them once).
+  const hundreds = Math.floor(status / 100);
+  return STATUS_CLASSES[hundreds >= 5 ? 4 : hundreds > 1 ? hundreds - 1 : 0]!;
 }

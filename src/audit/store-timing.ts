@@ -25,13 +25,19 @@ export function timedStore<S extends object>(store: S, observe: ObserveStoreOper
       }
     });
   }
-  // Everything else (close, size, a store's own extras) is the store's, called on the store itself so
-  // classes with private fields keep working.
+  // Everything else (close, size, a store's own extras such as `kept`) is the store's, called on the store itself
+  // so classes with private fields keep working; each method is bound once, not on every call.
+  const bound = new Map<PropertyKey, { method: unknown; bound: unknown }>();
   return new Proxy(store, {
     get(target, property) {
       if (timed.has(property)) return timed.get(property);
       const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      if (typeof value !== 'function') return value;
+      const known = bound.get(property);
+      if (known?.method === value) return known.bound;
+      const own = (value as (...a: unknown[]) => unknown).bind(target);
+      bound.set(property, { method: value, bound: own });
+      return own;
     },
   });
 }

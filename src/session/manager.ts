@@ -5,7 +5,7 @@ import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
-import { OpenedRecords } from './opened-records.js';
+import { OpenedRecords, type OpenedRecord } from './opened-records.js';
 import type { SessionContext, SessionRecord } from './session.js';
 import { StoreUnavailableError, type ReadMode, type SessionLock, type SessionStore } from './store.js';
 
@@ -94,15 +94,16 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   async loadById(id: string, tenant?: string, mode: ReadMode = 'exact'): Promise<LoadResult<D>> {
-    // A kept read answers without a round trip (and without a store operation in the metrics).
+    // A kept Redis read, or the memory store's own record, answers without a promise (and without a store operation in the metrics).
     const stored = (mode === 'tracked' ? this.#store.kept?.(id) : undefined) ?? (await this.#guard(() => this.#store.get(id, mode)));
     if (!stored) {
       this.#opened.forget(id);
       return { state: 'none' };
     }
-    const data = this.#open(id, stored.sealed, this.#ringOf(tenant));
-    if (data === undefined || (tenant !== undefined && data.tenant !== tenant)) return { state: 'none' };
-    const session: SessionContext<D> = { id, hash: SessionManager.hashForLog(id), data, lastSeenAt: stored.lastSeenAt };
+    const opened = this.#open(id, stored.sealed, this.#ringOf(tenant));
+    if (opened === undefined || (tenant !== undefined && opened.data.tenant !== tenant)) return { state: 'none' };
+    const { data, hash } = opened;
+    const session: SessionContext<D> = { id, hash, data, lastSeenAt: stored.lastSeenAt };
     if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
     const expired = now >= data.createdAt + this.#config.absoluteLifetimeMs ? 'absolute' : now >= stored.lastSeenAt + this.#config.idleTimeoutMs ? 'idle' : undefined;
@@ -209,13 +210,13 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /** The record a sealed value holds (opened once while it stays the stored one), or undefined if it does not open. */
-  #open(id: string, sealed: Buffer, ring: KeyRing): D | undefined {
+  #open(id: string, sealed: Buffer, ring: KeyRing): OpenedRecord<D> | undefined {
     const kept = this.#opened.get(id, sealed, ring);
     if (kept) return kept;
     const plain = ring.openBytes(sealed, aadFor(id));
     if (plain === undefined) return undefined;
     try {
-      return this.#opened.keep(id, sealed, ring, JSON.parse(plain) as D);
+      return this.#opened.keep(id, sealed, ring, { data: JSON.parse(plain) as D, hash: SessionManager.hashForLog(id) });
     } catch {
       return undefined;
     }

@@ -34,6 +34,15 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async get(id: string): Promise<StoredSession | undefined> {
+    return this.#read(id);
+  }
+
+  /** The record itself, as `get` reads it, without a promise: a request's lookup takes it from here. */
+  kept(id: string): StoredSession | undefined {
+    return this.#read(id);
+  }
+
+  #read(id: string): StoredSession | undefined {
     const entry = this.#cache.get(id);
     return entry ? { sealed: entry.sealed, lastSeenAt: entry.lastSeenAt } : undefined;
   }

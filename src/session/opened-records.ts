@@ -9,7 +9,13 @@ const KEPT_AFTER_USE_MS = 60_000;
 interface Opened<D> {
   sealed: Buffer;
   ring: KeyRing;
+  record: OpenedRecord<D>;
+}
+
+/** A record as opened, with its session's log fingerprint (worked out once per record, not per request). */
+export interface OpenedRecord<D> {
   data: D;
+  hash: string;
 }
 
 /**
@@ -31,20 +37,20 @@ export class OpenedRecords<D extends object> {
   }
 
   /** The record opened from exactly this sealed value with this ring, if it is still kept. */
-  get(id: string, sealed: Buffer, ring: KeyRing): D | undefined {
+  get(id: string, sealed: Buffer, ring: KeyRing): OpenedRecord<D> | undefined {
     const entry = this.#cache.get(id);
     if (!entry) return undefined;
     // The same object when the memory store holds it; equal bytes when Redis returned a fresh copy.
-    if (entry.ring === ring && (entry.sealed === sealed || entry.sealed.equals(sealed))) return entry.data;
+    if (entry.ring === ring && (entry.sealed === sealed || entry.sealed.equals(sealed))) return entry.record;
     this.#cache.delete(id);
     return undefined;
   }
 
-  /** Keeps a record just opened from `sealed`; returns it frozen. */
-  keep(id: string, sealed: Buffer, ring: KeyRing, data: D): D {
-    deepFreeze(data);
-    this.#cache.set(id, { sealed: ownBytes(sealed), ring, data });
-    return data;
+  /** Keeps a record just opened from `sealed`; returns it with its data frozen. */
+  keep(id: string, sealed: Buffer, ring: KeyRing, record: OpenedRecord<D>): OpenedRecord<D> {
+    deepFreeze(record.data);
+    this.#cache.set(id, { sealed: ownBytes(sealed), ring, record });
+    return record;
   }
 
   forget(id: string): void {

@@ -24,7 +24,8 @@ export interface SessionStore {
    * The answer of a tracked read of this id, while nothing has changed it as far as this instance has heard:
    * it can lag a change made elsewhere by the delivery of that change's invalidation, and never by more than a
    * second. Only for a request's lookup; reads under the session lock and every decision to end a session
-   * read the store. Stores that keep nothing (memory: it is the record itself) leave it out.
+   * read the store. The memory store holds the record itself in this process and answers with it (an exact read
+   * without a promise); a store that keeps nothing leaves it out.
    */
   kept?(id: string): StoredSession | undefined;
   /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
