@@ -39,6 +39,8 @@ interface Run {
 const WARM_UP_SECONDS = 3;
 const SERVER_CORE = '0';
 const OTHER_CORE = '1';
+/** Per target in the all-at-once runs: together well under one core for every server here (about a third of it). */
+const TOGETHER_RATE = 500;
 
 async function load(target: Target, connections: number, seconds: number, overallRate?: number): Promise<Run> {
   const latencies: number[] = [];
@@ -108,18 +110,22 @@ export async function peers(opts: PeersOptions): Promise<Section> {
     for (const t of targets) await load(t, opts.connections, WARM_UP_SECONDS);
     const runs = new Map<string, Run[]>();
     const fixedRate = new Map<string, Run[]>();
+    const atOnce = new Map<string, Run[]>();
     for (let round = 0; round < opts.rounds; round += 1) {
       // Each round starts with the next target and alternates direction, so machine drift favours none.
       const rotated = [...targets.slice(round % targets.length), ...targets.slice(0, round % targets.length)];
       const order = round % 2 === 0 ? rotated : rotated.reverse();
       for (const t of order) runs.set(t.label, [...(runs.get(t.label) ?? []), await load(t, opts.connections, opts.seconds)]);
       for (const t of order) fixedRate.set(t.label, [...(fixedRate.get(t.label) ?? []), await load(t, opts.connections, opts.seconds, opts.rate)]);
+      // Then every target at once, at a rate none of them is near its limit: the same seconds of the machine for all.
+      const together = await Promise.all(targets.map((t) => load(t, opts.connections, opts.seconds, TOGETHER_RATE)));
+      targets.forEach((t, i) => atOnce.set(t.label, [...(atOnce.get(t.label) ?? []), together[i]!]));
     }
 
     const avg = (label: string, f: (r: Run) => number, from = runs): number => mean(from.get(label)!.map(f));
     // A ratio is taken within each round (the two runs minutes apart at most) and the median of the rounds is shown:
     // the machine's speed drifts between rounds by more than the differences measured here.
-    const perRound = (label: string, other: string, f: (r: Run) => number): number[] => runs.get(label)!.map((r, i) => f(r) / f(runs.get(other)![i]!));
+    const perRound = (label: string, other: string, f: (r: Run) => number, from = runs): number[] => from.get(label)!.map((r, i) => f(r) / f(from.get(other)![i]!));
     const base = targets[0]!.label;
     const expressLabel = targets[1]!.label;
     const rows = targets.map((t) => [
@@ -132,7 +138,13 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       ms(avg(t.label, (r) => r.p50Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate) - avg(base, (r) => r.p99Ms, fixedRate)),
-      [...runs.get(t.label)!, ...fixedRate.get(t.label)!].reduce((n, r) => n + r.failed, 0),
+      [...runs.get(t.label)!, ...fixedRate.get(t.label)!, ...atOnce.get(t.label)!].reduce((n, r) => n + r.failed, 0),
+    ]);
+    const atOnceRows = targets.map((t) => [
+      t.label,
+      fixed(avg(t.label, (r) => r.cpuUsPerRequest, atOnce)),
+      spread(perRound(t.label, base, (r) => r.cpuUsPerRequest, atOnce)),
+      atOnce.get(t.label)!.map((r) => fixed(r.cpuUsPerRequest)).join(', '),
     ]);
     const failedColumn = 9;
     const roundRows = targets.map((t) => [t.label, ...runs.get(t.label)!.map((r) => `${fixed(r.reqPerSec)} / ${fixed(r.cpuUsPerRequest)}`)]);
@@ -142,13 +154,17 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       pinning ? `Each server process pinned to core ${SERVER_CORE} (taskset -a); the load generator, the upstream and Redis on core ${OTHER_CORE}.` : '_taskset not available: nothing pinned._',
       `${opts.rounds} rounds, each target ${opts.seconds} s at ${opts.connections} connections as fast as it answers (req/s, CPU), then ${opts.seconds} s at a fixed ${opts.rate} req/s (p50/p99); order rotated and reversed per round; ${WARM_UP_SECONDS} s warm-up each.`,
       'CPU vs bare and req/s vs Express: the median of the ratios taken within each round, with the lowest and highest in brackets.',
-      'CPU µs/req: utime + stime of the server process (all threads) from /proc over the run, divided by the 2xx answers. Core busy: req/s × CPU per request, the share of its core the server used while answering as fast as it could (near 100 %: the server, not the load generator, set the pace).',
+      'CPU µs/req: CPU time of the server process (all threads, from /proc) over the run, divided by the 2xx answers. Core busy: req/s × CPU per request, the share of its core the server used while answering as fast as it could (near 100 %: the server, not the load generator, set the pace).',
       '',
       table(['target', 'req/s', 'CPU µs/req', 'CPU vs bare', 'req/s vs Express', 'core busy', `p50 ms @${opts.rate}/s`, `p99 ms @${opts.rate}/s`, 'p99 − bare ms', 'failed'], rows),
       '',
       'Per round (req/s / CPU µs per request):',
       '',
       table(['target', ...runs.get(base)!.map((_, i) => `round ${i + 1}`)], roundRows),
+      '',
+      `All targets at once, ${TOGETHER_RATE} req/s each for ${opts.seconds} s per round (every server on core ${SERVER_CORE}, none near its limit): CPU per request measured over the same seconds for all, so a change in the machine's speed cannot fall between them.`,
+      '',
+      table(['target', 'CPU µs/req', 'CPU vs bare', 'per round'], atOnceRows),
     ].join('\n');
     return { title: 'Gateway next to its peers (one core)', markdown, checks: [{ name: 'every request to every peer answered 2xx', pass: failed === 0, detail: `${failed} failed` }] };
   } finally {
