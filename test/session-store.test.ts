@@ -362,6 +362,23 @@ t.test('MemorySessionStore', async (t) => {
     t.same((await store.findByIndex('sub:test:u')).sort(), ['a', 'c']);
     t.equal(store.size, 2);
   });
+
+  t.test("a request's synchronous lookup (kept) is the record itself: every write, touch and delete shows at once", async (t) => {
+    const store = new MemorySessionStore(10);
+    t.equal(store.kept('a'), undefined, 'nothing before a write');
+    await store.set('a', record('one'), 60_000, []);
+    t.equal(store.kept('a')?.sealed.toString(), 'one');
+    await store.update('a', record('two'), 60_000, []);
+    t.equal(store.kept('a')?.sealed.toString(), 'two', 'an update, with no read in between');
+    await store.touch('a', 42, 60_000);
+    t.equal(store.kept('a')?.lastSeenAt, 42, 'a touch');
+    t.same(store.kept('a'), await store.get('a'), 'the same answer as an exact read');
+    await store.delete('a');
+    t.equal(store.kept('a'), undefined, 'a delete');
+    await store.set('b', record('b'), 1, []);
+    await sleep(5);
+    t.equal(store.kept('b'), undefined, 'an expired record');
+  });
 });
 
 const missing = redisMissingReason();
