@@ -121,7 +121,6 @@ async function timeCase(c: Case): Promise<{ wallNs: number; cpuNs: number }> {
   return { wallNs: wall / c.ops, cpuNs: ((cpu.user + cpu.system) * 1000) / c.ops };
 }
 
-
 // Warm-up: JIT and the pipe.
 for (const c of cases) await c.run(Math.min(c.ops, 20_000));
 const results = new Map<Case, { wall: number[]; cpu: number[] }>(cases.map((c) => [c, { wall: [], cpu: [] }]));

@@ -3,10 +3,10 @@
  * nor the gateway shares their event loop.
  */
 import { startIdportenLookalike, type IdportenLookalike } from '../demo/idporten-op.js';
+import type { RunningServer } from '../demo/http-server.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from '../demo/skatteetaten.js';
 import { serveCalls } from './ipc.js';
 import { startLightEcho } from './light-echo.js';
-import type { RunningServer } from '../demo/http-server.js';
 
 export interface LookalikeStart {
   gatewayPublicUrl: string;

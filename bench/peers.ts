@@ -126,6 +126,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
     // A ratio is taken within each round (the two runs minutes apart at most) and the median of the rounds is shown:
     // the machine's speed drifts between rounds by more than the differences measured here.
     const perRound = (label: string, other: string, f: (r: Run) => number, from = runs): number[] => from.get(label)!.map((r, i) => f(r) / f(from.get(other)![i]!));
+    const failuresOf = (label: string): number => [runs, fixedRate, atOnce].flatMap((m) => m.get(label)!).reduce((n, r) => n + r.failed, 0);
     const base = targets[0]!.label;
     const expressLabel = targets[1]!.label;
     const rows = targets.map((t) => [
@@ -138,7 +139,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       ms(avg(t.label, (r) => r.p50Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate) - avg(base, (r) => r.p99Ms, fixedRate)),
-      [...runs.get(t.label)!, ...fixedRate.get(t.label)!, ...atOnce.get(t.label)!].reduce((n, r) => n + r.failed, 0),
+      failuresOf(t.label),
     ]);
     const atOnceRows = targets.map((t) => [
       t.label,
@@ -146,9 +147,8 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       spread(perRound(t.label, base, (r) => r.cpuUsPerRequest, atOnce)),
       atOnce.get(t.label)!.map((r) => fixed(r.cpuUsPerRequest)).join(', '),
     ]);
-    const failedColumn = 9;
     const roundRows = targets.map((t) => [t.label, ...runs.get(t.label)!.map((r) => `${fixed(r.reqPerSec)} / ${fixed(r.cpuUsPerRequest)}`)]);
-    const failed = rows.reduce((n, r) => n + Number(r[failedColumn]), 0);
+    const failed = targets.reduce((n, t) => n + failuresOf(t.label), 0);
     const markdown = [
       `GET ${ECHO_ROUTE}/x through each server to the same upstream echo (bench/light-echo.ts: verifies each distinct ${token.length}-character RS256 bearer once, then knows it).`,
       pinning ? `Each server process pinned to core ${SERVER_CORE} (taskset -a); the load generator, the upstream and Redis on core ${OTHER_CORE}.` : '_taskset not available: nothing pinned._',

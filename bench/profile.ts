@@ -3,9 +3,10 @@
  * [--connections 10] [--store memory|redis] [--target gateway|bare] [--top 10] [--keep DIR]`. `--target bare` profiles
  * the bare @fastify/http-proxy peer instead (bench/peers/bare-child.ts, the client sending the bearer), the
  * baseline the gateway's costs are read against. The profiled server runs with `node --cpu-prof`, pinned
- * to core 0 (the runner and the upstream, bench/light-echo.ts as in the peers benchmark, on core 1); after the load the gateway exits, writes its profile and this
- * prints the self time per request by function and by module (src file, package, or Node internals). The
- * profile covers the gateway's whole life, start-up and login included; with 20 s of load those are a few %.
+ * to core 0 (the runner and the upstream, bench/light-echo.ts as in the peers benchmark, on core 1); after the
+ * load the gateway exits, writes its profile and this prints the self time per request by function and by module
+ * (src file, package, or Node internals). The profile covers the gateway's whole life, start-up and login
+ * included; with 20 s of load those are a few %.
  * Not part of `npm run bench`.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
