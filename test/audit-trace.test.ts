@@ -1,25 +1,15 @@
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
+import { describeRun, spawnCli } from './helpers/cli.js';
 import { startStack } from './helpers/stack.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { traceLines, type LogLine } from '../src/cli/audit-trace.js';
 
-const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const api = { 'x-csrf': '1' };
-
-function cli(args: string[], stdin?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(stdin ?? '');
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cli = (args: string[], stdin?: string) => spawnCli(args, stdin === undefined ? {} : { stdin }).done;
 
 t.test('audit trace follows one session from login through refresh and exchange to logout, in a real log', async (t) => {
   const stack = await startStack(t, { upstreams: true });
@@ -44,7 +34,7 @@ t.test('audit trace follows one session from login through refresh and exchange 
 
   // By the access token issued at login: the whole session, and the tokens that replaced it.
   const byToken = await cli(['audit', 'trace', String(aliceLogin!.accessToken), file]);
-  t.equal(byToken.code, 0, 'found');
+  t.equal(byToken.code, 0, `found (${describeRun(byToken)})`);
   const events = byToken.stdout.split('\n').filter((l) => /^\d{4}-/.test(l)).map((l) => l.split(/\s+/)[1]);
   for (const event of ['login.success', 'token.refresh', 'token.exchange', 'proxy', 'logout']) t.ok(events.includes(event), `the timeline has ${event}`);
   t.ok(events.indexOf('login.success') < events.indexOf('token.refresh') && events.indexOf('token.refresh') < events.lastIndexOf('logout'), 'in time order');
@@ -56,7 +46,7 @@ t.test('audit trace follows one session from login through refresh and exchange 
 
   // By session hash, from stdin, as JSON lines: the same session, nothing else.
   const bySession = await cli(['audit', 'trace', String(bobLogin!.session), '--json'], stack.logText());
-  t.equal(bySession.code, 0);
+  t.equal(bySession.code, 0, `found, from stdin (${describeRun(bySession)})`);
   const lines = bySession.stdout.trim().split('\n').map((l) => JSON.parse(l) as LogLine);
   t.ok(lines.length >= 3, 'login, refresh and logout of that session');
   t.ok(lines.every((l) => l.session === bobLogin!.session), 'every line belongs to the session');
@@ -67,10 +57,10 @@ t.test('audit trace follows one session from login through refresh and exchange 
   t.match(byAltinn.stdout, /login\.success/);
 
   const none = await cli(['audit', 'trace', 'NoSuChVaLuE0', file]);
-  t.equal(none.code, 1, 'nothing matched: exit 1');
+  t.equal(none.code, 1, `nothing matched: exit 1 (${describeRun(none)})`);
   t.match(none.stderr, /nothing in the log mentions NoSuChVaLuE0/);
   const missing = await cli(['audit', 'trace', 'x', join(dir, 'missing.log')]);
-  t.equal(missing.code, 2, 'unreadable file: exit 2');
+  t.equal(missing.code, 2, `unreadable file: exit 2 (${describeRun(missing)})`);
   t.match(missing.stderr, /cannot read .*missing\.log: ENOENT/);
 });
 

@@ -7,36 +7,19 @@ import { connect } from 'node:net';
 import { exportJWK, generateKeyPair } from 'jose';
 import { freePort } from '../demo/free-port.js';
 import { startIdportenLookalike } from '../demo/idporten-op.js';
+import { spawnCli, type CliRun } from './helpers/cli.js';
 
 const MAIN = new URL('../src/main.ts', import.meta.url).pathname;
 const CONFIG_DIR = new URL('../config/', import.meta.url).pathname;
 const FIXTURES = new URL('./fixtures/config/', import.meta.url).pathname;
 const ENV = { BFF_SESSION_KEY: Buffer.alloc(32, 3).toString('base64url'), DEMO_CLIENT_SECRET: 'demo-secret' };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function start(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Run>((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-  return { child, done, output: () => stdout + stderr };
-}
-
+const start = (args: string[], env: Record<string, string> = {}) => spawnCli(args, { env });
 const run = (args: string[], env: Record<string, string> = {}) => start(args, env).done;
 
 /** Runs a batch of commands a few at a time: each process starts a TypeScript loader. */
-async function runAll(commands: [string[], Record<string, string>][]): Promise<Run[]> {
-  const results: Run[] = [];
+async function runAll(commands: [string[], Record<string, string>][]): Promise<CliRun[]> {
+  const results: CliRun[] = [];
   for (let i = 0; i < commands.length; i += 4) results.push(...(await Promise.all(commands.slice(i, i + 4).map(([args, env]) => run(args, env)))));
   return results;
 }
@@ -132,7 +115,7 @@ t.test('every broken config exits non-zero naming the offending path, without a 
     files.push([file, expected]);
   }
   // A few processes at a time: each one starts a TypeScript loader.
-  const results: Run[] = [];
+  const results: CliRun[] = [];
   for (let i = 0; i < files.length; i += 4) results.push(...(await Promise.all(files.slice(i, i + 4).map(([file]) => run(['--config', file], ENV)))));
   files.forEach(([file, expected], i) => {
     const result = results[i]!;

@@ -82,8 +82,6 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
   return { logger: createLogger({ level: 'debug', destination: sink }), lines, text: () => chunks.join('') };
 }
 
-
-/** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
 /** Builds the gateway, listens on loopback at its configured port and warms it up; closed at the test's teardown. */
 export async function startGateway(t: Test, config: GatewayConfig, deps: AppDeps = {}): Promise<Gateway> {
   const gateway = await buildApp(config, { logger: captureLogger().logger, ...deps });
@@ -93,6 +91,7 @@ export async function startGateway(t: Test, config: GatewayConfig, deps: AppDeps
   return gateway;
 }
 
+/** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
 export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stack> {
   const authMethod = opts.authMethod ?? 'client_secret_post';
   const clientId = opts.clientId ?? `bff-${authMethod}`;
