@@ -169,6 +169,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       auditContext: auditIdentity,
       loginUrl: (request, tenant) => loginUrl(tenant, request.url),
       bearerFor: (request, tenant, route) => request.bff.bearerFor(tenant.id, route),
+      bearerNow: (request, tenant, route) => request.bff.bearerNow(tenant.id, route),
       hasSession: async (request) => (await request.bff.session()) !== undefined,
     });
     // Last: the tenant's app answers whatever no route above owns.

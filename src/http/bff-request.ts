@@ -98,6 +98,26 @@ export class BffRequest {
     return this.#lifecycle.bearer(route.token, tenant, session);
   }
 
+  /**
+   * What bearerFor gives, when it is at hand without waiting: the session is live in the store's kept copy
+   * (or was found already), no touch is due, and nothing has to be refreshed or exchanged. Undefined otherwise,
+   * errors included: then bearerFor answers. A session found here is this request's session from now on.
+   */
+  bearerNow(tenantId: string, route: RouteConfig): { value: string | undefined } | undefined {
+    const tenant = this.tenant;
+    if (!tenant || tenant.id !== tenantId) return undefined;
+    let session: Session | undefined;
+    if (this.#lifecycle.needsSession(route.token)) {
+      session = this.#current ? this.#loaded : this.#lifecycle.liveNow(tenant, this.#cookieValue);
+      if (!session) return undefined;
+      if (!this.#current) {
+        this.#loaded = session;
+        this.#current = Promise.resolve({ state: 'live', session });
+      }
+    }
+    return this.#lifecycle.bearerNow(route.token, tenant, session);
+  }
+
   /** The session a lookup already found (for lines written later, such as the proxy's audit line). */
   get loaded(): Session | undefined {
     return this.#loaded;

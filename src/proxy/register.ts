@@ -15,11 +15,12 @@
  *   2. Method in route.methods (405 method_not_allowed with Allow).
  *   3. Raw path is a plain descendant of route.path (400 invalid_request), see path-safety.ts.
  *   4. Declared Content-Length within route.bodyLimitBytes (413 payload_too_large).
- *   5. deps.bearerFor (its GatewayError; login_required / session_expired on a top-level GET
- *      navigation become a 302 to deps.loginUrl instead of 401 problem JSON carrying it).
+ *   5. deps.bearerNow, or when it cannot answer at once deps.bearerFor (its GatewayError; login_required /
+ *      session_expired on a top-level GET navigation become a 302 to deps.loginUrl instead of 401 problem
+ *      JSON carrying it).
  * Steps 1-4 run in onRequest, before the body is touched (Fastify runs content-type parsing after onRequest,
  * and never for GET), so a GET with a Content-Type or a body on a POST-only route gets 405, not 400; step 5 runs
- * in preHandler because it is async.
+ * in preHandler because it may wait.
  * Then the body streams to the upstream, counted against the limit, and the answer comes back (forward.ts).
  *
  * Upstream TLS is always verified, nothing is retried (upstream answers pass through as they are), and a
@@ -49,6 +50,11 @@ export interface ProxyDeps {
    * session_expired / idp_unavailable / store_unavailable …).
    */
   bearerFor(request: FastifyRequest, tenant: TenantConfig, route: RouteConfig): Promise<string | undefined>;
+  /**
+   * The same bearer when it is at hand without waiting (no refresh, exchange or store read due); undefined
+   * when only bearerFor can tell, errors included. Without it every request waits for bearerFor.
+   */
+  bearerNow?(request: FastifyRequest, tenant: TenantConfig, route: RouteConfig): { value: string | undefined } | undefined;
   /**
    * Whether the request has a live session, without refreshing or exchanging any token (a first-party
    * navigation that failed CSRF learns only this, to be sent to the login page when there is none).
@@ -234,8 +240,8 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
     else done();
   });
 
-  scope.addHook('preHandler', async (request, reply) => {
-    const state = stateOf(request);
+  /** Step 5 when it waits: a login redirect for a deferred CSRF refusal, or a bearer that bearerFor must get. */
+  const resolveBearer = async (request: FastifyRequest, reply: FastifyReply, state: ProxyState): Promise<unknown> => {
     const { tenant, route } = state.target;
     if (state.deferredCsrf !== undefined) {
       // Refused either way; only whether to refuse with a login redirect is open. A route that sends no
@@ -262,6 +268,20 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
     }
     if (state.bodyTooLarge) return reject(request, reply, tooLarge(route));
     return undefined;
+  };
+
+  // A callback hook: a request whose bearer is at hand (deps.bearerNow) goes on without a promise; the
+  // others wait in resolveBearer. Fastify goes no further once a reply was sent, so done() is called either way.
+  scope.addHook('preHandler', (request, reply, done) => {
+    const state = stateOf(request);
+    const ready = state.deferredCsrf === undefined ? deps.bearerNow?.(request, state.target.tenant, state.target.route) : undefined;
+    if (ready === undefined) {
+      resolveBearer(request, reply, state).then(() => done(), done);
+      return;
+    }
+    state.bearer = ready;
+    if (state.bodyTooLarge) reject(request, reply, tooLarge(state.target.route));
+    done();
   });
 
   const forwardHooks: ForwardHooks = {

@@ -7,7 +7,7 @@ import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
 import { OpenedRecords, type OpenedRecord } from './opened-records.js';
 import type { SessionContext, SessionRecord } from './session.js';
-import { StoreUnavailableError, type ReadMode, type SessionLock, type SessionStore } from './store.js';
+import { StoreUnavailableError, type ReadMode, type SessionLock, type SessionStore, type StoredSession } from './store.js';
 
 export type LoadResult<D extends SessionRecord = SessionRecord> =
   | { state: 'live'; session: SessionContext<D> }
@@ -100,6 +100,28 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
       this.#opened.forget(id);
       return { state: 'none' };
     }
+    const result = this.#judge(id, stored, tenant);
+    // A session is ended only on what the store holds now: a kept copy may predate another instance's touch.
+    if (result.state === 'expired' && result.reason !== 'refused' && mode === 'tracked') return this.loadById(id, tenant, 'exact');
+    return result;
+  }
+
+  /**
+   * The live session a cookie names, answered from the store's kept copy without waiting (no promise), or
+   * undefined whenever that cannot be said at once: no kept copy, or anything but a live session (the
+   * caller then asks load, which reads and decides as always).
+   */
+  liveNow(cookieValue: unknown, tenant: string): SessionContext<D> | undefined {
+    const id = SessionManager.idForCookie(cookieValue);
+    if (id === undefined) return undefined;
+    const stored = this.#store.kept?.(id);
+    if (!stored) return undefined;
+    const result = this.#judge(id, stored, tenant);
+    return result.state === 'live' ? result.session : undefined;
+  }
+
+  /** Opens a stored record and judges it against its deadlines and the refusals. */
+  #judge(id: string, stored: StoredSession, tenant: string | undefined): LoadResult<D> {
     const opened = this.#open(id, stored.sealed, this.#ringOf(tenant));
     if (opened === undefined || (tenant !== undefined && opened.data.tenant !== tenant)) return { state: 'none' };
     const { data, hash } = opened;
@@ -107,17 +129,20 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     if (this.#isRefused(data)) return { state: 'expired', reason: 'refused', session };
     const now = this.#now();
     const expired = now >= data.createdAt + this.#config.absoluteLifetimeMs ? 'absolute' : now >= stored.lastSeenAt + this.#config.idleTimeoutMs ? 'idle' : undefined;
-    // A session is ended only on what the store holds now: a kept copy may predate another instance's touch.
-    if (expired && mode === 'tracked') return this.loadById(id, tenant, 'exact');
     return expired ? { state: 'expired', reason: expired, session } : { state: 'live', session };
   }
 
   /** Records activity for the idle timeout. Writes at most about once a second per session. */
   async touch(session: SessionContext<D>): Promise<void> {
+    if (!this.touchDue(session)) return;
     const now = this.#now();
-    if (now - session.lastSeenAt < Math.min(1000, this.#config.idleTimeoutMs / 10)) return;
     session.lastSeenAt = now;
     await this.#guard(() => this.#store.touch(session.id, now, this.#ttl(session)));
+  }
+
+  /** Whether touch would write now (else the idle timeout is within its one-second grain already). */
+  touchDue(session: SessionContext<D>): boolean {
+    return this.#now() - session.lastSeenAt >= Math.min(1000, this.#config.idleTimeoutMs / 10);
   }
 
   /** Writes the whole session. */

@@ -162,6 +162,23 @@ export class TokenLifecycle implements TokenSource {
     return { state: 'live', session: result.session };
   }
 
+  /**
+   * The live session a cookie names, when that is known without waiting: the store's kept copy shows it live
+   * and no touch is due. Undefined otherwise; then `current` decides (and touches, and ends what is past a deadline).
+   */
+  liveNow(tenant: Tenant, cookieValue: unknown): Session | undefined {
+    const session = this.#sessions.liveNow(cookieValue, tenant.id);
+    return session && !this.#sessions.touchDue(session) ? session : undefined;
+  }
+
+  /**
+   * What `bearer` would give, when nothing has to be refreshed or obtained for it; undefined otherwise (then
+   * call `bearer`). `{ value: undefined }` is a route that sends no bearer.
+   */
+  bearerNow(kindName: string, tenant: Tenant, session: Session | undefined): { value: string | undefined } | undefined {
+    return TOKEN_KINDS.get(kindName)?.bearerNow(this, tenant, session);
+  }
+
   /** The bearer a route of this token kind sends upstream (undefined: none). */
   async bearer(kindName: string, tenant: Tenant, session: Session | undefined): Promise<string | undefined> {
     const kind = TOKEN_KINDS.get(kindName);
@@ -175,6 +192,14 @@ export class TokenLifecycle implements TokenSource {
 
   fresh(session: Session, tenant: Tenant): Promise<Session> {
     return this.#refresher.fresh(session, tenant);
+  }
+
+  freshNow(session: Session): Session | undefined {
+    return this.#refresher.freshNow(session);
+  }
+
+  derivedNow(session: Session, kind: string): string | undefined {
+    return this.#usableDerived(session, kind);
   }
 
   /** POST /auth/session/refresh: refresh now, sharing a refresh that is already running. */

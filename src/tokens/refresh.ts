@@ -47,6 +47,11 @@ export class Refresher {
     return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, false)));
   }
 
+  /** The session itself when its access token needs no refresh; undefined when `fresh` has work to do. */
+  freshNow(session: Session): Session | undefined {
+    return needsRefresh(session.data, this.#opts.refreshLeewayMs, this.#opts.now()) ? undefined : session;
+  }
+
   /** Refresh now, sharing a refresh that is already running. */
   refreshNow(session: Session, tenant: Tenant): Promise<Session> {
     return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, true)));

@@ -34,4 +34,10 @@ export const altinnKind: TokenKind = {
       }
     });
   },
+  bearerNow(source, tenant, session) {
+    if (!tenant.config.altinn?.exchangeUrl) return undefined;
+    const current = source.freshNow(session!);
+    const token = current && source.derivedNow(current, 'altinn');
+    return token === undefined ? undefined : { value: token };
+  },
 };

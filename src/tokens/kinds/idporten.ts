@@ -7,4 +7,8 @@ export const idportenKind: TokenKind = {
   async bearer(source, tenant, session) {
     return (await source.fresh(session!, tenant)).data.tokens.accessToken;
   },
+  bearerNow(source, _tenant, session) {
+    const current = source.freshNow(session!);
+    return current && { value: current.data.tokens.accessToken };
+  },
 };

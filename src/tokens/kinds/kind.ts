@@ -10,6 +10,10 @@ export interface TokenSource {
    * expires or the access token changes (under the session lock, once across instances).
    */
   derived(session: Session, tenant: Tenant, kind: string, obtain: (accessToken: string, session: Session) => Promise<{ token: string; expiresAt: number }>): Promise<string>;
+  /** The session, when its access token needs no refresh (what `fresh` would give without waiting); else undefined. */
+  freshNow(session: Session): Session | undefined;
+  /** The cached derived token, when `derived` would give it without obtaining one; else undefined. */
+  derivedNow(session: Session, kind: string): string | undefined;
 }
 
 /**
@@ -22,4 +26,9 @@ export interface TokenKind {
   readonly needsSession: boolean;
   /** The bearer for the upstream; undefined sends none. `session` is set whenever needsSession is. */
   bearer(source: TokenSource, tenant: Tenant, session: Session | undefined): Promise<string | undefined>;
+  /**
+   * The same bearer when it is at hand without waiting (nothing to refresh or obtain), so that a request
+   * that needs nothing done takes no promise; undefined when only `bearer` can tell.
+   */
+  bearerNow(source: TokenSource, tenant: Tenant, session: Session | undefined): { value: string | undefined } | undefined;
 }

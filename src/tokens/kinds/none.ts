@@ -1,5 +1,7 @@
 import type { TokenKind } from './kind.js';
 
+const NO_BEARER = Object.freeze({ value: undefined });
+
 /** A public pass-through route: no session needed, no bearer sent. */
 export const noneKind: TokenKind = {
   name: 'none',
@@ -7,4 +9,5 @@ export const noneKind: TokenKind = {
   async bearer() {
     return undefined;
   },
+  bearerNow: () => NO_BEARER,
 };
