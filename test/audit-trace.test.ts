@@ -7,6 +7,7 @@ import { describeRun, spawnCli } from './helpers/cli.js';
 import { startStack } from './helpers/stack.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { traceLines, type LogLine } from '../src/cli/audit-trace.js';
+import { parseCommand } from '../src/cli/args.js';
 
 const api = { 'x-csrf': '1' };
 const cli = (args: string[], stdin?: string) => spawnCli(args, stdin === undefined ? {} : { stdin }).done;
@@ -82,4 +83,36 @@ t.test('links run forward: a refreshed token leads to its session, not to anothe
   const fromS3 = traceLines('S3', input);
   t.same(fromS3.lines.map((l) => l.session), ['S3', 'S3'], 'a later session does not pull in the one it replaced');
   t.same(traceLines('B1', input).sessions, ['S2']);
+});
+
+// Fingerprints and session hashes are base64url (RFC 4648 §5): '-' is in the alphabet, so one value in 64
+// begins with it, and one in 4,096 with '--'. Such a value must be traced, not refused as an option.
+t.test('a value that begins with a dash is a value: only the known options and what reads as --word are options', async (t) => {
+  const trace = (...args: string[]) => parseCommand(['audit', 'trace', ...args]);
+  t.same(trace('-6R895lWZJr8'), { kind: 'audit-trace', value: '-6R895lWZJr8', file: undefined, json: false });
+  t.same(trace('--json', '-6R895lWZJr8', 'gw.log'), { kind: 'audit-trace', value: '-6R895lWZJr8', file: 'gw.log', json: true });
+  t.same(trace('--Zq3_x8Kp0aBc'), { kind: 'audit-trace', value: '--Zq3_x8Kp0aBc', file: undefined, json: false }, 'two dashes and base64url');
+  t.same(trace('--', '--json', '-'), { kind: 'audit-trace', value: '--json', file: undefined, json: false }, 'after --, even an option name is the value');
+  t.same(trace('--', '-h'), { kind: 'audit-trace', value: '-h', file: undefined, json: false });
+  t.same(trace('x', '--help'), { kind: 'audit-help' });
+  const typo = trace('--jsno', 'x');
+  t.equal(typo.kind, 'usage-error');
+  t.match(typo.kind === 'usage-error' && typo.message, /unknown option "--jsno".*audit trace -- VALUE/, 'a mistyped option is refused, with the way to pass a dash value');
+  t.match(trace('--output=x', 'y'), { kind: 'usage-error' });
+  t.match(trace('--'), { kind: 'usage-error', message: /needs a fingerprint/ });
+  t.match(trace('a', 'b', 'c'), { kind: 'usage-error', message: /unexpected argument "c"/ });
+
+  const dir = mkdtempSync(join(tmpdir(), 'bff-trace-dash-'));
+  const file = join(dir, 'gateway.log');
+  const lines = [
+    { time: '2026-01-01T10:00:00Z', audit: true, event: 'login.success', session: '-Hk3v2Xo9qLz', accessToken: '-6R895lWZJr8' },
+    { time: '2026-01-01T10:01:00Z', audit: true, event: 'proxy', session: '-Hk3v2Xo9qLz', status: 200 },
+    { time: '2026-01-01T10:02:00Z', audit: true, event: 'login.success', session: 'other0000000', accessToken: 'zzzzzzzzzzzz' },
+  ];
+  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  const run = await cli(['audit', 'trace', '-6R895lWZJr8', file]);
+  t.equal(run.code, 0, `a dash-leading fingerprint is traced (${describeRun(run)})`);
+  t.match(run.stdout, '# sessions: -Hk3v2Xo9qLz');
+  t.match(run.stdout, /proxy/, 'the session it leads to is followed');
+  t.notMatch(run.stdout, 'other0000000');
 });

@@ -13,7 +13,7 @@ export type Command =
   | { kind: 'usage-error'; message: string; usage: string };
 
 export const USAGE = `Usage: idporten-bff [--config FILE] [--check]
-       idporten-bff audit trace <fingerprint|session-hash> [FILE] [--json]
+       idporten-bff audit trace [--json] [--] <fingerprint|session-hash> [FILE]
        idporten-bff --help | --version
 
 The ID-porten backend-for-frontend token gateway: keeps tokens on the server, gives the browser an
@@ -42,7 +42,7 @@ within server.shutdownTimeout.
 Exit status: 0 success, 1 failure while running, 2 invalid configuration or usage.
 `;
 
-export const AUDIT_USAGE = `Usage: idporten-bff audit trace <fingerprint|session-hash> [FILE] [--json]
+export const AUDIT_USAGE = `Usage: idporten-bff audit trace [--json] [--] <fingerprint|session-hash> [FILE]
 
 Reads the gateway's JSON log (FILE, or stdin when FILE is absent or '-') and prints, in time order, every
 line that mentions VALUE in any field, then follows the links: every line of the sessions found, and the
@@ -50,10 +50,12 @@ tokens that replaced a token found (token.refresh: oldAccessToken → accessToke
 refreshToken; token.exchange: accessToken → altinnToken; login.success: replacedSession → session).
 
 VALUE is a token fingerprint (first 12 base64url characters of SHA-256 of the token), a session hash,
-or any other value a log field carries (a sid fingerprint, a sub).
+or any other value a log field carries (a sid fingerprint, a sub). A value may begin with '-' (base64url
+has it): it is taken as a value unless it reads as a long option (--word); after '--' everything is.
 
 Options:
   --json              print the matching log lines as they are (JSON lines) instead of a timeline
+  --                  end of options: what follows is VALUE [FILE] even when it begins with '-'
   -h, --help          print this help and exit
 
 Exit status: 0 lines found, 1 nothing matched, 2 usage error or unreadable input.
@@ -83,16 +85,21 @@ export function parseCommand(argv: readonly string[]): Command {
 }
 
 function parseAudit(argv: readonly string[]): Command {
-  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-    return argv.length === 0 ? usageError('audit needs a command: audit trace VALUE [FILE]', AUDIT_USAGE) : { kind: 'audit-help' };
-  }
+  if (argv.length === 0) return usageError('audit needs a command: audit trace VALUE [FILE]', AUDIT_USAGE);
   const [sub, ...rest] = argv;
+  if (sub === '--help' || sub === '-h') return { kind: 'audit-help' };
   if (sub !== 'trace') return usageError(`unknown audit command ${JSON.stringify(sub)}`, AUDIT_USAGE);
   let json = false;
+  let optionsEnded = false;
   const positional: string[] = [];
   for (const arg of rest) {
-    if (arg === '--json') json = true;
-    else if (arg.startsWith('-') && arg !== '-') return usageError(`unknown option ${JSON.stringify(arg)}`, AUDIT_USAGE);
+    if (optionsEnded) positional.push(arg);
+    else if (arg === '--') optionsEnded = true;
+    else if (arg === '--help' || arg === '-h') return { kind: 'audit-help' };
+    else if (arg === '--json') json = true;
+    // Only what reads as a long option is one: a fingerprint or session hash is base64url (RFC 4648 §5),
+    // whose alphabet has '-', so '-6R895lWZJr8' is a value, not an unknown option.
+    else if (LONG_OPTION.test(arg)) return usageError(`unknown option ${JSON.stringify(arg)} (a value that begins with '-' may follow '--': audit trace -- VALUE)`, AUDIT_USAGE);
     else positional.push(arg);
   }
   if (positional.length === 0 || positional[0] === '' || positional[0] === '-') return usageError('audit trace needs a fingerprint or session hash', AUDIT_USAGE);
@@ -100,6 +107,9 @@ function parseAudit(argv: readonly string[]): Command {
   const file = positional[1] === '-' ? undefined : positional[1];
   return { kind: 'audit-trace', value: positional[0]!, file, json };
 }
+
+/** `--json`, `--jsno`, `--output=x`: two dashes and a lowercase word. */
+const LONG_OPTION = /^--[a-z][a-z-]*(=.*)?$/;
 
 function usageError(message: string, usage = USAGE): Command {
   return { kind: 'usage-error', message, usage };
