@@ -4,6 +4,7 @@
  * received it.
  */
 import t from 'tap';
+import { request } from 'node:http';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { startStack, type Stack } from './helpers/stack.js';
 import { TEST_USERS } from '../demo/test-users.js';
@@ -188,6 +189,28 @@ t.test('audit lines of login, callback, refresh and Altinn exchange carry the tr
   t.match(exchange, { traceId: BROWSER_TRACE, span: { name: 'altinn.exchange', id: /^[0-9a-f]{16}$/ } });
   const proxied = stack.audit('proxy').find((l) => l.route === '/mva/innsending');
   t.equal((exchange?.span as { parentId: string }).parentId, (proxied?.span as { id: string }).id, 'the exchange runs under the proxied request');
+
+  // A body that arrives after its headers is read from the socket's events, outside the request's context:
+  // the logout line written once it is read still carries the request's trace.
+  const LOGOUT_TRACE = '0af7651916cd43dd8448eb211c80319c';
+  const publicUrl = new URL(stack.publicUrl);
+  const cookieHeader = browser.cookies(stack.publicUrl).map((c) => `${c.name}=${c.value}`).join('; ');
+  const status = await new Promise<number>((resolve, reject) => {
+    const body = 'reason=done';
+    const req = request(publicUrl, {
+      method: 'POST',
+      path: '/auth/logout',
+      headers: { ...api, cookie: cookieHeader, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded', 'content-length': body.length, traceparent: traceparent(LOGOUT_TRACE) },
+    }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+    setTimeout(() => req.end(body), 100);
+  });
+  t.equal(status, 200);
+  t.match(stack.audit('logout').find((l) => l.channel === 'rp'), { traceId: LOGOUT_TRACE, span: { name: 'logout' } });
 });
 
 t.test('the Grafana dashboard queries only metric names /metrics serves', async (t) => {
