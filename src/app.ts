@@ -5,6 +5,7 @@ import type { GatewayConfig } from './config/types.js';
 import { GatewayError } from './errors.js';
 import type { GatewayCore } from './http/core.js';
 import { asGatewayError, sendError } from './http/problem.js';
+import { RequestLogger } from './http/request-logger.js';
 import { createLogger } from './logging.js';
 import { idportenBff, validated, type IdportenBffOptions, type ReloadResult } from './plugin.js';
 import { trustedPeer } from './proxy/trusted-peer.js';
@@ -43,6 +44,8 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     loggerInstance: logger as FastifyBaseLogger,
     // Fastify's request log would write URLs, and /auth/callback's URL carries the authorization code.
     logController: new LogController({ disableRequestLogging: true }),
+    // A request's pino child is made when the request first logs a line, not for every request.
+    childLoggerFactory: RequestLogger.factory,
     trustProxy: config.server.trustProxy,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
