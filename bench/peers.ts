@@ -122,12 +122,13 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       targets.forEach((t, i) => atOnce.set(t.label, [...(atOnce.get(t.label) ?? []), together[i]!]));
     }
 
+    const base = targets[0]!.label;
     const avg = (label: string, f: (r: Run) => number, from = runs): number => mean(from.get(label)!.map(f));
     // A ratio is taken within each round (the two runs minutes apart at most) and the median of the rounds is shown:
     // the machine's speed drifts between rounds by more than the differences measured here.
     const perRound = (label: string, other: string, f: (r: Run) => number, from = runs): number[] => from.get(label)!.map((r, i) => f(r) / f(from.get(other)![i]!));
+    const p99OverBare = (label: string, from: Map<string, Run[]>): number[] => from.get(label)!.map((r, i) => r.p99Ms - from.get(base)![i]!.p99Ms);
     const failuresOf = (label: string): number => [runs, fixedRate, atOnce].flatMap((m) => m.get(label)!).reduce((n, r) => n + r.failed, 0);
-    const base = targets[0]!.label;
     const expressLabel = targets[1]!.label;
     const rows = targets.map((t) => [
       t.label,
@@ -138,7 +139,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       percent(avg(t.label, (r) => (r.reqPerSec * r.cpuUsPerRequest) / 1e6)),
       ms(avg(t.label, (r) => r.p50Ms, fixedRate)),
       ms(avg(t.label, (r) => r.p99Ms, fixedRate)),
-      ms(avg(t.label, (r) => r.p99Ms, fixedRate) - avg(base, (r) => r.p99Ms, fixedRate)),
+      spreadMs(p99OverBare(t.label, fixedRate)),
       failuresOf(t.label),
     ]);
     const atOnceRows = targets.map((t) => [
@@ -146,6 +147,8 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       fixed(avg(t.label, (r) => r.cpuUsPerRequest, atOnce)),
       spread(perRound(t.label, base, (r) => r.cpuUsPerRequest, atOnce)),
       atOnce.get(t.label)!.map((r) => fixed(r.cpuUsPerRequest)).join(', '),
+      ms(avg(t.label, (r) => r.p99Ms, atOnce)),
+      spreadMs(p99OverBare(t.label, atOnce)),
     ]);
     const roundRows = targets.map((t) => [t.label, ...runs.get(t.label)!.map((r) => `${fixed(r.reqPerSec)} / ${fixed(r.cpuUsPerRequest)}`)]);
     const failed = targets.reduce((n, t) => n + failuresOf(t.label), 0);
@@ -153,7 +156,7 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       `GET ${ECHO_ROUTE}/x through each server to the same upstream echo (bench/light-echo.ts: verifies each distinct ${token.length}-character RS256 bearer once, then knows it).`,
       pinning ? `Each server process pinned to core ${SERVER_CORE} (taskset -a); the load generator, the upstream and Redis on core ${OTHER_CORE}.` : '_taskset not available: nothing pinned._',
       `${opts.rounds} rounds, each target ${opts.seconds} s at ${opts.connections} connections as fast as it answers (req/s, CPU), then ${opts.seconds} s at a fixed ${opts.rate} req/s (p50/p99); order rotated and reversed per round; ${WARM_UP_SECONDS} s warm-up each.`,
-      'CPU vs bare and req/s vs Express: the median of the ratios taken within each round, with the lowest and highest in brackets.',
+      'CPU vs bare and req/s vs Express: the median of the ratios taken within each round, with the lowest and highest in brackets; p99 − bare likewise, the median of the differences within each round.',
       'CPU µs/req: CPU time of the server process (all threads, from /proc) over the run, divided by the 2xx answers. Core busy: req/s × CPU per request, the share of its core the server used while answering as fast as it could (near 100 %: the server, not the load generator, set the pace).',
       '',
       table(['target', 'req/s', 'CPU µs/req', 'CPU vs bare', 'req/s vs Express', 'core busy', `p50 ms @${opts.rate}/s`, `p99 ms @${opts.rate}/s`, 'p99 − bare ms', 'failed'], rows),
@@ -162,9 +165,9 @@ export async function peers(opts: PeersOptions): Promise<Section> {
       '',
       table(['target', ...runs.get(base)!.map((_, i) => `round ${i + 1}`)], roundRows),
       '',
-      `All targets at once, ${TOGETHER_RATE} req/s each for ${opts.seconds} s per round (every server on core ${SERVER_CORE}, none near its limit): CPU per request measured over the same seconds for all, so a change in the machine's speed cannot fall between them.`,
+      `All targets at once, ${TOGETHER_RATE} req/s each for ${opts.seconds} s per round (every server on core ${SERVER_CORE}, none near its limit): CPU per request and p99 latency measured over the same seconds for all, so a change in the machine's speed or a pause of the VM cannot fall between them.`,
       '',
-      table(['target', 'CPU µs/req', 'CPU vs bare', 'per round'], atOnceRows),
+      table(['target', 'CPU µs/req', 'CPU vs bare', 'per round', `p99 ms @${TOGETHER_RATE}/s`, 'p99 − bare ms'], atOnceRows),
     ].join('\n');
     return { title: 'Gateway next to its peers (one core)', markdown, checks: [{ name: 'every request to every peer answered 2xx', pass: failed === 0, detail: `${failed} failed` }] };
   } finally {
@@ -173,6 +176,12 @@ export async function peers(opts: PeersOptions): Promise<Section> {
     for (const s of stacks) await s.close();
     await redis?.stop();
   }
+}
+
+/** The median difference in milliseconds, and the range when there is more than one. */
+function spreadMs(diffs: number[]): string {
+  if (diffs.length === 1) return ms(diffs[0]!);
+  return `${ms(median(diffs))} (${ms(Math.min(...diffs))} to ${ms(Math.max(...diffs))})`;
 }
 
 /** The median ratio, and the range when there is more than one. */
