@@ -14,7 +14,7 @@ import t from 'tap';
 import { createAuditLog } from '../src/audit/audit-log.js';
 import type { RouteConfig, TenantConfig } from '../src/config/types.js';
 import { GatewayError } from '../src/errors.js';
-import { FORWARDED_REQUEST_HEADERS, isForwardableHeaderName } from '../src/proxy/headers.js';
+import { browserResponseHeaders, FORWARDED_REQUEST_HEADERS, isForwardableHeaderName, upstreamRequestHeaders } from '../src/proxy/headers.js';
 import { registerProxyRoutes, type ProxyDeps } from '../src/proxy/register.js';
 import { startEchoUpstream, type EchoUpstream } from './helpers/echo-upstream.js';
 
@@ -226,4 +226,25 @@ t.test('finding "cacheable authenticated answers": proxied responses are private
     t.notOk('surrogate-control' in answer.headers, `${label}: no Surrogate-Control`);
     t.notOk('set-cookie' in answer.headers, `${label}: no upstream Set-Cookie`);
   }
+});
+
+// RFC 9110 section 7.6.1: a name listed in Connection describes that connection only, one name or several.
+t.test('a response header the upstream names in Connection does not reach the browser, alone or in a list, in any case', async (t) => {
+  for (const connection of ['x-upstream-hint', ' X-Upstream-Hint ', 'keep-alive, X-UPSTREAM-HINT']) {
+    const out = browserResponseHeaders({ connection, 'x-upstream-hint': 'internal', etag: '"v1"', 'keep-alive': 'timeout=5' });
+    t.notOk('x-upstream-hint' in out, `Connection: ${connection}`);
+    t.equal(out.etag, '"v1"', 'an unlisted header passes');
+    t.notOk('connection' in out || 'keep-alive' in out, 'hop-by-hop headers never pass');
+  }
+});
+
+t.test("X-Forwarded-For names an IPv4 client by its plain address, also when the socket reports it IPv4-mapped", async (t) => {
+  const forwardedFor = (peerAddress: string) => upstreamRequestHeaders({}, { bearer: undefined, upstreamHost: 'up.example', keepForwardingHeaders: false, peerAddress })['x-forwarded-for'];
+  t.equal(forwardedFor('::ffff:10.1.2.3'), '10.1.2.3');
+  t.equal(forwardedFor('::FFFF:10.1.2.3'), '10.1.2.3');
+  t.equal(forwardedFor('::Ffff:10.1.2.3'), '10.1.2.3');
+  t.equal(forwardedFor('10.1.2.3'), '10.1.2.3');
+  t.equal(forwardedFor('::1'), '::1');
+  t.equal(forwardedFor('2001:db8::ffff:1'), '2001:db8::ffff:1');
+  t.equal(forwardedFor('::ffff:abcd'), '::ffff:abcd', 'an IPv6 address that only begins like one stays as it is');
 });

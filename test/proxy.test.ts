@@ -317,12 +317,12 @@ t.test('forwards none of the browser credentials, CSRF marker, browser context o
 });
 
 t.test('a Connection header naming Authorization cannot strip the bearer', async (t) => {
-  for (const connection of ['authorization', 'Authorization, x-request-id', 'close, AUTHORIZATION']) {
+  for (const connection of ['authorization', 'x-request-id', ' X-Request-Id ', 'Authorization, x-request-id', 'close, AUTHORIZATION']) {
     const answer = await send('/mva/innsending/instances', { headers: { connection, 'x-request-id': 'foo', 'accept-language': 'bar' } });
     t.equal(answer.status, 200, `Connection: ${connection} → upstream accepted the bearer`);
     const seen = lastRequest(innsending);
     t.match(seen.claims, { kind: 'altinn' });
-    t.equal('x-request-id' in seen.headers, !connection.includes('x-request-id'), 'a header named in Connection is dropped');
+    t.equal('x-request-id' in seen.headers, !/x-request-id/i.test(connection), 'a header named in Connection is dropped');
     t.equal(seen.headers['accept-language'], 'bar', 'a header not named passes');
     t.not(seen.headers.connection, connection, 'the client Connection header is not forwarded');
   }

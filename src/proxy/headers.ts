@@ -106,7 +106,8 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
   const allowed = withoutListed(allowedFor(ctx.route?.forwardHeaders), connectionListed(inbound.connection));
 
   const out: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(inbound)) {
+  for (const name of Object.keys(inbound)) {
+    const value = inbound[name];
     if (value !== undefined && allowed.has(name) && !TRACE_HEADERS.has(name)) out[name] = value;
   }
 
@@ -143,7 +144,8 @@ export function upstreamRequestHeaders(inbound: IncomingHttpHeaders, ctx: Upstre
 export function browserResponseHeaders(upstream: IncomingHttpHeaders): IncomingHttpHeaders {
   const listed = connectionListed(upstream.connection);
   const out: IncomingHttpHeaders = {};
-  for (const [rawName, value] of Object.entries(upstream)) {
+  for (const rawName of Object.keys(upstream)) {
+    const value = upstream[rawName];
     const name = rawName.toLowerCase();
     if (value === undefined || NEVER_TO_BROWSER.has(name) || name.startsWith('access-control-') || (listed.length > 0 && listed.includes(name))) continue;
     out[name] = typeof value === 'string' ? validInHttp(value) : value.map(validInHttp);
@@ -166,13 +168,21 @@ function validInHttp(value: string): string {
 
 /** Cache-Control for an answer to a cookie-authenticated request. */
 export function privateCacheControl(value: string | string[] | undefined): string {
-  const directives = splitList(value === undefined ? '' : [value].flat().join(', '));
+  if (value === undefined) return 'no-store';
+  const directives = splitList(typeof value === 'string' ? value : value.join(', '));
   if (directives.length === 0) return 'no-store';
-  // `private="Set-Cookie"` limits privacy to the fields it names and leaves the rest shareable.
-  const kept = directives.filter((d) => !SHARED_CACHE_DIRECTIVES.has(directiveName(d)) && !(directiveName(d) === 'private' && d.includes('=')));
-  const has = (name: string) => kept.some((d) => directiveName(d) === name && !d.includes('='));
-  if (has('no-store') || has('private')) return kept.join(', ');
-  return ['private', ...kept].join(', ');
+  const kept: string[] = [];
+  let alreadyPrivate = false;
+  for (const directive of directives) {
+    const eq = directive.indexOf('=');
+    const name = (eq === -1 ? directive : directive.slice(0, eq)).trim().toLowerCase();
+    // `private="Set-Cookie"` limits privacy to the fields it names and leaves the rest shareable.
+    if (SHARED_CACHE_DIRECTIVES.has(name) || (name === 'private' && eq !== -1)) continue;
+    if (eq === -1 && (name === 'no-store' || name === 'private')) alreadyPrivate = true;
+    kept.push(directive);
+  }
+  if (!alreadyPrivate) kept.unshift('private');
+  return kept.join(', ');
 }
 
 /** The upstream's Vary with Cookie added (once; `*` already varies on everything). */
@@ -183,32 +193,31 @@ export function varyWithCookie(value: string | string[] | undefined): string {
   return names.join(', ');
 }
 
-function directiveName(directive: string): string {
-  return (directive.split('=', 1)[0] ?? '').trim().toLowerCase();
-}
-
 /** Splits a comma-separated field value, keeping quoted strings (`no-cache="a, b"`) whole. */
 function splitList(value: string): string[] {
   const items: string[] = [];
-  let current = '';
+  let start = 0;
   let quoted = false;
   for (let i = 0; i < value.length; i++) {
-    const char = value[i]!;
-    if (quoted && char === '\\') {
-      current += char + (value[i + 1] ?? '');
-      i++;
-    } else if (char === '"') {
-      quoted = !quoted;
-      current += char;
-    } else if (char === ',' && !quoted) {
-      items.push(current);
-      current = '';
-    } else {
-      current += char;
+    const char = value.charCodeAt(i);
+    if (quoted && char === BACKSLASH) i++;
+    else if (char === QUOTE) quoted = !quoted;
+    else if (char === COMMA && !quoted) {
+      pushTrimmed(items, value.slice(start, i));
+      start = i + 1;
     }
   }
-  items.push(current);
-  return items.map((item) => item.trim()).filter((item) => item !== '');
+  pushTrimmed(items, value.slice(start));
+  return items;
+}
+
+const BACKSLASH = 0x5c;
+const QUOTE = 0x22;
+const COMMA = 0x2c;
+
+function pushTrimmed(items: string[], item: string): void {
+  const trimmed = item.trim();
+  if (trimmed !== '') items.push(trimmed);
 }
 
 function listValues(value: string | string[] | undefined): string[] {
@@ -263,11 +272,17 @@ function forwardedFor(publicUrl: string): { proto: string; host: string } {
 
 /** A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; upstreams get the plain IPv4 form. */
 function displayAddress(address: string): string {
+  if (!address.startsWith('::')) return address;
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
   return mapped?.[1] ?? address;
 }
 
 function connectionListed(connection: string | undefined): string[] {
   if (connection === undefined) return [];
+  // Nearly always one name (keep-alive, close).
+  if (!connection.includes(',')) {
+    const name = connection.trim().toLowerCase();
+    return name === '' ? [] : [name];
+  }
   return connection.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '');
 }
