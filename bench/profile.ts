@@ -1,12 +1,13 @@
 /**
  * CPU profile of the gateway under a proxied load: `node --import tsx bench/profile.ts [--seconds 20]
- * [--connections 10] [--store memory|redis] [--target gateway|bare] [--top 10] [--keep DIR]`. `--target bare` profiles
+ * [--connections 10] [--rate N] [--store memory|redis] [--target gateway|bare] [--top 10] [--keep DIR]`. `--target bare` profiles
  * the bare @fastify/http-proxy peer instead (bench/peers/bare-child.ts, the client sending the bearer), the
  * baseline the gateway's costs are read against. The profiled server runs with `node --cpu-prof`, pinned
  * to core 0 (the runner and the upstream, bench/light-echo.ts as in the peers benchmark, on core 1); after the
  * load the gateway exits, writes its profile and this prints the self time per request by function and by module
- * (src file, package, or Node internals). The profile covers the gateway's whole life, start-up and login
- * included; with 20 s of load those are a few %.
+ * (src file, package, or Node internals), counting only the samples taken during the measured run (the monotonic
+ * clock is the machine's, so the runner's window is the profile's). `--rate N` measures at a fixed N req/s instead of
+ * as fast as the server answers: what each request costs when it comes alone, wake-ups included.
  * Not part of `npm run bench`.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +27,8 @@ interface ProfileNode {
   children?: number[];
 }
 interface CpuProfile {
+  /** Microseconds on the monotonic clock, which every process on the machine shares. */
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     store: { type: 'string', default: 'memory' },
     target: { type: 'string', default: 'gateway' },
     top: { type: 'string', default: '10' },
+    rate: { type: 'string' },
     keep: { type: 'string' },
   },
 });
@@ -55,6 +59,9 @@ const stack = await startBenchStack({
 });
 let peer: Child | undefined;
 let requests = 0;
+/** The measured load's window on the monotonic clock (µs): only the samples taken in it are counted. */
+let window = { from: 0, to: 0 };
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 try {
   const cookie = await stack.login();
   let target: { url: string; headers: Record<string, string> };
@@ -74,11 +81,13 @@ try {
     pin(process.pid, '1');
     if (redis) pin(redis.pid, '1');
   }
-  for (const duration of [3, Number(values.seconds)]) {
-    const r = await autocannon({ ...target, connections: Number(values.connections), duration, timeout: 10 });
-    requests += r['2xx'];
-    if (r.non2xx + r.errors + r.timeouts) console.error(`${r.non2xx + r.errors + r.timeouts} failed`);
-  }
+  // A warm-up at full speed, then the measured run (at a fixed rate with --rate).
+  await autocannon({ ...target, connections: Number(values.connections), duration: 3, timeout: 10 });
+  const from = monotonicUs();
+  const r = await autocannon({ ...target, connections: Number(values.connections), duration: Number(values.seconds), timeout: 10, ...(values.rate ? { overallRate: Number(values.rate) } : {}) });
+  window = { from, to: monotonicUs() };
+  requests = r['2xx'];
+  if (r.non2xx + r.errors + r.timeouts) console.error(`${r.non2xx + r.errors + r.timeouts} failed`);
 } finally {
   await peer?.stop();
   await stack.close();
@@ -90,8 +99,14 @@ if (!file) throw new Error(`no profile in ${dir}`);
 const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
 if (!values.keep) rmSync(dir, { recursive: true, force: true });
 
+// Each sample's time is the profile's start plus the deltas so far; start-up, login and warm-up fall outside the window.
 const selfUs = new Map<number, number>();
-for (let i = 0; i < profile.samples.length; i += 1) selfUs.set(profile.samples[i]!, (selfUs.get(profile.samples[i]!) ?? 0) + (profile.timeDeltas[i] ?? 0));
+let at = profile.startTime;
+for (let i = 0; i < profile.samples.length; i += 1) {
+  const delta = profile.timeDeltas[i] ?? 0;
+  at += delta;
+  if (at >= window.from && at <= window.to) selfUs.set(profile.samples[i]!, (selfUs.get(profile.samples[i]!) ?? 0) + delta);
+}
 const root = process.cwd();
 function moduleOf(url: string, name: string): string {
   if (!url) return name.startsWith('(') ? name : '(native)';
@@ -123,6 +138,6 @@ const rows = (m: Map<string, number>): string[][] =>
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
     .map(([k, us]) => [k, fixed(us / requests, 1), `${fixed((100 * us) / busy, 1)} %`]);
-console.log(`${requests} proxied requests (${bare ? 'bare @fastify/http-proxy' : `gateway, ${values.store} store`}, ${values.connections} connections); busy ${fixed(busy / requests, 1)} µs of profiled CPU per request (of ${fixed(total / 1000)} ms sampled, idle excluded)\n`);
+console.log(`${requests} proxied requests (${bare ? 'bare @fastify/http-proxy' : `gateway, ${values.store} store`}, ${values.connections} connections${values.rate ? `, ${values.rate} req/s` : ''}); busy ${fixed(busy / requests, 1)} µs of profiled CPU per request (of ${fixed(total / 1000)} ms sampled in the ${fixed((window.to - window.from) / 1000)} ms of the measured run, idle excluded)\n`);
 console.log(`Self time by function, top ${top}:\n\n${table(['function', 'µs/req', 'share of busy'], rows(byFunction))}\n`);
 console.log(`Self time by module, top ${top}:\n\n${table(['module', 'µs/req', 'share of busy'], rows(byModule))}`);
