@@ -190,8 +190,8 @@ t.test('audit lines of login, callback, refresh and Altinn exchange carry the tr
   const proxied = stack.audit('proxy').find((l) => l.route === '/mva/innsending');
   t.equal((exchange?.span as { parentId: string }).parentId, (proxied?.span as { id: string }).id, 'the exchange runs under the proxied request');
 
-  // A body that arrives after its headers is read from the socket's events, outside the request's context:
-  // the logout line written once it is read still carries the request's trace.
+  // A body that arrives 100 ms after its headers is read from later socket events: the logout line written
+  // once it is read still carries the request's trace.
   const LOGOUT_TRACE = '0af7651916cd43dd8448eb211c80319c';
   const publicUrl = new URL(stack.publicUrl);
   const cookieHeader = browser.cookies(stack.publicUrl).map((c) => `${c.name}=${c.value}`).join('; ');
