@@ -220,8 +220,14 @@ function pushTrimmed(items: string[], item: string): void {
   if (trimmed !== '') items.push(trimmed);
 }
 
+/** The items of a comma-separated field, trimmed, empty ones dropped (a fresh array the caller may extend). */
 function listValues(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
+  // Nearly always one item (Connection: keep-alive, a single Vary or X-Forwarded-For).
+  if (typeof value === 'string' && !value.includes(',')) {
+    const item = value.trim();
+    return item === '' ? [] : [item];
+  }
   return (Array.isArray(value) ? value : [value]).flatMap((line) => line.split(',')).map((item) => item.trim()).filter((item) => item !== '');
 }
 
@@ -278,11 +284,5 @@ function displayAddress(address: string): string {
 }
 
 function connectionListed(connection: string | undefined): string[] {
-  if (connection === undefined) return [];
-  // Nearly always one name (keep-alive, close).
-  if (!connection.includes(',')) {
-    const name = connection.trim().toLowerCase();
-    return name === '' ? [] : [name];
-  }
-  return connection.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '');
+  return listValues(connection).map((name) => name.toLowerCase());
 }
