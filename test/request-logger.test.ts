@@ -1,23 +1,15 @@
 import t, { type Test } from 'tap';
-import { Writable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger } from 'fastify';
 import type { Logger } from 'pino';
 import { RequestLogger } from '../src/http/request-logger.js';
 import { traceRequests } from '../src/http/trace.js';
-import { createLogger } from '../src/logging.js';
+import { captureLogger } from './helpers/stack.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 /** A Fastify server on the production logger (at `level`), with the trace hooks, counting the pino children made. */
 async function server(t: Test, level: string, factory?: typeof RequestLogger.factory) {
-  const lines: Record<string, unknown>[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const logger = createLogger({ level, destination });
+  const { logger, lines } = captureLogger(level);
   const counted = { children: 0 };
   // Children inherit `child` from the root: every pino child made in the server is counted.
   const child = logger.child;
@@ -91,7 +83,7 @@ t.test("a route's own log level gets a child of that level; a grandchild carries
 });
 
 t.test('level and bindings read through the lazy logger as through the child', async (t) => {
-  const parent = createLogger({ level: 'warn', destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+  const parent = captureLogger('warn').logger;
   const log = new RequestLogger(parent, { reqId: 'r' });
   t.equal(log.level, 'warn');
   log.setBindings({ traceId: TRACE });

@@ -67,7 +67,7 @@ export function lookalikeClient(clientId: string, origin: string): never {
 }
 
 /** Captures pino output as parsed lines (and keeps the raw text for leak scans). */
-export function captureLogger(): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
+export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
   const chunks: string[] = [];
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -78,8 +78,8 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
       cb();
     },
   });
-  // The production logger (redaction included), at debug level so tests see everything.
-  return { logger: createLogger({ level: 'debug', destination: sink }), lines, text: () => chunks.join('') };
+  // The production logger (redaction included), at debug level unless asked otherwise, so tests see everything.
+  return { logger: createLogger({ level, destination: sink }), lines, text: () => chunks.join('') };
 }
 
 /** Builds the gateway, listens on loopback at its configured port and warms it up; closed at the test's teardown. */
