@@ -5,14 +5,7 @@
 import { buildApp, type Gateway } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { serveCalls } from './ipc.js';
-
-export interface MemorySample {
-  rss: number;
-  heapUsed: number;
-  heapTotal: number;
-  external: number;
-  arrayBuffers: number;
-}
+import { memoryCalls, stopMemoryTracking } from './memory-tracker.js';
 
 export interface SessionToken {
   token: string;
@@ -20,35 +13,9 @@ export interface SessionToken {
   expiresAt: number;
 }
 
-export interface MemoryPeaks {
-  idle: MemorySample;
-  peak: MemorySample;
-  samples: number;
-}
-
-const SAMPLE_EVERY_MS = 5;
 const LISTEN_BACKLOG = 2048;
 
 let gateway: Gateway | undefined;
-interface Tracking {
-  idle: MemorySample;
-  peak: MemorySample;
-  samples: number;
-  timer?: NodeJS.Timeout;
-}
-
-let tracking: Tracking | undefined;
-
-function sample(): MemorySample {
-  const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
-  return { rss, heapUsed, heapTotal, external, arrayBuffers };
-}
-
-function collectGarbage(): void {
-  // Twice: the first pass can leave objects that only the second one frees (weak references, finalisers).
-  globalThis.gc?.();
-  globalThis.gc?.();
-}
 
 function running(): Gateway {
   if (!gateway) throw new Error('gateway not started');
@@ -73,32 +40,7 @@ serveCalls({
     return { token: accessToken, expiresAt: accessTokenExpiresAt };
   },
 
-  /**
-   * Starts sampling process.memoryUsage() on a timer, the idle sample first, after a full GC. With
-   * `collectEveryMs` each sample follows a full GC, so it shows live memory rather than garbage not yet collected.
-   */
-  async trackMemory(opts: { collectEveryMs?: number } = {}) {
-    collectGarbage();
-    const idle = sample();
-    const collect = opts.collectEveryMs !== undefined;
-    const state: Tracking = { idle, peak: { ...idle }, samples: 0 };
-    state.timer = setInterval(() => {
-      if (collect) globalThis.gc?.();
-      const now = sample();
-      state.samples += 1;
-      for (const key of Object.keys(now) as (keyof MemorySample)[]) state.peak[key] = Math.max(state.peak[key], now[key]);
-    }, opts.collectEveryMs ?? SAMPLE_EVERY_MS);
-    tracking = state;
-    return idle;
-  },
-
-  async stopTracking(): Promise<MemoryPeaks> {
-    if (!tracking) throw new Error('not tracking');
-    clearInterval(tracking.timer);
-    const { idle, peak, samples } = tracking;
-    tracking = undefined;
-    return { idle, peak, samples };
-  },
+  ...memoryCalls,
 
   async cpuMicros() {
     const { user, system } = process.cpuUsage();
@@ -106,7 +48,7 @@ serveCalls({
   },
 
   async close() {
-    clearInterval(tracking?.timer);
+    stopMemoryTracking();
     await gateway?.close();
   },
 });

@@ -3,7 +3,8 @@
  * loopback ports, and the runner driving them. Each benchmark starts its own and stops it afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import type { MemoryPeaks, MemorySample, SessionToken } from './gateway-child.js';
+import type { SessionToken } from './gateway-child.js';
+import type { MemoryPeaks, MemorySample } from './memory-tracker.js';
 import { forkChild, type Child } from './ipc.js';
 import { loginSession } from './login.js';
 import type { LookalikeUrls } from './lookalikes-child.js';

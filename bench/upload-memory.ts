@@ -2,12 +2,14 @@
  * Upload memory: bodies streamed through the gateway to the echo upstream while the gateway process
  * samples its own memory. Three views: what the OS sees (peak RSS, garbage included), what is live
  * (a full GC before each sample), and a body four times larger to show the peak does not follow the size.
+ * The same uploads through a bare @fastify/http-proxy to the same upstream show what Node itself holds.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import type { MemoryPeaks } from './gateway-child.js';
-import { fixed, mib, table, type Section } from './report.js';
+import { forkChild } from './ipc.js';
+import type { MemoryPeaks, MemorySample } from './memory-tracker.js';
+import { fixed, mib, sleep, table, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack } from './stack.js';
 
 export interface UploadMemoryOptions {
@@ -23,9 +25,21 @@ interface UploadRun {
   megabytes: number;
   /** Full GC before every sample (live memory only); otherwise plain samples every 5 ms. */
   collectEveryMs?: number;
+  /** Send no faster than this, so that the GC-paced samples are many enough to catch the peak. */
+  mibPerSecond?: number;
+}
+
+/** A server under measurement: where to upload, and its memory samples. */
+interface UploadTarget {
+  label: string;
+  url: string;
+  headers: Record<string, string>;
+  trackMemory(opts: { collectEveryMs?: number }): Promise<MemorySample>;
+  stopTracking(): Promise<MemoryPeaks>;
 }
 
 interface UploadOutcome {
+  target: UploadTarget;
   run: UploadRun;
   peaks: MemoryPeaks;
   mibPerSecond: number;
@@ -35,52 +49,75 @@ interface UploadOutcome {
 const CHUNK = 64 * 1024;
 const SCALE = 4;
 const LIVE_SAMPLE_EVERY_MS = 50;
+const LIVE_MIB_PER_SECOND = 25;
+const BARE_RSS_MARGIN_MIB = 1;
 
 export async function uploadMemory(opts: UploadMemoryOptions): Promise<Section> {
   const { megabytes } = opts;
   const stack = await startBenchStack({ accessTokenTtlSeconds: 3600, bodyLimit: `${megabytes * SCALE + 1}MiB` });
+  const bare = await forkChild(new URL('./peers/bare-child.ts', import.meta.url));
   try {
     const cookie = await stack.login();
-    const url = `${stack.publicUrl}${ECHO_ROUTE}/upload`;
-    const headers = { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' };
+    const { token } = await stack.accessToken(cookie);
+    const { url: bareUrl } = await bare.call<{ url: string }>('start', { upstreamOrigin: new URL(stack.echoUrl).origin });
+    const gateway: UploadTarget = {
+      label: 'gateway',
+      url: `${stack.publicUrl}${ECHO_ROUTE}/upload`,
+      headers: { cookie: `${stack.cookieName}=${cookie}`, 'x-csrf': '1' },
+      trackMemory: (o) => stack.trackGatewayMemory(o),
+      stopTracking: () => stack.stopTrackingGatewayMemory(),
+    };
+    const bareProxy: UploadTarget = {
+      label: 'bare @fastify/http-proxy',
+      url: `${bareUrl}${ECHO_ROUTE}/upload`,
+      headers: { authorization: `Bearer ${token}` },
+      trackMemory: (o) => bare.call<MemorySample>('trackMemory', o),
+      stopTracking: () => bare.call<MemoryPeaks>('stopTracking'),
+    };
     const block = randomBytes(1024 * 1024);
-    // A small upload first, so first-use allocations are not counted as upload cost.
-    await upload(url, headers, block, 1024 * 1024);
-
     const runs: UploadRun[] = [
       { label: 'as the OS sees it', megabytes },
       { label: 'as the OS sees it', megabytes },
-      { label: `live (full GC every ${LIVE_SAMPLE_EVERY_MS} ms)`, megabytes, collectEveryMs: LIVE_SAMPLE_EVERY_MS },
+      { label: `live (full GC every ${LIVE_SAMPLE_EVERY_MS} ms, sent at ${LIVE_MIB_PER_SECOND} MiB/s)`, megabytes, collectEveryMs: LIVE_SAMPLE_EVERY_MS, mibPerSecond: LIVE_MIB_PER_SECOND },
       { label: `as the OS sees it, ${SCALE}× the body`, megabytes: megabytes * SCALE },
     ];
     const outcomes: UploadOutcome[] = [];
-    for (const run of runs) {
-      const size = run.megabytes * 1024 * 1024;
-      await stack.trackGatewayMemory(run.collectEveryMs === undefined ? {} : { collectEveryMs: run.collectEveryMs });
-      const started = performance.now();
-      const echoed = await upload(url, headers, block, size);
-      const seconds = (performance.now() - started) / 1000;
-      const peaks = await stack.stopTrackingGatewayMemory();
-      outcomes.push({ run, peaks, mibPerSecond: run.megabytes / seconds, intact: echoed.length === size && echoed.sha256 === digestOf(block, size) });
+    for (const target of [gateway, bareProxy]) {
+      // A small upload first, so first-use allocations are not counted as upload cost.
+      await upload(target, block, 1024 * 1024);
+      for (const run of runs) {
+        const size = run.megabytes * 1024 * 1024;
+        await target.trackMemory(run.collectEveryMs === undefined ? {} : { collectEveryMs: run.collectEveryMs });
+        const started = performance.now();
+        const echoed = await upload(target, block, size, run.mibPerSecond);
+        const seconds = (performance.now() - started) / 1000;
+        const peaks = await target.stopTracking();
+        outcomes.push({ target, run, peaks, mibPerSecond: run.megabytes / seconds, intact: echoed.length === size && echoed.sha256 === digestOf(block, size) });
+      }
     }
 
     // RSS does not shrink back after a GC (the allocator keeps its pages), so RSS growth is counted
-    // from the idle process before the first large upload; heap and Buffers from each run's own idle.
-    const firstIdleRss = outcomes[0]!.peaks.idle.rss;
-    const rssGrowth = (o: UploadOutcome): number => o.peaks.peak.rss - firstIdleRss;
+    // from each process's idle sample before its first large upload; heap and Buffers from each run's own idle.
+    const firstIdleRss = new Map(outcomes.map((o) => [o.target, outcomes.find((f) => f.target === o.target)!.peaks.idle.rss]));
+    const rssGrowth = (o: UploadOutcome): number => o.peaks.peak.rss - firstIdleRss.get(o.target)!;
     const rows = outcomes.map((o) => {
       const g = grown(o.peaks);
-      return [o.run.label, o.run.megabytes, mib(o.peaks.peak.rss), mib(rssGrowth(o)), mib(g.heapUsed), mib(g.buffers), fixed(o.mibPerSecond), o.peaks.samples, o.intact ? 'yes' : 'NO'];
+      return [o.target.label, o.run.label, o.run.megabytes, mib(o.peaks.peak.rss), mib(rssGrowth(o)), mib(g.heapUsed), mib(g.buffers), fixed(o.mibPerSecond), o.peaks.samples, o.intact ? 'yes' : 'NO'];
     });
     const size = megabytes * 1024 * 1024;
-    const live = outcomes.find((o) => o.run.collectEveryMs !== undefined)!;
-    const scaled = outcomes.at(-1)!;
+    const ofGateway = outcomes.filter((o) => o.target === gateway);
+    const live = ofGateway.find((o) => o.run.collectEveryMs !== undefined)!;
+    const scaled = ofGateway.at(-1)!;
+    // The plain runs of the body's own size: the larger of the two per server.
+    const plainGrowth = (target: UploadTarget): number =>
+      Math.max(...outcomes.filter((o) => o.target === target && o.run.collectEveryMs === undefined && o.run.megabytes === megabytes).map(rssGrowth));
     const markdown = [
-      `POST ${ECHO_ROUTE}/upload streamed in ${CHUNK / 1024} KiB chunks with Content-Length; the upstream hashes what arrives. The gateway samples`,
-      `process.memoryUsage() on a timer. Idle gateway RSS before the first upload: ${mib(firstIdleRss)} MiB. RSS growth is counted from there (RSS does not`,
-      'shrink back after a GC); heap and Buffer growth from an idle sample taken right after a full GC before each run. Buffers = arrayBuffers, where bodies live.',
+      `POST ${ECHO_ROUTE}/upload streamed in ${CHUNK / 1024} KiB chunks with Content-Length; the upstream hashes what arrives. Each server samples`,
+      `process.memoryUsage() on a timer. Idle RSS before the first large upload: gateway ${mib(firstIdleRss.get(gateway)!)} MiB, bare proxy ${mib(firstIdleRss.get(bareProxy)!)} MiB.`,
+      'RSS growth is counted from there (RSS does not shrink back after a GC); heap and Buffer growth from an idle sample taken right after a full GC',
+      'before each run. Buffers = arrayBuffers, where bodies live. The bare proxy gets the same uploads with the bearer from the client.',
       '',
-      table(['run', 'MiB', 'peak RSS MiB', 'RSS growth MiB', 'heap growth MiB', 'Buffer growth MiB', 'MiB/s', 'samples', 'upstream got every byte'], rows),
+      table(['server', 'run', 'MiB', 'peak RSS MiB', 'RSS growth MiB', 'heap growth MiB', 'Buffer growth MiB', 'MiB/s', 'samples', 'upstream got every byte'], rows),
     ].join('\n');
     const allIntact = outcomes.every((o) => o.intact);
     return {
@@ -98,9 +135,15 @@ export async function uploadMemory(opts: UploadMemoryOptions): Promise<Section> 
           pass: rssGrowth(scaled) < (SCALE * size) / 2,
           detail: `${mib(rssGrowth(scaled))} MiB for ${megabytes * SCALE} MiB`,
         },
+        {
+          name: `RSS growth for a ${megabytes} MiB upload is at most the bare proxy's + ${BARE_RSS_MARGIN_MIB} MiB (what grows is Node's, not the gateway's)`,
+          pass: plainGrowth(gateway) <= plainGrowth(bareProxy) + BARE_RSS_MARGIN_MIB * 1024 * 1024,
+          detail: `${mib(plainGrowth(gateway))} MiB against ${mib(plainGrowth(bareProxy))} MiB`,
+        },
       ],
     };
   } finally {
+    await bare.stop();
     await stack.close();
   }
 }
@@ -125,11 +168,23 @@ function digestOf(block: Buffer, size: number): string {
   return hash.digest('hex');
 }
 
-async function upload(url: string, headers: Record<string, string>, block: Buffer, size: number): Promise<EchoAnswer['body']> {
-  const res = await request(url, {
+/** The chunks no faster than `mibPerSecond`: each waits until its share of the time has passed. */
+async function* paced(block: Buffer, size: number, mibPerSecond: number): AsyncGenerator<Buffer> {
+  const started = performance.now();
+  let sent = 0;
+  for (const chunk of chunks(block, size)) {
+    const due = started + (sent / (mibPerSecond * 1024 * 1024)) * 1000;
+    if (due > performance.now()) await sleep(due - performance.now());
+    sent += chunk.length;
+    yield chunk;
+  }
+}
+
+async function upload(target: UploadTarget, block: Buffer, size: number, mibPerSecond?: number): Promise<EchoAnswer['body']> {
+  const res = await request(target.url, {
     method: 'POST',
-    headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(size) },
-    body: Readable.from(chunks(block, size)),
+    headers: { ...target.headers, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    body: Readable.from(mibPerSecond === undefined ? chunks(block, size) : paced(block, size, mibPerSecond)),
   });
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`upload answered ${res.statusCode}: ${text.slice(0, 200)}`);
