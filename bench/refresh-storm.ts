@@ -70,7 +70,7 @@ export async function refreshStorm(opts: RefreshStormOptions): Promise<Section> 
       `${opts.requests} concurrent GET ${ECHO_ROUTE}/storm/<i> for one session, fired ${AFTER_EXPIRY_MS} ms after its ${opts.accessTokenTtlSeconds} s access token expired,`,
       `on a gateway warmed up by ${opts.requests * WARM_UP_STORMS} proxied requests of another session. The first round opens one connection per request, the second shares ${POOLED_SOCKETS} connections.`,
       `A storm that outlasts ${fixed(opts.accessTokenTtlSeconds * 750)} ms may rightly see a second refresh: the new token then enters its own refresh leeway (a quarter of its lifetime).`,
-      `${fixed(PRIME_BEFORE_EXPIRY_MS / 1000)} s before the expiry another session sends the same burst on its fresh token, into upstream connections closed by the idle wait,`,
+      `${PRIME_BEFORE_EXPIRY_MS} ms before the expiry another session sends the same burst on its fresh token, into upstream connections closed by the idle wait,`,
       'so that the storm finds them open, as the fresh burst after it does.',
       '',
       table(
