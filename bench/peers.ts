@@ -9,7 +9,7 @@ import autocannon from 'autocannon';
 import { canPin, pin, procCpuMicros } from './cpu.js';
 import { forkChild, type Child } from './ipc.js';
 import { startPrivateRedis } from './redis.js';
-import { fixed, mean, median, ms, percent, ratio, table, type Section } from './report.js';
+import { fixed, mean, median, ms, percent, ratio, spread, table, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface PeersOptions {
@@ -184,8 +184,3 @@ function spreadMs(diffs: number[]): string {
   return `${ms(median(diffs))} (${ms(Math.min(...diffs))} to ${ms(Math.max(...diffs))})`;
 }
 
-/** The median ratio, and the range when there is more than one. */
-function spread(ratios: number[]): string {
-  if (ratios.length === 1) return ratio(ratios[0]!);
-  return `${ratio(median(ratios))} (${fixed(Math.min(...ratios), 2)}–${fixed(Math.max(...ratios), 2)})`;
-}

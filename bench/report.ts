@@ -27,5 +27,10 @@ export const median = (xs: number[]): number => {
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
+/** The median ratio, and the range when there is more than one. */
+export function spread(ratios: number[]): string {
+  if (ratios.length === 1) return ratio(ratios[0]!);
+  return `${ratio(median(ratios))} (${fixed(Math.min(...ratios), 2)}–${fixed(Math.max(...ratios), 2)})`;
+}
 export const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis));
 export const percent = (share: number): string => `${fixed(share * 100)} %`;

@@ -20,6 +20,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --connections LIST  autocannon connections, comma-separated (default 10,50)
   --rounds N          alternations (direct/gateway, memory/Redis) per connection count (default 2)
   --storm N           concurrent requests in the refresh storm (default 1000)
+  --storm-rounds N    expiries per kind of storm round (default 3)
   --upload-mb N       upload size in MiB (default 25)
   --sessions LIST     session counts for the memory store (default 10000,100000)
   --rate N            fixed request rate for the peers' latency runs (default 800)
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '10,50' },
     rounds: { type: 'string', default: '2' },
     storm: { type: 'string', default: '1000' },
+    'storm-rounds': { type: 'string', default: '3' },
     'upload-mb': { type: 'string', default: '25' },
     sessions: { type: 'string', default: '10000,100000' },
     rate: { type: 'string', default: '800' },
@@ -61,7 +63,7 @@ const benchmarks: Record<string, () => Promise<Section>> = {
   peers: () => peers({ seconds, rounds: positive(values.rounds), connections: connections[0]!, rate: positive(values.rate) }),
   proxy: () => proxyOverhead({ connections, seconds, rounds: positive(values.rounds) }),
   session: () => sessionThroughput({ connections, seconds, rounds: positive(values.rounds) }),
-  storm: () => refreshStorm({ requests: positive(values.storm), accessTokenTtlSeconds: 8 }),
+  storm: () => refreshStorm({ requests: positive(values.storm), accessTokenTtlSeconds: 8, rounds: positive(values['storm-rounds']) }),
   upload: () => uploadMemory({ megabytes: positive(values['upload-mb']) }),
   sessions: () => sessionMemory({ counts: list(values.sessions), redisCount: 10_000 }),
 };
