@@ -9,7 +9,7 @@ import autocannon from 'autocannon';
 import { canPin, pin, procCpuMicros } from './cpu.js';
 import { forkChild, type Child } from './ipc.js';
 import { startPrivateRedis } from './redis.js';
-import { fixed, mean, median, ms, percent, ratio, spread, table, type Section } from './report.js';
+import { fixed, mean, median, ms, percent, spread, table, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface PeersOptions {

@@ -12,7 +12,7 @@
  * would otherwise be charged to the refresh.
  */
 import { Agent, request } from 'undici';
-import { fixed, median, ms, ratio, sleep, spread, table, type Check, type Section } from './report.js';
+import { fixed, median, ms, sleep, spread, table, type Check, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface RefreshStormOptions {

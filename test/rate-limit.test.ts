@@ -133,7 +133,7 @@ t.test("one tenant's limit does not touch another tenant's logins from the same 
     },
     {},
   );
-  const gateway = await startGateway(t, config);
+  await startGateway(t, config);
 
   t.equal((await get(`${origins.acme}/auth/login`)).status, 302);
   t.equal((await get(`${origins.acme}/auth/login`)).status, 302);

@@ -8,7 +8,7 @@ import { childPath } from './path.js';
 import type { RawConfig } from './schema.js';
 import { normaliseKeys } from './session-keys.js';
 import { isPlaintextRemoteRedis, parseRedisUrl } from './urls.js';
-import type { RedisStoreConfig, SessionConfig, SessionKey, StoreConfig } from './types.js';
+import type { RedisStoreConfig, SessionConfig, StoreConfig } from './types.js';
 
 /** Skatteetaten's scopes end an ID-porten login after 8 hours; no session may outlive it. */
 const MAX_LIFETIME_MS = 8 * 3_600_000;

@@ -104,7 +104,7 @@ export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
   });
 
   app.decorateRequest('proxyState', null);
-  await app.register(proxyRoutes, { paths: [...registeredPaths], constraint, table: () => table, dispatchers, deps, isTrustedPeer });
+  await app.register(proxyRoutes, { paths: [...registeredPaths], constraint, table: () => table, deps, isTrustedPeer });
   app.addHook('onClose', () => dispatchers.close());
 
   return {
@@ -142,7 +142,6 @@ interface ProxyScope {
   paths: string[];
   constraint: string;
   table: () => RoutingTable;
-  dispatchers: UpstreamDispatchers;
   deps: ProxyDeps;
   isTrustedPeer: (remoteAddress: string | undefined) => boolean;
 }
@@ -182,7 +181,7 @@ const tooLarge = (route: RouteConfig) => new GatewayError('payload_too_large', `
  * Every route path once, for every tenant: the request's tenant (by its host) and that tenant's route at the
  * matched path are looked up when it arrives, and its upstream, methods, limits and token come from there.
  */
-const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, constraint, table, dispatchers, deps, isTrustedPeer }) => {
+const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, constraint, table, deps, isTrustedPeer }) => {
   /** Audits a CSRF refusal (csrf.reject) and gives the error it is answered with. */
   const csrfRefusal = (request: FastifyRequest, { tenant, route }: ProxyTarget, reason: 'missing_header' | 'origin_mismatch'): GatewayError => {
     deps.audit.event('csrf.reject', { tenant: tenant.id, ...deps.auditContext(request), route: route.path, method: request.method, reason });
