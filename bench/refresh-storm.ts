@@ -12,7 +12,7 @@
  * would otherwise be charged to the refresh.
  */
 import { Agent, request } from 'undici';
-import { fixed, median, ms, sleep, spread, table, type Check, type Section } from './report.js';
+import { fixed, median, ms, sleep, spread, sum, table, type Check, type Section } from './report.js';
 import { ECHO_ROUTE, startBenchStack, type BenchStack } from './stack.js';
 
 export interface RefreshStormOptions {
@@ -143,8 +143,6 @@ async function stormRound(stack: BenchStack, cookie: string, requests: number, s
   const fresh = await storm(stack, cookie, requests, sockets);
   return { sockets, primed, expired, fresh };
 }
-
-const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 async function warmUp(stack: BenchStack, cookie: string, requests: number): Promise<void> {
   const agent = new Agent({ connections: POOLED_SOCKETS });

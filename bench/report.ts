@@ -21,7 +21,8 @@ export const fixed = (n: number, digits = 0): string => (Number.isFinite(n) ? n.
 export const ms = (n: number): string => fixed(n, n < 10 ? 2 : 1);
 export const mib = (bytes: number): string => fixed(bytes / (1024 * 1024), 1);
 export const ratio = (n: number): string => `${fixed(n, 2)}×`;
-export const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+export const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+export const mean = (xs: number[]): number => sum(xs) / xs.length;
 export const median = (xs: number[]): number => {
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
