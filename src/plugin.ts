@@ -37,6 +37,7 @@ import { Discovery } from './tenant/discovery.js';
 import { Tenants } from './tenant/tenant.js';
 import { loginUrl } from './tenant/urls.js';
 import { TokenLifecycle } from './tokens/lifecycle.js';
+import { sessionVersion } from './tokens/session-data.js';
 import type { SessionData } from './tokens/session-data.js';
 
 export interface IdportenBffOptions {
@@ -95,7 +96,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const keys = new KeyRing(config.session.keys);
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
-  const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now });
+  const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
   const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleKeys: keys });
   // `config` follows reloads; everything else is made once.
   const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now };
@@ -133,6 +134,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.addHook('onClose', async () => {
     discovery.stop();
     await lifecycle.settled();
+    await sessions.close();
     if (!opts.store) await store.close();
   });
 

@@ -51,7 +51,7 @@ async function checks(t: Test, store: SessionStore): Promise<void> {
   const other = await b.load(cookieValue, 'acme');
   if (other.state !== 'live') throw new Error('b sees no session');
   other.session.data = { ...other.session.data, tokens: { ...other.session.data.tokens, accessToken: 'at-2' } };
-  t.equal(await b.update(other.session), true);
+  t.equal(await b.update(other.session, b.versionOf(other.session.data)), 'written');
   const afterRefresh = await a.load(cookieValue, 'acme');
   t.equal(afterRefresh.state === 'live' && afterRefresh.session.data.tokens.accessToken, 'at-2', 'a record sealed anew elsewhere is opened anew here');
 

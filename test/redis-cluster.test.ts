@@ -10,7 +10,7 @@ import { buildApp, type AppDeps } from '../src/app.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { createRedisStore } from '../src/session/redis-store.js';
-import type { SessionStore, StoredSession } from '../src/session/store.js';
+import type { ClaimTiming, SessionStore, StoredSession, WriteOutcome } from '../src/session/store.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
 import { captureLogger, startStack, type Stack } from './helpers/stack.js';
@@ -195,7 +195,9 @@ class HoldingStore implements SessionStore {
 
   get = (id: string) => this.#inner.get(id);
   touch = (id: string, lastSeenAt: number, ttlMs: number) => this.#inner.touch(id, lastSeenAt, ttlMs);
-  delete = (id: string) => this.#inner.delete(id);
+  delete = (id: string, expected?: string) => this.#inner.delete(id, expected);
+  claim = (id: string, expected: string, holder: string, timing: ClaimTiming) => this.#inner.claim(id, expected, holder, timing);
+  unclaim = (id: string, holder: string) => this.#inner.unclaim(id, holder);
   findByIndex = (key: string) => this.#inner.findByIndex(key);
   remember = (key: string, ttlMs: number) => this.#inner.remember(key, ttlMs);
   remembered = (key: string) => this.#inner.remembered(key);
@@ -207,9 +209,9 @@ class HoldingStore implements SessionStore {
     return this.#inner.set(id, value, ttlMs, indexKeys);
   }
 
-  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
+  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
     await this.#held();
-    return this.#inner.update(id, value, ttlMs, indexKeys);
+    return this.#inner.update(id, value, ttlMs, indexKeys, expected, holder);
   }
 }
 

@@ -36,7 +36,7 @@ type Factory = (t: Test) => Promise<Subject>;
 const keepAlive = setInterval(() => undefined, 1_000);
 t.teardown(() => clearInterval(keepAlive));
 
-const record = (sealed: string, lastSeenAt = 1) => ({ sealed: Buffer.from(sealed), lastSeenAt });
+const record = (sealed: string, lastSeenAt = 1, version = 'v0') => ({ sealed: Buffer.from(sealed), lastSeenAt, version });
 
 /** Resolves true once `p` settles, false if it has not within `ms` (a bound against hangs, not a timing check). */
 async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
@@ -131,19 +131,62 @@ function contract(t: Test, make: Factory): void {
     // A refresh on one instance that finishes after a logout on another must not bring the session back.
     const { store, peer } = await make(t);
     await store.set('a', record('v1', 1), 60_000, ['sid:test:s']);
-    t.equal(await peer.store.update('a', record('v2', 2), 60_000, ['sid:test:s']), true, 'a live record is updated');
+    t.equal(await peer.store.update('a', record('v2', 2), 60_000, ['sid:test:s'], 'v0', ''), 'written', 'a live record is updated');
     t.same(await store.get('a'), record('v2', 2));
     t.same(await store.findByIndex('sid:test:s'), ['a'], 'and stays indexed');
     await store.delete('a');
-    t.equal(await peer.store.update('a', record('v3', 3), 60_000, ['sid:test:s']), false, 'a deleted record is not written');
+    t.equal(await peer.store.update('a', record('v3', 3), 60_000, ['sid:test:s'], 'v0', ''), 'gone', 'a deleted record is not written');
     t.equal(await store.get('a'), undefined);
     t.same(await store.findByIndex('sid:test:s'), [], 'nor indexed again');
     await store.set('b', record('x'), 100, []);
     await sleep(300);
-    t.equal(await store.update('b', record('y'), 60_000, []), false, 'an expired record is not written');
+    t.equal(await store.update('b', record('y'), 60_000, [], 'v0', ''), 'gone', 'an expired record is not written');
     t.equal(await store.get('b'), undefined);
-    t.equal(await store.update('never-existed', record('z'), 60_000, []), false);
+    t.equal(await store.update('never-existed', record('z'), 60_000, [], 'v0', ''), 'gone');
     t.equal(await store.get('never-existed'), undefined);
+  });
+
+  t.test('update is a compare-and-set on the version: a rotation made elsewhere is never overwritten', async (t) => {
+    // Two holders read version R; one stores its rotated R1; the other, whose lease lapsed, comes with R2 for R.
+    const { store, peer } = await make(t);
+    await store.set('a', record('holds R', 1, 'R'), 60_000, ['sid:test:s']);
+    t.equal(await store.update('a', record('holds R1', 2, 'R1'), 60_000, ['sid:test:s'], 'R', 'one'), 'written');
+    t.equal(await peer.store.update('a', record('holds R2', 3, 'R2'), 60_000, ['sid:test:s'], 'R', 'two'), 'changed', 'the late writer finds another version');
+    t.same(await store.get('a'), record('holds R1', 2, 'R1'), 'and the first rotation stands');
+    t.same(await store.findByIndex('sid:test:s'), ['a'], 'still indexed: a changed record is not unindexed');
+    t.equal(await peer.store.update('a', record('holds R1 again', 4, 'R1'), 60_000, ['sid:test:s'], 'R', 'one'), 'written', 'the same write again (its first answer lost) is taken');
+    t.equal(await store.update('a', record('derived added', 5, 'R1'), 60_000, ['sid:test:s'], 'R1', ''), 'written', 'a write that keeps the version');
+    t.equal(await store.delete('a', 'R'), 'changed', 'a delete of what the caller read before a rotation is refused');
+    t.not(await store.get('a'), undefined);
+    t.equal(await store.delete('a', 'R1'), 'written', 'and made over what it holds now');
+    t.equal(await store.delete('a', 'R1'), 'gone');
+  });
+
+  t.test('a claim holds while renewed, then passes on only after the grace; a write lifts it', async (t) => {
+    const { store, peer } = await make(t);
+    const timing = { ttlMs: 300, graceMs: 300 };
+    await store.set('a', record('holds R', 1, 'R'), 60_000, []);
+    t.same(await store.claim('a', 'R', 'one', timing), { state: 'claimed' });
+    t.same(await store.claim('a', 'R', 'one', timing), { state: 'claimed' }, 'its holder renews it');
+    const held = await peer.store.claim('a', 'R', 'two', timing);
+    t.equal(held.state, 'held', 'another holder waits while it is renewed');
+    t.equal(await peer.store.claim('a', 'R-old', 'two', timing).then((c) => c.state), 'changed', 'a claim on another version is refused');
+    await sleep(350);
+    const lapsed = await peer.store.claim('a', 'R', 'two', timing);
+    t.same(lapsed, { state: 'held', retryInMs: 300 }, 'a lapsed claim first seen now still holds for the grace');
+    t.same(await store.claim('a', 'R', 'one', timing), { state: 'claimed' }, 'its holder, back within the grace, keeps it');
+    await sleep(350);
+    t.equal((await peer.store.claim('a', 'R', 'two', timing)).state, 'held', 'a claim renewed since it was seen lapsed is waited for anew');
+    await sleep(350);
+    t.same(await peer.store.claim('a', 'R', 'two', timing), { state: 'claimed' }, 'seen lapsed for the grace, it passes on');
+    t.equal((await store.claim('a', 'R', 'one', timing)).state, 'held', 'and the old holder is now the one who waits');
+    t.equal(await peer.store.update('a', record('holds R1', 2, 'R1'), 60_000, [], 'R', 'two'), 'written');
+    t.same(await store.claim('a', 'R1', 'three', timing), { state: 'claimed' }, 'the write lifted the claim');
+    await store.unclaim('a', 'someone else');
+    t.equal((await peer.store.claim('a', 'R1', 'four', timing)).state, 'held', 'only its holder lifts a claim');
+    await store.unclaim('a', 'three');
+    t.same(await peer.store.claim('a', 'R1', 'four', timing), { state: 'claimed' }, 'lifted by its holder');
+    t.same(await store.claim('gone', 'R', 'one', timing), { state: 'gone' });
   });
 
   t.test('findByIndex lists the sessions of a sid or sub, seen from every instance', async (t) => {
@@ -368,7 +411,7 @@ t.test('MemorySessionStore', async (t) => {
     t.equal(store.kept('a'), undefined, 'nothing before a write');
     await store.set('a', record('one'), 60_000, []);
     t.equal(store.kept('a')?.sealed.toString(), 'one');
-    await store.update('a', record('two'), 60_000, []);
+    await store.update('a', record('two'), 60_000, [], 'v0', '');
     t.equal(store.kept('a')?.sealed.toString(), 'two', 'an update, with no read in between');
     await store.touch('a', 42, 60_000);
     t.equal(store.kept('a')?.lastSeenAt, 42, 'a touch');
@@ -436,7 +479,7 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     t.same(loaded.session.data, data, 'the same record');
     t.equal(loaded.session.lastSeenAt, now - 1_000, 'and its lastSeenAt');
     loaded.session.data = { ...loaded.session.data, tokens: { ...loaded.session.data.tokens, accessToken: 'at-2' } };
-    t.equal(await manager.update(loaded.session), true);
+    t.equal(await manager.update(loaded.session, 'not what an earlier release wrote'), 'written', 'no version: the first update is taken');
     const d = await raw.hgetBuffer(key, 'd');
     t.equal(d?.[0], 0x02, 'an update writes the binary form');
     const again = await manager.load(cookieValue, 'test');
@@ -535,7 +578,8 @@ t.test('RedisSessionStore', { skip: missing ?? false }, async (t) => {
     const operations: [string, () => Promise<unknown>][] = [
       ['get', () => store.get('a')],
       ['set', () => store.set('a', record('b'), 60_000, ['sub:test:u'])],
-      ['update', () => store.update('a', record('b'), 60_000, ['sub:test:u'])],
+      ['update', () => store.update('a', record('b'), 60_000, ['sub:test:u'], 'v0', '')],
+      ['claim', () => store.claim('a', 'v0', 'holder', { ttlMs: 1_000, graceMs: 1_000 })],
       ['touch', () => store.touch('a', 2, 60_000)],
       ['delete', () => store.delete('a')],
       ['findByIndex', () => store.findByIndex('sub:test:u')],
@@ -656,41 +700,66 @@ async function reachable(store: SessionStore): Promise<void> {
   }
 }
 
-t.test('SessionManager fences token updates: an update after its lock was lost writes nothing and throws LockLostError', async (t) => {
+t.test('SessionManager: a token update after its lock was lost is still written while the record holds what it redeemed, and never over a rotation made meanwhile', async (t) => {
   const store = new MemorySessionStore(10);
   const inner = new MemorySessionLock();
   // A real memory lock with a short hold bound, so the holder below outlives it.
   const lock: SessionLock = { withLock: (id, fn, opts) => inner.withLock(id, fn, { ...opts, holdMs: 200 }) };
-  const sessions = new SessionManager<SessionData>({
-    store,
-    lock,
-    keys: new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 7) }]),
-    config: { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig,
-  });
+  const sessions = managerOn(store, lock);
   const { session } = await sessions.create(sessionData('original'));
-
-  t.equal(await sessions.withLock(session, async () => ((session.data.tokens.accessToken = 'in time'), sessions.update(session))), true, 'an update in time is written');
-  t.equal(await accessTokenOf(sessions, session.id), 'in time');
+  const rotate = (s: typeof session, accessToken: string, refreshToken: string) => ({ ...s, data: { ...s.data, tokens: { ...s.data.tokens, accessToken, refreshToken } } });
 
   const done = gate();
-  let updateError: unknown;
+  let late: unknown;
   const lost = sessions.withLock(session, async (signal) => {
     await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-    session.data.tokens.accessToken = 'too late';
     try {
-      await sessions.update(session);
-    } catch (err) {
-      updateError = err;
+      late = await sessions.update(rotate(session, 'after the lease', 'rt-2'), 'rt');
     } finally {
       done.open();
     }
   });
   await t.rejects(lost, LockLostError, 'withLock answers as soon as the lock is lost');
   await done.promise;
-  t.type(updateError, LockLostError, 'the late update throws');
-  t.equal(await accessTokenOf(sessions, session.id), 'in time', 'and wrote nothing');
-  t.equal(await sessions.update(session), true, 'outside any lock, update is not fenced');
+  t.equal(late, 'written', 'a lost lease alone is no reason to drop the rotated token');
+  t.equal(await accessTokenOf(sessions, session.id), 'after the lease');
+  t.equal(await sessions.update(rotate(session, 'from the old token', 'rt-3'), 'rt'), 'changed', 'a second rotation of the same token is refused by the store');
+  t.equal(await accessTokenOf(sessions, session.id), 'after the lease', 'and the first stands');
+  await sessions.destroy(session.id);
+  t.equal(await sessions.update(rotate(session, 'resurrected?', 'rt-5'), 'rt-2'), 'gone', 'a destroyed session stays destroyed');
 });
+
+t.test('SessionManager keeps a token update the store could not take, writes it once the store answers, and reads nothing older meanwhile', { skip: missing ?? false }, async (t) => {
+  const redis = await startRedis(t);
+  const { store, lock } = await createRedisStore({ url: redis.url, keyPrefix: 'kept:' }, silent);
+  t.teardown(() => store.close());
+  await reachable(store);
+  const sessions = managerOn(store, lock);
+  t.teardown(() => sessions.close());
+  const { session } = await sessions.create(sessionData('at-1'));
+  const settled: string[] = [];
+  redis.pause();
+  t.teardown(() => redis.resume());
+  const rotated = { ...session, data: { ...session.data, tokens: { ...session.data.tokens, accessToken: 'at-2', refreshToken: 'rt-2' } } };
+  t.equal(await sessions.update(rotated, 'rt', { keep: (outcome) => settled.push(outcome) }), 'kept', 'the store is frozen: the update is kept');
+  await t.rejects(sessions.loadById(session.id), StoreUnavailableError, 'this instance reads nothing while its kept write cannot be made');
+  redis.resume();
+  await reachable(store);
+  const loaded = await sessions.loadById(session.id);
+  t.equal(loaded.state === 'live' && loaded.session.data.tokens.refreshToken, 'rt-2', 'the first read after the outage sees the kept write');
+  t.same(settled, ['written'], 'and the keeper heard it once');
+});
+
+/** A session manager whose records are versioned by their refresh token, as the gateway's are. */
+function managerOn(store: SessionStore, lock: SessionLock): SessionManager<SessionData> {
+  return new SessionManager<SessionData>({
+    store,
+    lock,
+    keys: new KeyRing([{ id: 'k1', secret: Buffer.alloc(32, 7) }]),
+    config: { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig,
+    versionOf: (data) => data.tokens.refreshToken ?? '',
+  });
+}
 
 function sessionData(accessToken: string): SessionData {
   const now = Date.now();

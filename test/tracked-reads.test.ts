@@ -96,7 +96,7 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
   t.test('a change by another instance ends the copy: an update, a touch, a delete', async (t) => {
     await s.b.set('other', record('one', 10), TTL, []);
     await readA(s, 'other');
-    await s.b.update('other', record('two', 20), TTL, []);
+    await s.b.update('other', record('two', 20), TTL, [], '', '');
     t.ok(await seenByA(s, 'other', 'two'), 'a record sealed anew on B is read anew on A');
     await s.b.touch('other', 30, TTL);
     await until('A sees the touch', async () => (await readA(s, 'other'))?.lastSeenAt === 30, INVALIDATION_WAIT_MS);
@@ -128,7 +128,7 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
   t.test('this instance\'s own writes end its copy at once', async (t) => {
     await s.a.set('own', record('one'), TTL, []);
     await readA(s, 'own');
-    await s.a.update('own', record('two'), TTL, []);
+    await s.a.update('own', record('two'), TTL, [], '', '');
     t.equal((await readA(s, 'own'))?.sealed.toString(), 'two', 'read right after its own update');
     await s.a.delete('own');
     t.equal(await readA(s, 'own'), undefined, 'read right after its own delete');
@@ -159,12 +159,12 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
     await until('A stops tracking', () => !s.a.tracking);
     const before = await reads(s.admin);
     // A change while A cannot hear of it: A must not serve its old copy.
-    await s.b.update('outage', record('two'), TTL, []);
+    await s.b.update('outage', record('two'), TTL, [], '', '');
     t.equal((await readA(s, 'outage'))?.sealed.toString(), 'two', 'the change made meanwhile is read');
     await until('A tracks again', () => s.a.tracking);
     t.ok((await reads(s.admin)) > before, 'the read went to Redis');
     await readA(s, 'outage');
-    await s.b.update('outage', record('three'), TTL, []);
+    await s.b.update('outage', record('three'), TTL, [], '', '');
     t.ok(await seenByA(s, 'outage', 'three'), 'after the reconnect invalidations arrive again');
   });
 
@@ -181,7 +181,7 @@ t.test('tracked reads', { skip: redisMissingReason() ?? false }, async (t) => {
     await until('A stops tracking', () => !s.a.tracking);
     await until('A tracks again', () => s.a.tracking && s.b.tracking);
     await readA(s, 'data-outage');
-    await s.b.update('data-outage', record('two'), TTL, []);
+    await s.b.update('data-outage', record('two'), TTL, [], '', '');
     t.ok(await seenByA(s, 'data-outage', 'two'), 'a change after the reconnect reaches A');
   });
 });

@@ -2,7 +2,7 @@
  * A timing decorator for a session store: every operation's duration and outcome goes to `observe`, the
  * results and errors pass through unchanged. Structural (no import of session/), so audit/ stays below it.
  */
-export const STORE_OPERATIONS = ['get', 'set', 'update', 'touch', 'delete', 'findByIndex', 'ping'] as const;
+export const STORE_OPERATIONS = ['get', 'set', 'update', 'claim', 'unclaim', 'touch', 'delete', 'findByIndex', 'ping'] as const;
 export type StoreOperation = (typeof STORE_OPERATIONS)[number];
 
 export type ObserveStoreOperation = (operation: StoreOperation, outcome: 'success' | 'failure', seconds: number) => void;

@@ -205,6 +205,19 @@ const RedisStore = Type.Object(
         {
           nodes: annotate(RedisNodes, { description: 'The Sentinels to ask for the current primary.' }),
           name: annotate(NonEmptyString, { description: 'The monitored primary\'s name (the master name in the Sentinel configuration).' }),
+          replicaAcks: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              description:
+                'How many replicas must confirm a session write (a login, a rotated refresh token, a logout) before it counts (default 1), so a failover cannot take it back. 0 turns confirmation off.',
+            }),
+          ),
+          replicaAckTimeout: Type.Optional(
+            annotate(Duration, {
+              description:
+                'How long a write waits for those confirmations (default "500ms"); unconfirmed, it counts as the store being unavailable and is repeated (a rotated refresh token is kept and written again).',
+            }),
+          ),
         },
         { ...closed, description: 'A primary found through Redis Sentinel. Give exactly one of url, cluster or sentinel.' },
       ),

@@ -88,7 +88,8 @@ function normaliseRedisStore(raw: RawRedisStore, issues: IssueList): RedisStoreC
   }
   if (raw.url === undefined && raw.sentinel !== undefined) {
     const nodes = checkNodes('sentinel', raw.sentinel.nodes);
-    return { ...base, mode: 'sentinel', url: nodes[0] ?? '', nodes, name: raw.sentinel.name };
+    const replicaAckTimeoutMs = issues.attempt(childPath(childPath(at, 'sentinel'), 'replicaAckTimeout'), () => parseDurationMs(raw.sentinel?.replicaAckTimeout ?? '500ms')) ?? 0;
+    return { ...base, mode: 'sentinel', url: nodes[0] ?? '', nodes, name: raw.sentinel.name, replicaAcks: raw.sentinel.replicaAcks ?? 1, replicaAckTimeoutMs };
   }
   const url = raw.url === undefined ? '' : checkUrl(childPath(at, 'url'), raw.url);
   return { ...base, mode: 'single', url };

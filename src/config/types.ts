@@ -69,8 +69,11 @@ export type RedisStoreConfig =
   | (RedisStoreBase & { mode: 'single' })
   /** `nodes`: seed URLs, at least one; the cluster's other nodes are discovered from them. */
   | (RedisStoreBase & { mode: 'cluster'; nodes: string[] })
-  /** `nodes`: the Sentinels' URLs, at least one; `name`: the monitored primary's name. */
-  | (RedisStoreBase & { mode: 'sentinel'; nodes: string[]; name: string });
+  /**
+   * `nodes`: the Sentinels' URLs, at least one; `name`: the monitored primary's name; a write counts once
+   * `replicaAcks` replicas confirm it within `replicaAckTimeoutMs`.
+   */
+  | (RedisStoreBase & { mode: 'sentinel'; nodes: string[]; name: string; replicaAcks: number; replicaAckTimeoutMs: number });
 
 export interface SessionKey {
   id: string;

@@ -1,13 +1,13 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { SessionConfig } from '../config/types.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { isWellFormedSessionValue, newSessionCookieValue } from './cookies.js';
 import type { KeyRing } from './key-ring.js';
 import { OpenedRecords, type OpenedRecord } from './opened-records.js';
+import { PendingWrites, type PendingOutcome } from './pending-writes.js';
 import type { SessionContext, SessionRecord } from './session.js';
-import { StoreUnavailableError, type ReadMode, type SessionLock, type SessionStore, type StoredSession } from './store.js';
+import { StoreUnavailableError, type ClaimOutcome, type ClaimTiming, type ReadMode, type SessionLock, type SessionStore, type StoredSession, type WriteOutcome } from './store.js';
 
 export type LoadResult<D extends SessionRecord = SessionRecord> =
   | { state: 'live'; session: SessionContext<D> }
@@ -18,6 +18,11 @@ export type LoadResult<D extends SessionRecord = SessionRecord> =
 
 /** How many provider sessions (sid or sub) one instance keeps refusing while their ending is pending. */
 const MAX_REFUSED = 10_000;
+/** How many token updates one instance keeps for the store while it cannot take them (see PendingWrites). */
+const MAX_PENDING_WRITES = 10_000;
+
+/** What update did: the store's answer, or `kept` (the store failed; the write is made again once it answers). */
+export type UpdateOutcome = WriteOutcome | 'kept';
 
 /**
  * Owns the session life cycle: create with a fresh id, load and check expiry, save token updates, destroy.
@@ -30,8 +35,8 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   readonly #keysFor: (tenant: string) => KeyRing | undefined;
   readonly #config: SessionConfig;
   readonly #now: () => number;
-  /** The lock hold of the withLock call the current async context runs in (see update). */
-  readonly #holds = new AsyncLocalStorage<{ id: string; signal: AbortSignal }>();
+  readonly #versionOf: (data: D) => string;
+  readonly #pending = new PendingWrites(MAX_PENDING_WRITES);
   /** Index keys (unhashed; memory only) whose sessions must end, with the subject they must have if any. */
   readonly #refused: LRUCache<string, { sub?: string | undefined }>;
   /** Sessions in active use, opened once per sealed value (records loaded are frozen: updates build new ones). */
@@ -41,8 +46,18 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    * `keys` seals every session and keys the indexes; `keysFor`, when given, names a tenant's own ring, which then
    * seals and opens that tenant's sessions instead, so one tenant's key never opens another's.
    */
-  constructor(opts: { store: SessionStore; lock: SessionLock; keys: KeyRing; keysFor?: (tenant: string) => KeyRing | undefined; config: SessionConfig; now?: () => number }) {
+  constructor(opts: {
+    store: SessionStore;
+    lock: SessionLock;
+    keys: KeyRing;
+    keysFor?: (tenant: string) => KeyRing | undefined;
+    config: SessionConfig;
+    now?: () => number;
+    /** The record's fencing value (see StoredSession.version): changes exactly when its refresh token does. */
+    versionOf?: (data: D) => string;
+  }) {
     this.#store = opts.store;
+    this.#versionOf = opts.versionOf ?? (() => '');
     this.#lock = opts.lock;
     this.#keys = opts.keys;
     this.#keysFor = opts.keysFor ?? (() => undefined);
@@ -94,6 +109,9 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   async loadById(id: string, tenant?: string, mode: ReadMode = 'exact'): Promise<LoadResult<D>> {
+    // A token update this instance still keeps goes to the store first: the store's copy is older, and its
+    // refresh token may be redeemed already.
+    if (this.#pending.has(id)) await this.#guard(() => this.#pending.flush(id));
     // A kept Redis read, or the memory store's own record, answers without a promise (and without a store operation in the metrics).
     const stored = (mode === 'tracked' ? this.#store.kept?.(id) : undefined) ?? (await this.#guard(() => this.#store.get(id, mode)));
     if (!stored) {
@@ -113,7 +131,7 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
    */
   liveNow(cookieValue: unknown, tenant: string): SessionContext<D> | undefined {
     const id = SessionManager.idForCookie(cookieValue);
-    if (id === undefined) return undefined;
+    if (id === undefined || this.#pending.has(id)) return undefined;
     const stored = this.#store.kept?.(id);
     if (!stored) return undefined;
     const result = this.#judge(id, stored, tenant);
@@ -145,28 +163,84 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
     return this.#now() - session.lastSeenAt >= Math.min(1000, this.#config.idleTimeoutMs / 10);
   }
 
-  /** Writes the whole session. */
+  /** Writes the whole session (a new one). */
   async save(session: SessionContext<D>): Promise<void> {
-    const sealed = this.#ringOf(session.data.tenant).sealBytes(JSON.stringify(session.data), aadFor(session.id));
-    await this.#guard(() => this.#store.set(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
+    await this.#guard(() => this.#store.set(session.id, this.#stored(session), this.#ttl(session), this.#indexKeysOf(session.data)));
+  }
+
+  /** The fencing value of a record holding this data (see StoredSession.version). */
+  versionOf(data: D): string {
+    return this.#versionOf(data);
   }
 
   /**
-   * Writes token updates (callers hold the session lock, see withLock). False when the session was destroyed
-   * while the caller worked, e.g. by a logout on another instance during a refresh: it stays destroyed.
-   * Fenced: called under withLock for this session after the lock was lost (its lease ran out, it was held
-   * too long), it writes nothing and throws LockLostError, because another holder may be at work already.
+   * Writes a token update, compare-and-set in the store: only while the record still holds version `expected`
+   * (what the caller read before it changed the tokens). `gone`: the session was destroyed meanwhile (a logout)
+   * and stays so; `changed`: someone else rotated its tokens, and they stay. Callers hold the session lock, but a
+   * lapsed lease no longer matters: the store's condition decides. `holder`: the claim the update resolves (see
+   * claim), lifted by the write.
+   *
+   * With `keep`, a store failure does not lose the update: it is kept (`kept`) and written as soon as the store
+   * answers — before this instance reads the session again — and `keep` hears once what became of it. Callers
+   * ask `canKeep` before they obtain what they would have to keep.
    */
-  async update(session: SessionContext<D>): Promise<boolean> {
-    const sealed = this.#ringOf(session.data.tenant).sealBytes(JSON.stringify(session.data), aadFor(session.id));
-    const hold = this.#holds.getStore();
-    if (hold?.id === session.id) hold.signal.throwIfAborted();
-    return this.#guard(() => this.#store.update(session.id, { sealed, lastSeenAt: session.lastSeenAt }, this.#ttl(session), this.#indexKeysOf(session.data)));
+  async update(session: SessionContext<D>, expected: string, opts: { holder?: string; keep?: (outcome: PendingOutcome) => void } = {}): Promise<UpdateOutcome> {
+    const stored = this.#stored(session);
+    const write = async (): Promise<PendingOutcome> => {
+      const ttl = this.#ttl(session);
+      if (ttl <= 0) return 'expired';
+      return this.#guard(() => this.#store.update(session.id, stored, ttl, this.#indexKeysOf(session.data), expected, opts.holder ?? ''));
+    };
+    try {
+      const outcome = await write();
+      return outcome === 'expired' ? 'gone' : outcome;
+    } catch (err) {
+      const { keep } = opts;
+      if (!keep || !(err instanceof StoreUnavailableError) || !this.#pending.keep({ id: session.id, write, settled: keep })) throw err;
+      return 'kept';
+    }
   }
 
-  async destroy(id: string): Promise<void> {
+  /** Whether an update could be kept now if the store failed (see update). */
+  get canKeep(): boolean {
+    return this.#pending.hasRoom;
+  }
+
+  /**
+   * A new holder's claim on the session's refresh token, to be made (and renewed) before the token is presented to
+   * ID-porten: see SessionStore.claim. Random per refresh, so that no other refresh — on another instance, or
+   * on this one after a lost lock — takes it for its own.
+   */
+  newClaimHolder(): string {
+    return randomBytes(12).toString('base64url');
+  }
+
+  /**
+   * Claims (or, by the same holder, renews the claim on) the refresh token of the session as read: the store
+   * keeps the claim until a token update lifts it, so no other refresh presents the same token while this one
+   * may hold its rotated successor.
+   */
+  async claim(session: SessionContext<D>, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
+    return this.#guard(() => this.#store.claim(session.id, this.versionOf(session.data), holder, timing));
+  }
+
+  /** Lifts a claim: its refresh token was not redeemed after all (ID-porten could not be reached). Best effort. */
+  async unclaim(session: SessionContext<D>, holder: string): Promise<void> {
+    await this.#store.unclaim(session.id, holder).catch(() => undefined);
+  }
+
+  /**
+   * Destroys the session; with `expected`, only while the record still holds that version (`changed`: its
+   * tokens were rotated since the caller read them, so the caller looks again and ends what it finds).
+   */
+  async destroy(id: string, expected?: string): Promise<WriteOutcome> {
     this.#opened.forget(id);
-    await this.#guard(() => this.#store.delete(id));
+    return this.#guard(() => this.#store.delete(id, expected));
+  }
+
+  #stored(session: SessionContext<D>): StoredSession {
+    const sealed = this.#ringOf(session.data.tenant).sealBytes(JSON.stringify(session.data), aadFor(session.id));
+    return { sealed, lastSeenAt: session.lastSeenAt, version: this.versionOf(session.data) };
   }
 
   /** Live sessions of this tenant that ID-porten knows under `sid` (front-/back-channel logout). */
@@ -213,12 +287,19 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /**
-   * Token updates run under this lock; the lock itself reports store failures as StoreUnavailableError, a
-   * lock it could not get in time as LockTimeoutError, and one it lost before fn finished as LockLostError.
-   * Every update() of this session inside fn checks that the lock is still held (fencing), so fn need not.
+   * Token updates run under this lock, so that concurrent requests share one refresh; the lock itself reports
+   * store failures as StoreUnavailableError, a lock it could not get in time as LockTimeoutError, and one it lost
+   * before fn finished as LockLostError. It keeps refreshes single-flight; update's compare-and-set and claim keep
+   * them correct when a lease lapses under a holder that lives on.
    */
   withLock<T>(session: SessionContext<D>, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    return this.#lock.withLock(session.id, (signal) => this.#holds.run({ id: session.id, signal }, () => fn(signal)));
+    return this.#lock.withLock(session.id, fn);
+  }
+
+  /** Shutdown: makes every kept write once more (the store may answer by now), then stops retrying. */
+  async close(): Promise<void> {
+    await this.#pending.flushAll().catch(() => undefined);
+    this.#pending.stop();
   }
 
   async ping(): Promise<void> {

@@ -4,17 +4,23 @@ import {
   DEFAULT_LOCK_WAIT_MS,
   LockLostError,
   LockTimeoutError,
+  type ClaimOutcome,
+  type ClaimTiming,
   type LockOptions,
   type SessionLock,
   type SessionStore,
   type StoredSession,
+  type WriteOutcome,
 } from './store.js';
 
 /** The record itself rather than a StoredSession inside a wrapper: one object less per session. */
 interface Entry {
   sealed: Buffer;
   lastSeenAt: number;
+  version: string | undefined;
   indexKeys: string[];
+  /** The holder redeeming this version's refresh token, its last renewal, and when an asker first found it lapsed. */
+  claim?: { holder: string; beatAt: number; seenAt?: number | undefined } | undefined;
 }
 
 /** Single-instance store: bounded by maxSessions (least recently used go first) with a TTL per record. */
@@ -44,13 +50,20 @@ export class MemorySessionStore implements SessionStore {
 
   #read(id: string): StoredSession | undefined {
     const entry = this.#cache.get(id);
-    return entry ? { sealed: entry.sealed, lastSeenAt: entry.lastSeenAt } : undefined;
+    return entry ? { sealed: entry.sealed, lastSeenAt: entry.lastSeenAt, version: entry.version } : undefined;
   }
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
-    if (ttlMs <= 0) return this.delete(id);
+    this.#put(id, value, ttlMs, indexKeys, undefined);
+  }
+
+  #put(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], claim: Entry['claim']): void {
+    if (ttlMs <= 0) {
+      this.#cache.delete(id);
+      return;
+    }
     // Overwriting disposes the old entry first (unindexing it), then the new keys are indexed.
-    this.#cache.set(id, { sealed: value.sealed, lastSeenAt: value.lastSeenAt, indexKeys: [...indexKeys] }, { ttl: ttlMs });
+    this.#cache.set(id, { sealed: value.sealed, lastSeenAt: value.lastSeenAt, version: value.version, indexKeys: [...indexKeys], claim }, { ttl: ttlMs });
     for (const key of indexKeys) {
       const ids = this.#index.get(key);
       if (ids === undefined) this.#index.set(key, id);
@@ -59,22 +72,48 @@ export class MemorySessionStore implements SessionStore {
     }
   }
 
-  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
-    if (!this.#cache.has(id)) return false;
-    await this.set(id, value, ttlMs, indexKeys);
-    return true;
+  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
+    const entry = this.#cache.get(id);
+    if (!entry) return 'gone';
+    if (!versionAccepts(entry.version, expected, value.version)) return 'changed';
+    const keepsClaim = entry.claim !== undefined && entry.version === value.version && entry.claim.holder !== holder;
+    this.#put(id, value, ttlMs, indexKeys, keepsClaim ? entry.claim : undefined);
+    return 'written';
+  }
+
+  async claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
+    const entry = this.#cache.get(id);
+    if (!entry) return { state: 'gone' };
+    if (!versionAccepts(entry.version, expected, expected)) return { state: 'changed' };
+    const now = Date.now();
+    const held = entry.claim === undefined || entry.claim.holder === holder ? undefined : claimHeld(entry.claim, now, timing);
+    if (held !== undefined) return { state: 'held', retryInMs: held };
+    entry.claim = { holder, beatAt: now };
+    return { state: 'claimed' };
+  }
+
+  async unclaim(id: string, holder: string): Promise<void> {
+    const entry = this.#cache.get(id);
+    if (entry?.claim?.holder === holder) entry.claim = undefined;
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
     const entry = this.#cache.get(id);
     if (!entry) return;
-    if (ttlMs <= 0) return this.delete(id);
+    if (ttlMs <= 0) {
+      this.#cache.delete(id);
+      return;
+    }
     entry.lastSeenAt = lastSeenAt;
     this.#cache.set(id, entry, { ttl: ttlMs });
   }
 
-  async delete(id: string): Promise<void> {
+  async delete(id: string, expected?: string): Promise<WriteOutcome> {
+    const entry = this.#cache.get(id);
+    if (!entry) return 'gone';
+    if (expected !== undefined && !versionAccepts(entry.version, expected, expected)) return 'changed';
     this.#cache.delete(id);
+    return 'written';
   }
 
   async findByIndex(indexKey: string): Promise<string[]> {
@@ -122,6 +161,27 @@ export class MemorySessionStore implements SessionStore {
       }
     }
   }
+}
+
+/**
+ * The compare-and-set rule every store applies: a record holds the expected version, or the new one already (the
+ * same write again), or none at all (stored by an earlier release, which knew no versions).
+ */
+export function versionAccepts(stored: string | undefined, expected: string, next: string | undefined): boolean {
+  return stored === undefined || stored === expected || stored === next;
+}
+
+/**
+ * How long another holder's claim still holds (ms), or undefined when it passes on: renewed within the ttl, or
+ * lapsed but first seen so less than the grace ago (this marks it seen). The Redis store's CLAIM script is the same rule.
+ */
+function claimHeld(claim: NonNullable<Entry['claim']>, now: number, { ttlMs, graceMs }: ClaimTiming): number | undefined {
+  if (now - claim.beatAt < ttlMs) return ttlMs - (now - claim.beatAt);
+  if (claim.seenAt === undefined || claim.seenAt < claim.beatAt) {
+    claim.seenAt = now;
+    return graceMs;
+  }
+  return now - claim.seenAt < graceMs ? graceMs - (now - claim.seenAt) : undefined;
 }
 
 /**

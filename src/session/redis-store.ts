@@ -7,11 +7,14 @@ import {
   DEFAULT_LOCK_WAIT_MS,
   LockTimeoutError,
   StoreUnavailableError,
+  type ClaimOutcome,
+  type ClaimTiming,
   type LockOptions,
   type ReadMode,
   type SessionLock,
   type SessionStore,
   type StoredSession,
+  type WriteOutcome,
 } from './store.js';
 import { LockHold, MemorySessionLock } from './memory-store.js';
 import { TrackedReads } from './tracked-reads.js';
@@ -43,13 +46,52 @@ const LOCK_RENEWALS_PER_LEASE = 4;
  * the prefix's slot, which is also correct (only less spread over a cluster).
  */
 
-// ARGV[5] = '1': update only an existing record. Returns {written, the index keys it had before or ''}.
+// The record's fields beyond the sealed data: v, its version (the fencing value writes compare); c, the holder
+// redeeming that version's refresh token; cb, that holder's last renewal and cs, when an asker first found it
+// lapsed (both by the store's clock, ms). A record without v was stored by an earlier release: a conditional
+// write accepts it once.
+
+// ARGV: sealed, last seen, index keys (JSON), ttl, conditional ('1': only over the expected version of an
+// existing record), expected version, new version, writing holder. A write that changes the version, or comes
+// from the claim's holder, lifts the claim. Returns {1 written | 0 gone | 2 changed, the index keys it had or ''}.
 const WRITE = `
-if ARGV[5] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[5] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+  if v and v ~= ARGV[6] and v ~= ARGV[7] then return {2, ''} end
+end
 local old = redis.call('HGET', KEYS[1], 'i') or ''
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', ARGV[2], 'i', ARGV[3])
+if ARGV[5] == '0' or v ~= ARGV[7] or redis.call('HGET', KEYS[1], 'c') == ARGV[8] then redis.call('HDEL', KEYS[1], 'c', 'cb', 'cs') end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 't', ARGV[2], 'i', ARGV[3], 'v', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {1, old}`;
+
+// ARGV: expected version, holder, ttl, grace (ms). Returns {1 claimed | 0 gone | 2 changed | 3 held, ms to
+// wait}. The same rule as the memory store's claimHeld: another holder's claim holds while renewed within the
+// ttl, then until it has been seen lapsed for the grace.
+const CLAIM = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local v = redis.call('HGET', KEYS[1], 'v')
+if v and v ~= ARGV[1] then return {2, 0} end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local c = redis.call('HGET', KEYS[1], 'c')
+if c and c ~= ARGV[2] then
+  local ttl, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
+  local beat = tonumber(redis.call('HGET', KEYS[1], 'cb') or '0') or 0
+  if now - beat < ttl then return {3, ttl - (now - beat)} end
+  local seen = tonumber(redis.call('HGET', KEYS[1], 'cs') or '')
+  if not seen or seen < beat then
+    redis.call('HSET', KEYS[1], 'cs', now)
+    return {3, grace}
+  end
+  if now - seen < grace then return {3, grace - (now - seen)} end
+end
+redis.call('HSET', KEYS[1], 'c', ARGV[2], 'cb', now)
+redis.call('HDEL', KEYS[1], 'cs')
+return {1, 0}`;
+
+const UNCLAIM = `if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('HDEL', KEYS[1], 'c', 'cb', 'cs') end return 1`;
 
 // Only when the record still exists, so a touch never resurrects a destroyed session. Returns its index
 // keys (the caller extends them with the record: an active session stays findable by sid), or nil.
@@ -59,11 +101,15 @@ redis.call('HSET', KEYS[1], 't', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('HGET', KEYS[1], 'i') or '[]'`;
 
-// Returns the index keys the record had (the caller removes the id from them), or nil when it was absent.
+// ARGV: conditional ('1': only over the expected version), expected version. Returns {1 deleted | 0 gone |
+// 2 changed, the index keys it had (the caller removes the id from them) or ''}.
 const DELETE = `
-local index = redis.call('HGET', KEYS[1], 'i')
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local v = redis.call('HGET', KEYS[1], 'v')
+if ARGV[1] == '1' and v and v ~= ARGV[2] then return {2, ''} end
+local index = redis.call('HGET', KEYS[1], 'i') or ''
 redis.call('DEL', KEYS[1])
-return index or false`;
+return {1, index}`;
 
 // An index lives as long as its longest-lived member: NX gives a fresh set its first expiry, GT only extends it.
 const INDEX = `
@@ -82,9 +128,11 @@ const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 
 type Arg = string | number;
 interface StoreCommands {
-  bffWrite(key: string, sealed: Buffer, lastSeenAt: Arg, index: string, ttlMs: Arg, onlyIfPresent: string): Promise<[number, string]>;
+  bffWrite(key: string, sealed: Buffer, lastSeenAt: Arg, index: string, ttlMs: Arg, conditional: string, expected: string, version: string, holder: string): Promise<[number, string]>;
+  bffClaim(key: string, expected: string, holder: string, ttlMs: Arg, graceMs: Arg): Promise<[number, number]>;
+  bffUnclaim(key: string, holder: string): Promise<number>;
   bffTouch(key: string, lastSeenAt: Arg, ttlMs: Arg): Promise<string | null>;
-  bffDelete(key: string): Promise<string | null>;
+  bffDelete(key: string, conditional: string, expected: string): Promise<[number, string]>;
   bffIndex(indexKey: string, id: string, ttlMs: Arg): Promise<number>;
   bffProbe(a: string, b: string): Promise<number>;
   bffRelease(key: string, token: string): Promise<number>;
@@ -98,6 +146,8 @@ function withCommands(redis: RedisClient): StoreRedis {
   // defineCommand runs scripts by EVALSHA and reloads them after a Redis restart emptied its script cache;
   // on a cluster each goes to the node of its first key's slot.
   redis.defineCommand('bffWrite', { lua: WRITE, numberOfKeys: 1 });
+  redis.defineCommand('bffClaim', { lua: CLAIM, numberOfKeys: 1 });
+  redis.defineCommand('bffUnclaim', { lua: UNCLAIM, numberOfKeys: 1 });
   redis.defineCommand('bffTouch', { lua: TOUCH, numberOfKeys: 1 });
   redis.defineCommand('bffDelete', { lua: DELETE, numberOfKeys: 1 });
   redis.defineCommand('bffIndex', { lua: INDEX, numberOfKeys: 1 });
@@ -118,6 +168,27 @@ function indexList(json: string | null | undefined): string[] {
   }
 }
 
+/** A write script's outcome as Redis answers it (see WRITE, CLAIM, DELETE). */
+const OUTCOMES: Record<number, WriteOutcome> = { 0: 'gone', 1: 'written', 2: 'changed' };
+
+export interface RedisStoreOptions {
+  logger?: Logger | undefined;
+  /**
+   * Behind Sentinel: a token update or claim is answered only once this many replicas have it (WAIT on the
+   * connection that wrote it), so a failover cannot take back a rotated refresh token; if they do not confirm
+   * within `replicaAckMs`, it fails as the store being unavailable (it may stand on the primary: every write is
+   * safe to repeat, and a kept token update is). A new session or a delete waits as long for them, and stands
+   * without them (logged): a primary left with no replica still lets users log in and out.
+   */
+  replicas?: number;
+  replicaAckMs?: number;
+}
+
+const UNCONFIRMED_LOG_MS = 10_000;
+
+/** How long a write waits for a replica's confirmation behind Sentinel, by default. */
+export const DEFAULT_REPLICA_ACK_MS = 500;
+
 /**
  * Shared store for several gateway instances. Every failure to reach Redis surfaces as StoreUnavailableError
  * (the gateway answers 503 store_unavailable) instead of hanging the request.
@@ -127,12 +198,20 @@ export class RedisSessionStore implements SessionStore {
   readonly #prefix: string;
   /** One server or a Sentinel-named primary; a cluster's reads all go to Redis (tracking is per node there). */
   readonly #tracked: TrackedReads | undefined;
+  readonly #replicas: number;
+  readonly #replicaAckMs: number;
+  readonly #logger: Logger | undefined;
+  /** When an unconfirmed write was last logged (at most one line per UNCONFIRMED_LOG_MS). */
+  #unconfirmedLoggedAt = 0;
   #closed = false;
 
-  constructor(redis: RedisClient, keyPrefix: string, logger?: Logger) {
+  constructor(redis: RedisClient, keyPrefix: string, opts: RedisStoreOptions = {}) {
     this.#redis = withCommands(redis);
     this.#prefix = keyPrefix;
-    this.#tracked = redis instanceof Redis ? new TrackedReads(redis, logger) : undefined;
+    this.#tracked = redis instanceof Redis ? new TrackedReads(redis, opts.logger) : undefined;
+    this.#replicas = opts.replicas ?? 0;
+    this.#replicaAckMs = opts.replicaAckMs ?? DEFAULT_REPLICA_ACK_MS;
+    this.#logger = opts.logger;
   }
 
   /** Whether tracked reads are being kept now (see TrackedReads). */
@@ -181,57 +260,102 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #read(key: string): Promise<StoredSession | undefined> {
-    const [sealed, lastSeen] = await this.#do(() => this.#redis.hmgetBuffer(key, 'd', 't'));
+    const [sealed, lastSeen, version] = await this.#do(() => this.#redis.hmgetBuffer(key, 'd', 't', 'v'));
     if (!sealed || !lastSeen) return undefined;
-    return { sealed, lastSeenAt: Number(lastSeen.toString()) };
+    return { sealed, lastSeenAt: Number(lastSeen.toString()), version: version?.toString() };
   }
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
-    if (ttlMs <= 0) return this.delete(id);
-    await this.#write(id, value, ttlMs, indexKeys, false);
-  }
-
-  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean> {
     if (ttlMs <= 0) {
-      this.#tracked?.forget(this.key(id));
-      const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
-      await this.#unindex(id, indexList(had));
-      return had !== null;
+      await this.delete(id);
+      return;
     }
-    return this.#write(id, value, ttlMs, indexKeys, true);
+    await this.#write(id, value, ttlMs, indexKeys, undefined);
   }
 
-  async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], onlyIfPresent: boolean): Promise<boolean> {
+  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
+    if (ttlMs <= 0) return (await this.delete(id, expected)) === 'changed' ? 'changed' : 'gone';
+    return this.#write(id, value, ttlMs, indexKeys, { expected, holder });
+  }
+
+  async #write(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], condition: { expected: string; holder: string } | undefined): Promise<WriteOutcome> {
     const ttl = Math.ceil(ttlMs);
     const index = [...new Set(indexKeys.map((k) => this.indexKey(k)))];
     // Index first: a session is never stored without being findable by its sid (logout must reach it).
     await this.#extendIndexes(id, index, ttl);
     // Right before the write goes out: a read sent after it sees the new record, one sent before is not kept.
     this.#tracked?.forget(this.key(id));
-    const [written, old] = await this.#do(() =>
-      this.#redis.bffWrite(this.key(id), value.sealed, value.lastSeenAt, JSON.stringify(index), ttl, onlyIfPresent ? '1' : '0'),
+    const [written, old] = await this.#confirmed(
+      'bffWrite',
+      [this.key(id), value.sealed, value.lastSeenAt, JSON.stringify(index), ttl, condition ? '1' : '0', condition?.expected ?? '', value.version ?? '', condition?.holder ?? ''],
+      condition !== undefined,
     );
-    if (written !== 1) {
-      // Gone meanwhile (destroyed by a logout): take back the index entries made above.
-      await this.#unindex(id, index);
-      return false;
-    }
+    const outcome = OUTCOMES[written] ?? 'changed';
+    // Gone meanwhile (destroyed by a logout): take back the index entries made above. A changed record is
+    // another writer's, indexed by it.
+    if (outcome === 'gone') await this.#unindex(id, index);
+    if (outcome !== 'written') return outcome;
     await this.#unindex(id, indexList(old).filter((k) => !index.includes(k)));
-    return true;
+    return 'written';
+  }
+
+  async claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
+    this.#tracked?.forget(this.key(id));
+    const [state, waitMs] = await this.#confirmed('bffClaim', [this.key(id), expected, holder, Math.ceil(timing.ttlMs), Math.ceil(timing.graceMs)], true);
+    if (state === 3) return { state: 'held', retryInMs: Number(waitMs) };
+    const outcome = OUTCOMES[state] ?? 'changed';
+    return { state: outcome === 'written' ? 'claimed' : outcome };
+  }
+
+  async unclaim(id: string, holder: string): Promise<void> {
+    this.#tracked?.forget(this.key(id));
+    await this.#do(() => this.#redis.bffUnclaim(this.key(id), holder));
   }
 
   async touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void> {
-    if (ttlMs <= 0) return this.delete(id);
+    if (ttlMs <= 0) {
+      await this.delete(id);
+      return;
+    }
     this.#tracked?.forget(this.key(id));
     const ttl = Math.ceil(ttlMs);
     const index = await this.#do(() => this.#redis.bffTouch(this.key(id), lastSeenAt, ttl));
     if (index !== null) await this.#extendIndexes(id, indexList(index), ttl);
   }
 
-  async delete(id: string): Promise<void> {
+  async delete(id: string, expected?: string): Promise<WriteOutcome> {
     this.#tracked?.forget(this.key(id));
-    const had = await this.#do(() => this.#redis.bffDelete(this.key(id)));
-    await this.#unindex(id, indexList(had));
+    const [deleted, had] = await this.#confirmed('bffDelete', [this.key(id), expected === undefined ? '0' : '1', expected ?? ''], false);
+    const outcome = OUTCOMES[deleted] ?? 'changed';
+    if (outcome === 'written') await this.#unindex(id, indexList(had));
+    return outcome;
+  }
+
+  /**
+   * Runs a write script. Behind Sentinel it is answered once enough replicas confirm everything this connection
+   * wrote so far (the script and the index commands before it): WAIT, pipelined on the same connection. Unconfirmed
+   * in time, a `required` write fails; another stands, logged.
+   */
+  async #confirmed<K extends 'bffWrite' | 'bffClaim' | 'bffDelete'>(name: K, args: Parameters<StoreCommands[K]>, required: boolean): Promise<Awaited<ReturnType<StoreCommands[K]>>> {
+    type Answer = Awaited<ReturnType<StoreCommands[K]>>;
+    const run = (target: object) => (target as Record<K, (...a: unknown[]) => unknown>)[name](...args);
+    if (this.#replicas === 0) return this.#do(() => run(this.#redis) as Promise<Answer>);
+    const pipeline = this.#redis.pipeline();
+    run(pipeline);
+    pipeline.wait(this.#replicas, this.#replicaAckMs);
+    const answers = await this.#do(() => pipeline.exec());
+    const [scriptError, value] = answers?.[0] ?? [new Error('no answer')];
+    if (scriptError) throw new StoreUnavailableError('redis command failed', { cause: scriptError });
+    const [waitError, acknowledged] = answers?.[1] ?? [new Error('no answer')];
+    if (waitError || Number(acknowledged) < this.#replicas) {
+      const message = `a session write was not confirmed by ${this.#replicas} replica(s) within ${this.#replicaAckMs} ms`;
+      if (required) throw new StoreUnavailableError(message, { cause: waitError ?? undefined });
+      if (Date.now() - this.#unconfirmedLoggedAt >= UNCONFIRMED_LOG_MS) {
+        this.#unconfirmedLoggedAt = Date.now();
+        this.#logger?.warn({ replicas: this.#replicas, acknowledged: Number(acknowledged ?? 0) }, `${message}; it stands on the primary`);
+      }
+    }
+    return value as Answer;
   }
 
   async findByIndex(indexKey: string): Promise<string[]> {
@@ -352,7 +476,8 @@ export class RedisSessionStore implements SessionStore {
 }
 
 /** Where the store finds Redis: RedisStoreConfig, or just a URL and a prefix (one server). */
-export type RedisConnection = Pick<RedisStoreConfig, 'url' | 'keyPrefix'> & Partial<Pick<RedisStoreConfig, 'mode'>> & { nodes?: string[]; name?: string };
+export type RedisConnection = Pick<RedisStoreConfig, 'url' | 'keyPrefix'> &
+  Partial<Pick<RedisStoreConfig, 'mode'>> & { nodes?: string[]; name?: string; replicaAcks?: number; replicaAckTimeoutMs?: number };
 
 // Fail fast while disconnected: a request gets 503 store_unavailable instead of waiting in a queue; a server
 // that accepts connections but does not answer (overloaded, frozen) must not hang requests either.
@@ -440,7 +565,9 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
   } catch {
     // Already logged by the error listener; the client keeps retrying.
   }
-  const store = new RedisSessionStore(redis, config.keyPrefix, logger);
+  // Only behind Sentinel is a replica known to be there to confirm a write (WAIT on a lone server would only time out).
+  const replicas = config.mode === 'sentinel' ? (config.replicaAcks ?? 1) : 0;
+  const store = new RedisSessionStore(redis, config.keyPrefix, { logger, replicas, replicaAckMs: config.replicaAckTimeoutMs ?? DEFAULT_REPLICA_ACK_MS });
   // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
   redis.on('end', () => {
     if (store.closed) return;

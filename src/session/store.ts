@@ -10,6 +10,32 @@ export interface StoredSession {
   sealed: Buffer;
   /** Epoch ms of the last request seen; kept apart from `sealed` so touching never overwrites token updates. */
   lastSeenAt: number;
+  /**
+   * The record's fencing value, in clear beside the sealed data so the store itself can compare it: a hash of
+   * the refresh token the record holds (see SessionManager's `versionOf`). Undefined for a record stored by an
+   * earlier release, which any conditional write accepts once.
+   */
+  version?: string | undefined;
+}
+
+/**
+ * What a conditional write found. `written`: the record held the expected version (or already the new one: a
+ * retry of a write that landed) and now holds the new one. `gone`: no record (ended meanwhile). `changed`: the
+ * record holds another version — someone else rotated its tokens — and was left alone.
+ */
+export type WriteOutcome = 'written' | 'gone' | 'changed';
+
+/**
+ * What a claim found (see SessionStore.claim). `held`: another holder's claim is alive, or was seen lapsed less
+ * than the grace ago — that holder may have redeemed the refresh token and not yet written the rotated one; ask
+ * again after `retryInMs`.
+ */
+export type ClaimOutcome = { state: 'claimed' } | { state: 'gone' } | { state: 'changed' } | { state: 'held'; retryInMs: number };
+
+/** How a claim lives: its holder renews it within `ttlMs`; a lapsed one passes on once seen lapsed for `graceMs`. */
+export interface ClaimTiming {
+  ttlMs: number;
+  graceMs: number;
 }
 
 /**
@@ -28,16 +54,33 @@ export interface SessionStore {
    * without a promise); a store that keeps nothing leaves it out.
    */
   kept?(id: string): StoredSession | undefined;
-  /** Writes the whole record and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
+  /** Writes the whole record (a new session) and (re)indexes it under `indexKeys` (e.g. the ID-porten sid). */
   set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void>;
   /**
-   * Like set, but only while the record exists, so a token update never resurrects a session that was
-   * destroyed meanwhile (a logout on another instance). Resolves false when the record was gone.
+   * Compare-and-set, decided by the store itself: writes the record only while it exists and holds version
+   * `expected`, or holds `value.version` already (the same write again, after one whose answer was lost). So a
+   * token update never resurrects a session destroyed meanwhile (a logout on another instance) and never puts
+   * back a refresh token that another holder rotated. A write that changes the version (or is made by
+   * `holder`) also lifts the claim on the record.
    */
-  update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<boolean>;
+  update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome>;
+  /**
+   * Marks the record's version as being redeemed by `holder` (a refresh about to present its refresh token), while
+   * it holds `expected`; the same holder claiming again renews it. Another holder's claim is `held` while it was
+   * renewed within `ttlMs`, and after that until the store has seen it lapsed for `graceMs` (all by the store's
+   * clock): a holder cut off from the store (a pause, a dropped connection) may hold the rotated token and write
+   * it as soon as the store answers. Then it passes to the asker: its holder died, or lost the token.
+   */
+  claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome>;
+  /** Lifts holder's claim, if it is still the record's (the refresh token was not redeemed after all). */
+  unclaim(id: string, holder: string): Promise<void>;
   /** Updates only lastSeenAt and the expiry; a no-op when the record is gone. */
   touch(id: string, lastSeenAt: number, ttlMs: number): Promise<void>;
-  delete(id: string): Promise<void>;
+  /**
+   * Deletes the record; with `expected`, only while it holds that version (`changed` otherwise: its tokens were
+   * rotated since the caller read it, and the caller must look again). `gone` when there was none.
+   */
+  delete(id: string, expected?: string): Promise<WriteOutcome>;
   /** Session ids indexed under this key. May include ids whose record has since expired. */
   findByIndex(indexKey: string): Promise<string[]>;
   /**
@@ -69,8 +112,9 @@ export interface LockOptions {
 }
 
 /**
- * Mutual exclusion per session for token updates (refresh, Altinn exchange), so that a rotated refresh
- * token is stored before anyone else may refresh. Memory: in-process; Redis: across instances.
+ * Mutual exclusion per session for token updates (refresh, Altinn exchange), so that concurrent requests share
+ * one refresh. Memory: in-process; Redis: across instances. An optimisation, not what keeps a token safe: that is
+ * the store's compare-and-set (update) and claim, which hold when a lease lapses under a holder that lives on.
  *
  * Fencing: fn receives an AbortSignal that aborts, with a LockLostError as its reason, as soon as the lock
  * may belong to someone else: its lease could not be renewed in time (Redis unreachable or frozen, the key

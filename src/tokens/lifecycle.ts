@@ -225,8 +225,11 @@ export class TokenLifecycle implements TokenSource {
           this.#audit.event('token.exchange', { ...base, failed: true, reason: ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message });
           throw err;
         }
+        const expected = this.#sessions.versionOf(current.data);
         current.data = { ...current.data, derived: { ...current.data.derived, [kind]: { token: obtained.token, expiresAt: obtained.expiresAt, from: fingerprint(accessToken)! } } };
-        if (!(await this.#sessions.update(current))) throw sessionExpired();
+        // Compare-and-set on the refresh token: a refresh elsewhere meanwhile (its lease lapsed under this holder)
+        // keeps its tokens, and this request still uses the token it obtained.
+        if ((await this.#sessions.update(current, expected)) === 'gone') throw sessionExpired();
         this.#audit.event('token.exchange', {
           ...base,
           accessToken: fingerprint(accessToken),
@@ -315,29 +318,50 @@ export class TokenLifecycle implements TokenSource {
 
   /**
    * Ends a session: revokes its tokens at ID-porten (before answering when someone asked for the logout,
-   * in the background otherwise), destroys it, and writes the one `logout` audit line.
+   * in the background otherwise), destroys it, and writes the one `logout` audit line. The record is destroyed
+   * only while it holds the tokens revoked (compare-and-set): a refresh that rotated them meanwhile is found,
+   * and its tokens revoked too, so no fresh refresh token outlives its session. A refresh still under way
+   * finds the record gone and revokes what it gets.
    */
   async end(given: Session, tenant: Tenant, channel: LogoutChannel, opts: { reason?: string; revoke?: false } = {}): Promise<void> {
-    const session = opts.revoke === false ? given : await this.#asStoredNow(given, tenant);
-    let revoked: RevocationOutcome | 'background' | 'not revoked';
     if (opts.revoke === false) {
-      await this.#sessions.destroy(session.id);
-      revoked = 'not revoked';
-    } else if (REVOKE_BEFORE_ANSWERING.has(channel)) {
-      revoked = await this.#revoker.revoke(tenant, session);
-      await this.#sessions.destroy(session.id);
-    } else {
-      await this.#sessions.destroy(session.id);
-      this.#revoker.inBackground(tenant, session, channel);
-      revoked = 'background';
+      await this.#sessions.destroy(given.id);
+      this.#ended(given, tenant, channel, opts.reason, 'not revoked');
+      return;
     }
+    let session = await this.#asStoredNow(given, tenant);
+    for (let attempt = 1; ; attempt += 1) {
+      // Rotated between the read and the delete: those tokens are ended too. Refreshes do not follow each other
+      // that fast; a third round deletes whatever is there.
+      const expected = attempt < 3 ? this.#sessions.versionOf(session.data) : undefined;
+      let revoked: RevocationOutcome | 'background';
+      let outcome;
+      if (REVOKE_BEFORE_ANSWERING.has(channel)) {
+        revoked = await this.#revoker.revoke(tenant, session);
+        outcome = await this.#sessions.destroy(session.id, expected);
+      } else {
+        outcome = await this.#sessions.destroy(session.id, expected);
+        if (outcome !== 'changed') this.#revoker.inBackground(tenant, session, channel);
+        revoked = 'background';
+      }
+      const rotated = outcome === 'changed' ? await this.#sessions.loadById(session.id, tenant.id) : undefined;
+      if (rotated === undefined || rotated.state === 'none') {
+        this.#ended(session, tenant, channel, opts.reason, revoked);
+        return;
+      }
+      session = rotated.session;
+    }
+  }
+
+  /** After a session ended: the one `logout` audit line, and nothing kept for it. */
+  #ended(session: Session, tenant: Tenant, channel: LogoutChannel, reason: string | undefined, revoked: RevocationOutcome | 'background' | 'not revoked'): void {
     this.#refresher.forget(session.id);
     this.#audit.event('logout', {
       tenant: tenant.id,
       session: session.hash,
       sub: session.data.user.sub,
       channel,
-      ...(opts.reason === undefined ? {} : { reason: opts.reason }),
+      ...(reason === undefined ? {} : { reason }),
       sid: fingerprint(session.data.user.sid),
       accessToken: fingerprint(session.data.tokens.accessToken),
       refreshToken: fingerprint(session.data.tokens.refreshToken),

@@ -6,6 +6,8 @@ import { GatewayError, sessionExpired, StoreUnavailableError, LockTimeoutError }
 import { acrFromClaims } from '../idporten/claims.js';
 import { OidcError } from '../idporten/errors.js';
 import type { SessionManager } from '../session/manager.js';
+import type { PendingOutcome } from '../session/pending-writes.js';
+import type { ClaimTiming } from '../session/store.js';
 import type { Tenant } from '../tenant/tenant.js';
 import { accessTokenValid, needsRefresh } from './refresh-policy.js';
 import type { Session, SessionData } from './session-data.js';
@@ -13,6 +15,22 @@ import { SingleFlight } from './single-flight.js';
 
 /** After ID-porten failed to answer, wait this long before asking again while the old token still works. */
 const REFRESH_RETRY_COOLDOWN_MS = 5_000;
+/**
+ * How long another instance's claim on a refresh token is waited for once the store has seen it unresolved: that
+ * instance may hold the rotated token and write it as soon as the store answers (within about
+ * PENDING_RETRY_MS); one that died never will, and its session is then unusable for the lease plus this.
+ */
+/**
+ * A refresh's claim on its refresh token (see SessionStore.claim): renewed every CLAIM_RENEW_MS while it presents
+ * the token and writes the result, so a live but slow one (ID-porten answering late) keeps it; once it lapses,
+ * another refresh waits the grace — in which a refresh cut off from the store by a pause or a dropped connection
+ * writes its rotated token as soon as the store answers (kept writes are retried every 200 ms) — and then
+ * takes it over. A refresh that died costs its session the lock's lease plus the grace.
+ */
+const CLAIM_TIMING: ClaimTiming = { ttlMs: 2_000, graceMs: 1_500 };
+const CLAIM_RENEW_MS = 500;
+/** How often a request waiting for another refresh's claim asks again. */
+const CLAIM_POLL_MS = 100;
 
 export interface RefresherOptions {
   sessions: SessionManager<SessionData>;
@@ -25,8 +43,10 @@ export interface RefresherOptions {
 
 /**
  * Keeps a session's ID-porten access token fresh. Concurrent callers of one session share one refresh
- * (SingleFlight in-process; the session lock plus a re-read inside it across instances), and the rotated
- * refresh token is stored before the lock is released, so nobody ever presents a consumed refresh token.
+ * (SingleFlight in-process; the session lock plus a re-read inside it across instances). A refresh token is
+ * presented only after the store recorded this instance's claim on it, and the rotated one is written by a
+ * compare-and-set on the redeemed one — kept and written again while the store fails — so nobody presents a
+ * consumed refresh token, whatever happens to the lock's lease.
  */
 export class Refresher {
   readonly #opts: RefresherOptions;
@@ -65,7 +85,8 @@ export class Refresher {
     const { sessions, audit } = this.#opts;
     try {
       return await sessions.withLock(loaded, async () => {
-        // Re-read inside the lock: another request or instance may have refreshed already.
+        // Re-read inside the lock: another request or instance may have refreshed already. (A rotated token this
+        // instance still keeps for the store is written first.)
         const current = await reloadLive(sessions, loaded);
         const refreshedMeanwhile = current.data.tokens.accessTokenIssuedAt > loaded.data.tokens.accessTokenIssuedAt;
         if (force ? refreshedMeanwhile : !needsRefresh(current.data, this.#opts.refreshLeewayMs, this.#opts.now())) return current;
@@ -80,30 +101,51 @@ export class Refresher {
     }
   }
 
-  async #refresh(session: Session, tenant: Tenant): Promise<Session> {
-    const { sessions, audit, now } = this.#opts;
-    const { tokens } = session.data;
-    const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub };
-    if (!tokens.refreshToken) {
-      if (accessTokenValid(session.data, now())) return session;
-      await this.#opts.end(session, tenant, 'no refresh token');
+  async #refresh(read: Session, tenant: Tenant): Promise<Session> {
+    const { sessions, now } = this.#opts;
+    if (!read.data.tokens.refreshToken) {
+      if (accessTokenValid(read.data, now())) return read;
+      await this.#opts.end(read, tenant, 'no refresh token');
       throw sessionExpired();
     }
+    const holder = sessions.newClaimHolder();
+    const claim = await this.#claim(read, holder);
+    if ('answer' in claim) return claim.answer;
+    const session = claim.redeem;
+    // Renewed until the rotated token is written or kept (or the refresh failed): the claim says it is alive.
+    const renewal = setInterval(() => void sessions.claim(session, holder, CLAIM_TIMING).catch(() => undefined), CLAIM_RENEW_MS);
+    renewal.unref();
+    try {
+      return await this.#redeem(session, tenant, holder);
+    } finally {
+      clearInterval(renewal);
+    }
+  }
+
+  /** Presents the claimed refresh token and writes what comes back. */
+  async #redeem(session: Session, tenant: Tenant, holder: string): Promise<Session> {
+    const { sessions, audit, now } = this.#opts;
+    const { tokens } = session.data;
+    const refreshToken = tokens.refreshToken!;
+    const expected = sessions.versionOf(session.data);
+    const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub };
     let refreshed;
     try {
-      refreshed = await tenant.idporten.refresh(tokens.refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr });
+      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr });
     } catch (err) {
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
-      audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(tokens.refreshToken) });
+      audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(refreshToken) });
       if (failure.kind === 'unavailable') {
+        // Nothing came back to keep: the claim goes, so the next try (here or elsewhere) need not wait for it.
+        await sessions.unclaim(session, holder);
         this.#lastFailure.set(session.id, now());
         if (accessTokenValid(session.data, now())) return session;
         throw new GatewayError('idp_unavailable', 'ID-porten could not be reached to refresh the session; try again shortly.', { cause: err });
       }
-      // After a store failover two holders may both have believed they held the lock: if the refresh token that
-      // failed is no longer the stored one, the other holder won the rotation and the session lives on.
+      // If the refresh token that failed is no longer the stored one, another holder won the rotation and the
+      // session lives on.
       const stored = await reloadLive(sessions, session);
-      if (failure.kind === 'invalid_grant' && stored.data.tokens.refreshToken !== tokens.refreshToken) return stored;
+      if (failure.kind === 'invalid_grant' && stored.data.tokens.refreshToken !== refreshToken) return stored;
       // invalid_grant (revoked, expired or reused refresh token) or a refreshed ID token that broke the binding.
       await this.#opts.end(stored, tenant, failure.reason);
       throw sessionExpired();
@@ -116,7 +158,7 @@ export class Refresher {
         accessTokenIssuedAt: now(),
         accessTokenExpiresAt: refreshed.accessTokenExpiresAt,
         // Rotating refresh tokens: the new one replaces the old; a provider that reuses tokens sends none.
-        refreshToken: refreshed.refreshToken ?? tokens.refreshToken,
+        refreshToken: refreshed.refreshToken ?? refreshToken,
         idToken: refreshed.idToken ?? tokens.idToken,
         scope: refreshed.scope ?? tokens.scope,
       },
@@ -124,32 +166,81 @@ export class Refresher {
       // Tokens obtained from the old access token (Altinn, …) die with it.
       derived: undefined,
     };
-    let stored: boolean;
-    try {
-      stored = await sessions.update(session);
-    } catch (err) {
-      // A holder that lost its lock writes nothing; the rotated refresh token it got would live on unheld.
-      if (err instanceof LockTimeoutError && refreshed.refreshToken) void tenant.idporten.revoke(refreshed.refreshToken, 'refresh_token').catch(() => undefined);
-      throw err;
-    }
-    if (!stored) {
-      // Logged out elsewhere while the grant ran: the new tokens are dropped, the session stays ended, and
-      // the fresh refresh token is revoked (best effort) so it does not live on at ID-porten unheld.
-      audit.event('token.refresh.failure', { ...base, reason: 'session ended during refresh', accessToken: fingerprint(refreshed.accessToken) });
-      if (refreshed.refreshToken) void tenant.idporten.revoke(refreshed.refreshToken, 'refresh_token').catch(() => undefined);
-      throw sessionExpired();
+    const rotated = refreshed.refreshToken !== undefined && refreshed.refreshToken !== refreshToken;
+    // The store decides (compare-and-set on the redeemed token); a store that fails gets the update again as soon
+    // as it answers, and this request goes on with the new access token meanwhile.
+    const outcome = await sessions.update(session, expected, {
+      holder,
+      keep: (late) => {
+        if (late !== 'written') this.#orphaned(session, tenant, rotated ? refreshed.refreshToken : undefined, late);
+      },
+    });
+    if (outcome === 'gone' || outcome === 'changed') {
+      this.#orphaned(session, tenant, rotated ? refreshed.refreshToken : undefined, outcome);
+      if (outcome === 'gone') throw sessionExpired();
+      return reloadLive(sessions, session);
     }
     this.#lastFailure.delete(session.id);
     audit.event('token.refresh', {
       ...base,
       oldAccessToken: fingerprint(tokens.accessToken),
       accessToken: fingerprint(refreshed.accessToken),
-      oldRefreshToken: fingerprint(tokens.refreshToken),
+      oldRefreshToken: fingerprint(refreshToken),
       refreshToken: fingerprint(session.data.tokens.refreshToken),
-      rotated: refreshed.refreshToken !== undefined && refreshed.refreshToken !== tokens.refreshToken,
+      rotated,
       expiresAt: new Date(refreshed.accessTokenExpiresAt).toISOString(),
+      ...(outcome === 'kept' ? { stored: 'pending' } : {}),
     });
     return session;
+  }
+
+  /**
+   * Claims the session's refresh token in the store before presenting it: `redeem` the session (as read now) when
+   * this instance may present it, or `answer` with a session that needs no refresh from here — another instance
+   * rotated it meanwhile, or claimed it and may hold its successor while the old access token still works.
+   * Waits (under the lock) while another claim holds and the access token has expired (see CLAIM_TIMING).
+   */
+  async #claim(read: Session, holder: string): Promise<{ redeem: Session } | { answer: Session }> {
+    const { sessions, now } = this.#opts;
+    let session = read;
+    for (;;) {
+      // Nothing is redeemed that could not be kept should the store fail right after.
+      if (!sessions.canKeep) throw new StoreUnavailableError('too many token updates are waiting for the session store');
+      let claim;
+      try {
+        claim = await sessions.claim(session, holder, CLAIM_TIMING);
+      } catch (err) {
+        // The store cannot hold the claim (unreachable, or no replica confirms it): nothing is presented.
+        if (err instanceof StoreUnavailableError && accessTokenValid(session.data, now())) return { answer: session };
+        throw err;
+      }
+      if (claim.state === 'claimed') return { redeem: session };
+      if (claim.state === 'gone') throw sessionExpired();
+      if (claim.state === 'changed') {
+        session = await reloadLive(sessions, session);
+        if (!needsRefresh(session.data, this.#opts.refreshLeewayMs, now())) return { answer: session };
+        continue;
+      }
+      if (accessTokenValid(session.data, now())) return { answer: session };
+      await new Promise((resolve) => setTimeout(resolve, Math.max(10, Math.min(claim.retryInMs, CLAIM_POLL_MS))));
+    }
+  }
+
+  /**
+   * The rotated refresh token can no longer be stored: the session ended meanwhile (a logout), passed its deadline,
+   * or another holder rotated it. It is revoked (best effort) so it does not live on at ID-porten unheld.
+   */
+  #orphaned(session: Session, tenant: Tenant, refreshToken: string | undefined, why: PendingOutcome): void {
+    const reason = why === 'changed' ? 'tokens rotated elsewhere during refresh' : 'session ended during refresh';
+    this.#opts.audit.event('token.refresh.failure', {
+      tenant: tenant.id,
+      session: session.hash,
+      sub: session.data.user.sub,
+      reason,
+      accessToken: fingerprint(session.data.tokens.accessToken),
+      refreshToken: fingerprint(refreshToken),
+    });
+    if (refreshToken) void tenant.idporten.revoke(refreshToken, 'refresh_token').catch(() => undefined);
   }
 }
 

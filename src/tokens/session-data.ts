@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { IdTokenBinding, IdportenUser } from '../idporten/claims.js';
 import type { SessionContext } from '../session/session.js';
 
@@ -35,3 +36,13 @@ export interface DerivedToken {
 }
 
 export type Session = SessionContext<SessionData>;
+
+/**
+ * A session record's fencing value (StoredSession.version): a hash of the refresh token it holds, so the store can
+ * tell whether the token a refresh redeemed is still the stored one. 132 bits of SHA-256, kept in clear beside the
+ * sealed record: it names the token without revealing it.
+ */
+export function sessionVersion(data: SessionData): string {
+  const token = data.tokens.refreshToken;
+  return token ? hash('sha256', token, 'base64url').slice(0, 22) : '';
+}
