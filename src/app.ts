@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from './config/types.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, RETRY_AFTER_SECONDS } from './errors.js';
 import type { GatewayCore } from './http/core.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { RequestLogger } from './http/request-logger.js';
@@ -74,6 +74,14 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     },
   }) as unknown as FastifyInstance;
   if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
+  // While the server closes, Fastify answers every new request 503 itself (return503OnClosing) and closes its
+  // connection; that answer says when to try again too. Fastify marks itself closing and runs the preClose hooks
+  // without giving way to I/O in between, so no request sees the one without the other; the listener costs
+  // requests nothing before then.
+  app.addHook('preClose', (done) => {
+    app.server.prependListener('request', (_req, res) => res.setHeader('retry-after', String(RETRY_AFTER_SECONDS.closing)));
+    done();
+  });
   app.setNotFoundHandler((_request, reply) => sendError(reply, new GatewayError('route_not_found', 'No route is configured for this path.')));
   // Outside the gateway's scope too (an unmatched path whose body Fastify cannot parse, say), every error is the
   // gateway's problem JSON, never Fastify's own error body.

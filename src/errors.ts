@@ -24,12 +24,45 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/**
+ * Whole seconds after which trying again may succeed, per cause: the Retry-After (RFC 9110 §10.2.3) of every
+ * 503 the gateway answers. The code table in `src/http/problem.ts` gives each 503 code its default from here; a
+ * GatewayError that knows better carries its own `retryAfterSeconds`, which wins.
+ */
+export const RETRY_AFTER_SECONDS = {
+  /**
+   * The session store. The Redis client tries to reconnect at most every 1-2 s (1 s behind Sentinel, 2 s on one
+   * server or a Cluster), so after a blip or a failover the store is usually back within a second or two.
+   */
+  store: 2,
+  /**
+   * ID-porten: the pause the gateway keeps itself before asking it again to refresh a session it failed to
+   * refresh (the cooldown in `tokens/refresh.ts`); an outage of ID-porten seldom ends within seconds.
+   */
+  idporten: 5,
+  /**
+   * A session lock another request holds, usually to refresh: a refresh takes well under a second. A holder that
+   * died blocks the session for at most one lease (4 s on Redis), which the lock itself may name instead.
+   */
+  sessionLock: 1,
+  /**
+   * The server is closing: its answer closes the connection, and the retry, on a new one, reaches another
+   * instance at once (or this one once it has restarted).
+   */
+  closing: 1,
+  /**
+   * Not ready (/readyz): the store or a tenant's provider metadata is missing. The public answer must not tell
+   * which, so it is the longer of their two values, whatever the cause.
+   */
+  notReady: 5,
+} as const;
+
 /** A failure with a stable code and a client-safe detail (never a token, secret or internal address). */
 export class GatewayError extends Error {
   readonly code: ErrorCode;
   /** Methods the resource allows (method_not_allowed). */
   readonly allow?: string[];
-  /** Seconds after which trying again may succeed (rate_limited, refresh_in_progress). */
+  /** Seconds after which trying again may succeed, when this error knows better than its code's default. */
   readonly retryAfterSeconds?: number;
 
   constructor(code: ErrorCode, detail: string, opts: { cause?: unknown; allow?: string[]; retryAfterSeconds?: number } = {}) {
@@ -56,7 +89,7 @@ export class StoreUnavailableError extends GatewayError {
 export class LockTimeoutError extends GatewayError {
   readonly reason: 'lock_timeout' | 'lock_lost' = 'lock_timeout';
 
-  constructor(message = 'A token refresh for this session is still in progress; try again shortly.', retryAfterSeconds = 1) {
+  constructor(message = 'A token refresh for this session is still in progress; try again shortly.', retryAfterSeconds: number = RETRY_AFTER_SECONDS.sessionLock) {
     super('refresh_in_progress', message, { retryAfterSeconds });
     this.name = 'LockTimeoutError';
   }
@@ -69,7 +102,7 @@ export class LockTimeoutError extends GatewayError {
 export class LockLostError extends LockTimeoutError {
   override readonly reason = 'lock_lost';
 
-  constructor(message = 'The session lock was lost before its holder finished; try again shortly.', retryAfterSeconds = 1) {
+  constructor(message = 'The session lock was lost before its holder finished; try again shortly.', retryAfterSeconds: number = RETRY_AFTER_SECONDS.sessionLock) {
     super(message, retryAfterSeconds);
     this.name = 'LockLostError';
   }

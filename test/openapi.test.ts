@@ -116,12 +116,23 @@ function assertDocumented(t: Test, method: string, path: string, res: LightMyReq
     t.equal(res.body, '', `${method} ${path} ${res.statusCode} has no body, as documented`);
     return;
   }
+  if (res.statusCode === 503) {
+    // RFC 9110 §10.2.3: every 503 of the gateway says when to try again, in delta-seconds, and the document says so.
+    t.match(res.headers['retry-after'], /^[1-9][0-9]*$/, `${method} ${path} 503 carries Retry-After in seconds`);
+    t.ok(declaresRetryAfter(response), `${method} ${path} 503 declares Retry-After`);
+  }
   const media = content[mediaType];
   if (!t.ok(media, `${method} ${path} ${res.statusCode} documents ${mediaType}`) || !media) return;
   if (mediaType.includes('json')) {
     const validate = compile(media.schema as Json);
     t.ok(validate(JSON.parse(res.body)), `${method} ${path} ${res.statusCode} body matches its schema`, { errors: validate.errors, body: res.body });
   }
+}
+
+/** The response declares the Retry-After header, as components/headers/RetryAfter. */
+function declaresRetryAfter(response: unknown): boolean {
+  const header = (deref(response).headers as Json | undefined)?.['Retry-After'];
+  return header !== undefined && deref(header) === (spec.components as Json & { headers: Json }).headers.RetryAfter;
 }
 
 t.test('openapi.yaml is an OpenAPI 3.1 document with info and paths', async (t) => {
@@ -217,6 +228,19 @@ t.test('documents proxied routes as configured routes that need X-CSRF and answe
       }
     }
   }
+});
+
+t.test('every documented 503 declares Retry-After (RFC 9110 §10.2.3), as components/headers/RetryAfter', async (t) => {
+  let seen = 0;
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of operationsOf(item)) {
+      const response = (operation.responses as Json)['503'];
+      if (response === undefined) continue;
+      seen++;
+      t.ok(declaresRetryAfter(response), `${method} ${path} 503 declares Retry-After`);
+    }
+  }
+  t.ok(seen > 10, `503s found (${seen})`);
 });
 
 t.test("the Problem schema's code enum is exactly the codes in src/errors.ts", async (t) => {

@@ -14,7 +14,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import type { GatewayCore } from './core.js';
-import { PROBLEM_CONTENT_TYPE, problemBody } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, problemBody, retryAfterSeconds } from './problem.js';
 import { userAgentSummary } from './user-agent.js';
 
 export interface AdminSessionEntry {
@@ -49,8 +49,8 @@ export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>, c
     }
     handle(core, req.method ?? 'GET', path, res).catch((err: unknown) => {
       if (res.headersSent) return void res.end();
-      // A store outage is a 503 like anywhere else; nothing else of a failure reaches the answer.
-      if (err instanceof GatewayError) problem(res, err.code, err.message);
+      // A store outage is a 503 with its Retry-After like anywhere else; nothing else of a failure reaches the answer.
+      if (err instanceof GatewayError) problem(res, err.code, err.message, err.retryAfterSeconds);
       else problem(res, 'internal_error', 'Something went wrong in the gateway.');
     });
     return true;
@@ -106,7 +106,9 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }
 
-function problem(res: ServerResponse, code: ErrorCode, detail: string): void {
+function problem(res: ServerResponse, code: ErrorCode, detail: string, ownRetryAfter?: number): void {
   const body = problemBody(code, detail);
+  const retryAfter = retryAfterSeconds(code, ownRetryAfter);
+  if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
   res.writeHead(body.status, { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }

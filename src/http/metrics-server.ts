@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { adminHandler } from './admin.js';
 import type { GatewayCore } from './core.js';
-import { readiness } from './routes/health.js';
+import { readiness, readinessReply } from './routes/health.js';
 
 /**
  * The internal listener (`server.metricsPort`), kept off the public one: GET /metrics (Prometheus text),
@@ -22,7 +22,10 @@ export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'te
     }
     if (req.method === 'GET' && req.url === '/readyz') {
       readiness(core)
-        .then((detail) => res.writeHead(detail.status === 'ready' ? 200 : 503, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(detail)))
+        .then((detail) => {
+          const { code, headers } = readinessReply(detail.status);
+          res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(detail));
+        })
         .catch(() => res.writeHead(500).end());
       return;
     }

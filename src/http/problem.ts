@@ -4,9 +4,20 @@
  */
 import type { FastifyBaseLogger, FastifyError } from 'fastify';
 import { currentTrace, newTraceId, type TraceContext } from '../audit/trace-context.js';
-import { GatewayError, type ErrorCode } from '../errors.js';
+import { GatewayError, RETRY_AFTER_SECONDS, type ErrorCode } from '../errors.js';
 
-export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
+/** The statuses the gateway's own answers use. */
+export type ProblemStatus = 400 | 401 | 403 | 404 | 405 | 413 | 421 | 429 | 500 | 502 | 503 | 504;
+
+/**
+ * A code's status and title. A 503 says "not now": every code answered with it names when to try again, its
+ * default Retry-After (RFC 9110 §10.2.3), so a 503 code without one does not compile.
+ */
+export type ProblemEntry =
+  | { status: 503; title: string; retryAfterSeconds: number }
+  | { status: Exclude<ProblemStatus, 503>; title: string; retryAfterSeconds?: undefined };
+
+export const PROBLEMS: Record<ErrorCode, ProblemEntry> = {
   login_required: { status: 401, title: 'Login required' },
   session_expired: { status: 401, title: 'Session expired' },
   csrf_failed: { status: 403, title: 'CSRF check failed' },
@@ -17,9 +28,9 @@ export const PROBLEMS: Record<ErrorCode, { status: number; title: string }> = {
   unknown_tenant: { status: 421, title: 'Unknown host' },
   upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
-  idp_unavailable: { status: 503, title: 'ID-porten unavailable' },
-  store_unavailable: { status: 503, title: 'Session store unavailable' },
-  refresh_in_progress: { status: 503, title: 'Session refresh in progress' },
+  idp_unavailable: { status: 503, title: 'ID-porten unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.idporten },
+  store_unavailable: { status: 503, title: 'Session store unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.store },
+  refresh_in_progress: { status: 503, title: 'Session refresh in progress', retryAfterSeconds: RETRY_AFTER_SECONDS.sessionLock },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal error' },
 };
@@ -58,12 +69,21 @@ export function needsLogin(code: ErrorCode): boolean {
   return code === 'login_required' || code === 'session_expired';
 }
 
+/**
+ * The Retry-After (delta-seconds) of a problem with `code`: the error's own value when it has one, else its
+ * code's default (every 503 code has one); undefined for codes that do not ask to try again.
+ */
+export function retryAfterSeconds(code: ErrorCode, own?: number): number | undefined {
+  return own ?? PROBLEMS[code].retryAfterSeconds;
+}
+
 /** Answers `err` as problem JSON; `loginUrl` is added to the answers that need a login. */
 export function sendError(reply: ProblemReply, err: GatewayError, loginUrl?: string): unknown {
   const body = problemBody(err.code, err.message, needsLogin(err.code) ? loginUrl : undefined, traceIdOf(reply));
   reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).header('cache-control', 'no-store');
   if (err.allow) reply.header('allow', err.allow.join(', '));
-  if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+  const retryAfter = retryAfterSeconds(err.code, err.retryAfterSeconds);
+  if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
   return reply.send(JSON.stringify(body));
 }
 

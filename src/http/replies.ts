@@ -13,8 +13,12 @@ export function clearSessionCookie(reply: FastifyReply, tenant: Tenant): void {
   reply.clearCookie(tenant.cookies.sessionName, clearedCookieAttributes(tenant.cookies));
 }
 
-/** The small HTML page a browser sees when a login cannot finish; it reflects nothing but a correlation id. */
-export function sendErrorPage(reply: FastifyReply, tenant: Tenant, status: number, title: string, message: string, correlationId: string): FastifyReply {
+/**
+ * The small HTML page a browser sees when a login cannot finish; it reflects nothing but a correlation id. A 503
+ * page says when to try again (`retryAfterSeconds`, RFC 9110 §10.2.3), as every 503 of the gateway does.
+ */
+export function sendErrorPage(reply: FastifyReply, tenant: Tenant, status: number, title: string, message: string, correlationId: string, retryAfterSeconds?: number): FastifyReply {
+  if (retryAfterSeconds !== undefined) reply.header('retry-after', String(retryAfterSeconds));
   return reply
     .code(status)
     .header('content-type', 'text/html; charset=utf-8')

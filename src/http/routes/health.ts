@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { RETRY_AFTER_SECONDS } from '../../errors.js';
 import type { GatewayCore } from '../core.js';
 
 /** What the internal listener's /readyz answers; the public one answers only `status`. */
@@ -26,18 +27,22 @@ export async function readiness(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>
   return { status: ready ? 'ready' : 'not_ready', store, tenants };
 }
 
+/** The status and headers of a /readyz answer, on either listener: 503 with Retry-After while not ready. */
+export function readinessReply(status: ReadinessDetail['status']): { code: 200 | 503; headers: Record<string, string> } {
+  if (status === 'ready') return { code: 200, headers: { 'cache-control': 'no-store' } };
+  return { code: 503, headers: { 'cache-control': 'no-store', 'retry-after': String(RETRY_AFTER_SECONDS.notReady) } };
+}
+
 /**
- * GET /healthz (the process answers) and GET /readyz (ready or not, 200 or 503). The public /readyz names neither
- * the store's state nor the tenants: that detail is served on the internal listener (metrics-server.ts).
+ * GET /healthz (the process answers) and GET /readyz (ready or not, 200 or 503 with Retry-After). The public /readyz
+ * names neither the store's state nor the tenants: that detail is served on the internal listener (metrics-server.ts).
  */
 export async function healthRoutes(app: FastifyInstance): Promise<void> {
   app.get('/healthz', async (_request, reply) => reply.header('cache-control', 'no-store').send({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     const { status } = await readiness(app.gateway);
-    return reply
-      .code(status === 'ready' ? 200 : 503)
-      .header('cache-control', 'no-store')
-      .send({ status });
+    const { code, headers } = readinessReply(status);
+    return reply.code(code).headers(headers).send({ status });
   });
 }

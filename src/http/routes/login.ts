@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { fingerprint } from '../../audit/fingerprint.js';
 import type { AcrLevel } from '../../config/types.js';
-import { GatewayError } from '../../errors.js';
+import { GatewayError, RETRY_AFTER_SECONDS } from '../../errors.js';
 import { OidcError } from '../../idporten/errors.js';
 import { clearedCookieAttributes, transactionCookieAttributes } from '../../session/cookies.js';
 import {
@@ -63,7 +63,10 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     } catch (err) {
       const reason = err instanceof OidcError ? err.reason : 'login could not start';
       audit.event('login.failure', { tenant: tenant.id, reason, stage: 'start' });
-      if (wantsHtml(request)) return sendErrorPage(reply, tenant, 503, 'ID-porten is unavailable', 'The login could not start because ID-porten did not answer. Please try again shortly.', request.id);
+      if (wantsHtml(request)) {
+        const message = 'The login could not start because ID-porten did not answer. Please try again shortly.';
+        return sendErrorPage(reply, tenant, 503, 'ID-porten is unavailable', message, request.id, RETRY_AFTER_SECONDS.idporten);
+      }
       throw new GatewayError('idp_unavailable', 'ID-porten could not be reached; try again shortly.', { cause: err });
     }
     const { transaction, url } = started;
@@ -88,9 +91,9 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const tx = state ? openTransaction(tenant.keys, sealed, tenant.id, state, now()) : undefined;
     // One attempt per transaction: the cookie goes whatever happens next, so a replayed callback URL finds nothing.
     if (cookieName && sealed !== undefined) reply.clearCookie(cookieName, clearedCookieAttributes(policy, 'lax'));
-    const fail = (status: number, reason: string, message: string) => {
+    const fail = (status: number, reason: string, message: string, retryAfterSeconds?: number) => {
       audit.event('login.failure', { tenant: tenant.id, reason, state: fingerprint(state) });
-      return sendErrorPage(reply, tenant, status, 'Login failed', message, request.id);
+      return sendErrorPage(reply, tenant, status, 'Login failed', message, request.id, retryAfterSeconds);
     };
 
     if (error !== undefined) {
@@ -114,7 +117,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     } catch (err) {
       const failure = err instanceof OidcError ? err : new OidcError('rejected', 'login failed', { cause: err });
       request.log.warn({ tenant: tenant.id, reason: failure.reason }, 'login failed');
-      if (failure.kind === 'unavailable') return fail(503, failure.reason, 'ID-porten did not answer. Please try again shortly.');
+      if (failure.kind === 'unavailable') return fail(503, failure.reason, 'ID-porten did not answer. Please try again shortly.', RETRY_AFTER_SECONDS.idporten);
       return fail(400, failure.reason, 'The login answer from ID-porten could not be accepted. Please start the login again.');
     }
 

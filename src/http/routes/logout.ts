@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { LRUCache } from 'lru-cache';
-import { GatewayError } from '../../errors.js';
+import { GatewayError, RETRY_AFTER_SECONDS } from '../../errors.js';
 import { OidcError } from '../../idporten/errors.js';
 import type { Tenant } from '../../tenant/tenant.js';
 import { tenantRoot } from '../../tenant/urls.js';
@@ -111,7 +111,9 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
     } catch (err) {
       const reason = err instanceof OidcError ? err.reason : 'invalid logout token';
       request.log.warn({ tenant: tenant.id, reason }, 'back-channel logout token rejected');
-      if (err instanceof OidcError && err.kind === 'unavailable') return reply.code(503).send({ error: 'temporarily_unavailable' });
+      if (err instanceof OidcError && err.kind === 'unavailable') {
+        return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS.idporten)).send({ error: 'temporarily_unavailable' });
+      }
       return reply.code(400).send({ error: 'invalid_request', error_description: 'logout_token was not accepted' });
     }
     // Logout tokens used, by jti, until they expire, in the session store (shared by every instance): a
