@@ -96,7 +96,8 @@ export class LockTimeoutError extends GatewayError {
 }
 
 /**
- * The holder lost the lock before it finished: whatever it had not written yet must not be written. A kind of
+ * The holder lost the lock before it finished (its lease lapsed, or it held it too long): the next waiter may go.
+ * What the holder still writes is decided by the store's compare-and-set, not by the lock. A kind of
  * LockTimeoutError, so callers that map one map both: the lock could not be held in time.
  */
 export class LockLostError extends LockTimeoutError {

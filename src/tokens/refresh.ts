@@ -2,7 +2,7 @@ import { LRUCache } from 'lru-cache';
 import type { AuditLog } from '../audit/audit-log.js';
 import { fingerprint } from '../audit/fingerprint.js';
 import { inSpan } from '../audit/otel.js';
-import { GatewayError, sessionExpired, StoreUnavailableError, LockTimeoutError } from '../errors.js';
+import { GatewayError, RETRY_AFTER_SECONDS, sessionExpired, StoreUnavailableError, LockTimeoutError } from '../errors.js';
 import { acrFromClaims } from '../idporten/claims.js';
 import { OidcError } from '../idporten/errors.js';
 import type { SessionManager } from '../session/manager.js';
@@ -14,7 +14,7 @@ import type { Session, SessionData } from './session-data.js';
 import { SingleFlight } from './single-flight.js';
 
 /** After ID-porten failed to answer, wait this long before asking again while the old token still works. */
-const REFRESH_RETRY_COOLDOWN_MS = 5_000;
+const REFRESH_RETRY_COOLDOWN_MS = RETRY_AFTER_SECONDS.idporten * 1_000;
 /**
  * How long another instance's claim on a refresh token is waited for once the store has seen it unresolved: that
  * instance may hold the rotated token and write it as soon as the store answers (within about
