@@ -43,6 +43,8 @@ let clusters = 0;
 
 interface ClusterOptions {
   accessTokenTtlSeconds?: number;
+  /** The look-alike holds each successful refresh answer this long (the token is rotated already). */
+  refreshAnswerDelayMs?: number;
   /** Wraps instance B's own Redis store (to hold one of its writes at a chosen moment). */
   wrapStoreB?: (store: SessionStore) => SessionStore;
 }
@@ -51,7 +53,10 @@ async function startCluster(t: Test, server: RedisServer, opts: ClusterOptions =
   const keyPrefix = `bff-cluster-${(clusters += 1)}:`;
   const stack = await startStack(t, {
     upstreams: true,
-    op: opts.accessTokenTtlSeconds === undefined ? {} : { accessTokenTtlSeconds: opts.accessTokenTtlSeconds },
+    op: {
+      ...(opts.accessTokenTtlSeconds === undefined ? {} : { accessTokenTtlSeconds: opts.accessTokenTtlSeconds }),
+      ...(opts.refreshAnswerDelayMs === undefined ? {} : { refreshAnswerDelayMs: opts.refreshAnswerDelayMs }),
+    },
     session: { store: { type: 'redis', url: server.url, keyPrefix } },
   });
   // Same config, so buildApp gives B its own Redis connection (createRedisStore) to the same keys.
@@ -168,26 +173,34 @@ t.test('logout on A ends the session on B, even for a browser that kept the cook
   t.equal(afterProxy.status, 401, 'B no longer proxies for it');
 });
 
-/** Instance B's real store, able to hold its next session write (set or update) until the test releases it. */
+/** Instance B's real store, able to hold its next session write (set or update) or delete until the test releases it. */
 class HoldingStore implements SessionStore {
   readonly #inner: SessionStore;
-  #hold: { reached: () => void; released: Promise<void> } | undefined;
+  readonly #holds = new Map<'write' | 'delete', { reached: () => void; released: Promise<void> }>();
 
   constructor(inner: SessionStore) {
     this.#inner = inner;
   }
 
   holdNextWrite(): { reached: Promise<void>; release: () => void } {
+    return this.#holdNext('write');
+  }
+
+  holdNextDelete(): { reached: Promise<void>; release: () => void } {
+    return this.#holdNext('delete');
+  }
+
+  #holdNext(kind: 'write' | 'delete'): { reached: Promise<void>; release: () => void } {
     let reached!: () => void;
     let release!: () => void;
     const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
-    this.#hold = { reached, released: new Promise<void>((resolve) => (release = resolve)) };
+    this.#holds.set(kind, { reached, released: new Promise<void>((resolve) => (release = resolve)) });
     return { reached: reachedPromise, release };
   }
 
-  async #held(): Promise<void> {
-    const hold = this.#hold;
-    this.#hold = undefined;
+  async #held(kind: 'write' | 'delete'): Promise<void> {
+    const hold = this.#holds.get(kind);
+    this.#holds.delete(kind);
     if (!hold) return;
     hold.reached();
     await hold.released;
@@ -195,7 +208,6 @@ class HoldingStore implements SessionStore {
 
   get = (id: string) => this.#inner.get(id);
   touch = (id: string, lastSeenAt: number, ttlMs: number) => this.#inner.touch(id, lastSeenAt, ttlMs);
-  delete = (id: string, expected?: string) => this.#inner.delete(id, expected);
   claim = (id: string, expected: string, holder: string, timing: ClaimTiming) => this.#inner.claim(id, expected, holder, timing);
   unclaim = (id: string, holder: string) => this.#inner.unclaim(id, holder);
   findByIndex = (key: string) => this.#inner.findByIndex(key);
@@ -205,15 +217,47 @@ class HoldingStore implements SessionStore {
   close = () => this.#inner.close();
 
   async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
-    await this.#held();
+    await this.#held('write');
     return this.#inner.set(id, value, ttlMs, indexKeys);
   }
 
   async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
-    await this.#held();
+    await this.#held('write');
     return this.#inner.update(id, value, ttlMs, indexKeys, expected, holder);
   }
+
+  async delete(id: string, expected?: string): Promise<WriteOutcome> {
+    await this.#held('delete');
+    return this.#inner.delete(id, expected);
+  }
 }
+
+t.test('a refresh on A that stores its rotated tokens while a logout on B is between its read and its delete: B finds them and revokes them too', { skip }, async (t) => {
+  let storeB!: HoldingStore;
+  const cluster = await startCluster(t, redis!, { accessTokenTtlSeconds: 3, refreshAnswerDelayMs: 1_000, wrapStoreB: (store) => (storeB = new HoldingStore(store)) });
+  const { browser, cookieValue } = await login(cluster);
+  const { op } = cluster.stack;
+  await sleep(3100);
+  const grants = op.stats.refreshGrants;
+  // A redeems the refresh token; the provider rotates it and holds its answer for a second.
+  const refreshing = cluster.a.fetch(browser, '/mva/echo/racing-logout', { headers: api });
+  while (op.stats.refreshGrants === grants) await sleep(10);
+  // Meanwhile the user logs out on B: it reads the session (the old tokens), revokes them, and is held before the delete.
+  const hold = storeB.holdNextDelete();
+  const revocationsBefore = op.stats.revocations;
+  const logout = cluster.b.fetch(browser, '/auth/logout', { method: 'POST', headers: { ...api, accept: 'application/json' } });
+  await hold.reached;
+  t.equal((await refreshing).status, 200, 'A stored the rotated tokens (over the version it redeemed) and served the request');
+  const refreshed = cluster.audit('token.refresh').at(-1);
+  hold.release();
+  t.equal((await logout).status, 200);
+  const line = cluster.audit('logout').at(-1);
+  t.equal(line?.refreshToken, refreshed?.refreshToken, 'the logout ended the rotated refresh token, not only the one it read first');
+  t.equal(op.stats.revocations - revocationsBefore, 4, 'both generations revoked: refresh and access token of each');
+  for (const instance of [cluster.a, cluster.b]) {
+    t.equal((await keptCookie(cookieValue)(instance, '/auth/session')).status, 401, `${instance.name}: the session is gone`);
+  }
+});
 
 t.test('a logout on A while B is refreshing wins: B does not store the new tokens and the session stays ended', { skip }, async (t) => {
   let storeB!: HoldingStore;
