@@ -12,6 +12,7 @@ import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-sto
 import type { SessionConfig } from '../src/config/types.js';
 import type { SessionData } from '../src/tokens/session-data.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
+import { sessionRecord } from './helpers/session-record.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -131,7 +132,7 @@ t.test('index lookups find sessions indexed under an older key of the ring', asy
   const oldKey = { id: 'k1', secret: Buffer.alloc(32, 1) };
   const newKey = { id: 'k2', secret: Buffer.alloc(32, 2) };
   const before = new SessionManager<SessionData>({ store, lock, keys: new KeyRing([oldKey]), config });
-  const { session } = await before.create(data('s-1'));
+  const { session } = await before.create(sessionRecord({ sid: 's-1' }));
   const after = new SessionManager<SessionData>({ store, lock, keys: new KeyRing([newKey, oldKey]), config });
   t.same((await after.findBySid('test', 's-1')).map((s) => s.id), [session.id], 'by sid, after the rotation');
   t.same((await after.findBySub('test', 'sub-1')).map((s) => s.id), [session.id], 'by sub');
@@ -141,8 +142,8 @@ t.test('index lookups find sessions indexed under an older key of the ring', asy
 t.test('a refused provider session loads as refused until it is unrefused; other sessions are unaffected', async (t) => {
   const config = { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig;
   const sessions = new SessionManager<SessionData>({ store: new MemorySessionStore(10), lock: new MemorySessionLock(), keys: new KeyRing([{ id: 'k', secret: Buffer.alloc(32, 3) }]), config });
-  const a = await sessions.create(data('s-a'));
-  const b = await sessions.create(data('s-b'));
+  const a = await sessions.create(sessionRecord({ sid: 's-a' }));
+  const b = await sessions.create(sessionRecord({ sid: 's-b' }));
   sessions.refuse('test', { sid: 's-a', sub: 'sub-1' });
   t.match(await sessions.load(a.cookieValue), { state: 'expired', reason: 'refused' });
   t.match(await sessions.load(b.cookieValue), { state: 'live' });
@@ -151,14 +152,3 @@ t.test('a refused provider session loads as refused until it is unrefused; other
   sessions.unrefuse('test', { sid: 's-a', sub: 'sub-1' });
   t.match(await sessions.load(a.cookieValue), { state: 'live' });
 });
-
-function data(sid: string): SessionData {
-  const now = Date.now();
-  return {
-    tenant: 'test',
-    user: { sub: 'sub-1', sid, acr: 'idporten-loa-substantial', amr: ['TestID'] },
-    idTokenBinding: { iss: 'https://issuer.invalid', aud: 'client', sub: 'sub-1', acr: 'idporten-loa-substantial' },
-    createdAt: now,
-    tokens: { accessToken: 'at', accessTokenIssuedAt: now, accessTokenExpiresAt: now + 120_000, refreshToken: 'rt', idToken: 'id' },
-  };
-}
