@@ -366,8 +366,8 @@ export class TokenLifecycle implements TokenSource {
   /**
    * Ends every session a provider's back-channel logout names: by sid (only those of `sub` too, when given),
    * or by sub. ID-porten delivers it once, so a store failure must not lose it: it becomes a pending logout
-   * (see PendingLogouts: refused wherever this instance loads the sessions, written to the journal when there is
-   * one before this returns, retried until the store answers). The StoreUnavailableError is still thrown, for the caller's 503.
+   * (PendingLogouts: refused wherever this instance loads the sessions, in the journal when there is one before
+   * this returns, retried until the store answers). The StoreUnavailableError is still thrown, for the caller's 503.
    */
   async endProviderSession(tenant: Tenant, who: ProviderSession): Promise<void> {
     try {
