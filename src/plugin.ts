@@ -37,8 +37,9 @@ import { Discovery } from './tenant/discovery.js';
 import { Tenants } from './tenant/tenant.js';
 import { loginUrl } from './tenant/urls.js';
 import { TokenLifecycle } from './tokens/lifecycle.js';
-import { sessionVersion } from './tokens/session-data.js';
-import type { SessionData } from './tokens/session-data.js';
+import { LogoutJournal } from './tokens/logout-journal.js';
+import { MAX_PENDING_LOGOUTS } from './tokens/pending-logouts.js';
+import { sessionVersion, type SessionData } from './tokens/session-data.js';
 
 export interface IdportenBffOptions {
   /** The configuration: a file path, or an object in the file's shape (`${ENV}` expanded from `env`). */
@@ -90,6 +91,9 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
   const metrics = new GatewayMetrics();
+  // First: a journal directory that cannot be used stops the start with a ConfigError, before anything is opened.
+  const { journalDir, absoluteLifetimeMs } = config.session;
+  const journal = journalDir === undefined ? undefined : await LogoutJournal.open(journalDir, { now, maxAgeMs: absoluteLifetimeMs, maxEntries: MAX_PENDING_LOGOUTS, log });
   const { store: untimedStore, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(config, log);
   const store = metrics.timedStore(untimedStore);
   const audit = metrics.counting(createAuditLog(log));
@@ -97,7 +101,16 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
-  const lifecycle = new TokenLifecycle({ sessions, audit, log, refreshLeewayMs: config.session.refreshLeewayMs, now, handleKeys: keys });
+  const lifecycle = new TokenLifecycle({
+    sessions,
+    audit,
+    log,
+    refreshLeewayMs: config.session.refreshLeewayMs,
+    now,
+    handleKeys: keys,
+    // Its pending logouts are refused and retried from the start; their tenants are found by id.
+    logoutJournal: journal && { journal, tenantById: (id) => tenants.byId(id) },
+  });
   // `config` follows reloads; everything else is made once.
   const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now };
 
@@ -135,6 +148,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     discovery.stop();
     await lifecycle.settled();
     await sessions.close();
+    await journal?.close();
     if (!opts.store) await store.close();
   });
 

@@ -429,6 +429,17 @@ t.test('CA files are read relative to the config file', async (t) => {
   t.match(config.tenants[0]!.upstreamCaPem, /BEGIN CERTIFICATE/);
 });
 
+t.test('session.journalDir is taken relative to the configuration file\'s folder; left out, there is none', async (t) => {
+  const raw = validConfig();
+  t.equal(normaliseConfig(raw, {}, '/etc/idporten-bff').session.journalDir, undefined);
+  raw.session.journalDir = 'journal/${HOSTNAME}';
+  t.equal(normaliseConfig(raw, { HOSTNAME: 'bff-0' }, '/etc/idporten-bff').session.journalDir, '/etc/idporten-bff/journal/bff-0');
+  raw.session.journalDir = '/var/lib/idporten-bff';
+  t.equal(normaliseConfig(raw, {}, '/etc/idporten-bff').session.journalDir, '/var/lib/idporten-bff', 'an absolute path as it is');
+  raw.session.journalDir = '';
+  assertIssue(t, () => normaliseConfig(raw, {}), 'session.journalDir', '');
+});
+
 t.test('broken configuration files are refused with the offending place named', async (t) => {
   const cases: Array<[file: string, path: string | RegExp, message: string | RegExp]> = [
     ['yaml-syntax-error.yaml', /yaml-syntax-error\.yaml:\d+:\d+$/, 'YAML syntax error'],

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -123,6 +123,18 @@ t.test('every broken config exits non-zero naming the offending path, without a 
     t.match(result.stderr, expected, `${file}: names the problem`);
     t.notMatch(result.stderr, /\n\s+at .*\.(ts|js):\d+/, `${file}: no stack trace`);
   });
+});
+
+t.test('a session.journalDir that cannot be used stops the start with exit 1, naming it and the path it resolved to (from the file\'s folder)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'not-a-directory'), '');
+  const file = join(dir, 'gateway.json');
+  writeFileSync(file, JSON.stringify({ ...base({ publicUrl: `http://localhost:${await freePort()}` }, { issuer: 'http://127.0.0.1:9' }, { journalDir: 'not-a-directory/journal' }) }));
+  const result = await run([], { ...ENV, BFF_CONFIG: file });
+  t.equal(result.code, 1);
+  t.match(result.stderr, `failed to start: session.journalDir: cannot use ${join(dir, 'not-a-directory', 'journal')} as the back-channel logout journal (ENOTDIR)`);
+  t.notMatch(result.stderr, /\n\s+at .*\.(ts|js):\d+/, 'no stack trace');
 });
 
 t.test('SIGTERM stops accepting, lets an in-flight request finish, and exits 0', async (t) => {

@@ -18,7 +18,7 @@ import type { GatewayConfig, TenantConfig } from './types.js';
 import { mergeTenantsDir, nameTenantFiles } from './tenants-dir.js';
 import { validateAgainstSchema } from './validate.js';
 
-/** `baseDir` is where relative file paths (CA bundles) are taken from: the config file's folder. */
+/** `baseDir` is where relative file paths (CA bundles, session.journalDir) are taken from: the config file's folder. */
 export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string = process.cwd()): GatewayConfig {
   const { raw: merged, sources } = mergeTenantsDir(raw, baseDir);
   try {
@@ -40,7 +40,7 @@ function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string):
   const config = expanded.value as RawConfig;
   const issues = new IssueList();
   const server = normaliseServer(config.server, issues);
-  const session = normaliseSession(config.session, issues);
+  const session = normaliseSession(config.session, issues, baseDir);
   if (config.tenants === undefined) issues.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
   const tenants = normaliseTenants(config.tenants ?? [], baseDir, issues);
   issues.throwIfAny();

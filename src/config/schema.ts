@@ -265,6 +265,13 @@ const Session = define(
       ),
       sameSite: Type.Optional(Enum(SAME_SITE)),
       refreshLeeway: Type.Optional(Duration),
+      journalDir: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description:
+            "A directory (relative to this file) where this instance keeps the back-channel logouts it accepted while the session store was unreachable, so that they are still applied after a restart. Each instance needs its own, on a volume that survives a restart; made if missing. Without it, such a logout is lost when the instance restarts before the store answers.",
+        }),
+      ),
       keys: Type.Array(SessionKey, {
         description: 'The first key encrypts; every key decrypts, so keys can rotate without logging users out.',
         minItems: 1,

@@ -2,6 +2,7 @@
  * Session lifetime, cookie and key-ring settings.
  */
 
+import { resolve } from 'node:path';
 import type { IssueList } from './errors.js';
 import { formatDuration, parseDurationMs } from './duration.js';
 import { childPath } from './path.js';
@@ -15,7 +16,8 @@ const MAX_LIFETIME_MS = 8 * 3_600_000;
 /** The idle timeout when none is written, or the absolute lifetime when that is shorter. */
 const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 
-export function normaliseSession(raw: RawConfig['session'], issues: IssueList): SessionConfig {
+/** `baseDir`: where a relative `journalDir` is taken from (the configuration file's folder). */
+export function normaliseSession(raw: RawConfig['session'], issues: IssueList, baseDir: string): SessionConfig {
   const absoluteLifetimeMs = issues.attempt('session.absoluteLifetime', () => parseDurationMs(raw.absoluteLifetime ?? '8h'));
   if (absoluteLifetimeMs !== undefined && absoluteLifetimeMs > MAX_LIFETIME_MS) {
     issues.add(
@@ -43,6 +45,8 @@ export function normaliseSession(raw: RawConfig['session'], issues: IssueList): 
     sameSite: raw.sameSite ?? 'strict',
     keys: normaliseKeys(raw.keys, issues),
     refreshLeewayMs: issues.attempt('session.refreshLeeway', () => parseDurationMs(raw.refreshLeeway ?? '30s')) ?? 0,
+    // Whether it can be written is found out at start-up, where it is opened (a --check may run elsewhere).
+    ...(raw.journalDir === undefined ? {} : { journalDir: resolve(baseDir, raw.journalDir) }),
   };
 }
 

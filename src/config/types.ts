@@ -92,6 +92,8 @@ export interface SessionConfig {
   keys: SessionKey[];
   /** Refresh the access token when it expires within this window (scaled down for short-lived tokens). */
   refreshLeewayMs: number;
+  /** Absolute path of this instance's back-channel logout journal; undefined: pending logouts are kept in memory only. */
+  journalDir?: string;
 }
 
 export type ClientAuth =

@@ -10,6 +10,8 @@ import type { KeyRing } from '../session/key-ring.js';
 import { SessionManager } from '../session/manager.js';
 import type { Tenant } from '../tenant/tenant.js';
 import { TOKEN_KINDS, type TokenSource } from './kinds/index.js';
+import type { LogoutJournal } from './logout-journal.js';
+import { PendingLogouts, type ProviderSession } from './pending-logouts.js';
 import { Refresher, reloadLive } from './refresh.js';
 import { accessTokenValid } from './refresh-policy.js';
 import { Revoker, type RevocationOutcome, type WarningLog } from './revocation.js';
@@ -37,15 +39,7 @@ export interface SessionSummary {
   userAgent: string | undefined;
 }
 
-/** Retry a provider logout that found the store unreachable after this long, doubling up to the max. */
-const PENDING_LOGOUT_RETRY_MIN_MS = 500;
-const PENDING_LOGOUT_RETRY_MAX_MS = 30_000;
-
-/** The provider session a back-channel logout names: its sid, its subject, or both. */
-export interface ProviderSession {
-  sid?: string | undefined;
-  sub?: string | undefined;
-}
+export type { ProviderSession } from './pending-logouts.js';
 
 export type CurrentSession = { state: 'live'; session: Session } | { state: 'ended'; reason: 'idle' | 'expired' } | { state: 'none' };
 
@@ -57,6 +51,8 @@ export interface TokenLifecycleOptions {
   now: () => number;
   /** The session key ring: session handles are MACs under keys it derives for that purpose. */
   handleKeys: KeyRing;
+  /** `session.journalDir`: pending provider logouts kept across a restart, their tenants found again by id. */
+  logoutJournal?: { journal: LogoutJournal; tenantById: (id: string) => Tenant | undefined } | undefined;
 }
 
 /**
@@ -74,9 +70,7 @@ export class TokenLifecycle implements TokenSource {
   readonly #derivations = new SingleFlight<Session>();
   readonly #handleKeys: KeyRing;
   /** Provider logouts whose sessions could not be ended yet (store unreachable), retried in the background. */
-  readonly #pendingLogouts = new Map<string, { tenant: Tenant; who: ProviderSession }>();
-  #retryTimer: NodeJS.Timeout | undefined;
-  #retryDelayMs = PENDING_LOGOUT_RETRY_MIN_MS;
+  readonly #pendingLogouts: PendingLogouts;
 
   constructor(opts: TokenLifecycleOptions) {
     this.#sessions = opts.sessions;
@@ -85,6 +79,15 @@ export class TokenLifecycle implements TokenSource {
     this.#revoker = new Revoker(opts.log);
     this.#handleKeys = opts.handleKeys;
     this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
+    this.#pendingLogouts = new PendingLogouts({
+      sessions: opts.sessions,
+      end: (tenant, who) => this.#endProviderSession(tenant, who),
+      log: opts.log,
+      now: opts.now,
+      maxAgeMs: opts.sessions.absoluteLifetimeMs,
+      journal: opts.logoutJournal?.journal,
+      tenantById: opts.logoutJournal?.tenantById,
+    });
   }
 
   get sessions(): SessionManager<SessionData> {
@@ -386,18 +389,16 @@ export class TokenLifecycle implements TokenSource {
 
   /**
    * Ends every session a provider's back-channel logout names: by sid (only those of `sub` too, when given),
-   * or by sub. ID-porten delivers it once, so a store failure must not lose it: the sessions are refused
-   * wherever this instance loads them from now on (and ended then), and the ending is retried in the
-   * background until the store answers. The StoreUnavailableError is still thrown, for the caller's 503.
+   * or by sub. ID-porten delivers it once, so a store failure must not lose it: it becomes a pending logout
+   * (PendingLogouts: refused wherever this instance loads the sessions, in the journal when there is one before
+   * this returns, retried until the store answers). The StoreUnavailableError is still thrown, for the caller's 503.
    */
   async endProviderSession(tenant: Tenant, who: ProviderSession): Promise<void> {
     try {
       await this.#endProviderSession(tenant, who);
     } catch (err) {
       if (!(err instanceof StoreUnavailableError)) throw err;
-      this.#sessions.refuse(tenant.id, who);
-      this.#pendingLogouts.set(`${tenant.id}\0${who.sid ?? ''}\0${who.sub ?? ''}`, { tenant, who });
-      this.#scheduleRetry();
+      await this.#pendingLogouts.add(tenant, who);
       throw err;
     }
   }
@@ -410,35 +411,9 @@ export class TokenLifecycle implements TokenSource {
     }
   }
 
-  #scheduleRetry(): void {
-    if (this.#retryTimer) return;
-    this.#retryTimer = setTimeout(() => void this.#retryPending(), this.#retryDelayMs);
-    this.#retryTimer.unref();
-  }
-
-  async #retryPending(): Promise<void> {
-    this.#retryTimer = undefined;
-    for (const [key, { tenant, who }] of this.#pendingLogouts) {
-      try {
-        await this.#endProviderSession(tenant, who);
-        this.#pendingLogouts.delete(key);
-        this.#sessions.unrefuse(tenant.id, who);
-      } catch {
-        // Still unreachable (or failing): keep it, and the refusal, for the next round.
-      }
-    }
-    if (this.#pendingLogouts.size === 0) {
-      this.#retryDelayMs = PENDING_LOGOUT_RETRY_MIN_MS;
-      return;
-    }
-    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, PENDING_LOGOUT_RETRY_MAX_MS);
-    this.#scheduleRetry();
-  }
-
   /** Resolves once background revocations have run (shutdown); pending logouts stop being retried. */
-  settled(): Promise<void> {
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = undefined;
+  async settled(): Promise<void> {
+    await this.#pendingLogouts.stop();
     return this.#revoker.settled();
   }
 
