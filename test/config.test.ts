@@ -273,6 +273,10 @@ t.test('session.store for Redis', async (t) => {
   t.test('a primary through Sentinel: sentinel.nodes and sentinel.name', async (t) => {
     t.same(storeOf({ type: 'redis', sentinel: { nodes: ['rediss://s1.example.no:26379'], name: 'sessions' } }), {
       type: 'redis', mode: 'sentinel', url: 'rediss://s1.example.no:26379', nodes: ['rediss://s1.example.no:26379'], name: 'sessions', keyPrefix: 'bff:', allowPlaintext: false,
+      replicaAcks: 1, replicaAckTimeoutMs: 500,
+    }, 'a write waits for one replica, 500 ms at most, by default');
+    t.match(storeOf({ type: 'redis', sentinel: { nodes: ['rediss://s1.example.no:26379'], name: 'sessions', replicaAcks: 0, replicaAckTimeout: '2s' } }), {
+      replicaAcks: 0, replicaAckTimeoutMs: 2_000,
     });
   });
   t.test('plain redis:// off this machine needs allowPlaintext: true', async (t) => {
