@@ -15,6 +15,7 @@ import {
 } from './store.js';
 import { LockHold, MemorySessionLock } from './memory-store.js';
 import { TrackedReads } from './tracked-reads.js';
+import { followFailovers, type FailoverWatch } from './sentinel-watch.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
@@ -393,7 +394,8 @@ export function redisClient(config: RedisConnection): RedisClient {
       ...(auth.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls } : {}),
       // No failoverDetector: on a Sentinel's +switch-master it disconnects the client, and when that lands while the
       // client is between reconnect attempts, no further attempt is scheduled and the client stays down. Every
-      // reconnect asks the Sentinels for the primary anyway.
+      // reconnect asks the Sentinels for the primary, and createRedisStore's watch (sentinel-watch.ts) makes a
+      // client that stayed connected to the old primary reconnect.
       retryStrategy: (times) => Math.min(times * 100, 1_000),
       // A demoted primary answers READONLY: reconnect, which asks the Sentinels for the new one.
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
@@ -440,7 +442,7 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
   } catch {
     // Already logged by the error listener; the client keeps retrying.
   }
-  const store = new RedisSessionStore(redis, config.keyPrefix, logger);
+  const store = config.mode === 'sentinel' && redis instanceof Redis ? new SentinelSessionStore(redis, config.keyPrefix, logger) : new RedisSessionStore(redis, config.keyPrefix, logger);
   // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
   redis.on('end', () => {
     if (store.closed) return;
@@ -450,4 +452,19 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
     }, 1_000).unref();
   });
   return { store, lock: store.lock() };
+}
+
+/** Behind Sentinel: the store, and the watch that makes its client follow a failover at once; closed together. */
+class SentinelSessionStore extends RedisSessionStore {
+  readonly #watch: FailoverWatch;
+
+  constructor(redis: Redis, keyPrefix: string, logger: Logger) {
+    super(redis, keyPrefix, logger);
+    this.#watch = followFailovers(redis, logger);
+  }
+
+  override async close(): Promise<void> {
+    this.#watch.close();
+    await super.close();
+  }
 }
