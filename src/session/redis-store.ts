@@ -15,7 +15,7 @@ import {
 } from './store.js';
 import { LockHold, MemorySessionLock } from './memory-store.js';
 import { TrackedReads } from './tracked-reads.js';
-import { followFailovers, type FailoverWatch } from './sentinel-watch.js';
+import { followFailovers, SENTINEL_TIMEOUT_MS, type FailoverWatch } from './sentinel-watch.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
@@ -397,6 +397,9 @@ export function redisClient(config: RedisConnection): RedisClient {
       // reconnect asks the Sentinels for the primary, and createRedisStore's watch (sentinel-watch.ts) makes a
       // client that stayed connected to the old primary reconnect.
       retryStrategy: (times) => Math.min(times * 100, 1_000),
+      // A Sentinel that accepts the connection but does not answer (frozen) is passed over for the next one
+      // instead of holding the reconnect forever.
+      sentinelCommandTimeout: SENTINEL_TIMEOUT_MS,
       // A demoted primary answers READONLY: reconnect, which asks the Sentinels for the new one.
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
     });
