@@ -34,6 +34,8 @@ export const SENTINEL_CHECK_INTERVAL_MS = 1_000;
 export const SENTINEL_TIMEOUT_MS = 1_000;
 /** How long a round waits for the other Sentinels once one has answered. */
 const ROUND_GRACE_MS = 200;
+/** The name of the watch's connections to the Sentinels (CLIENT SETNAME). */
+export const WATCH_CONNECTION_NAME = 'bff-failover-watch';
 
 /** The primary one Sentinel names, with the config epoch of that naming (raised by every failover). */
 interface Named {
@@ -117,6 +119,8 @@ class Watch implements FailoverWatch {
       username: o.sentinelUsername,
       password: o.sentinelPassword,
       tls: o.sentinelTLS,
+      // Named, so that they can be told apart in a Sentinel's CLIENT LIST.
+      connectionName: WATCH_CONNECTION_NAME,
       connectTimeout: SENTINEL_TIMEOUT_MS * 2,
       commandTimeout: SENTINEL_TIMEOUT_MS,
       enableReadyCheck: false,
