@@ -34,9 +34,11 @@ async function setUp(t: Test): Promise<Setup> {
   return { sentinel, ...(await connect(t, sentinel)) };
 }
 
-async function connect(t: Test, sentinel: RedisSentinelSetup): Promise<Omit<Setup, 'sentinel'>> {
+/** The store on these Sentinels; `credentials` (user:password) go into every node's URL. */
+async function connect(t: Test, sentinel: RedisSentinelSetup, credentials?: string): Promise<Omit<Setup, 'sentinel'>> {
   const logs = captureLogger();
-  const { store } = await createRedisStore({ mode: 'sentinel', url: sentinel.nodes[0]!, nodes: sentinel.nodes, name: sentinel.name, keyPrefix: 'bff-fo:' }, logs.logger);
+  const nodes = credentials ? sentinel.nodes.map((url) => url.replace('redis://', `redis://${credentials}@`)) : sentinel.nodes;
+  const { store } = await createRedisStore({ mode: 'sentinel', url: nodes[0]!, nodes, name: sentinel.name, keyPrefix: 'bff-fo:' }, logs.logger);
   t.teardown(() => store.close());
   await store.ping();
   return { store, logs };
@@ -171,5 +173,33 @@ t.test('Sentinel failover: the store follows the new primary within seconds', { 
     t.equal(s.logs.lines.filter((l) => l.msg === 'sentinel refused the +switch-master subscription; its failovers are noticed by the periodic check').length, 3, 'each refusal logged');
     t.match(s.logs.lines.find((l) => l.msg === FAILED_OVER), { noticedBy: 'check' }, 'noticed by the periodic check');
     t.comment(`missed message: followed in ${tookMs} ms`);
+  });
+
+  t.test('with credentials: the watch signs in to the Sentinels as the store\'s user, which needs only what the README lists', async (t) => {
+    const sentinel = await startRedisSentinel(t, { sentinels: 3 });
+    // On the Sentinels the user may do no more than the README says; on both servers, anything.
+    await sentinel.each(
+      'ACL', 'SETUSER', 'bff', 'on', '>bff-pw', 'resetchannels', '&+switch-master',
+      '+sentinel|get-master-addr-by-name', '+sentinel|master', '+sentinel|sentinels', '+subscribe', '+client|setname',
+    );
+    for (const server of [sentinel.master, sentinel.replica]) {
+      const admin = new Redis(server.url);
+      await admin.call('ACL', 'SETUSER', 'bff', 'on', '>bff-pw', '~*', '&*', '+@all');
+      admin.disconnect();
+    }
+    const s: Setup = { sentinel, ...(await connect(t, sentinel, 'bff:bff-pw')) };
+    const users = async () =>
+      (await sentinel.each('CLIENT', 'LIST')).flatMap((list) => list.split('\n').filter((c) => c.includes(` name=${WATCH_CONNECTION_NAME} `)).map((c) => /\buser=(\S+)/.exec(c)?.[1]));
+    const deadline = Date.now() + 5_000;
+    while ((await users()).length < 6 && Date.now() < deadline) await sleep(50);
+    t.same(await users(), Array(6).fill('bff'), 'all six of the watch\'s connections are the store\'s user');
+    const writer = keepWriting(s.store);
+    await sleep(300);
+    await sentinel.failover();
+    const changedAt = await sentinel.waitForPrimary(sentinel.replica.port);
+    const tookMs = await followed(t, s, writer, changedAt, sentinel.replica.port);
+    t.match(s.logs.lines.find((l) => l.msg === FAILED_OVER), { noticedBy: 'switch-master' }, 'noticed by the +switch-master message');
+    t.notOk(s.logs.lines.some((l) => l.msg === 'sentinel refused the +switch-master subscription; its failovers are noticed by the periodic check'), 'the subscription was accepted');
+    t.comment(`with credentials: followed in ${tookMs} ms`);
   });
 });
