@@ -166,12 +166,14 @@ class Watch implements FailoverWatch {
       if (trigger !== 'check') this.#again = trigger;
       return;
     }
-    this.#round = this.#ask(trigger).finally(() => {
-      this.#round = undefined;
-      const again = this.#again;
-      this.#again = undefined;
-      if (again) this.#check(again);
-    });
+    this.#round = this.#ask(trigger)
+      .catch((err: unknown) => this.#log.warn({ reason: (err as Error).message }, 'sentinel failover check failed'))
+      .finally(() => {
+        this.#round = undefined;
+        const again = this.#again;
+        this.#again = undefined;
+        if (again) this.#check(again);
+      });
   }
 
   /**
