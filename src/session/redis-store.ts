@@ -445,7 +445,10 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
   } catch {
     // Already logged by the error listener; the client keeps retrying.
   }
-  const store = config.mode === 'sentinel' && redis instanceof Redis ? new SentinelSessionStore(redis, config.keyPrefix, logger) : new RedisSessionStore(redis, config.keyPrefix, logger);
+  const store =
+    config.mode === 'sentinel' && redis instanceof Redis
+      ? new SentinelSessionStore(redis, config.keyPrefix, logger)
+      : new RedisSessionStore(redis, config.keyPrefix, logger);
   // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
   redis.on('end', () => {
     if (store.closed) return;
