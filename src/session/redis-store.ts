@@ -18,6 +18,7 @@ import {
 } from './store.js';
 import { LockHold, MemorySessionLock } from './memory-store.js';
 import { TrackedReads } from './tracked-reads.js';
+import { followFailovers, SENTINEL_TIMEOUT_MS, type FailoverWatch } from './sentinel-watch.js';
 
 const COMMAND_TIMEOUT_MS = 2_000;
 const LOCK_POLL_MS = 25;
@@ -483,6 +484,14 @@ export type RedisConnection = Pick<RedisStoreConfig, 'url' | 'keyPrefix'> &
 // that accepts connections but does not answer (overloaded, frozen) must not hang requests either.
 const FAIL_FAST: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: COMMAND_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS };
 
+/**
+ * Reconnect attempts come at most this far apart, however long Redis was away: what waits for it (kept token
+ * updates, back-channel logouts, every 200-250 ms) goes through within about a second of its return. An attempt on
+ * a server that is down costs a refused connection.
+ */
+const RECONNECT_MAX_DELAY_MS = 500;
+const reconnectDelay = (times: number): number => Math.min(times * 50, RECONNECT_MAX_DELAY_MS);
+
 /** host, port, credentials and TLS of a redis:// or rediss:// URL (already validated by the config). */
 function endpoint(text: string): { host: string; port: number; auth: Pick<RedisOptions, 'username' | 'password' | 'tls'> } {
   const url = new URL(text);
@@ -501,7 +510,7 @@ function endpoint(text: string): { host: string; port: number; auth: Pick<RedisO
  */
 export function redisClient(config: RedisConnection): RedisClient {
   const mode = config.mode ?? 'single';
-  if (mode === 'single') return new Redis(config.url, { lazyConnect: true, enableOfflineQueue: false, ...FAIL_FAST });
+  if (mode === 'single') return new Redis(config.url, { lazyConnect: true, enableOfflineQueue: false, ...FAIL_FAST, retryStrategy: reconnectDelay });
   const nodes = (config.nodes?.length ? config.nodes : [config.url]).map(endpoint);
   const auth = nodes[0]!.auth;
   if (mode === 'sentinel') {
@@ -518,8 +527,12 @@ export function redisClient(config: RedisConnection): RedisClient {
       ...(auth.tls ? { enableTLSForSentinelMode: true, sentinelTLS: auth.tls } : {}),
       // No failoverDetector: on a Sentinel's +switch-master it disconnects the client, and when that lands while the
       // client is between reconnect attempts, no further attempt is scheduled and the client stays down. Every
-      // reconnect asks the Sentinels for the primary anyway.
-      retryStrategy: (times) => Math.min(times * 100, 1_000),
+      // reconnect asks the Sentinels for the primary, and createRedisStore's watch (sentinel-watch.ts) makes a
+      // client that stayed connected to the old primary reconnect.
+      retryStrategy: reconnectDelay,
+      // A Sentinel that accepts the connection but does not answer (frozen) is passed over for the next one
+      // instead of holding the reconnect forever.
+      sentinelCommandTimeout: SENTINEL_TIMEOUT_MS,
       // A demoted primary answers READONLY: reconnect, which asks the Sentinels for the new one.
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
     });
@@ -535,7 +548,7 @@ export function redisClient(config: RedisConnection): RedisClient {
     retryDelayOnClusterDown: 200,
     retryDelayOnTryAgain: 200,
     slotsRefreshTimeout: COMMAND_TIMEOUT_MS,
-    clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
+    clusterRetryStrategy: reconnectDelay,
   };
   return new Cluster(
     nodes.map(({ host, port }) => ({ host, port })),
@@ -567,7 +580,11 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
   }
   // Only behind Sentinel is a replica known to be there to confirm a write (WAIT on a lone server would only time out).
   const replicas = config.mode === 'sentinel' ? (config.replicaAcks ?? 1) : 0;
-  const store = new RedisSessionStore(redis, config.keyPrefix, { logger, replicas, replicaAckMs: config.replicaAckTimeoutMs ?? DEFAULT_REPLICA_ACK_MS });
+  const options = { logger, replicas, replicaAckMs: config.replicaAckTimeoutMs ?? DEFAULT_REPLICA_ACK_MS };
+  const store =
+    config.mode === 'sentinel' && redis instanceof Redis
+      ? new SentinelSessionStore(redis, config.keyPrefix, options)
+      : new RedisSessionStore(redis, config.keyPrefix, options);
   // ioredis stops reconnecting in a few corner cases; a session store must not stay down while Redis is up again.
   redis.on('end', () => {
     if (store.closed) return;
@@ -577,4 +594,19 @@ export async function createRedisStore(config: RedisConnection, logger: Logger):
     }, 1_000).unref();
   });
   return { store, lock: store.lock() };
+}
+
+/** Behind Sentinel: the store, and the watch that makes its client follow a failover at once; closed together. */
+class SentinelSessionStore extends RedisSessionStore {
+  readonly #watch: FailoverWatch;
+
+  constructor(redis: Redis, keyPrefix: string, options: RedisStoreOptions & { logger: Logger }) {
+    super(redis, keyPrefix, options);
+    this.#watch = followFailovers(redis, options.logger);
+  }
+
+  override async close(): Promise<void> {
+    this.#watch.close();
+    await super.close();
+  }
 }

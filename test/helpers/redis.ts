@@ -226,6 +226,12 @@ export interface RedisSentinelSetup {
   readonly name: string;
   /** The port Sentinel now names as the primary (changes after a failover). */
   primaryPort(): Promise<number>;
+  /** Waits until the Sentinels name the server on `port` as the primary; resolves with the time that was seen. */
+  waitForPrimary(port: number, timeoutMs?: number): Promise<number>;
+  /** Runs a command on every Sentinel (redis-cli arguments), e.g. an ACL change; resolves with each one's output. */
+  each(...args: string[]): Promise<string[]>;
+  /** A coordinated failover (SENTINEL FAILOVER, asked of the first Sentinel): the replica is promoted. */
+  failover(): Promise<void>;
 }
 
 /**
@@ -278,13 +284,31 @@ export async function startRedisSentinel(t: Test, opts: { sentinels?: 1 | 3 } = 
       }
       throw new Error('no sentinel named a primary');
     },
+    async waitForPrimary(port, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if ((await setup.primaryPort().catch(() => 0)) === port) return Date.now();
+        if (Date.now() >= deadline) throw new Error(`the Sentinels did not name port ${port} as the primary`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    each(...args) {
+      return Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), ...args], 2_000)));
+    },
+    async failover() {
+      const out = await run(cli, ['-p', String(sentinels[0]!.port), 'SENTINEL', 'FAILOVER', name], 2_000);
+      if (out.trim() !== 'OK') throw new Error(`SENTINEL FAILOVER: ${out.trim()}`);
+    },
   };
-  // Ready once the replica is in sync and every Sentinel knows of it.
+  // Ready once the replica is in sync and every Sentinel knows of it and of the other Sentinels (a failover
+  // needs a majority of them to agree).
   const deadline = Date.now() + 15_000;
   for (;;) {
     const info = await run(cli, ['-p', String(replica.port), 'INFO', 'replication'], 2_000).catch(() => '');
     const known = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'replicas', name], 2_000).catch(() => '')));
-    if (info.includes('master_link_status:up') && known.every((k) => k.includes(String(replica.port)))) break;
+    const peers = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'sentinels', name], 2_000).catch(() => '')));
+    const allPeers = peers.every((p) => (p.match(/^name$/gm) ?? []).length === count - 1);
+    if (info.includes('master_link_status:up') && known.every((k) => k.includes(String(replica.port))) && allPeers) break;
     if (Date.now() >= deadline) throw new Error('the Sentinel set-up did not come up');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
