@@ -216,12 +216,13 @@ export class SessionManager<D extends SessionRecord = SessionRecord> {
   }
 
   /**
-   * Claims (or, by the same holder, renews the claim on) the refresh token of the session as read: the store
-   * keeps the claim until a token update lifts it, so no other refresh presents the same token while this one
-   * may hold its rotated successor.
+   * Claims (or, by the same holder, renews the claim on) the refresh token of the record at `version` (what the
+   * caller read): the store keeps the claim until a token update lifts it, so no other refresh presents the same
+   * token while this one may hold its rotated successor. A renewal after that update finds another version
+   * (`changed`) and leaves no claim behind.
    */
-  async claim(session: SessionContext<D>, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
-    return this.#guard(() => this.#store.claim(session.id, this.versionOf(session.data), holder, timing));
+  async claim(id: string, version: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
+    return this.#guard(() => this.#store.claim(id, version, holder, timing));
   }
 
   /** Lifts a claim: its refresh token was not redeemed after all (ID-porten could not be reached). Best effort. */

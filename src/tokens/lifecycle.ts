@@ -344,7 +344,7 @@ export class TokenLifecycle implements TokenSource {
         outcome = await this.#sessions.destroy(session.id, expected);
       } else {
         outcome = await this.#sessions.destroy(session.id, expected);
-        if (outcome !== 'changed') this.#revoker.inBackground(tenant, session, channel);
+        this.#revoker.inBackground(tenant, session, channel);
         revoked = 'background';
       }
       const rotated = outcome === 'changed' ? await this.#sessions.loadById(session.id, tenant.id) : undefined;

@@ -112,8 +112,10 @@ export class Refresher {
     const claim = await this.#claim(read, holder);
     if ('answer' in claim) return claim.answer;
     const session = claim.redeem;
-    // Renewed until the rotated token is written or kept (or the refresh failed): the claim says it is alive.
-    const renewal = setInterval(() => void sessions.claim(session, holder, CLAIM_TIMING).catch(() => undefined), CLAIM_RENEW_MS);
+    // Renewed until the rotated token is written or kept (or the refresh failed): the claim says it is alive. Always
+    // on the version claimed, which the session's own data leaves once it holds the rotated tokens.
+    const version = sessions.versionOf(session.data);
+    const renewal = setInterval(() => void sessions.claim(session.id, version, holder, CLAIM_TIMING).catch(() => undefined), CLAIM_RENEW_MS);
     renewal.unref();
     try {
       return await this.#redeem(session, tenant, holder);
@@ -208,7 +210,7 @@ export class Refresher {
       if (!sessions.canKeep) throw new StoreUnavailableError('too many token updates are waiting for the session store');
       let claim;
       try {
-        claim = await sessions.claim(session, holder, CLAIM_TIMING);
+        claim = await sessions.claim(session.id, sessions.versionOf(session.data), holder, CLAIM_TIMING);
       } catch (err) {
         // The store cannot hold the claim (unreachable, or no replica confirms it): nothing is presented.
         if (err instanceof StoreUnavailableError && accessTokenValid(session.data, now())) return { answer: session };
