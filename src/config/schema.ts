@@ -382,6 +382,12 @@ const App = define(
           description: 'A top-level navigation without a live session is sent to /auth/login?returnTo=<path> (default false).',
         }),
       ),
+      publicPaths: Type.Optional(
+        Type.Array(Type.String({ minLength: 1 }), {
+          description:
+            'Paths requireLogin lets through without a session (a landing page, a "you are logged out" page), as globs: * within a segment, ** for any number of segments (/info/** also matches /info). Matched against the decoded path, without its query or a trailing slash.',
+        }),
+      ),
       headers: Type.Optional(
         Type.Record(Type.String(), Type.String(), {
           description: 'Response headers added to every app answer, e.g. content-security-policy.',

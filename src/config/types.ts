@@ -178,6 +178,8 @@ export type AppConfig =
 export interface AppOptions {
   /** A top-level navigation without a live session is redirected to /auth/login?returnTo=<path>. */
   requireLogin: boolean;
+  /** Path globs (config/path-glob.ts) that requireLogin lets through without a session; checked, trailing slash removed. */
+  publicPaths: string[];
   /** Response headers added to every app answer; names lower-cased. */
   headers: Record<string, string>;
 }
