@@ -253,6 +253,57 @@ t.test('app.upstream: pages, assets and WebSocket upgrades reach the dev server,
   t.equal(dev.recorded.find((r) => r.kind === 'http')?.headers['x-forwarded-host'], host, 'the dev server learns the public host');
 });
 
+/** Opens a WebSocket to the gateway; resolves with the open socket, or with the HTTP answer that refused it. */
+function openWebSocket(port: number, host: string, path: string, headers: Record<string, string>) {
+  return new Promise<{ socket: WebSocket } | { refused: { status: number; headers: IncomingHttpHeaders; body: string } }>((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, ['vite-hmr'], { headers: { host, ...headers } });
+    ws.on('open', () => resolve({ socket: ws }));
+    ws.on('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ refused: { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() } }));
+    });
+    ws.on('error', reject);
+  });
+}
+
+t.test('app.upstream: a WebSocket upgrade passes only with the tenant\'s own Origin (no cross-site WebSocket hijacking)', async (t) => {
+  const dev = await startDevServer(t);
+  const { port } = await staticGateway(t, { 'a.localhost:8080': { upstream: dev.url } });
+  const refusedOrigins: Array<[string, Record<string, string>]> = [
+    ['another site', { origin: 'https://evil.example' }],
+    ['a sibling subdomain', { origin: 'http://b.localhost:8080' }],
+    ['the right host on another port', { origin: 'http://a.localhost:8081' }],
+    ['the right host over another scheme', { origin: 'https://a.localhost:8080' }],
+    ['an opaque origin', { origin: 'null' }],
+    ['no Origin at all', {}],
+    ['an Origin with a path', { origin: 'http://a.localhost:8080/x' }],
+  ];
+  for (const [what, headers] of refusedOrigins) {
+    const answer = await openWebSocket(port, 'a.localhost:8080', '/__hmr?token=abc', headers);
+    if ('socket' in answer) {
+      answer.socket.terminate();
+      t.fail(`${what}: the upgrade was accepted`);
+      continue;
+    }
+    t.equal(answer.refused.status, 403, `${what}: 403`);
+    t.match(answer.refused.headers['content-type'], /^application\/problem\+json/, `${what}: problem JSON`);
+    t.match(JSON.parse(answer.refused.body), { code: 'csrf_failed' }, `${what}: code csrf_failed`);
+  }
+  t.equal(dev.recorded.filter((r) => r.kind === 'websocket').length, 0, 'the dev server saw none of them');
+
+  const accepted = await openWebSocket(port, 'a.localhost:8080', '/__hmr?token=abc', { origin: 'http://a.localhost:8080' });
+  if (!('socket' in accepted)) {
+    t.fail(`the tenant's own origin was refused: ${accepted.refused.status} ${accepted.refused.body}`);
+    return;
+  }
+  accepted.socket.send('ping');
+  const [message] = (await once(accepted.socket, 'message')) as [Buffer];
+  t.equal(message.toString(), 'echo:ping', 'the tenant\'s own origin opens the socket, messages pass');
+  accepted.socket.close();
+  await once(accepted.socket, 'close');
+});
+
 t.test('app.upstream that cannot be reached answers 502 problem JSON without its address', async (t) => {
   const { port } = await staticGateway(t, { 'a.localhost': { upstream: 'http://127.0.0.1:9' } });
   const res = await raw(port, 'a.localhost', '/', NAV);
