@@ -409,6 +409,37 @@ t.test('tenants[].app: the SPA on the tenant\'s origin', async (t) => {
   });
 });
 
+t.test('tenants[].hsts: on by default for an https publicUrl, never for http; settings checked', async (t) => {
+  const withHsts = (publicUrl: string, hsts?: unknown) => {
+    const raw = validConfig();
+    raw.tenants[0].publicUrl = publicUrl;
+    if (hsts !== undefined) raw.tenants[0].hsts = hsts;
+    return raw;
+  };
+  const hstsOf = (publicUrl: string, hsts?: unknown) => normaliseConfig(withHsts(publicUrl, hsts), {}).tenants[0]!.hsts;
+  const year = 365 * 24 * 3600;
+  t.same(hstsOf('https://mva.example.no'), { maxAgeSeconds: year, includeSubDomains: false }, 'https: a year, this host only');
+  t.same(hstsOf('https://mva.example.no', true), { maxAgeSeconds: year, includeSubDomains: false }, 'true: the same');
+  t.same(hstsOf('https://mva.example.no', { maxAge: '730d', includeSubDomains: true }), { maxAgeSeconds: 2 * year, includeSubDomains: true }, 'longer than a timer could wait');
+  t.same(hstsOf('https://mva.example.no', { maxAge: 300 }), { maxAgeSeconds: 300, includeSubDomains: false }, 'seconds as a number');
+  t.equal(hstsOf('https://mva.example.no', false), undefined, 'false: none');
+  t.equal(hstsOf('http://localhost:3000'), undefined, 'http: none');
+  t.equal(hstsOf('http://localhost:3000', { maxAge: '365d', includeSubDomains: true }), undefined, 'http: none, whatever is set');
+
+  const cases: Array<[hsts: unknown, path: string, message: string]> = [
+    ['yes', 'tenants[0].hsts', 'must be true or false or an object'],
+    [{ maxAge: '1y' }, 'tenants[0].hsts.maxAge', 'must be a positive duration'],
+    [{ maxAge: 0 }, 'tenants[0].hsts.maxAge', 'must be a positive duration'],
+    [{ maxAge: '500ms' }, 'tenants[0].hsts.maxAge', 'must be at least 1s'],
+    [{ includeSubDomains: 'yes' }, 'tenants[0].hsts.includeSubDomains', 'must be true or false'],
+    [{ preload: true }, 'tenants[0].hsts.preload', 'unknown key "preload"'],
+  ];
+  for (const [hsts, path, message] of cases) assertIssue(t, () => normaliseConfig(withHsts('https://mva.example.no', hsts), {}), path, message);
+  const raw = validConfig();
+  raw.tenants[0].app = { upstream: 'http://localhost:5173', headers: { 'Strict-Transport-Security': 'max-age=1' } };
+  assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), 'tenants[0].app.headers.Strict-Transport-Security', "set for the whole origin by the tenant's hsts setting");
+});
+
 t.test('routes: token none, forwardHeaders; tenants: exposePid', async (t) => {
   const raw = validConfig();
   raw.tenants[0].exposePid = true;

@@ -402,6 +402,22 @@ const App = define(
   ),
 );
 
+const Hsts = define(
+  'hsts',
+  Type.Unsafe<boolean | { maxAge?: Static<typeof Duration>; includeSubDomains?: boolean }>({
+    description:
+      'Strict-Transport-Security on every answer for a tenant whose publicUrl is https (never over http): true or left out for max-age one year without includeSubDomains, false for none (when a proxy in front sets it), or the settings below.',
+    type: ['boolean', 'object'],
+    properties: {
+      maxAge: annotate(Duration, { description: 'How long browsers keep to https for this host (default "365d"; at least "1s").' }),
+      includeSubDomains: Type.Boolean({
+        description: 'Whether the policy covers every host below the tenant\'s as well (default false): only when all of them are served over https.',
+      }),
+    },
+    ...closed,
+  }),
+);
+
 const Tenant = define(
   'tenant',
   Type.Object(
@@ -416,6 +432,7 @@ const Tenant = define(
       altinn: Type.Optional(Altinn),
       routes: Type.Optional(Type.Array(Route)),
       app: Type.Optional(App),
+      hsts: Type.Optional(Hsts),
       exposePid: Type.Optional(
         Type.Boolean({ description: "Whether /auth/session includes the user's pid (national identity number) (default false)." }),
       ),

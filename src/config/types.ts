@@ -160,6 +160,8 @@ export interface TenantConfig {
   upstreamCaPem?: string;
   /** The SPA served on the tenant's origin; absent when the tenant has none. */
   app?: AppConfig;
+  /** Strict-Transport-Security on every answer for this tenant (hsts.ts); absent: none. */
+  hsts?: HstsPolicy;
   /**
    * Whether /auth/session includes the user's pid. normaliseConfig always sets it (default false);
    * absent only in a hand-built TenantConfig, where it means false.
@@ -167,6 +169,12 @@ export interface TenantConfig {
   exposePid?: boolean;
   /** This tenant's own key ring for its sessions and login transactions (absent: the session key ring). */
   sessionKeys?: SessionKey[];
+}
+
+/** HTTP Strict Transport Security (RFC 6797) for a tenant on https. */
+export interface HstsPolicy {
+  maxAgeSeconds: number;
+  includeSubDomains: boolean;
 }
 
 export type AppConfig =

@@ -37,10 +37,14 @@ export function spaCopy(t: Test, marker = 'fixture'): { dir: string; outsideText
 
 /**
  * A gateway with no provider traffic (nothing here logs in), one tenant per host with the given app
- * (`undefined`: none). `tenant` adds raw settings to every tenant; a host may name its scheme
- * (`https://a.example`), plain http otherwise.
+ * (`undefined`: none). `tenant` adds raw settings to every tenant (or to each, by its host); a host may
+ * name its scheme (`https://a.example`), plain http otherwise.
  */
-export async function staticGateway(t: Test, apps: Record<string, Record<string, unknown> | undefined>, tenant: Record<string, unknown> = {}) {
+export async function staticGateway(
+  t: Test,
+  apps: Record<string, Record<string, unknown> | undefined>,
+  tenant: Record<string, unknown> | ((host: string) => Record<string, unknown>) = {},
+) {
   const config = normaliseConfig(
     {
       server: { host: '127.0.0.1', port: 0 },
@@ -54,7 +58,7 @@ export async function staticGateway(t: Test, apps: Record<string, Record<string,
           idporten: { environment: 'test', clientId: `${name}-client`, clientAuth: { method: 'client_secret_post', secret: CLIENT_SECRET } },
           routes: [{ path: '/api', upstream: 'http://127.0.0.1:9/api', token: 'none' }],
           ...(app ? { app } : {}),
-          ...tenant,
+          ...(typeof tenant === 'function' ? tenant(host) : tenant),
         };
       }),
     },
