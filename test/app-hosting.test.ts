@@ -117,7 +117,7 @@ t.test('app answers carry the default security headers, or exactly the operator\
     'b.localhost': { static: dir, headers: { 'Content-Security-Policy': "default-src 'self' https://cdn.example", 'Permissions-Policy': 'camera=()' } },
   });
   const plain = await raw(port, 'a.localhost', '/', NAV);
-  t.equal(plain.headers['content-security-policy'], "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  t.equal(plain.headers['content-security-policy'], "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
   t.equal(plain.headers['x-content-type-options'], 'nosniff');
   t.equal(plain.headers['referrer-policy'], 'same-origin');
   const custom = await raw(port, 'b.localhost', '/', NAV);
@@ -209,7 +209,7 @@ t.test('app.upstream: pages, assets and WebSocket upgrades reach the dev server,
   t.equal(page.status, 200);
   t.match(page.body, /GET \/app\/settings\/42\?tab=2/, 'path and query reach the dev server as they are');
   t.equal(page.headers.get('set-cookie'), null, 'the dev server\'s Set-Cookie is dropped');
-  t.equal(page.headers.get('content-security-policy'), "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  t.equal(page.headers.get('content-security-policy'), "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
   t.equal(browser.cookies(new URL(stack.publicUrl).hostname).find((c) => c.name === 'devserver'), undefined);
 
   const posted = await browser.fetch(`${stack.publicUrl}/src/api`, {

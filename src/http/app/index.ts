@@ -26,9 +26,12 @@ import { appPath } from './paths.js';
 import { staticApp, type StaticApp } from './static.js';
 import { registerUpstreamApp } from './upstream.js';
 
-/** Response headers of the app when `app.headers` sets none. `form-action 'self'` covers the POST to /auth/logout. */
+/**
+ * Response headers of the app when `app.headers` sets none. `form-action 'self'` covers the POST to /auth/logout;
+ * `object-src 'none'` because `default-src 'self'` would otherwise let plugins load from the origin (ASVS 5.0 V3.4.3).
+ */
 export const DEFAULT_APP_HEADERS: Readonly<Record<string, string>> = {
-  'content-security-policy': "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'content-security-policy': "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin',
 };

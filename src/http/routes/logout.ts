@@ -6,7 +6,7 @@ import { OidcError } from '../../idporten/errors.js';
 import type { Tenant } from '../../tenant/tenant.js';
 import { tenantRoot } from '../../tenant/urls.js';
 import { enforceCsrf } from '../csrf.js';
-import { autoPostPage, logoutCsp } from '../html.js';
+import { autoPostPage, FRONTCHANNEL_PAGE_CSP, logoutCsp } from '../html.js';
 import { LOGOUT_HANDLE_TTL_MS, newLogoutBinding, openLogoutHandle, sealLogoutHandle } from '../logout-handle.js';
 import { wantsJson } from '../negotiation.js';
 import { clearSessionCookie, sendErrorPage } from '../replies.js';
@@ -94,7 +94,11 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       if (!sid) throw new GatewayError('invalid_request', 'sid is required.');
       for (const session of await lifecycle.findBySid(tenant, sid)) await lifecycle.end(session, tenant, 'frontchannel');
       // Loaded in ID-porten's iframe: no framing restriction here, and nothing to cache.
-      return reply.header('cache-control', 'no-store').header('content-type', 'text/html; charset=utf-8').send('<!doctype html><title>Logged out</title>');
+      return reply
+        .header('cache-control', 'no-store')
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('content-security-policy', FRONTCHANNEL_PAGE_CSP)
+        .send('<!doctype html><title>Logged out</title>');
     },
   );
 
