@@ -197,3 +197,41 @@ t.test('app.upstream in Chromium: the dev server\'s page and its WebSocket work 
   for (const r of dev.recorded) t.equal(r.headers.cookie, undefined, `${r.kind} ${r.url}: no cookie`);
   t.notOk(JSON.stringify(dev.recorded).includes(cookie.value), 'the dev server never saw the session cookie\'s value');
 });
+
+t.test('logout in Chromium lands on the post-logout URI with a clean address; app.publicPaths shows the landing page without a login', browserTestOptions(), async (t) => {
+  // requireLogin guards the app; the landing page at / (the default post-logout URI) is public.
+  const stack = await startStack(t, { tenant: { app: { static: FIXTURE, requireLogin: true, publicPaths: ['/'] } } });
+  const { publicUrl } = stack;
+  const context = await launchChromium(t);
+  const page = await context.newPage();
+
+  await page.goto(`${publicUrl}/app/x`);
+  await loginAtProvider(page, stack, `${publicUrl}/app/x`);
+  await page.waitForFunction(() => (window as unknown as { appReady?: boolean }).appReady === true);
+  t.ok(await sessionCookie(context, stack), 'logged in');
+
+  const seen: string[] = [];
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) seen.push(frame.url());
+  });
+  // The page's logout button: a form that posts to /auth/logout.
+  await page.evaluate(() => {
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.action = '/auth/logout';
+    document.body.append(form);
+    form.submit();
+  });
+  await page.waitForURL((url) => url.origin === publicUrl && url.pathname === '/' && seen.some((u) => u.startsWith(`${stack.op.issuer}/`)));
+  await page.waitForFunction(() => (window as unknown as { appReady?: boolean }).appReady === true);
+  t.ok(seen.some((u) => u.startsWith(`${stack.op.issuer}/endsession`)), 'the browser went through the end-session endpoint');
+  const landed = new URL(page.url());
+  t.equal(landed.href, `${publicUrl}/`, 'the address is the post-logout URI as registered, with no state or other OpenID parameter');
+  t.equal(landed.search, '', 'no query');
+  t.equal(await page.textContent('#view'), 'route /', 'the app shows its landing page');
+  t.notOk(seen.slice(seen.findIndex((u) => u.startsWith(`${stack.op.issuer}/endsession`)) + 1).some((u) => u.startsWith(`${stack.op.issuer}/`) && !u.includes('endsession')),
+    'not sent back to the provider\'s login after the logout');
+  t.equal(await sessionCookie(context, stack), undefined, 'logged out');
+  const after = seen.filter((u) => u.startsWith(publicUrl));
+  t.notOk(after.some((u) => /[?&](state|iss|sid|code)=/.test(u)), `no OpenID parameter in any address of the origin: ${after.join(', ')}`);
+});

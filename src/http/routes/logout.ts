@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { GatewayError, RETRY_AFTER_SECONDS } from '../../errors.js';
@@ -31,7 +30,7 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       const logoutUrl = tenantRoot(tenant.config);
       return wantsJson(request) ? reply.send({ logoutUrl }) : reply.redirect(logoutUrl, 303);
     }
-    const params = client.endSessionParameters({ idToken: session?.data.tokens.idToken, state: randomBytes(16).toString('base64url') });
+    const params = client.endSessionParameters({ idToken: session?.data.tokens.idToken });
     if (wantsJson(request)) {
       // No token in a body or URL a page can read (RFC 10017 section 6.1): the page navigates to a gateway URL
       // whose sealed, one-time, browser-bound handle is turned into the self-posting form there.
