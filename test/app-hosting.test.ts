@@ -5,15 +5,15 @@
  * side never sees the session cookie, a token or the client secret.
  */
 import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import pino from 'pino';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { buildApp } from '../src/app.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { HASHED_ASSET, NAV, raw, spaCopy, staticGateway } from './helpers/app.js';
+import { HASHED_ASSET, NAV, raw, spaCopy, startAppServer, staticGateway } from './helpers/app.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { CLIENT_SECRET, SESSION_KEY, startStack } from './helpers/stack.js';
 
@@ -169,7 +169,7 @@ interface Recorded {
 /** A dev-server stand-in: answers every path (with a Set-Cookie it hopes will stick) and echoes over WebSocket. */
 async function startDevServer(t: Test) {
   const recorded: Recorded[] = [];
-  const server = createServer((req, res) => {
+  const { url, wss } = await startAppServer(t, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -179,19 +179,11 @@ async function startDevServer(t: Test) {
       res.end(req.url?.endsWith('.js') ? 'export const hmr = true;' : `<!doctype html><title>dev server</title><p>${req.method} ${req.url} ${Buffer.concat(chunks).toString()}</p>`);
     });
   });
-  const wss = new WebSocketServer({ server });
   wss.on('connection', (socket, req) => {
     recorded.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, kind: 'websocket' });
     socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, recorded };
+  return { url, recorded };
 }
 
 t.test('app.upstream: pages, assets and WebSocket upgrades reach the dev server, which never sees a cookie, a token or the secret', async (t) => {

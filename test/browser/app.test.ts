@@ -4,14 +4,12 @@
  * `requireLogin` for navigations only, and a dev server behind `app.upstream` with a WebSocket (HMR) that
  * never sees the session cookie.
  */
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import t, { type Test } from 'tap';
-import { WebSocketServer } from 'ws';
 import { TEST_USERS } from '../../demo/test-users.js';
+import { startAppServer } from '../helpers/app.js';
 import { browserTestOptions, launchChromium } from '../helpers/chromium.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
@@ -141,7 +139,7 @@ async function startDevServer(t: Test) {
       ws.onerror = () => { out.dataset.state = 'error'; };
     `],
   };
-  const server = createServer((req, res) => {
+  const { url, wss } = await startAppServer(t, (req, res) => {
     recorded.push({ url: req.url ?? '', headers: req.headers, kind: 'http' });
     const file = files[req.url ?? ''];
     res.setHeader('set-cookie', 'devserver=1; Path=/');
@@ -153,20 +151,11 @@ async function startDevServer(t: Test) {
     res.setHeader('content-type', 'text/html; charset=utf-8');
     res.end('<!doctype html><title>dev server</title><script type="module" src="/main.js"></script><p id="hmr">connecting</p>');
   });
-  const wss = new WebSocketServer({ server });
   wss.on('connection', (socket, req) => {
     recorded.push({ url: req.url ?? '', headers: req.headers, kind: 'websocket' });
     socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, recorded };
+  return { url, recorded };
 }
 
 t.test('app.upstream in Chromium: the dev server\'s page and its WebSocket work through the gateway, without the session cookie', browserTestOptions(), async (t) => {

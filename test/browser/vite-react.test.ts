@@ -8,18 +8,15 @@
  * `npm create vite` (test/helpers/vite.ts): its dev server with hot module reload through the gateway's
  * WebSocket, then its `vite build`.
  */
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import t, { type Test } from 'tap';
-import { WebSocketServer } from 'ws';
 import { loadConfigFile } from '../../src/config/load.js';
 import { DEFAULT_APP_HEADERS } from '../../src/http/app/index.js';
+import { startAppServer } from '../helpers/app.js';
 import { browserTestOptions, launchChromium } from '../helpers/chromium.js';
 import { CLIENT_SECRET, SESSION_KEY, startStack } from '../helpers/stack.js';
 import { CREATE_VITE, startViteDevServer, viteBuild, viteReactTemplate } from '../helpers/vite.js';
@@ -87,23 +84,14 @@ async function startPreambleStandIn(t: Test): Promise<string> {
       h1.textContent = 'Get started';
       document.getElementById('root').append(h1);`,
   };
-  const server = createServer((req, res) => {
+  const { url, wss } = await startAppServer(t, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     const module = modules[path];
     res.setHeader('content-type', module === undefined ? 'text/html' : 'text/javascript');
     res.end(module ?? DEV_INDEX);
   });
-  const wss = new WebSocketServer({ server });
   wss.on('connection', (socket) => socket.send(JSON.stringify({ type: 'connected' })));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return url;
 }
 
 t.test('the production CSPs stay strict: no \'unsafe-inline\' or \'unsafe-eval\' for scripts outside the development config', async (t) => {

@@ -4,13 +4,15 @@
  * the wire byte for byte.
  */
 import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import pino from 'pino';
+import { WebSocketServer } from 'ws';
 import { buildApp } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import { CLIENT_SECRET, SESSION_KEY } from './stack.js';
@@ -88,4 +90,22 @@ export function raw(port: number, host: string, path: string, headers: Record<st
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * A stand-in app server (a dev server, a frontend container): `handler` on a free port of 127.0.0.1, with a
+ * WebSocket server on the same port. Both are closed, connections and all, at the test's teardown.
+ */
+export async function startAppServer(t: Test, handler: RequestListener): Promise<{ url: string; wss: WebSocketServer }> {
+  const server = createServer(handler);
+  const wss = new WebSocketServer({ server });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(async () => {
+    for (const client of wss.clients) client.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, wss };
 }
