@@ -73,6 +73,10 @@ t.test('requireLogin never answers with a URL that is not a path on the tenant\'
     }
   }
 
+  const long = await raw(port, 'a.localhost', `/kunde/${'x'.repeat(3000)}`, NAV);
+  t.equal(long.status, 400, 'a deep link longer than a login can return to: 400, not a redirect the login refuses');
+  t.match(long.body, /longer than the 2048 bytes/, 'with the reason');
+
   // The same-origin reload and the login redirect still carry a real deep link, query and all.
   const deep = '/kunde/912.345.678?tab=2&q=%C3%A6';
   const reload = await raw(port, 'a.localhost', deep, arrivals['cross-site']);

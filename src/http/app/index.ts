@@ -21,7 +21,7 @@ import { loginUrl } from '../../tenant/urls.js';
 import { escapeHtml } from '../html.js';
 import { isPageLoad } from '../negotiation.js';
 import { sendErrorPage } from '../replies.js';
-import { sameOriginPath } from '../return-to.js';
+import { MAX_RETURN_TO_BYTES, returnToTooLong, sameOriginPath } from '../return-to.js';
 import { appPath } from './paths.js';
 import { staticApp, type StaticApp } from './static.js';
 import { registerUpstreamApp } from './upstream.js';
@@ -90,7 +90,10 @@ function appHooks(scope: FastifyInstance, of: (request: FastifyRequest) => Tenan
     const path = sameOriginPath(request.url, tenant.publicUrl);
     if (path === undefined) {
       gatewayPages.add(request);
-      return sendErrorPage(reply, request.bff.requireTenant(), 400, 'Page not found', 'This address is not a page of this service.', request.id);
+      const message = returnToTooLong(request.url)
+        ? `This address is longer than the ${MAX_RETURN_TO_BYTES} bytes a login can return to.`
+        : 'This address is not a page of this service.';
+      return sendErrorPage(reply, request.bff.requireTenant(), 400, 'Page not found', message, request.id);
     }
     if (isPublic(found, request.url)) return undefined;
     if (await request.bff.session()) return undefined;
