@@ -58,6 +58,8 @@ t.test('requireLogin never answers with a URL that is not a path on the tenant\'
     '/.//evil.example/x',
     '/x/..//evil.example/x',
     '/%09/evil.example/x',
+    // The absolute form of the request target (RFC 9112 section 3.2.2), which a proxy may pass on.
+    'http://evil.example/x',
   ];
   // The redirect back from a provider is cross-site; a typed or bookmarked address has Sec-Fetch-Site: none.
   const arrivals = { 'cross-site': { ...NAV, 'sec-fetch-site': 'cross-site' }, typed: NAV, 'no Fetch metadata': HTML_ONLY };
