@@ -18,7 +18,7 @@ t.test('sixty tenants with static apps start, and each host gets its own folder;
     writeFileSync(join(dir, 'index.html'), `<p>tenant ${i}</p>`);
     return {
       id: `t${i}`, publicUrl: `https://t${i}.example.test`, routes: [],
-      app: { kind: 'static', dir, headers: i === 7 ? { 'x-frame-options': 'DENY' } : {}, requireLogin: false },
+      app: { kind: 'static', dir, headers: i === 7 ? { 'x-frame-options': 'DENY' } : {}, requireLogin: false, publicPaths: [] },
     } as unknown as TenantConfig;
   });
   const app = Fastify();

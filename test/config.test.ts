@@ -361,12 +361,18 @@ t.test('tenants[].app: the SPA on the tenant\'s origin', async (t) => {
       kind: 'static',
       dir: fileURLToPath(new URL('./fixtures/app', import.meta.url)),
       requireLogin: false,
+      publicPaths: [],
       headers: { 'content-security-policy': "default-src 'self'" },
     });
   });
   t.test('upstream: a dev server or frontend container', async (t) => {
     const config = normaliseConfig(withApp({ upstream: 'http://localhost:5173/', requireLogin: true }), {}, fixtureDir);
-    t.same(config.tenants[0]!.app, { kind: 'upstream', url: 'http://localhost:5173', requireLogin: true, headers: {} });
+    t.same(config.tenants[0]!.app, { kind: 'upstream', url: 'http://localhost:5173', requireLogin: true, publicPaths: [], headers: {} });
+  });
+  t.test('publicPaths: globs, a trailing slash dropped, repeats once', async (t) => {
+    const publicPaths = ['/', '/logget-ut/', '/info/**', '/kunde/*/kvittering', '/hjelp-*.html', '/kvittering/æøå', '/logget-ut'];
+    const config = normaliseConfig(withApp({ static: '../app', requireLogin: true, publicPaths }), {}, fixtureDir);
+    t.same(config.tenants[0]!.app?.publicPaths, ['/', '/logget-ut', '/info/**', '/kunde/*/kvittering', '/hjelp-*.html', '/kvittering/æøå']);
   });
   t.test('refused', async (t) => {
     const cases: Array<[app: unknown, path: string, message: string]> = [
@@ -382,9 +388,56 @@ t.test('tenants[].app: the SPA on the tenant\'s origin', async (t) => {
       [{ static: '../app', headers: { 'Set-Cookie': 'a=1' } }, 'tenants[0].app.headers.Set-Cookie', 'never sets cookies'],
       [{ static: '../app', headers: { 'X-A': '1', 'x-a': '2' } }, 'tenants[0].app.headers.x-a', 'repeats tenants[0].app.headers.X-A'],
       [{ dir: '../app' }, 'tenants[0].app.dir', 'unknown key "dir"'],
+      [{ static: '../app', publicPaths: '/logget-ut' }, 'tenants[0].app.publicPaths', 'must be a list'],
+      [{ static: '../app', publicPaths: [''] }, 'tenants[0].app.publicPaths[0]', 'must not be empty'],
+      [{ static: '../app', publicPaths: ['logget-ut'] }, 'tenants[0].app.publicPaths[0]', 'must be a path starting with /'],
+      [{ static: '../app', publicPaths: ['/a', '/logget-ut?x=1'] }, 'tenants[0].app.publicPaths[1]', 'no query (?) or fragment (#)'],
+      [{ static: '../app', publicPaths: ['/info#top'] }, 'tenants[0].app.publicPaths[0]', 'no query (?) or fragment (#)'],
+      [{ static: '../app', publicPaths: ['/logget ut'] }, 'tenants[0].app.publicPaths[0]', 'must not contain spaces'],
+      [{ static: '../app', publicPaths: ['/kvittering/%C3%A6'] }, 'tenants[0].app.publicPaths[0]', 'not percent-encoded'],
+      [{ static: '../app', publicPaths: ['/info/**.html'] }, 'tenants[0].app.publicPaths[0]', '** stands for whole segments only'],
+      [{ static: '../app', publicPaths: ['/info/***'] }, 'tenants[0].app.publicPaths[0]', '** stands for whole segments only'],
+      [{ static: '../app', publicPaths: ['/{a,b}'] }, 'tenants[0].app.publicPaths[0]', 'has only two wildcards'],
+      [{ static: '../app', publicPaths: ['/[ab]'] }, 'tenants[0].app.publicPaths[0]', 'has only two wildcards'],
+      [{ static: '../app', publicPaths: ['/a//b'] }, 'tenants[0].app.publicPaths[0]', 'has an empty segment'],
+      [{ static: '../app', publicPaths: ['/a/../b'] }, 'tenants[0].app.publicPaths[0]', 'must not contain . or .. segments'],
+      [{ static: '../app', publicPaths: ['/a\\b'] }, 'tenants[0].app.publicPaths[0]', 'must not contain a backslash'],
+      [{ static: '../app', publicPaths: ['/auth/**'] }, 'tenants[0].app.publicPaths[0]', '/auth belongs to the gateway'],
+      [{ static: '../app', publicPaths: ['/metrics'] }, 'tenants[0].app.publicPaths[0]', '/metrics belongs to the gateway'],
     ];
     for (const [app, path, message] of cases) assertIssue(t, () => normaliseConfig(withApp(app), {}, fixtureDir), path, message);
   });
+});
+
+t.test('tenants[].hsts: on by default for an https publicUrl, never for http; settings checked', async (t) => {
+  const withHsts = (publicUrl: string, hsts?: unknown) => {
+    const raw = validConfig();
+    raw.tenants[0].publicUrl = publicUrl;
+    if (hsts !== undefined) raw.tenants[0].hsts = hsts;
+    return raw;
+  };
+  const hstsOf = (publicUrl: string, hsts?: unknown) => normaliseConfig(withHsts(publicUrl, hsts), {}).tenants[0]!.hsts;
+  const year = 365 * 24 * 3600;
+  t.same(hstsOf('https://mva.example.no'), { maxAgeSeconds: year, includeSubDomains: false }, 'https: a year, this host only');
+  t.same(hstsOf('https://mva.example.no', true), { maxAgeSeconds: year, includeSubDomains: false }, 'true: the same');
+  t.same(hstsOf('https://mva.example.no', { maxAge: '730d', includeSubDomains: true }), { maxAgeSeconds: 2 * year, includeSubDomains: true }, 'longer than a timer could wait');
+  t.same(hstsOf('https://mva.example.no', { maxAge: 300 }), { maxAgeSeconds: 300, includeSubDomains: false }, 'seconds as a number');
+  t.equal(hstsOf('https://mva.example.no', false), undefined, 'false: none');
+  t.equal(hstsOf('http://localhost:3000'), undefined, 'http: none');
+  t.equal(hstsOf('http://localhost:3000', { maxAge: '365d', includeSubDomains: true }), undefined, 'http: none, whatever is set');
+
+  const cases: Array<[hsts: unknown, path: string, message: string]> = [
+    ['yes', 'tenants[0].hsts', 'must be true or false or an object'],
+    [{ maxAge: '1y' }, 'tenants[0].hsts.maxAge', 'must be a positive duration'],
+    [{ maxAge: 0 }, 'tenants[0].hsts.maxAge', 'must be a positive duration'],
+    [{ maxAge: '500ms' }, 'tenants[0].hsts.maxAge', 'must be at least 1s'],
+    [{ includeSubDomains: 'yes' }, 'tenants[0].hsts.includeSubDomains', 'must be true or false'],
+    [{ preload: true }, 'tenants[0].hsts.preload', 'unknown key "preload"'],
+  ];
+  for (const [hsts, path, message] of cases) assertIssue(t, () => normaliseConfig(withHsts('https://mva.example.no', hsts), {}), path, message);
+  const raw = validConfig();
+  raw.tenants[0].app = { upstream: 'http://localhost:5173', headers: { 'Strict-Transport-Security': 'max-age=1' } };
+  assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), 'tenants[0].app.headers.Strict-Transport-Security', "set for the whole origin by the tenant's hsts setting");
 });
 
 t.test('routes: token none, forwardHeaders; tenants: exposePid', async (t) => {

@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import type { IssueList } from './errors.js';
 import { normaliseAppHeaders } from './headers.js';
 import { childPath } from './path.js';
+import { parsePathGlob } from './path-glob.js';
 import type { RawTenant } from './schema.js';
 import type { AppConfig } from './types.js';
 import { parseBaseUrl } from './urls.js';
@@ -24,6 +25,7 @@ export function normaliseApp(raw: RawApp, path: string, baseDir: string, issues:
   }
   const options = {
     requireLogin: raw.requireLogin ?? false,
+    publicPaths: publicPaths(raw.publicPaths ?? [], childPath(path, 'publicPaths'), issues),
     headers: normaliseAppHeaders(raw.headers ?? {}, childPath(path, 'headers'), issues),
   };
   const staticDir = raw.static;
@@ -35,6 +37,25 @@ export function normaliseApp(raw: RawApp, path: string, baseDir: string, issues:
   if (dir !== undefined) return { kind: 'static', dir, ...options };
   if (url !== undefined) return { kind: 'upstream', url, ...options };
   return undefined;
+}
+
+/** The paths the gateway itself answers: a glob under them would never reach the app. */
+const GATEWAY_PATHS = new Set(['auth', 'healthz', 'readyz', 'metrics']);
+
+/** `app.publicPaths`: each glob checked (path-glob.ts), written once, none under the gateway's own paths. */
+function publicPaths(globs: readonly string[], path: string, issues: IssueList): string[] {
+  const out: string[] = [];
+  globs.forEach((written, index) => {
+    const glob = issues.attempt(childPath(path, index), () => parsePathGlob(written));
+    if (!glob) return;
+    const first = glob.segments[0];
+    if (typeof first === 'string' && GATEWAY_PATHS.has(first)) {
+      issues.add(childPath(path, index), `/${first} belongs to the gateway, never the app: requireLogin does not apply there`);
+    } else if (!out.includes(glob.text)) {
+      out.push(glob.text);
+    }
+  });
+  return out;
 }
 
 /** An existing directory; a relative path is taken from the configuration file's folder. */

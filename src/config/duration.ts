@@ -12,6 +12,13 @@ export const DURATION_FORM =
   'must be a positive duration: a number of seconds, or a string like "500ms", "120s", "30m", "8h" or "1d"';
 
 export function parseDurationMs(value: unknown): number {
+  const ms = parseUnboundedDurationMs(value);
+  if (ms > MAX_TIMER_MS) throw new Error('must be at most 24 days (the longest delay a timer supports)');
+  return ms;
+}
+
+/** A duration with no upper bound, for one that is never a timer's delay (a header's max-age). */
+export function parseUnboundedDurationMs(value: unknown): number {
   let ms: number;
   if (typeof value === 'number' && Number.isFinite(value)) {
     ms = value * 1000;
@@ -25,7 +32,6 @@ export function parseDurationMs(value: unknown): number {
   }
   ms = Math.round(ms);
   if (ms <= 0) throw new Error(DURATION_FORM);
-  if (ms > MAX_TIMER_MS) throw new Error('must be at most 24 days (the longest delay a timer supports)');
   return ms;
 }
 

@@ -43,6 +43,7 @@ export function normaliseForwardHeaders(names: readonly string[], path: string, 
 /** Response headers the app side must not set from configuration. */
 function notSettable(name: string): string | undefined {
   if (name === 'set-cookie') return 'cannot be set: the app side never sets cookies on the gateway\'s origin';
+  if (name === 'strict-transport-security') return 'is set for the whole origin by the tenant\'s hsts setting, not per app answer';
   if (name === 'content-length' || HOP_BY_HOP.has(name)) return 'cannot be set: it describes one message or one connection, and the server writes it';
   return undefined;
 }

@@ -382,6 +382,12 @@ const App = define(
           description: 'A top-level navigation without a live session is sent to /auth/login?returnTo=<path> (default false).',
         }),
       ),
+      publicPaths: Type.Optional(
+        Type.Array(Type.String({ minLength: 1 }), {
+          description:
+            'Paths requireLogin lets through without a session (a landing page, a "you are logged out" page), as globs: * within a segment, ** for any number of segments (/info/** also matches /info). Matched against the decoded path, without its query or a trailing slash.',
+        }),
+      ),
       headers: Type.Optional(
         Type.Record(Type.String(), Type.String(), {
           description: 'Response headers added to every app answer, e.g. content-security-policy.',
@@ -394,6 +400,22 @@ const App = define(
         'The SPA on the tenant\'s origin: every request not owned by /auth/*, the health endpoints or a route. Give exactly one of static or upstream.',
     },
   ),
+);
+
+const Hsts = define(
+  'hsts',
+  Type.Unsafe<boolean | { maxAge?: Static<typeof Duration>; includeSubDomains?: boolean }>({
+    description:
+      'Strict-Transport-Security on every answer for a tenant whose publicUrl is https (never over http): true or left out for max-age one year without includeSubDomains, false for none (when a proxy in front sets it), or the settings below.',
+    type: ['boolean', 'object'],
+    properties: {
+      maxAge: annotate(Duration, { description: 'How long browsers keep to https for this host (default "365d"; at least "1s").' }),
+      includeSubDomains: Type.Boolean({
+        description: 'Whether the policy covers every host below the tenant\'s as well (default false): only when all of them are served over https.',
+      }),
+    },
+    ...closed,
+  }),
 );
 
 const Tenant = define(
@@ -410,6 +432,7 @@ const Tenant = define(
       altinn: Type.Optional(Altinn),
       routes: Type.Optional(Type.Array(Route)),
       app: Type.Optional(App),
+      hsts: Type.Optional(Hsts),
       exposePid: Type.Optional(
         Type.Boolean({ description: "Whether /auth/session includes the user's pid (national identity number) (default false)." }),
       ),

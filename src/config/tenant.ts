@@ -7,6 +7,7 @@ import { normaliseApp } from './app.js';
 import { normaliseClientAuth } from './client-auth.js';
 import { parseDurationMs } from './duration.js';
 import type { IssueList } from './errors.js';
+import { normaliseHsts } from './hsts.js';
 import { childPath } from './path.js';
 import { readCertificates } from './pem.js';
 import { PRESETS, defaultScopes, presetRoutes } from './presets.js';
@@ -49,6 +50,7 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
       ? undefined
       : issues.attempt(childPath(path, 'upstreamCaFile'), () => readCertificates(raw.upstreamCaFile ?? '', baseDir));
   const app = raw.app === undefined ? undefined : normaliseApp(raw.app, childPath(path, 'app'), baseDir, issues);
+  const hsts = normaliseHsts(raw.hsts, publicUrl, childPath(path, 'hsts'), issues);
   const sessionKeys = raw.sessionKeys === undefined ? undefined : normaliseKeys(raw.sessionKeys, issues, childPath(path, 'sessionKeys'));
 
   // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
@@ -57,6 +59,7 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
   if (altinn) tenant.altinn = altinn;
   if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
   if (app) tenant.app = app;
+  if (hsts) tenant.hsts = hsts;
   if (sessionKeys) tenant.sessionKeys = sessionKeys;
   return tenant;
 }

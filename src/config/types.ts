@@ -160,6 +160,8 @@ export interface TenantConfig {
   upstreamCaPem?: string;
   /** The SPA served on the tenant's origin; absent when the tenant has none. */
   app?: AppConfig;
+  /** Strict-Transport-Security on every answer for this tenant (hsts.ts); absent: none. */
+  hsts?: HstsPolicy;
   /**
    * Whether /auth/session includes the user's pid. normaliseConfig always sets it (default false);
    * absent only in a hand-built TenantConfig, where it means false.
@@ -167,6 +169,12 @@ export interface TenantConfig {
   exposePid?: boolean;
   /** This tenant's own key ring for its sessions and login transactions (absent: the session key ring). */
   sessionKeys?: SessionKey[];
+}
+
+/** HTTP Strict Transport Security (RFC 6797) for a tenant on https. */
+export interface HstsPolicy {
+  maxAgeSeconds: number;
+  includeSubDomains: boolean;
 }
 
 export type AppConfig =
@@ -178,6 +186,8 @@ export type AppConfig =
 export interface AppOptions {
   /** A top-level navigation without a live session is redirected to /auth/login?returnTo=<path>. */
   requireLogin: boolean;
+  /** Path globs (config/path-glob.ts) that requireLogin lets through without a session; checked, trailing slash removed. */
+  publicPaths: string[];
   /** Response headers added to every app answer; names lower-cased. */
   headers: Record<string, string>;
 }

@@ -21,7 +21,13 @@ export function errorPage(opts: { title: string; message: string; correlationId:
 </body></html>`;
 }
 
-export const ERROR_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'";
+export const ERROR_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'";
+
+/**
+ * The front-channel logout page: nothing to load or run. ID-porten shows it in an iframe, so it names no
+ * frame-ancestors (and sends no X-Frame-Options).
+ */
+export const FRONTCHANNEL_PAGE_CSP = "default-src 'none'; object-src 'none'; form-action 'none'; base-uri 'none'";
 
 /**
  * The page POST /auth/logout (HTML) and GET /auth/logout/continue (JSON clients) return: a form that posts itself to ID-porten's end-session endpoint
@@ -41,7 +47,7 @@ ${inputs}
 </form>
 <script nonce="${nonce}">document.getElementById('logout').submit();</script>
 </body></html>`;
-  return { html, csp: `default-src 'none'; script-src 'nonce-${nonce}'; frame-ancestors 'none'; base-uri 'none'` };
+  return { html, csp: `default-src 'none'; script-src 'nonce-${nonce}'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'` };
 }
 
 /**

@@ -21,33 +21,42 @@ export function returnToTooLong(value: unknown): boolean {
  * A value, or a resolved form, over MAX_RETURN_TO_BYTES (characters percent-encoding triples them) loses too.
  */
 export function safeReturnTo(value: unknown, publicUrl: string): string {
-  if (typeof value !== 'string' || value.length === 0 || returnToTooLong(value)) return '/';
-  if (!value.startsWith('/')) return '/';
+  return sameOriginPath(value, publicUrl) ?? '/';
+}
+
+/**
+ * `value` as a path on `publicUrl`'s origin (its resolved form: path, query and fragment), or undefined when it
+ * is anything else, by the rules of safeReturnTo. What the gateway may put in a Location header or a page that
+ * sends the browser on.
+ */
+export function sameOriginPath(value: unknown, publicUrl: string): string | undefined {
+  if (typeof value !== 'string' || value.length === 0 || returnToTooLong(value)) return undefined;
+  if (!value.startsWith('/')) return undefined;
   let decoded = value;
   for (let round = 0; ; round++) {
-    if (isUnsafe(decoded, publicUrl)) return '/';
+    if (isUnsafe(decoded, publicUrl)) return undefined;
     let next: string;
     try {
       next = decodeURIComponent(decoded);
     } catch {
-      return '/';
+      return undefined;
     }
     if (next === decoded) break;
-    if (round === MAX_DECODE_ROUNDS) return '/';
+    if (round === MAX_DECODE_ROUNDS) return undefined;
     decoded = next;
   }
   let resolved: URL;
   try {
     resolved = new URL(value, publicUrl);
   } catch {
-    return '/';
+    return undefined;
   }
   const origin = new URL(publicUrl).origin;
-  if (resolved.origin !== origin) return '/';
+  if (resolved.origin !== origin) return undefined;
   const path = `${resolved.pathname}${resolved.search}${resolved.hash}`;
   // The resolved form must itself be a plain path (URL parsing could have normalised something odd).
-  if (Buffer.byteLength(path, 'utf8') > MAX_RETURN_TO_BYTES) return '/';
-  return path.startsWith('/') && !path.startsWith('//') && !path.startsWith('/\\') ? path : '/';
+  if (Buffer.byteLength(path, 'utf8') > MAX_RETURN_TO_BYTES) return undefined;
+  return path.startsWith('/') && !path.startsWith('//') && !path.startsWith('/\\') ? path : undefined;
 }
 
 function isUnsafe(path: string, publicUrl: string): boolean {

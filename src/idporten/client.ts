@@ -190,11 +190,14 @@ export class IdportenClient {
     return this.#config?.serverMetadata().end_session_endpoint;
   }
 
-  /** The end-session request's parameters (sent as a form POST, or as a URL for JSON clients). */
-  endSessionParameters(opts: { idToken?: string | undefined; state: string }): Record<string, string> {
+  /**
+   * The end-session request's parameters (sent as a form POST, or as a URL for JSON clients). No `state`: it is
+   * optional (OIDC RP-Initiated Logout 1.0 section 2), the gateway has nothing to carry across the logout, and the
+   * provider would append it to the post-logout URI, leaving it in the address bar of the page the user lands on.
+   */
+  endSessionParameters(opts: { idToken?: string | undefined }): Record<string, string> {
     const params: Record<string, string> = {
       post_logout_redirect_uri: this.#tenant.idporten.postLogoutRedirectUri,
-      state: opts.state,
     };
     if (opts.idToken && this.#tenant.idporten.logoutHint === 'id_token') params.id_token_hint = opts.idToken;
     else params.client_id = this.#tenant.idporten.clientId;

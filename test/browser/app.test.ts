@@ -4,14 +4,12 @@
  * `requireLogin` for navigations only, and a dev server behind `app.upstream` with a WebSocket (HMR) that
  * never sees the session cookie.
  */
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import t, { type Test } from 'tap';
-import { WebSocketServer } from 'ws';
 import { TEST_USERS } from '../../demo/test-users.js';
+import { startAppServer } from '../helpers/app.js';
 import { browserTestOptions, launchChromium } from '../helpers/chromium.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
@@ -141,7 +139,7 @@ async function startDevServer(t: Test) {
       ws.onerror = () => { out.dataset.state = 'error'; };
     `],
   };
-  const server = createServer((req, res) => {
+  const { url, wss } = await startAppServer(t, (req, res) => {
     recorded.push({ url: req.url ?? '', headers: req.headers, kind: 'http' });
     const file = files[req.url ?? ''];
     res.setHeader('set-cookie', 'devserver=1; Path=/');
@@ -153,20 +151,11 @@ async function startDevServer(t: Test) {
     res.setHeader('content-type', 'text/html; charset=utf-8');
     res.end('<!doctype html><title>dev server</title><script type="module" src="/main.js"></script><p id="hmr">connecting</p>');
   });
-  const wss = new WebSocketServer({ server });
   wss.on('connection', (socket, req) => {
     recorded.push({ url: req.url ?? '', headers: req.headers, kind: 'websocket' });
     socket.on('message', (data) => socket.send(`echo:${data.toString()}`));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate();
-    wss.close();
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, recorded };
+  return { url, recorded };
 }
 
 t.test('app.upstream in Chromium: the dev server\'s page and its WebSocket work through the gateway, without the session cookie', browserTestOptions(), async (t) => {
@@ -196,4 +185,42 @@ t.test('app.upstream in Chromium: the dev server\'s page and its WebSocket work 
   t.equal(upgrade.headers.authorization, undefined, 'nor an Authorization header');
   for (const r of dev.recorded) t.equal(r.headers.cookie, undefined, `${r.kind} ${r.url}: no cookie`);
   t.notOk(JSON.stringify(dev.recorded).includes(cookie.value), 'the dev server never saw the session cookie\'s value');
+});
+
+t.test('logout in Chromium lands on the post-logout URI with a clean address; app.publicPaths shows the landing page without a login', browserTestOptions(), async (t) => {
+  // requireLogin guards the app; the landing page at / (the default post-logout URI) is public.
+  const stack = await startStack(t, { tenant: { app: { static: FIXTURE, requireLogin: true, publicPaths: ['/'] } } });
+  const { publicUrl } = stack;
+  const context = await launchChromium(t);
+  const page = await context.newPage();
+
+  await page.goto(`${publicUrl}/app/x`);
+  await loginAtProvider(page, stack, `${publicUrl}/app/x`);
+  await page.waitForFunction(() => (window as unknown as { appReady?: boolean }).appReady === true);
+  t.ok(await sessionCookie(context, stack), 'logged in');
+
+  const seen: string[] = [];
+  page.on('framenavigated', (frame) => {
+    if (frame === page.mainFrame()) seen.push(frame.url());
+  });
+  // The page's logout button: a form that posts to /auth/logout.
+  await page.evaluate(() => {
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.action = '/auth/logout';
+    document.body.append(form);
+    form.submit();
+  });
+  await page.waitForURL((url) => url.origin === publicUrl && url.pathname === '/' && seen.some((u) => u.startsWith(`${stack.op.issuer}/`)));
+  await page.waitForFunction(() => (window as unknown as { appReady?: boolean }).appReady === true);
+  t.ok(seen.some((u) => u.startsWith(`${stack.op.issuer}/endsession`)), 'the browser went through the end-session endpoint');
+  const landed = new URL(page.url());
+  t.equal(landed.href, `${publicUrl}/`, 'the address is the post-logout URI as registered, with no state or other OpenID parameter');
+  t.equal(landed.search, '', 'no query');
+  t.equal(await page.textContent('#view'), 'route /', 'the app shows its landing page');
+  t.notOk(seen.slice(seen.findIndex((u) => u.startsWith(`${stack.op.issuer}/endsession`)) + 1).some((u) => u.startsWith(`${stack.op.issuer}/`) && !u.includes('endsession')),
+    'not sent back to the provider\'s login after the logout');
+  t.equal(await sessionCookie(context, stack), undefined, 'logged out');
+  const after = seen.filter((u) => u.startsWith(publicUrl));
+  t.notOk(after.some((u) => /[?&](state|iss|sid|code)=/.test(u)), `no OpenID parameter in any address of the origin: ${after.join(', ')}`);
 });

@@ -39,12 +39,6 @@ export function appPath(rawUrl: string): AppPath {
   return { kind: 'file', segments };
 }
 
-/** Whether the last segment has an extension (`app.js`, `favicon.ico`): such a path is an asset, never a page. */
-export function hasExtension(segments: readonly string[]): boolean {
-  const last = segments.at(-1);
-  return last !== undefined && /\.[^.]+$/.test(last);
-}
-
 /**
  * Content-hashed asset names, as Vite, webpack and esbuild write them: a `-` or `.` followed by a hash of
  * at least 8 characters from `[A-Za-z0-9_-]` that holds a digit, right before the extension

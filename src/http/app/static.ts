@@ -1,14 +1,16 @@
 /**
  * `app.static: DIR`: a built SPA served as it is. Real files with their ETag and a Cache-Control by name
- * (paths.ts); a navigation to a path with no file gets index.html (client-side routing); a missing asset
- * is a plain 404. Nothing outside DIR is ever read: the path is checked before the file system is asked,
+ * (paths.ts); a page load (negotiation.ts: Sec-Fetch-Dest: document, or Accept: text/html without Fetch
+ * metadata) of a path with no file gets index.html (client-side routing), whatever dots the path holds
+ * (`/kunde/912.345.678`); any other request for a missing file is a plain 404. Nothing outside DIR is ever read: the path is checked before the file system is asked,
  * and the file found must still be inside DIR once symlinks are resolved.
  */
 import { realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../../errors.js';
-import { appPath, cacheControlFor, hasExtension } from './paths.js';
+import { isPageLoad } from '../negotiation.js';
+import { appPath, cacheControlFor } from './paths.js';
 
 const INDEX = 'index.html';
 
@@ -52,25 +54,16 @@ export function staticApp(dir: string): StaticApp {
       const file = await fileInside(segments);
       if (file !== undefined) return send(reply, file, base);
       // A folder with an index.html of its own (e.g. /docs/ → docs/index.html).
-      if (!hasExtension(path.segments)) {
-        const folderIndex = path.segments.length > 0 ? await fileInside([...path.segments, INDEX]) : undefined;
-        if (folderIndex !== undefined) return send(reply, folderIndex, base);
-      }
-      // History fallback: a page navigation to a client-side route gets the SPA's index.html.
-      if (!hasExtension(path.segments) && acceptsHtml(request)) {
+      const folderIndex = path.segments.length > 0 ? await fileInside([...path.segments, INDEX]) : undefined;
+      if (folderIndex !== undefined) return send(reply, folderIndex, base);
+      // History fallback: a page load of a client-side route gets the SPA's index.html.
+      if (isPageLoad(request)) {
         const index = await fileInside([INDEX]);
         if (index !== undefined) return send(reply, index, base);
       }
       throw notFound();
     },
   };
-}
-
-/** A page load: `Sec-Fetch-Mode: navigate`, or (a client that sends no Fetch metadata) one that asks for HTML. */
-function acceptsHtml(request: FastifyRequest): boolean {
-  const mode = request.headers['sec-fetch-mode'];
-  if (mode !== undefined) return mode === 'navigate';
-  return (request.headers.accept ?? '').includes('text/html');
 }
 
 function notFound(): GatewayError {

@@ -1,7 +1,9 @@
 /**
  * `app.upstream: URL`: the app comes from a dev server (Vite, webpack) or a frontend container. Every
  * request the gateway does not own streams to it, WebSocket upgrades (hot module reload) included, with
- * the hygiene of headers.ts on both the HTTP and the WebSocket path.
+ * the hygiene of headers.ts on both the HTTP and the WebSocket path. A WebSocket upgrade passes only with
+ * the tenant's own Origin: browsers send Origin on every WebSocket handshake and do not apply CORS to it,
+ * so without the check any site the user visits could open the socket (cross-site WebSocket hijacking).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import httpProxy, { type FastifyHttpProxyOptions } from '@fastify/http-proxy';
@@ -23,6 +25,7 @@ export interface UpstreamAppOptions {
 
 export async function registerUpstreamApp(scope: FastifyInstance, opts: UpstreamAppOptions): Promise<void> {
   const upstream = new URL(opts.url);
+  const origin = new URL(opts.publicUrl).origin;
   const context = (request: FastifyRequest): AppRequestContext => ({
     upstreamHost: upstream.host,
     publicUrl: opts.publicUrl,
@@ -42,7 +45,12 @@ export async function registerUpstreamApp(scope: FastifyInstance, opts: Upstream
     undici: { connect: { rejectUnauthorized: true } },
     retryMethods: [],
     disableRequestLogging: true,
-    preHandler: async (request) => opts.guard(request),
+    preHandler: async (request) => {
+      opts.guard(request);
+      if (isWebSocketUpgrade(request) && request.headers.origin !== origin) {
+        throw new GatewayError('csrf_failed', 'A WebSocket to the app is opened only from a page of this origin.');
+      }
+    },
     replyOptions: {
       rewriteRequestHeaders: (request, _headers) => appRequestHeaders(request.headers as IncomingHttpHeaders, context(request as FastifyRequest)),
       rewriteHeaders: (headers) => appResponseHeaders(headers),
@@ -60,4 +68,8 @@ export async function registerUpstreamApp(scope: FastifyInstance, opts: Upstream
     } as NonNullable<FastifyHttpProxyOptions['wsClientOptions']>,
   };
   await scope.register(httpProxy, proxyOptions);
+}
+
+function isWebSocketUpgrade(request: FastifyRequest): boolean {
+  return request.headers.upgrade?.toLowerCase() === 'websocket';
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { LRUCache } from 'lru-cache';
 import { GatewayError, RETRY_AFTER_SECONDS } from '../../errors.js';
@@ -6,7 +5,7 @@ import { OidcError } from '../../idporten/errors.js';
 import type { Tenant } from '../../tenant/tenant.js';
 import { tenantRoot } from '../../tenant/urls.js';
 import { enforceCsrf } from '../csrf.js';
-import { autoPostPage, logoutCsp } from '../html.js';
+import { autoPostPage, FRONTCHANNEL_PAGE_CSP, logoutCsp } from '../html.js';
 import { LOGOUT_HANDLE_TTL_MS, newLogoutBinding, openLogoutHandle, sealLogoutHandle } from '../logout-handle.js';
 import { wantsJson } from '../negotiation.js';
 import { clearSessionCookie, sendErrorPage } from '../replies.js';
@@ -31,7 +30,7 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       const logoutUrl = tenantRoot(tenant.config);
       return wantsJson(request) ? reply.send({ logoutUrl }) : reply.redirect(logoutUrl, 303);
     }
-    const params = client.endSessionParameters({ idToken: session?.data.tokens.idToken, state: randomBytes(16).toString('base64url') });
+    const params = client.endSessionParameters({ idToken: session?.data.tokens.idToken });
     if (wantsJson(request)) {
       // No token in a body or URL a page can read (RFC 10017 section 6.1): the page navigates to a gateway URL
       // whose sealed, one-time, browser-bound handle is turned into the self-posting form there.
@@ -94,7 +93,11 @@ export async function logoutRoutes(app: FastifyInstance): Promise<void> {
       if (!sid) throw new GatewayError('invalid_request', 'sid is required.');
       for (const session of await lifecycle.findBySid(tenant, sid)) await lifecycle.end(session, tenant, 'frontchannel');
       // Loaded in ID-porten's iframe: no framing restriction here, and nothing to cache.
-      return reply.header('cache-control', 'no-store').header('content-type', 'text/html; charset=utf-8').send('<!doctype html><title>Logged out</title>');
+      return reply
+        .header('cache-control', 'no-store')
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('content-security-policy', FRONTCHANNEL_PAGE_CSP)
+        .send('<!doctype html><title>Logged out</title>');
     },
   );
 
