@@ -129,7 +129,7 @@ const Server = define(
       metricsHost: Type.Optional(
         annotate(NonEmptyString, {
           description:
-            'The address the internal listener (server.metricsPort: /metrics, the detailed /readyz, /admin/) binds (default "127.0.0.1"), never server.host\'s. In a pod: the pod\'s IP (e.g. "${POD_IP}" from the downward API) or 0.0.0.0, with a NetworkPolicy that lets only the monitoring reach the port.',
+            'The address the internal listener (server.metricsPort: /metrics, the detailed /readyz, /admin/) binds (default "127.0.0.1"), never server.host\'s. Where Prometheus scrapes from another host or pod: "0.0.0.0", with a NetworkPolicy or firewall that lets only the monitoring reach the port.',
         }),
       ),
       admin: Type.Optional(
