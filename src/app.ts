@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from './config/types.js';
 import { GatewayError, RETRY_AFTER_SECONDS } from './errors.js';
 import type { GatewayCore } from './http/core.js';
+import { answerClientError } from './http/client-error.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { RequestLogger } from './http/request-logger.js';
 import { createLogger } from './logging.js';
@@ -62,6 +63,8 @@ export async function buildApp(config: GatewayConfig, deps: AppDeps = {}): Promi
     },
     // A URL the router cannot decode (a lone '%'): the gateway's problem JSON, not Fastify's body echoing the path.
     frameworkErrors: (err, request, reply) => void sendError(reply as never, asGatewayError(err, request.log)),
+    // What Node's parser refuses (no route runs): problem JSON, and never anything behind an answer already sent.
+    clientErrorHandler: answerClientError,
     bodyLimit: 64 * 1024,
     // Slow clients (slowloris) are bounded: the whole request within server.requestTimeout, its headers within
     // server.headersTimeout. Node checks both every connectionsCheckingInterval (30 s by default), so that is

@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   'route_not_found',
   'method_not_allowed',
   'payload_too_large',
+  'headers_too_large',
+  'request_timeout',
   'invalid_request',
   'unknown_tenant',
   'upstream_unavailable',

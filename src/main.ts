@@ -2,6 +2,7 @@
 import { AUDIT_USAGE, USAGE, parseCommand } from './cli/args.js';
 import { loadConfig } from './config/cli.js';
 import { ConfigError } from './config/errors.js';
+import { DEFAULT_METRICS_HOST } from './config/server.js';
 import type { GatewayConfig } from './config/types.js';
 
 /**
@@ -148,7 +149,7 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
     reloadable = gateway;
     if (stopping) return void gateway.close();
     if (config.server.metricsPort !== undefined) {
-      const metricsServer = await startMetricsServer(gateway.core, config.server.host, config.server.metricsPort);
+      const metricsServer = await startMetricsServer(gateway.core, config.server.metricsHost ?? DEFAULT_METRICS_HOST, config.server.metricsPort);
       running.push(metricsServer);
     }
     // A deeper accept queue than Node's 511: a burst of new connections (say, a thousand SPA tabs after a deploy)

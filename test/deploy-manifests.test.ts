@@ -2,16 +2,18 @@
  * deploy/: the Kubernetes manifests and the docker compose file agree with the Kubernetes API
  * schemas and with the gateway's own configuration.
  *
- * Every manifest in deploy/k8s/ is built with its kubernetes-models class (by apiVersion and kind)
- * and validated. The gateway configuration each deployment mounts is loaded through the real
- * loader (normaliseConfig) with the environment the container would see, secrets replaced by valid
- * placeholders; then ports, probes, metrics, env, security settings and shutdown timing are checked
- * against it. The checks are plain functions returning a list of problems, so the tests below run
- * them on the real files (no problems) and on copies with one thing broken (that problem reported).
+ * Every manifest in deploy/k8s/ (the default kustomization: the gateway, with a Redis of one's own) and
+ * deploy/k8s-redis/ (the overlay that adds an in-cluster Redis for test environments) is built with its
+ * kubernetes-models class (by apiVersion and kind) and validated. The gateway configuration each
+ * deployment mounts is loaded through the real loader (normaliseConfig) with the environment the
+ * container would see, secrets replaced by valid placeholders; then ports, probes, metrics, who may reach
+ * which port (NetworkPolicy), env, command lines, security settings and shutdown timing are checked against
+ * it. The checks are plain functions returning a list of problems, so the tests below run them on the real
+ * files (no problems) and on copies with one thing broken (that problem reported).
  */
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -26,6 +28,8 @@ import type { GatewayConfig } from '../src/config/types.js';
 const repoDir = fileURLToPath(new URL('../', import.meta.url));
 const deployDir = join(repoDir, 'deploy');
 const k8sDir = join(deployDir, 'k8s');
+/** The overlay with an in-cluster Redis (kustomize refuses an overlay inside the directory of its base). */
+const redisOverlayDir = join(deployDir, 'k8s-redis');
 const composeFile = join(deployDir, 'docker-compose.yml');
 const healthcheckScript = join(deployDir, 'docker', 'healthcheck.mjs');
 /** Files in deploy/k8s/ that are not Kubernetes objects, or not meant for `kubectl apply -k`. */
@@ -126,7 +130,7 @@ function resolvePort(port: unknown, container: any): number | undefined {
  * The environment a container sees: `value`s with `$(NAME)` expanded from earlier entries (as the
  * kubelet does) and Secret keys replaced by placeholders. Unknown Secrets, keys and references are problems.
  */
-function containerEnv(container: any, secrets: any[], where: string, problems: string[]): NodeJS.ProcessEnv {
+function containerEnv(container: any, secrets: any[], where: string, problems: string[], secretValues: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const entry of container.env ?? []) {
     if (entry.value !== undefined) {
@@ -144,9 +148,58 @@ function containerEnv(container: any, secrets: any[], where: string, problems: s
     const secret = secrets.find((s) => s.metadata?.name === ref.name);
     if (!secret) problems.push(`${where}: env ${entry.name} reads Secret ${ref.name}, which deploy/k8s/ does not describe`);
     else if (!(ref.key in { ...secret.stringData, ...secret.data })) problems.push(`${where}: env ${entry.name} reads key ${ref.key}, which Secret ${ref.name} lacks`);
-    env[entry.name] = placeholderSecret(ref.key);
+    env[entry.name] = secretValues[ref.key] ?? placeholderSecret(ref.key);
   }
   return env;
+}
+
+/**
+ * A Secret's value on a command line is in every process listing, /proc/<pid>/cmdline and the pod's spec:
+ * the kubelet's `$(NAME)` of a Secret-backed variable in command or args, or a password flag, is a problem.
+ */
+function checkCommandLines(workload: any, where: string, problems: string[]): void {
+  for (const container of workload.spec.template.spec.containers) {
+    const secretVars = (container.env ?? []).filter((e: any) => e.valueFrom?.secretKeyRef).map((e: any) => e.name as string);
+    for (const word of [...(container.command ?? []), ...(container.args ?? [])].map(String)) {
+      for (const name of secretVars) if (word.includes(`$(${name})`)) problems.push(`${where} container ${container.name}: the Secret value ${name} is on its command line`);
+      if (/--requirepass\b|--masterauth\b/.test(word)) problems.push(`${where} container ${container.name}: a password flag on its command line (${word})`);
+    }
+  }
+}
+
+/** A NetworkPolicy peer or port list that is empty or missing admits everyone / every port. */
+const admitsEveryone = (rule: any) => !Array.isArray(rule.from) || rule.from.length === 0;
+
+/**
+ * Who may reach the gateway's pods: a NetworkPolicy selects them for Ingress; every rule names its ports and
+ * its peers; no rule admits both the public port and the internal listener, so the ingress controller cannot
+ * reach /admin/ and the monitoring cannot reach the public port (and nothing else reaches either).
+ */
+function checkNetworkPolicy(manifests: Manifest[], podLabels: Record<string, string>, container: any, server: GatewayConfig['server'], problems: string[]): void {
+  const policies = named(manifests, 'NetworkPolicy').filter((p) => matches(p.spec.podSelector?.matchLabels, podLabels) && (p.spec.policyTypes ?? ['Ingress']).includes('Ingress'));
+  if (policies.length === 0) {
+    problems.push("no NetworkPolicy selects the gateway's pods for Ingress: every pod of the cluster reaches the public port and the internal listener");
+    return;
+  }
+  const portsOf = (rule: any): (number | undefined)[] => (rule.ports ?? []).map((p: any) => resolvePort(p.port, container));
+  let publicRules = 0;
+  let internalRules = 0;
+  for (const policy of policies) {
+    for (const [index, rule] of (policy.spec.ingress ?? []).entries()) {
+      const at = `NetworkPolicy ${policy.metadata.name} ingress[${index}]`;
+      const ports = portsOf(rule);
+      if (ports.length === 0) problems.push(`${at} admits every port`);
+      if (ports.includes(undefined)) problems.push(`${at} names a port the gateway container does not have`);
+      if (admitsEveryone(rule)) problems.push(`${at} admits every peer`);
+      const toPublic = ports.length === 0 || ports.includes(server.port);
+      const toInternal = ports.length === 0 || ports.includes(server.metricsPort);
+      if (toPublic && toInternal) problems.push(`${at} admits the same peers to the public port and the internal listener`);
+      if (toPublic) publicRules++;
+      if (toInternal) internalRules++;
+    }
+  }
+  if (publicRules === 0) problems.push(`no NetworkPolicy rule admits the ingress controller to server.port ${server.port}`);
+  if (internalRules === 0) problems.push(`no NetworkPolicy rule admits the monitoring to server.metricsPort ${server.metricsPort}`);
 }
 
 function checkSecurity(workload: any, where: string, problems: string[]): void {
@@ -171,7 +224,7 @@ function checkSecurity(workload: any, where: string, problems: string[]): void {
 }
 
 /** Every cross-check between the manifests and the gateway configuration they mount. */
-function checkKubernetes(manifests: Manifest[]): string[] {
+function checkKubernetes(manifests: Manifest[], secretValues: Record<string, string> = {}): string[] {
   const problems: string[] = [];
   const deployments = named(manifests, 'Deployment').filter((d) => d.metadata.name === 'idporten-bff');
   if (deployments.length !== 1) return [`expected one Deployment idporten-bff, found ${deployments.length}`];
@@ -185,7 +238,7 @@ function checkKubernetes(manifests: Manifest[]): string[] {
   const services = named(manifests, 'Service');
 
   // The configuration: BFF_CONFIG names a file in a ConfigMap volume.
-  const env = containerEnv(container, secrets, at, problems);
+  const env = containerEnv(container, secrets, at, problems, secretValues);
   const configPath = env.BFF_CONFIG ?? IMAGE_BFF_CONFIG;
   const mount = container.volumeMounts?.find((m: any) => configPath.startsWith(`${m.mountPath.replace(/\/$/, '')}/`));
   const volume = pod.volumes?.find((v: any) => v.name === mount?.name);
@@ -208,6 +261,10 @@ function checkKubernetes(manifests: Manifest[]): string[] {
   if (server.metricsPort === undefined) problems.push('server.metricsPort is not set: /metrics would be on the public port');
   const metricsPort = resolvePort('metrics', container);
   if (metricsPort !== server.metricsPort) problems.push(`${at}: containerPort "metrics" is ${metricsPort}, server.metricsPort is ${server.metricsPort}`);
+  if (server.metricsHost === undefined || /^(127\.|::1$|localhost$)/.test(server.metricsHost)) {
+    problems.push(`server.metricsHost is ${server.metricsHost}: Prometheus, in another pod, cannot reach the internal listener`);
+  }
+  checkNetworkPolicy(manifests, podLabels, container, server, problems);
 
   const probes: [string, string][] = [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz'], ['startupProbe', '/healthz']];
   for (const [probe, path] of probes) {
@@ -276,8 +333,54 @@ function checkKubernetes(manifests: Manifest[]): string[] {
 
   for (const workload of [...named(manifests, 'Deployment'), ...named(manifests, 'StatefulSet')]) {
     checkSecurity(workload, `${workload.kind} ${workload.metadata.name}`, problems);
+    checkCommandLines(workload, `${workload.kind} ${workload.metadata.name}`, problems);
   }
   return problems;
+}
+
+/** A kustomization file's resources (files, or directories holding a kustomization) and replaced ConfigMap files. */
+interface Kustomization {
+  resources: string[];
+  configMapGenerator?: { name: string; behavior?: string; files?: string[] }[];
+}
+
+/**
+ * What `kubectl kustomize DIR` yields for the subset of kustomize these files use: resources (files, and
+ * directories built the same way) and configMapGenerator with behavior: replace (each file a data key).
+ */
+function buildKustomization(dir: string): Manifest[] {
+  const kustomization = parse(readFileSync(join(dir, KUSTOMIZATION), 'utf8')) as Kustomization;
+  const built: Manifest[] = [];
+  for (const resource of kustomization.resources) {
+    const path = resolve(dir, resource);
+    if (statSync(path).isDirectory()) built.push(...buildKustomization(path));
+    else built.push(...readManifests(dir).filter((m) => m.file === resource));
+  }
+  for (const generator of kustomization.configMapGenerator ?? []) {
+    const target = built.find((m) => m.doc.kind === 'ConfigMap' && m.doc.metadata.name === generator.name);
+    if (generator.behavior !== 'replace' || !target) throw new Error(`configMapGenerator ${generator.name}: only behavior: replace of a base ConfigMap is understood here`);
+    const data = Object.fromEntries((generator.files ?? []).map((file) => [file, readFileSync(join(dir, file), 'utf8')]));
+    target.doc = { ...clone(target.doc), data };
+  }
+  return built;
+}
+
+/** Why the kubectl cross-check cannot run here, or false when it can. */
+function kubectlMissing(): string | false {
+  try {
+    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'kubectl is not installed';
+  }
+}
+
+/** The REDIS_URL the example Secret tells users of the overlay to create, with a placeholder password. */
+function overlayRedisUrl(): string {
+  const example = readFileSync(join(k8sDir, SECRET_EXAMPLE), 'utf8');
+  const url = /--from-literal=REDIS_URL="(redis:\/\/[^"]*idporten-bff-redis[^"]*)"/.exec(example)?.[1];
+  if (!url) throw new Error(`${SECRET_EXAMPLE} does not show the overlay's REDIS_URL`);
+  return url.replace(/\$\{?pw\}?/, randomBytes(16).toString('hex'));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,6 +450,8 @@ function checkCompose(compose: any, dir: string): string[] {
   if (server.metricsPort === undefined) problems.push('compose: server.metricsPort is not set: /metrics would be on the published port');
   else if (!(gateway.expose ?? []).map(String).includes(String(server.metricsPort))) {
     problems.push(`compose: the metrics port ${server.metricsPort} is not exposed to the compose network`);
+  } else if (server.metricsHost === undefined || /^(127\.|::1$|localhost$)/.test(server.metricsHost)) {
+    problems.push(`compose: server.metricsHost is ${server.metricsHost}: the metrics port is exposed, but nothing on the compose network can reach it`);
   }
   const publicUrl = new URL(config.tenants[0]?.publicUrl ?? 'http://invalid');
   const published = ports.find((p) => p.target === server.port)?.published;
@@ -387,12 +492,20 @@ function missingFromEnvExample(composeText: string, example: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // The tests
 
+/** Every object in deploy/k8s/, the example Secret included. */
 const manifests = readManifests(k8sDir);
+const secretExample = manifests.filter((m) => m.file === SECRET_EXAMPLE);
+/** What `kubectl apply -k deploy/k8s` applies, and the example Secret it expects to find. */
+const defaultBuild = [...buildKustomization(k8sDir), ...secretExample];
+/** What `kubectl apply -k deploy/k8s-redis` applies, and the example Secret. */
+const overlayBuild = [...buildKustomization(redisOverlayDir), ...secretExample];
+const overlayOwn = readManifests(redisOverlayDir).filter((m) => m.file !== 'gateway.yaml');
 const compose = parse(readFileSync(composeFile, 'utf8'));
 
-t.test('every manifest in deploy/k8s/ validates against the Kubernetes schemas', async (t) => {
+t.test('every manifest in deploy/k8s/ and deploy/k8s-redis/ validates against the Kubernetes schemas', async (t) => {
   t.ok(manifests.length >= 8, `read ${manifests.length} objects`);
-  for (const { file, doc } of manifests) {
+  t.ok(overlayOwn.length >= 3, `read ${overlayOwn.length} objects of the overlay`);
+  for (const { file, doc } of [...manifests, ...overlayOwn]) {
     const Model = await modelFor(doc.apiVersion, doc.kind);
     t.doesNotThrow(() => new Model(doc).validate(), `${file}: ${doc.kind} ${doc.metadata?.name}`);
   }
@@ -406,19 +519,55 @@ t.test('the schema validation catches a malformed manifest', async (t) => {
   await t.rejects(modelFor('apps/v1', 'Deploymnet'), /no Deploymnet in apps\/v1/);
 });
 
-t.test('kustomization.yaml lists every manifest except the example Secret', async (t) => {
+t.test('kustomization.yaml lists every manifest except the example Secret; the overlay adds its own and replaces the configuration', async (t) => {
   const kustomization = parse(readFileSync(join(k8sDir, KUSTOMIZATION), 'utf8'));
   const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== SECRET_EXAMPLE).sort();
   t.same([...kustomization.resources].sort(), files);
   t.ok(manifests.some((m) => m.file === SECRET_EXAMPLE && m.doc.kind === 'Secret'), 'the example Secret is there to check env against');
+  const overlay = parse(readFileSync(join(redisOverlayDir, KUSTOMIZATION), 'utf8')) as Kustomization;
+  t.same([...overlay.resources].sort(), ['../k8s', ...new Set(overlayOwn.map((m) => m.file))].sort(), 'the overlay: deploy/k8s plus each of its manifests');
+  t.same(overlay.configMapGenerator?.map((g) => [g.name, g.behavior, g.files]), [['idporten-bff-config', 'replace', ['gateway.yaml']]]);
+});
+
+// Finding "edge hygiene": redis.yaml, a Redis for tests, was in the default kustomization, so `kubectl apply -k
+// deploy/k8s` gave production a single Redis without TLS.
+t.test('the default kustomization holds no Redis; the overlay brings one', async (t) => {
+  const isRedis = (m: Manifest) => m.doc.kind === 'StatefulSet' || m.doc.metadata?.labels?.['app.kubernetes.io/component'] === 'redis';
+  t.same(buildKustomization(k8sDir).filter(isRedis).map((m) => `${m.doc.kind} ${m.doc.metadata.name}`), []);
+  t.ok(overlayBuild.some((m) => m.doc.kind === 'StatefulSet' && isRedis(m)), 'deploy/k8s-redis adds the StatefulSet');
+});
+
+// The overlay's gateway.yaml is a copy that only opts in to the in-cluster Redis's plain redis://.
+t.test('the overlay\'s gateway configuration is the default one with session.store.allowPlaintext', async (t) => {
+  const configOf = (build: Manifest[]) => parse(build.find((m) => m.doc.kind === 'ConfigMap')!.doc.data['gateway.yaml']);
+  const base = configOf(defaultBuild);
+  const overlay = configOf(overlayBuild);
+  t.equal(base.session.store.allowPlaintext, undefined, 'the default needs TLS (rediss://) to a Redis outside the pod');
+  t.equal(overlay.session.store.allowPlaintext, true);
+  delete overlay.session.store.allowPlaintext;
+  t.same(overlay, base, 'nothing else differs');
 });
 
 t.test('the manifests agree with the gateway configuration they mount', async (t) => {
-  t.same(checkKubernetes(manifests), []);
+  t.same(checkKubernetes(defaultBuild), [], 'deploy/k8s');
+  t.same(checkKubernetes(overlayBuild, { REDIS_URL: overlayRedisUrl() }), [], 'deploy/k8s-redis with the REDIS_URL the example Secret shows');
+});
+
+// The overlay's files as kubectl builds them, where kubectl is installed: the subset of kustomize read above agrees.
+t.test('kubectl kustomize builds the same objects', { skip: kubectlMissing() }, async (t) => {
+  for (const [dir, build] of [[k8sDir, defaultBuild], [redisOverlayDir, overlayBuild]] as const) {
+    const out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+    const built = parseAllDocuments(out).map((d) => d.toJS());
+    const summary = (docs: any[]) => docs.map((d) => `${d.kind} ${d.metadata.name}`).sort();
+    t.same(summary(built), summary(build.filter((m) => m.file !== SECRET_EXAMPLE).map((m) => m.doc)), relative(repoDir, dir));
+    const configMap = built.find((d) => d.kind === 'ConfigMap');
+    t.equal(configMap.data['gateway.yaml'], build.find((m) => m.doc.kind === 'ConfigMap')!.doc.data['gateway.yaml'], `${relative(repoDir, dir)}: the configuration`);
+  }
 });
 
 t.test('a manifest that disagrees with the configuration is reported', async (t) => {
-  const cases: [string, (docs: any[]) => void, RegExp][] = [
+  const redisUrl = overlayRedisUrl();
+  const cases: [string, (docs: any[]) => void, RegExp, { overlay?: boolean; redisUrl?: string }?][] = [
     ['a container port other than server.port', (d) => (find(d, 'Deployment').spec.template.spec.containers[0].ports[0].containerPort = 3001), /containerPort "http" is 3001, server\.port is 3000/],
     ['server.port changed in the ConfigMap only', (d) => editConfig(d, (c) => c.replace('port: 3000', 'port: 3100')), /containerPort "http" is 3000, server\.port is 3100/],
     ['readiness on /healthz', (d) => (gateway(d).readinessProbe.httpGet.path = '/healthz'), /readinessProbe asks \/healthz, expected \/readyz/],
@@ -426,21 +575,28 @@ t.test('a manifest that disagrees with the configuration is reported', async (t)
     ['no liveness probe', (d) => delete gateway(d).livenessProbe, /livenessProbe must be an httpGet on \/healthz/],
     ['a metrics port other than server.metricsPort', (d) => (gateway(d).ports[1].containerPort = 9000), /containerPort "metrics" is 9000, server\.metricsPort is 9464/],
     ['metrics on the public Service', (d) => find(d, 'Service', 'idporten-bff').spec.ports.push({ name: 'metrics', port: 9464, targetPort: 'metrics' }), /Service idporten-bff exposes the metrics port/],
+    ['the internal listener on loopback', (d) => editConfig(d, (c) => c.replace('metricsHost: 0.0.0.0', 'metricsHost: 127.0.0.1')), /server\.metricsHost is 127\.0\.0\.1: Prometheus, in another pod, cannot reach/],
+    ['no NetworkPolicy for the gateway', (d) => d.splice(d.indexOf(find(d, 'NetworkPolicy', 'idporten-bff')), 1), /no NetworkPolicy selects the gateway's pods/],
+    ['the internal listener open to every peer', (d) => delete find(d, 'NetworkPolicy', 'idporten-bff').spec.ingress[1].from, /ingress\[1\] admits every peer/],
+    ['the ingress controller admitted to the internal listener', (d) => find(d, 'NetworkPolicy', 'idporten-bff').spec.ingress[0].ports.push({ port: 'metrics' }), /ingress\[0\] admits the same peers to the public port and the internal listener/],
+    ['a rule without ports', (d) => delete find(d, 'NetworkPolicy', 'idporten-bff').spec.ingress[0].ports, /ingress\[0\] admits every port/],
     ['a ${VAR} the env does not set', (d) => editConfig(d, (c) => c.replace('"${IDPORTEN_CLIENT_ID}"', '"${IDPORTEN_CLIENT}"')), /uses \$\{IDPORTEN_CLIENT\}, which the container's env does not set/],
     ['an env entry reading a missing Secret key', (d) => (gateway(d).env.find((e: any) => e.name === 'IDPORTEN_JWK').valueFrom.secretKeyRef.key = 'JWK'), /reads key JWK, which Secret idporten-bff lacks/],
     ['a configuration the loader refuses', (d) => editConfig(d, (c) => c.replace('absoluteLifetime: 8h', 'absoluteLifetime: 9h')), /refuses this configuration: .*session\.absoluteLifetime/],
-    ['the loopback host', (d) => editConfig(d, (c) => c.replace('host: 0.0.0.0', 'host: 127.0.0.1')), /server\.host is 127\.0\.0\.1/],
+    ['the loopback host', (d) => editConfig(d, (c) => c.replace('host: 0.0.0.0 ', 'host: 127.0.0.1 ')), /server\.host is 127\.0\.0\.1/],
     ['a grace period shorter than the shutdown', (d) => (find(d, 'Deployment').spec.template.spec.terminationGracePeriodSeconds = 15), /terminationGracePeriodSeconds 15 must exceed/],
     ['a writable root file system', (d) => (gateway(d).securityContext.readOnlyRootFilesystem = false), /gateway: readOnlyRootFilesystem must be true/],
     ['root', (d) => (find(d, 'Deployment').spec.template.spec.securityContext.runAsUser = 0), /gateway: runAsUser must be a non-zero uid/],
-    ['no memory limit on Redis', (d) => delete find(d, 'StatefulSet').spec.template.spec.containers[0].resources.limits.memory, /container redis: resources\.limits\.memory is not set/],
-    ['a Redis URL to the wrong port', (d) => (gateway(d).env.find((e: any) => e.name === 'REDIS_URL').value = 'redis://:$(REDIS_PASSWORD)@idporten-bff-redis:6380'), /names Service idporten-bff-redis:6380/],
     ['a PDB that blocks drains', (d) => (find(d, 'PodDisruptionBudget').spec.minAvailable = 2), /minAvailable 2 blocks every drain/],
+    ['no memory limit on Redis', (d) => delete find(d, 'StatefulSet').spec.template.spec.containers[0].resources.limits.memory, /container redis: resources\.limits\.memory is not set/, { overlay: true }],
+    ['a Redis URL to the wrong port', () => undefined, /names Service idporten-bff-redis:6380/, { overlay: true, redisUrl: redisUrl.replace(':6379', ':6380') }],
+    ['the Redis password on the command line', (d) => (find(d, 'StatefulSet').spec.template.spec.containers[0].args = ['--requirepass', '$(REDIS_PASSWORD)']), /the Secret value REDIS_PASSWORD is on its command line/, { overlay: true }],
   ];
-  for (const [name, breakIt, expected] of cases) {
-    const docs = manifests.map((m) => ({ file: m.file, doc: clone(m.doc) }));
-    breakIt(docs.map((m) => m.doc));
-    const problems = checkKubernetes(docs);
+  for (const [name, breakIt, expected, options = {}] of cases) {
+    const docs = (options.overlay ? overlayBuild : defaultBuild).map((m) => ({ file: m.file, doc: clone(m.doc) }));
+    const objects = docs.map((m) => m.doc);
+    breakIt(objects);
+    const problems = checkKubernetes(docs.filter((m) => objects.includes(m.doc)), options.overlay ? { REDIS_URL: options.redisUrl ?? redisUrl } : {});
     t.match(problems.join('\n'), expected, name);
   }
 });
@@ -485,6 +641,18 @@ t.test('a compose file that disagrees with the configuration is reported', async
     t.match(checkCompose(copy, deployDir).join('\n'), expected, name);
   }
   t.same(missingFromEnvExample('X: ${NEW_SECRET:?set it}', 'BFF_SESSION_KEY=\n'), ['NEW_SECRET']);
+});
+
+t.test('a compose configuration whose internal listener stays on loopback is reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-compose-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  const text = readFileSync(join(deployDir, 'gateway.yaml'), 'utf8');
+  writeFileSync(file, text.replace(/^\s*metricsHost: .*\n/m, ''));
+  t.not(readFileSync(file, 'utf8'), text, 'metricsHost removed');
+  const copy = clone(compose);
+  copy.services.gateway.volumes = [`${file}:/config/gateway.yaml:ro`];
+  t.match(checkCompose(copy, deployDir).join('\n'), /server\.metricsHost is 127\.0\.0\.1: the metrics port is exposed, but nothing on the compose network can reach it/);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -197,13 +197,12 @@ t.test('fuzzing every endpoint: no 5xx, no secret in any answer, the process and
       sent += 1;
       statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
       // Every refusal is the gateway's own answer (problem JSON, or the HTML page of a login that cannot finish),
-      // through the one mapping: never a framework's error body. A request Node's HTTP parser refuses (headers over
-      // its limit: 431; bytes it does not take in a request line: 400 "Client Error") never becomes a request, and
-      // an authenticated request to a proxied route may carry the upstream's own answer.
+      // through the one mapping: never a framework's error body. That includes a request Node's HTTP parser refuses
+      // (headers over its limit: 431; bytes it does not take in a request line: 400), which never becomes a request
+      // (src/http/client-error.ts). An authenticated request to a proxied route may carry the upstream's own answer.
       const type = String(res.headers['content-type'] ?? '');
       const maybeUpstream = r.path.startsWith('/mva') && r.cookie?.includes(realPair) === true;
-      const refusedByParser = res.statusCode === 431 || (res.statusCode === 400 && text.includes('"message":"Client Error"'));
-      if (res.statusCode >= 400 && !refusedByParser && !maybeUpstream && !/^(application\/problem\+json|text\/html)(;|$)/.test(type) && r.method !== 'HEAD') {
+      if (res.statusCode >= 400 && !maybeUpstream && !/^(application\/problem\+json|text\/html)(;|$)/.test(type) && r.method !== 'HEAD') {
         throw new Error(`${r.method} ${r.path}${r.query.slice(0, 80)}: ${res.statusCode} answered as ${type}: ${text.slice(0, 200)}`);
       }
       if (res.statusCode >= 500) throw new Error(`${r.method} ${r.path}${r.query.slice(0, 80)}: ${res.statusCode} ${text.slice(0, 200)}`);

@@ -4,6 +4,8 @@
  * No OpenID Provider is needed: the app is built without warmUp, so nothing talks to ID-porten.
  */
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { LightMyRequestResponse, RouteOptions } from 'fastify';
@@ -103,13 +105,23 @@ function compile(schema: Json) {
   return ajv.compile(JSON.parse(text) as Json);
 }
 
-/** The answer's status, content type and body are the ones the document gives for this operation. */
-function assertDocumented(t: Test, method: string, path: string, res: LightMyRequestResponse): void {
+/** What assertDocumented reads of an answer: an injected one, or one that came over a real connection. */
+type Answer = Pick<LightMyRequestResponse, 'statusCode' | 'headers' | 'body'>;
+
+/**
+ * The answer's status, content type and body are the ones the document gives for this operation, and every
+ * response header the document fixes to one value (`const`) has that value.
+ */
+function assertDocumented(t: Test, method: string, path: string, res: Answer): void {
   const item = paths[path];
   const operation = item === undefined ? undefined : (deref(item)[method.toLowerCase()] as Json | undefined);
   if (!t.ok(operation, `${method} ${path} is documented`) || !operation) return;
   const response = (operation.responses as Json)[String(res.statusCode)];
   if (!t.ok(response, `${method} ${path} documents status ${res.statusCode}`)) return;
+  for (const [name, header] of Object.entries((deref(response).headers ?? {}) as Record<string, Json>)) {
+    const fixed = (deref(header).schema as Json | undefined)?.const;
+    if (fixed !== undefined) t.equal(res.headers[name.toLowerCase()], fixed, `${method} ${path} ${res.statusCode} has ${name}: ${String(fixed)}`);
+  }
   const content = deref(response).content as Record<string, Json> | undefined;
   const mediaType = String(res.headers['content-type'] ?? '').split(';')[0]!.trim();
   if (content === undefined) {
@@ -313,10 +325,11 @@ t.test('the SessionView schema describes what sessionView() returns, field for f
   t.notOk(validate({ ...full, extra: 1 }), 'the schema rejects fields sessionView() does not send');
 });
 
-t.test('real answers from the app match the documented statuses and bodies', async (t) => {
+t.test('real answers from the app, over HTTP, match the documented statuses and bodies', async (t) => {
   const { gateway } = await startGateway(t);
-  const send = (method: 'GET' | 'POST' | 'DELETE', url: string, headers: Record<string, string> = {}) =>
-    gateway.app.inject({ method, url, headers: { host: HOST, ...headers } });
+  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (gateway.app.server.address() as AddressInfo).port;
+  const send = (method: 'GET' | 'POST' | 'DELETE', url: string, headers: Record<string, string> = {}) => overHttp(port, method, url, headers);
 
   assertDocumented(t, 'GET', '/healthz', await send('GET', '/healthz'));
   // Provider metadata is never loaded here, so the gateway is not ready.
@@ -354,4 +367,59 @@ t.test('real answers from the app match the documented statuses and bodies', asy
   assertDocumented(t, 'GET', '/{appPath}', await send('GET', '/app/settings/42', html));
   assertDocumented(t, 'GET', '/{appPath}', await send('GET', '/assets/missing.js', html));
   assertDocumented(t, 'GET', '/{appPath}', await send('POST', '/', html));
+});
+
+/** One request over a real connection (no keep-alive), as a browser or an SPA's fetch sends it. */
+function overHttp(port: number, method: string, url: string, headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path: url, agent: false, headers: { host: HOST, ...headers } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// Answers Fastify's inject never meets: Node's own limits (the request head's size) act before a route runs; and the
+// media types the static server gives the app's files.
+t.test('real answers over HTTP at the edges: a request head over the limit, the app\'s files', async (t) => {
+  const { gateway } = await startGateway(t);
+  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (gateway.app.server.address() as AddressInfo).port;
+  const get = (url: string, headers?: Record<string, string>) => overHttp(port, 'GET', url, headers);
+  const navigation = { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+
+  assertDocumented(t, 'GET', '/healthz', await get('/healthz'));
+  assertDocumented(t, 'GET', '/readyz', await get('/readyz'));
+  assertDocumented(t, 'GET', '/auth/session', await get('/auth/session'));
+
+  // /auth/logout/continue: a handle that does not open, one longer than the route takes, and one so long that the
+  // request line passes Node's 16 KiB limit for the request head, which answers before the route.
+  const refused = await get('/auth/logout/continue?t=not-a-handle', navigation);
+  t.equal(refused.statusCode, 400);
+  assertDocumented(t, 'GET', '/auth/logout/continue', refused);
+  const overlong = await get(`/auth/logout/continue?t=${'a'.repeat(8_193)}`, navigation);
+  t.equal(overlong.statusCode, 400, 'a t longer than 8192 characters: 400');
+  t.equal(JSON.parse(overlong.body).code, 'invalid_request');
+  assertDocumented(t, 'GET', '/auth/logout/continue', overlong);
+  const overHead = await get(`/auth/logout/continue?t=${'a'.repeat(16_385)}`, navigation);
+  t.equal(overHead.statusCode, 431, 'a request head over 16 KiB: 431 from the server, before any route');
+  t.equal(JSON.parse(overHead.body).code, 'headers_too_large');
+  assertDocumented(t, 'GET', '/auth/logout/continue', overHead);
+
+  // The app's files with the media types the static server gives them.
+  const index = await get('/', navigation);
+  t.match(index.headers['content-type'], /^text\/html/);
+  assertDocumented(t, 'GET', '/{appPath}', index);
+  const script = await get('/assets/app-7c1e4b9a.js', { accept: '*/*', 'sec-fetch-dest': 'script' });
+  t.match(script.headers['content-type'], /^application\/javascript/, 'a content-hashed script');
+  t.equal(script.headers['cache-control'], 'public, max-age=31536000, immutable');
+  assertDocumented(t, 'GET', '/{appPath}', script);
+  const style = await get('/assets/style.css', { accept: 'text/css', 'sec-fetch-dest': 'style' });
+  t.match(style.headers['content-type'], /^text\/css/);
+  assertDocumented(t, 'GET', '/{appPath}', style);
+  assertDocumented(t, 'GET', '/{appPath}', await get('/assets/missing.js', { accept: '*/*' }));
 });

@@ -126,6 +126,12 @@ const Server = define(
       ),
       shutdownTimeout: Type.Optional(Duration),
       metricsPort: Type.Optional(Port),
+      metricsHost: Type.Optional(
+        annotate(NonEmptyString, {
+          description:
+            'The address the internal listener (server.metricsPort: /metrics, the detailed /readyz, /admin/) binds (default "127.0.0.1"), never server.host\'s. Where Prometheus scrapes from another host or pod: "0.0.0.0", with a NetworkPolicy or firewall that lets only the monitoring reach the port.',
+        }),
+      ),
       admin: Type.Optional(
         Type.Object(
           {

@@ -13,6 +13,8 @@ const DEFAULT_REQUEST_TIMEOUT = '60s';
 /** The headers timeout when none is written, or the request timeout when that is shorter. */
 const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 const DEFAULT_LOGIN_RATE = { max: 30, window: '1m' } as const;
+/** The internal listener's address unless server.metricsHost names one: this machine only. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
 /** Names the proxy-address matcher understands besides addresses and CIDRs. */
 const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
@@ -44,6 +46,10 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
       issues.add('server.metricsPort', 'must differ from server.port (leave it out to serve /metrics on the main port)');
     }
     server.metricsPort = raw.metricsPort;
+    // Its own address: /admin/ and the detailed /readyz must not be reachable wherever the public port is.
+    server.metricsHost = raw.metricsHost ?? DEFAULT_METRICS_HOST;
+  } else if (raw.metricsHost !== undefined) {
+    issues.add('server.metricsHost', 'needs server.metricsPort: it is the address of the internal listener');
   }
   if (raw.admin !== undefined) {
     if (raw.metricsPort === undefined) issues.add('server.admin', 'needs server.metricsPort: session administration is served on the internal listener only');

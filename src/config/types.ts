@@ -27,6 +27,8 @@ export interface ServerConfig {
   shutdownTimeoutMs: number;
   /** Serve /metrics on this separate port instead of the main one (undefined = main port). */
   metricsPort?: number;
+  /** The address the internal listener binds, with metricsPort (default 127.0.0.1; never `host`'s). */
+  metricsHost?: string;
   /** Session administration on the internal listener, with this bearer credential (undefined = not served). */
   admin?: { credential: string };
   /** pino level for the process log. */

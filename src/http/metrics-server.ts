@@ -4,7 +4,8 @@ import type { GatewayCore } from './core.js';
 import { readiness, readinessReply } from './routes/health.js';
 
 /**
- * The internal listener (`server.metricsPort`), kept off the public one: GET /metrics (Prometheus text),
+ * The internal listener (`server.metricsPort` on `server.metricsHost`, never the public listener's address), kept
+ * off the public one: GET /metrics (Prometheus text),
  * GET /readyz with the detail the public /readyz leaves out (the store's state, each tenant's provider state),
  * and, when `server.admin` gives a credential, session administration under /admin/ (`admin.ts`).
  */

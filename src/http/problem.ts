@@ -7,7 +7,7 @@ import { currentTrace, newTraceId, type TraceContext } from '../audit/trace-cont
 import { GatewayError, RETRY_AFTER_SECONDS, type ErrorCode } from '../errors.js';
 
 /** The statuses the gateway's own answers use. */
-export type ProblemStatus = 400 | 401 | 403 | 404 | 405 | 413 | 421 | 429 | 500 | 502 | 503 | 504;
+export type ProblemStatus = 400 | 401 | 403 | 404 | 405 | 408 | 413 | 421 | 429 | 431 | 500 | 502 | 503 | 504;
 
 /**
  * A code's status and title. A 503 says "not now": every code answered with it names when to try again, its
@@ -24,6 +24,8 @@ export const PROBLEMS: Record<ErrorCode, ProblemEntry> = {
   route_not_found: { status: 404, title: 'Route not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   payload_too_large: { status: 413, title: 'Payload too large' },
+  headers_too_large: { status: 431, title: 'Request headers too large' },
+  request_timeout: { status: 408, title: 'Request timeout' },
   invalid_request: { status: 400, title: 'Invalid request' },
   unknown_tenant: { status: 421, title: 'Unknown host' },
   upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
