@@ -17,6 +17,7 @@ import type { GatewayConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { registerAppRoutes } from './http/app/index.js';
+import { hideAuthUrlSecrets } from './http/auth-url-logging.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { registerLoginRateLimit } from './http/rate-limit.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -154,6 +155,9 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
 
   // The gateway's own routes, in their own scope: their error handling, body parsing and headers stay theirs.
   await app.register(async (scope) => {
+    // The host's request log (and anything else written through a request's logger) never gets the code, state
+    // or handles that /auth/* URLs carry, whatever the host's logger options.
+    hideAuthUrlSecrets(scope);
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
