@@ -174,7 +174,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       done();
     });
     // Login start and callback, per client address and tenant; in this scope only, never the host application's.
-    await registerLoginRateLimit(scope, { limits: config.server.rateLimit });
+    await registerLoginRateLimit(scope, { limits: config.server.rateLimit, trustProxy: config.server.trustProxy });
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);

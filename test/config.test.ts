@@ -142,6 +142,18 @@ t.test('the example configurations load', async (t) => {
     // No Altinn route, so no Altinn scopes are asked for.
     t.same(beta!.idporten.scopes, ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending']);
     t.equal(beta!.idporten.logoutHint, 'client_id');
+    t.same(config.server.trustProxy, ['10.0.0.0/8'], 'behind the load balancer, its addresses');
+  });
+
+  t.test('no shipped configuration trusts every proxy: each lists its proxies or none', async (t) => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const files = readdirSync(configDir).filter((name) => /\.ya?ml$/.test(name));
+    t.ok(files.includes('multi-tenant.yaml'));
+    for (const name of files) {
+      const trustProxy = (parse(readFileSync(`${configDir}${name}`, 'utf8')) as { server?: { trustProxy?: unknown } }).server?.trustProxy;
+      t.ok(trustProxy === undefined || trustProxy === false || Array.isArray(trustProxy), `${name}: server.trustProxy is ${JSON.stringify(trustProxy)}`);
+    }
   });
 });
 
@@ -523,6 +535,7 @@ t.test('broken configurations are refused with the offending path named', async 
     ['unknown acr level', (raw) => (raw.tenants[0].idporten.acrValues = 'Level4'), 'tenants[0].idporten.acrValues', 'must be one of idporten-loa-substantial, idporten-loa-high'],
     ['metrics on the main port', (raw) => (raw.server = { port: 3000, metricsPort: 3000 }), 'server.metricsPort', 'must differ from server.port'],
     ['untrusted proxy entry', (raw) => (raw.server = { trustProxy: ['10.0.0.0/99'] }), 'server.trustProxy[0]', 'CIDR'],
+    ['trustProxy: true', (raw) => (raw.server = { trustProxy: true }), 'server.trustProxy', 'list the addresses or CIDRs of your proxies'],
     ['redis store with an http URL', (raw) => (raw.session.store = { type: 'redis', url: 'http://127.0.0.1:6379' }), 'session.store.url', 'redis://'],
     ['memory store with a redis key', (raw) => (raw.session.store = { type: 'memory', url: 'redis://x' }), 'session.store.url', 'unknown key "url"'],
     ['cookie name with the __Host- prefix', (raw) => (raw.session.cookieName = '__Host-bff'), 'session.cookieName', 'adds __Host- itself'],
