@@ -42,6 +42,10 @@ import { LogoutJournal } from './tokens/logout-journal.js';
 import { MAX_PENDING_LOGOUTS } from './tokens/pending-logouts.js';
 import { sessionVersion, type SessionData } from './tokens/session-data.js';
 
+// The types a host's handlers meet on `request.bff`; exporting them also brings their `declare module 'fastify'`
+// (request.bff) into a consumer's type-check.
+export type { BffRequest, BffUser } from './http/bff-request.js';
+
 export interface IdportenBffOptions {
   /** The configuration: a file path, or an object in the file's shape (`${ENV}` expanded from `env`). */
   config: string | Record<string, unknown> | ValidatedConfig;
