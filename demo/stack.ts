@@ -1,16 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { buildApp, type Gateway } from '../src/app.js';
+import { expandEnv } from '../src/config/env.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { parseConfigFile } from '../src/config/parse-file.js';
+import type { GatewayConfig } from '../src/config/types.js';
 import { startAltinnLookalike, type AltinnLookalike } from './altinn.js';
+import type { DemoApp } from './args.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from './idporten-op.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from './skatteetaten.js';
 import { writeDemoSamples } from './spa.js';
 
 export const DEMO_CONFIG_FILE = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
+/** Its app section's headers (a CSP a dev server's pages work under) are what `--app-upstream` gets. */
+const APP_VITE_CONFIG_FILE = fileURLToPath(new URL('../config/app-vite.yaml', import.meta.url));
 
 export interface DemoPorts {
   gateway: number;
@@ -21,32 +26,81 @@ export interface DemoPorts {
 
 export const DEFAULT_DEMO_PORTS: DemoPorts = { gateway: 3000, op: 4100, skatteetaten: 4101, altinn: 4102 };
 
-export interface DemoStack {
+/** The look-alikes of a demo stack, and the gateway configuration that fits them. */
+export interface DemoLookalikes {
   publicUrl: string;
   op: IdportenLookalike;
   skatteetaten: SkatteetatenLookalike;
   altinn: AltinnLookalike;
-  gateway: Gateway;
+  /** The configuration the demo's gateway runs with, validated. */
+  config: GatewayConfig;
+  /**
+   * The same configuration in the file's shape, with every value written out (the look-alikes' URLs, the
+   * client's secret, the app's absolute path) except the session key, which stays `${BFF_SESSION_KEY}`: a file
+   * a gateway of your own can run with against these look-alikes.
+   */
+  copyableConfig: Record<string, unknown>;
   close(): Promise<void>;
+}
+
+export interface DemoStack extends DemoLookalikes {
+  gateway: Gateway;
 }
 
 export interface DemoOptions {
   ports?: Partial<DemoPorts>;
   logger?: Logger;
   op?: Partial<IdportenLookalikeOptions>;
+  /** Your own app instead of the demo SPA (with the gateway's default security headers, or app-vite.yaml's for an upstream). */
+  app?: DemoApp;
+  /** The look-alike client's secret (default: random for each run). */
+  clientSecret?: string;
 }
 
 /**
  * The whole demo on one machine: ID-porten look-alike, Skatteetaten and Altinn look-alikes on 127.0.0.1,
- * the gateway (from config/demo.yaml) on localhost with the demo SPA (`app.static: demo/spa`) at `/`. Different hosts keep the
- * provider's cookies and ours apart and make the login a real cross-site redirect, as in production.
+ * the gateway (from config/demo.yaml) on localhost with the demo SPA (`app.static: demo/spa`) at `/`, or your
+ * own app. Different hosts keep the provider's cookies and ours apart and make the login a real cross-site
+ * redirect, as in production.
  */
 export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack> {
+  const lookalikes = await startDemoLookalikes(opts);
+  try {
+    const gateway = await buildApp(lookalikes.config, opts.logger ? { logger: opts.logger } : {});
+    try {
+      await gateway.app.listen({ host: lookalikes.config.server.host, port: lookalikes.config.server.port });
+      await gateway.warmUp();
+    } catch (err) {
+      await gateway.close().catch(() => undefined);
+      throw err;
+    }
+    return {
+      ...lookalikes,
+      gateway,
+      close: async () => {
+        await gateway.close();
+        await lookalikes.close();
+      },
+    };
+  } catch (err) {
+    await lookalikes.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * The look-alikes alone, with the ID-porten look-alike's client registered for the gateway's public URL, and
+ * the configuration a gateway needs to use them. The configuration is checked (your app's folder or URL
+ * included) before anything starts: a ConfigError names what is wrong.
+ */
+export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoLookalikes> {
   const ports = { ...DEFAULT_DEMO_PORTS, ...opts.ports };
   const publicUrl = `http://localhost:${ports.gateway}`;
-  const clientSecret = randomBytes(32).toString('base64url');
-  const raw = parseConfigFile(DEMO_CONFIG_FILE) as { server: { port: number } };
+  const clientSecret = opts.clientSecret ?? randomBytes(32).toString('base64url');
+  const raw = parseConfigFile(DEMO_CONFIG_FILE) as RawDemoConfig;
   raw.server.port = ports.gateway;
+  const tenantRaw = raw.tenants[0]!;
+  tenantRaw.app = opts.app ? appOf(opts.app) : { ...tenantRaw.app, static: resolve(dirname(DEMO_CONFIG_FILE), String(tenantRaw.app.static)) };
   const env = {
     ...process.env,
     BFF_SESSION_KEY: randomBytes(32).toString('base64url'),
@@ -56,12 +110,16 @@ export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack>
     DEMO_SKATTEETATEN_URL: `http://127.0.0.1:${ports.skatteetaten}`,
     DEMO_ALTINN_URL: `http://127.0.0.1:${ports.altinn}`,
   };
-  await writeDemoSamples();
   const config = normaliseConfig(raw, env, dirname(DEMO_CONFIG_FILE));
+  if (!opts.app) await writeDemoSamples();
   const tenant = config.tenants[0]!;
   const innsending = tenant.routes.find((r) => r.token === 'altinn');
+  const copyable = expandEnv(raw, { ...env, BFF_SESSION_KEY: '${BFF_SESSION_KEY}' }).value as Record<string, unknown>;
 
   const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) await closer().catch(() => undefined);
+  };
   try {
     const op = await startIdportenLookalike({
       port: ports.op,
@@ -91,23 +149,22 @@ export async function startDemoStack(opts: DemoOptions = {}): Promise<DemoStack>
       ...(innsending ? { appPath: new URL(innsending.upstream).pathname } : {}),
     });
     closers.push(() => altinn.close());
-
-    const gateway = await buildApp(config, opts.logger ? { logger: opts.logger } : {});
-    await gateway.app.listen({ host: config.server.host, port: config.server.port });
-    closers.push(() => gateway.close());
-    await gateway.warmUp();
-    return {
-      publicUrl,
-      op,
-      skatteetaten,
-      altinn,
-      gateway,
-      close: async () => {
-        for (const close of closers.reverse()) await close();
-      },
-    };
+    return { publicUrl, op, skatteetaten, altinn, config, copyableConfig: copyable, close };
   } catch (err) {
-    for (const close of closers.reverse()) await close().catch(() => undefined);
+    await close();
     throw err;
   }
+}
+
+interface RawDemoConfig {
+  server: { port: number };
+  tenants: { app: Record<string, unknown> }[];
+}
+
+/** Your app as the tenant's `app`: a folder with the gateway's default headers, or an upstream as app-vite.yaml serves one. */
+function appOf(app: DemoApp): Record<string, unknown> {
+  if ('static' in app) return { static: app.static };
+  const vite = parseConfigFile(APP_VITE_CONFIG_FILE) as { tenants?: { app?: { headers?: unknown } }[] };
+  const headers = vite.tenants?.[0]?.app?.headers;
+  return { upstream: app.upstream, ...(headers ? { headers } : {}) };
 }

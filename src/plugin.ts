@@ -17,6 +17,7 @@ import type { GatewayConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { registerAppRoutes } from './http/app/index.js';
+import { hideAuthUrlSecrets } from './http/auth-url-logging.js';
 import { asGatewayError, sendError } from './http/problem.js';
 import { registerLoginRateLimit } from './http/rate-limit.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -40,6 +41,10 @@ import { TokenLifecycle } from './tokens/lifecycle.js';
 import { LogoutJournal } from './tokens/logout-journal.js';
 import { MAX_PENDING_LOGOUTS } from './tokens/pending-logouts.js';
 import { sessionVersion, type SessionData } from './tokens/session-data.js';
+
+// The types a host's handlers meet on `request.bff`; exporting them also brings their `declare module 'fastify'`
+// (request.bff) into a consumer's type-check.
+export type { BffRequest, BffUser } from './http/bff-request.js';
 
 export interface IdportenBffOptions {
   /** The configuration: a file path, or an object in the file's shape (`${ENV}` expanded from `env`). */
@@ -154,6 +159,9 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
 
   // The gateway's own routes, in their own scope: their error handling, body parsing and headers stay theirs.
   await app.register(async (scope) => {
+    // The host's request log (and anything else written through a request's logger) never gets the code, state
+    // or handles that /auth/* URLs carry, whatever the host's logger options.
+    hideAuthUrlSecrets(scope);
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) => {
       done(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
@@ -170,7 +178,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       done();
     });
     // Login start and callback, per client address and tenant; in this scope only, never the host application's.
-    await registerLoginRateLimit(scope, { limits: config.server.rateLimit });
+    await registerLoginRateLimit(scope, { limits: config.server.rateLimit, trustProxy: config.server.trustProxy });
     await scope.register(healthRoutes);
     await scope.register(loginRoutes);
     await scope.register(sessionRoutes);

@@ -43,6 +43,19 @@ t.test('package.json exports the helper as idporten-bff/client with its types', 
   }
 });
 
+t.test('the README documents every function of the browser helper, and how a bundler imports it', async (t) => {
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## The browser helper (`idporten-bff/client`)'), readme.indexOf('## Library mode'));
+  t.ok(section.length > 1000, 'the section is there');
+  // Read, not imported: the helper's functions are its exported object's keys (an import here would count it in coverage).
+  const source = await readFile(CLIENT_FILE, 'utf8');
+  const names = /export const bff = Object\.freeze\(\{([^}]*)\}\)/.exec(source)?.[1]?.split(',').map((entry) => entry.split(':')[0]!.trim()) ?? [];
+  t.ok(names.length >= 7, 'the exported functions are found');
+  for (const name of names) t.match(section, new RegExp(`^\\| \`bff\\.${name}\\(`, 'm'), `a row for bff.${name}`);
+  t.match(section, /import \{ bff \} from 'idporten-bff\/client'/, 'the bundler import');
+  t.match(section, /import \{ bff \} from '\/auth\/client\.js'/, 'the import without a bundler');
+});
+
 t.test('/auth/session: the *In fields are whole seconds by the server clock, consistent with the timestamps', async (t) => {
   // The server's clock is an hour ahead of this process's: the fields must follow the server's.
   const skew = 3_600_000;

@@ -7,7 +7,9 @@ import { parseDurationMs } from '../src/config/duration.js';
 import { parseSizeBytes } from '../src/config/size.js';
 import { deriveSessionKey } from '../src/config/session-keys.js';
 import { PRESETS } from '../src/config/presets.js';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { configSchemaJson } from '../src/config/schema.js';
 import { cookiePolicy, sessionCookieAttributes, transactionCookieAttributes } from '../src/session/cookies.js';
 
@@ -142,6 +144,18 @@ t.test('the example configurations load', async (t) => {
     // No Altinn route, so no Altinn scopes are asked for.
     t.same(beta!.idporten.scopes, ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending']);
     t.equal(beta!.idporten.logoutHint, 'client_id');
+    t.same(config.server.trustProxy, ['10.0.0.0/8'], 'behind the load balancer, its addresses');
+  });
+
+  t.test('no shipped configuration trusts every proxy: each lists its proxies or none', async (t) => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { parse } = await import('yaml');
+    const files = readdirSync(configDir).filter((name) => /\.ya?ml$/.test(name));
+    t.ok(files.includes('multi-tenant.yaml'));
+    for (const name of files) {
+      const trustProxy = (parse(readFileSync(`${configDir}${name}`, 'utf8')) as { server?: { trustProxy?: unknown } }).server?.trustProxy;
+      t.ok(trustProxy === undefined || trustProxy === false || Array.isArray(trustProxy), `${name}: server.trustProxy is ${JSON.stringify(trustProxy)}`);
+    }
   });
 });
 
@@ -576,6 +590,7 @@ t.test('broken configurations are refused with the offending path named', async 
     ['unknown acr level', (raw) => (raw.tenants[0].idporten.acrValues = 'Level4'), 'tenants[0].idporten.acrValues', 'must be one of idporten-loa-substantial, idporten-loa-high'],
     ['metrics on the main port', (raw) => (raw.server = { port: 3000, metricsPort: 3000 }), 'server.metricsPort', 'must differ from server.port'],
     ['untrusted proxy entry', (raw) => (raw.server = { trustProxy: ['10.0.0.0/99'] }), 'server.trustProxy[0]', 'CIDR'],
+    ['trustProxy: true', (raw) => (raw.server = { trustProxy: true }), 'server.trustProxy', 'list the addresses or CIDRs of your proxies'],
     ['redis store with an http URL', (raw) => (raw.session.store = { type: 'redis', url: 'http://127.0.0.1:6379' }), 'session.store.url', 'redis://'],
     ['memory store with a redis key', (raw) => (raw.session.store = { type: 'memory', url: 'redis://x' }), 'session.store.url', 'unknown key "url"'],
     ['cookie name with the __Host- prefix', (raw) => (raw.session.cookieName = '__Host-bff'), 'session.cookieName', 'adds __Host- itself'],
@@ -617,6 +632,56 @@ t.test('every problem is reported at once, one per line', async (t) => {
   t.equal(err?.issues.length, 3);
   t.same(err?.message.split('\n').length, 3);
   t.match(err?.message, /^tenants\[0\]\.idporten\.clientId: is required$/m);
+});
+
+t.test('shape errors and cross-field rules are reported in one run: a rule is checked wherever the shape allows it', async (t) => {
+  const raw = validConfig();
+  raw.server = { trustProxy: true, prot: 3000 };                              // a rule, and an unknown key
+  raw.session.keys[0].secret = 'c2hvcnQ';                                       // a rule: too short
+  raw.session.idleTimeout = 'soon';                                             // shape: not a duration
+  raw.tenants[0].publicUrl = 'http://mva.example.no';                           // a rule: http off this machine
+  raw.tenants[0].routes[0].tokn = 'idporten';                                   // shape: unknown key in the same tenant
+  raw.tenants[0].routes[1].path = '/mva/../metrics';                            // a rule in the same tenant
+  raw.tenants.push({ ...structuredClone(validConfig().tenants[0]), id: 'demo', publicUrl: 'http://localhost:3001', exposePid: 'yes' }); // repeated id, and shape
+  const err = assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), 'server.prot', 'did you mean "port"?');
+  const paths = err?.issues.map((issue) => issue.path) ?? [];
+  for (const path of [
+    'server.prot',
+    'session.idleTimeout',
+    'tenants[0].routes[0].tokn',
+    'tenants[1].exposePid',
+    'server.trustProxy',
+    'session.keys[0].secret',
+    'tenants[0].publicUrl',
+    'tenants[0].routes[1].path',
+    'tenants[1].id',
+  ]) t.ok(paths.includes(path), `${path} is reported`, { paths });
+  t.equal(new Set(paths).size, paths.length, 'each problem once');
+  t.ok(paths.indexOf('server.prot') < paths.indexOf('server.trustProxy'), 'the shape errors come first');
+});
+
+t.test('a rule is not checked on a value whose shape is already wrong, so nothing is reported twice or by a stand-in', async (t) => {
+  const raw = validConfig();
+  raw.session.absoluteLifetime = 12;       // a number is fine for the schema: 12 s
+  raw.session.idleTimeout = { minutes: 5 }; // shape: wrong type
+  raw.tenants[0].idporten = 'http://127.0.0.1:4100'; // shape: must be an object
+  raw.tenants[0].routes = 'all';           // shape: must be a list
+  const err = assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), 'session.idleTimeout', 'duration');
+  t.same(
+    err?.issues.map((issue) => issue.path),
+    ['session.idleTimeout', 'tenants[0].idporten', 'tenants[0].routes'],
+    'only the shape errors: no rule ran on those values, and nothing crashed',
+  );
+});
+
+t.test('a broken tenant file in tenantsDir does not hide the problems of the rest of the configuration', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-tenants-'));
+  writeFileSync(join(dir, 'a.yaml'), 'id: [unclosed\n');
+  const raw = validConfig();
+  raw.tenantsDir = dir;
+  raw.session.keys[0].secret = 'c2hvcnQ';
+  const err = assertIssue(t, () => normaliseConfig(raw, {}, fixtureDir), /a\.yaml/, /./);
+  t.ok(err?.issues.some((issue) => issue.path === 'session.keys[0].secret'), 'the short session key is reported in the same run', { issues: err?.issues });
 });
 
 t.test('cross-field rules are all reported together too', async (t) => {

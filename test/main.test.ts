@@ -345,6 +345,35 @@ t.test('--check validates every example configuration and prints it with the sec
   t.equal(multi.tenants[1]!.idporten.clientAuth.secret, '[masked]');
 });
 
+t.test('--check reports shape errors and the rules across fields in one run', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-check-all-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(
+    file,
+    [
+      'server:',
+      '  prot: 3000                    # a typo: shape',
+      '  trustProxy: true              # refused: a rule',
+      'session:',
+      '  absoluteLifetime: 9h          # over 8h: a rule',
+      '  keys: [{ id: k1, secret: "${BFF_SESSION_KEY}" }]',
+      'tenants:',
+      '  - id: demo',
+      '    publicUrl: http://mva.example.no   # plain http off this machine: a rule',
+      '    idporten: { issuer: "http://127.0.0.1:4100", clientId: demo-spa, clientAuth: { method: client_secret_post, secret: x } }',
+      '    routes: [{ path: /mva, upstream: "http://127.0.0.1:4101/x", tokn: idporten }]   # a typo: shape',
+      '',
+    ].join('\n'),
+  );
+  const result = await run(['--check', '--config', file], ENV);
+  t.equal(result.code, 2);
+  for (const path of ['server.prot', 'tenants[0].routes[0].tokn', 'server.trustProxy', 'session.absoluteLifetime', 'tenants[0].publicUrl']) {
+    t.match(result.stderr, new RegExp(`^${path.replace(/[.[\]]/g, '\\$&')}: `, 'm'), `${path} is reported in the same run`);
+  }
+  t.equal(result.stdout, '');
+});
+
 t.test('--check exits 2 and names the problem on every broken configuration, and on none', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'bff-check-'));
   const inline: Record<string, [unknown, RegExp]> = {

@@ -88,6 +88,45 @@ t.test('without a trusted proxy a client cannot escape the limit by sending its 
   t.equal(par.count, 3);
 });
 
+t.test('server.trustProxy: true is refused, naming the path and the fix: it would let each login take the client-written X-Forwarded-For as its address', async (t) => {
+  await t.rejects(startStack(t, { server: { trustProxy: true } }), {
+    name: 'ConfigError',
+    message: /^server\.trustProxy: true trusts every peer[^\n]*list the addresses or CIDRs of your proxies/m,
+  });
+});
+
+t.test('behind a trusted proxy (server.trustProxy lists it), rotating client-written X-Forwarded-For values do not escape the limit', async (t) => {
+  const stack = await startStack(t, { server: { trustProxy: ['loopback'], rateLimit: { login: { max: 5, window: '1m' } } } });
+  const par = countPar(stack.op);
+  // What the proxy passes on: whatever the client wrote, then the address it saw (203.0.113.7) on the right.
+  const passed: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const res = await get(`${stack.publicUrl}/auth/login`, { 'x-forwarded-for': `198.51.100.${i}, 203.0.113.7` });
+    if (res.status === 302) passed.push(i);
+  }
+  t.same(passed, [0, 1, 2, 3, 4], 'five of forty starts passed, then 429');
+  t.equal(par.count, 5);
+});
+
+t.test('in library mode, a host whose Fastify trusts every proxy (trustProxy: true) still has its logins counted per client, by the gateway\'s server.trustProxy', async (t) => {
+  const op = await startIdportenLookalike({ clients: [] });
+  t.teardown(() => op.close());
+  const host = Fastify({ trustProxy: true });
+  await host.register(idportenBff, {
+    config: {
+      server: { trustProxy: ['loopback'], rateLimit: { login: { max: 2, window: '1m' } } },
+      session: { keys: [{ id: 'k1', secret: SESSION_KEY }] },
+      tenants: [{ id: 'host', publicUrl: 'http://localhost', idporten: { issuer: op.issuer, clientId: 'c', clientAuth: { method: 'client_secret_post', secret: CLIENT_SECRET } }, routes: [] }],
+    },
+  });
+  t.teardown(() => host.close());
+  const callback = (forwardedFor: string) => host.inject({ url: '/auth/callback', remoteAddress: '127.0.0.1', headers: { host: 'localhost', 'x-forwarded-for': forwardedFor } });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) statuses.push((await callback(`198.51.100.${i}, 203.0.113.7`)).statusCode);
+  t.same(statuses, [400, 400, 429, 429, 429, 429], 'the third callback from 203.0.113.7 is limited, whatever it wrote first');
+  t.equal((await callback('203.0.113.8')).statusCode, 400, 'another client behind the proxy is not');
+});
+
 t.test('HEAD /auth/login runs the same handler and counts against the same limit as GET', async (t) => {
   const stack = await startStack(t, { server: { rateLimit: { login: { max: 2, window: '1m' } } } });
   const par = countPar(stack.op);

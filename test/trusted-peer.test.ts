@@ -13,7 +13,7 @@ import t from 'tap';
 import { createAuditLog } from '../src/audit/audit-log.js';
 import type { TenantConfig } from '../src/config/types.js';
 import { registerProxyRoutes, type ProxyDeps } from '../src/proxy/register.js';
-import { trustedPeer } from '../src/proxy/trusted-peer.js';
+import { forwardedClient, trustedPeer } from '../src/proxy/trusted-peer.js';
 import { startEchoUpstream } from './helpers/echo-upstream.js';
 
 t.test('CIDR matching of IPv4, IPv6 and IPv4-mapped IPv6 peers', async (t) => {
@@ -46,6 +46,23 @@ t.test('CIDR matching of IPv4, IPv6 and IPv4-mapped IPv6 peers', async (t) => {
   for (const [list, peer, expected] of cases) t.equal(trustedPeer(list)(peer), expected, `${list.join(',')} ∋ ${peer}: ${expected}`);
   t.equal(trustedPeer(true)('203.0.113.1'), true);
   t.equal(trustedPeer(false)('127.0.0.1'), false);
+});
+
+t.test('the client behind trusted proxies: the right-most X-Forwarded-For entry that is not a trusted proxy', async (t) => {
+  const proxies = trustedPeer(['10.0.0.0/8', 'loopback']);
+  const cases: Array<[string | undefined, string | string[] | undefined, string | undefined, string]> = [
+    ['203.0.113.7', '198.51.100.1', '203.0.113.7', 'an untrusted peer is the client, whatever it sends'],
+    ['127.0.0.1', undefined, '127.0.0.1', 'a trusted peer that forwards nothing is the client'],
+    ['127.0.0.1', '203.0.113.7', '203.0.113.7', 'one proxy: the address it saw'],
+    ['127.0.0.1', '198.51.100.1, 203.0.113.7', '203.0.113.7', 'a client-written entry on the left does not count'],
+    ['::ffff:10.0.0.5', '198.51.100.1, 203.0.113.7, 10.1.1.1', '203.0.113.7', 'two trusted proxies: the address the outer one saw'],
+    ['127.0.0.1', ['198.51.100.1', '203.0.113.7, 10.1.1.1'], '203.0.113.7', 'the header on several lines'],
+    ['127.0.0.1', '10.1.1.1, 10.2.2.2', '10.1.1.1', 'every hop trusted: the left-most'],
+    ['127.0.0.1', ' , ', '127.0.0.1', 'an empty chain leaves the peer'],
+    ['127.0.0.1', 'not-an-ip, 203.0.113.7', '203.0.113.7', 'garbage on the left is never reached'],
+    [undefined, '203.0.113.7', undefined, 'no peer (a closed socket): nothing to trust'],
+  ];
+  for (const [peer, chain, expected, what] of cases) t.equal(forwardedClient(peer, chain, proxies), expected, what);
 });
 
 t.test('finding "a malformed trustProxy CIDR trusts every peer": malformed entries are refused', async (t) => {

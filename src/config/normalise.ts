@@ -3,11 +3,13 @@
  *   1. `${NAME}` expansion (a missing variable is reported where it was used),
  *   2. the schema in schema.ts (shape, types, unknown keys),
  *   3. rules across fields (lifetimes, URLs, unique ids, key strength, presets).
- * Each stage reports every problem it finds; a later stage runs only when the earlier ones passed,
- * because its checks rely on the shape the schema guarantees.
+ * Every problem of every stage is reported in one run. The rules rely on the shape the schema guarantees, so
+ * where a value's shape is wrong (and, for a missing key or a wrong choice such as `method`, the object around
+ * it) their findings are left out — they would repeat the cause or be made up from a stand-in — and a rule
+ * that cannot run on a malformed part stops there without hiding the rest.
  */
 
-import { ConfigError, IssueList } from './errors.js';
+import { ConfigError, IssueList, type ConfigIssue } from './errors.js';
 import { expandEnv } from './env.js';
 import { childPath, isWithin } from './path.js';
 import type { RawConfig } from './schema.js';
@@ -20,45 +22,68 @@ import { validateAgainstSchema } from './validate.js';
 
 /** `baseDir` is where relative file paths (CA bundles, session.journalDir) are taken from: the config file's folder. */
 export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string = process.cwd()): GatewayConfig {
-  const { raw: merged, sources } = mergeTenantsDir(raw, baseDir);
+  const { raw: merged, sources, issues: fileIssues } = mergeTenantsDir(raw, baseDir);
   try {
-    return normaliseMerged(merged, env, baseDir);
+    return normaliseMerged(merged, env, baseDir, fileIssues);
   } catch (err) {
     throw err instanceof ConfigError ? nameTenantFiles(err, sources) : err;
   }
 }
 
-function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string): GatewayConfig {
+function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[]): GatewayConfig {
   const expanded = expandEnv(raw, env);
   // A value still holding an unexpanded ${NAME} fails its own checks too; that would only repeat the cause.
   const schemaIssues = validateAgainstSchema(expanded.value).filter(
     (issue) => !expanded.issues.some((missing) => isWithin(issue.path, missing.path)),
   );
-  const firstIssues = [...expanded.issues, ...schemaIssues];
-  if (firstIssues.length > 0) throw new ConfigError(firstIssues);
+  const shapeIssues: ConfigIssue[] = [...fileIssues, ...expanded.issues, ...schemaIssues.map(({ path, message }) => ({ path, message }))];
+  const unreliable = [...expanded.issues.map((issue) => issue.path), ...schemaIssues.map((issue) => issue.affects)];
 
   const config = expanded.value as RawConfig;
-  const issues = new IssueList();
-  const server = normaliseServer(config.server, issues);
-  const session = normaliseSession(config.session, issues, baseDir);
-  if (config.tenants === undefined) issues.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
-  const tenants = normaliseTenants(config.tenants ?? [], baseDir, issues);
-  issues.throwIfAny();
-  return { server, session, tenants };
+  const rules = new IssueList();
+  // A rule that fails on a malformed part (a list where an object belongs, say) stops there; the schema has said why.
+  const check = <T>(run: () => T): T | undefined => {
+    try {
+      return run();
+    } catch (err) {
+      if (err instanceof ConfigError) for (const issue of err.issues) rules.add(issue.path, issue.message);
+      else if (shapeIssues.length === 0) throw err;
+      return undefined;
+    }
+  };
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (!isObject(config)) throw new ConfigError(shapeIssues);
+  const server = check(() => normaliseServer(isObject(config.server) ? config.server : {}, rules));
+  const session = check(() => normaliseSession(config.session, rules, baseDir));
+  if (config.tenants === undefined) rules.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
+  const tenants = Array.isArray(config.tenants) ? normaliseTenants(config.tenants, baseDir, rules, check) : [];
+
+  const ruleIssues = rules.items.filter((issue) => !unreliable.some((part) => isWithin(issue.path, part) || isWithin(part, issue.path)));
+  const all = [...shapeIssues, ...ruleIssues];
+  if (all.length > 0) throw new ConfigError(all);
+  return { server: server!, session: session!, tenants };
 }
 
-function normaliseTenants(raw: NonNullable<RawConfig['tenants']>, baseDir: string, issues: IssueList): TenantConfig[] {
+function normaliseTenants(
+  raw: NonNullable<RawConfig['tenants']>,
+  baseDir: string,
+  issues: IssueList,
+  check: <T>(run: () => T) => T | undefined,
+): TenantConfig[] {
   const tenants: TenantConfig[] = [];
   const indexById = new Map<string, number>();
   const indexByHost = new Map<string, number>();
   const indexByHostname = new Map<string, number>();
   raw.forEach((entry, index) => {
     const path = childPath('tenants', index);
-    const sameId = indexById.get(entry.id);
-    if (sameId !== undefined) issues.add(childPath(path, 'id'), `repeats tenants[${sameId}].id; tenant ids must be unique`);
-    else indexById.set(entry.id, index);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return;
+    if (typeof entry.id === 'string') {
+      const sameId = indexById.get(entry.id);
+      if (sameId !== undefined) issues.add(childPath(path, 'id'), `repeats tenants[${sameId}].id; tenant ids must be unique`);
+      else indexById.set(entry.id, index);
+    }
 
-    const tenant = normaliseTenant(entry, path, baseDir, issues);
+    const tenant = check(() => normaliseTenant(entry, path, baseDir, issues));
     if (!tenant) return;
     // Requests are matched to a tenant by their Host header, so two tenants cannot share one. Nor can they
     // share a host name on different ports (or schemes): cookies are scoped by host name alone, so one

@@ -21,3 +21,9 @@ export function pointerToPath(pointer: string): string {
 export function isWithin(path: string, ancestor: string): boolean {
   return path === ancestor || path.startsWith(`${ancestor}.`) || path.startsWith(`${ancestor}[`);
 }
+
+/** The path of the object or list holding `path` ('' for a top-level key). */
+export function parentPath(path: string): string {
+  const cut = Math.max(path.lastIndexOf('.'), path.lastIndexOf('['));
+  return cut === -1 ? '' : path.slice(0, cut);
+}

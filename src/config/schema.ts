@@ -119,7 +119,8 @@ const Server = define(
       port: Type.Optional(Port),
       trustProxy: Type.Optional(
         Type.Unsafe<boolean | string[]>({
-          description: 'false, true, or a list of trusted proxy addresses/CIDRs (or loopback, linklocal, uniquelocal).',
+          description:
+            'false, or the addresses/CIDRs of the proxies in front (or loopback, linklocal, uniquelocal); X-Forwarded-* is honoured only from them. true is refused: the client writes the left-most X-Forwarded-For entry.',
           type: ['boolean', 'array'],
           items: NonEmptyString,
         }),

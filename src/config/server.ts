@@ -23,7 +23,7 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
   const server: ServerConfig = {
     host: raw.host ?? '127.0.0.1',
     port,
-    trustProxy: raw.trustProxy ?? false,
+    trustProxy: Array.isArray(raw.trustProxy) ? raw.trustProxy : false,
     shutdownTimeoutMs: issues.attempt('server.shutdownTimeout', () => parseDurationMs(raw.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)) ?? 0,
     logLevel: raw.logLevel ?? 'info',
     ...timeouts(raw, issues),
@@ -34,7 +34,12 @@ export function normaliseServer(raw: RawConfig['server'] = {}, issues: IssueList
       },
     },
   };
-  if (Array.isArray(raw.trustProxy)) {
+  if (raw.trustProxy === true) {
+    issues.add(
+      'server.trustProxy',
+      'true trusts every peer, so a client could name its own address in the left-most X-Forwarded-For entry (and escape the login rate limit): list the addresses or CIDRs of your proxies instead, e.g. [10.0.0.0/8], or [loopback] for a proxy on this machine; false when none is in front',
+    );
+  } else if (Array.isArray(raw.trustProxy)) {
     raw.trustProxy.forEach((entry, index) => {
       if (!isProxyAddress(entry)) {
         issues.add(`server.trustProxy[${index}]`, 'must be an IP address, a CIDR such as 10.0.0.0/8, or loopback, linklocal or uniquelocal');

@@ -13,13 +13,15 @@ export interface MergedTenants {
   raw: unknown;
   /** Which file each appended tenant index came from, to name it in error messages. */
   sources: Map<number, string>;
+  /** Tenant files that could not be read or parsed (the others are merged, so their problems are found too). */
+  issues: ConfigIssue[];
 }
 
 export function mergeTenantsDir(raw: unknown, baseDir: string): MergedTenants {
   const sources = new Map<number, string>();
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return { raw, sources };
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return { raw, sources, issues: [] };
   const { tenantsDir, ...rest } = raw as Record<string, unknown>;
-  if (tenantsDir === undefined) return { raw, sources };
+  if (tenantsDir === undefined) return { raw, sources, issues: [] };
   if (typeof tenantsDir !== 'string' || tenantsDir === '') throw new ConfigError([{ path: 'tenantsDir', message: 'must be the path of a directory of tenant files' }]);
   const dir = resolve(baseDir, tenantsDir);
   let names: string[];
@@ -41,8 +43,7 @@ export function mergeTenantsDir(raw: unknown, baseDir: string): MergedTenants {
       issues.push(...err.issues);
     }
   }
-  if (issues.length > 0) throw new ConfigError(issues);
-  return { raw: { ...rest, tenants }, sources };
+  return { raw: { ...rest, tenants }, sources, issues };
 }
 
 /** Rewrites `tenants[i]…` paths of tenants that came from files so the operator sees which file to fix. */

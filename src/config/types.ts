@@ -21,8 +21,8 @@ export interface GatewayConfig {
 export interface ServerConfig {
   host: string;
   port: number;
-  /** false, true, or a list of trusted proxy CIDRs/addresses; only then are X-Forwarded-* honoured. */
-  trustProxy: boolean | string[];
+  /** false, or the trusted proxies' addresses/CIDRs; X-Forwarded-* is honoured only from them (`true` is refused). */
+  trustProxy: false | string[];
   /** How long SIGTERM waits for in-flight requests before closing anyway. */
   shutdownTimeoutMs: number;
   /** Serve /metrics on this separate port instead of the main one (undefined = main port). */

@@ -7,7 +7,7 @@
 
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import type { ConfigIssue } from './errors.js';
-import { childPath, pointerToPath } from './path.js';
+import { childPath, parentPath, pointerToPath } from './path.js';
 import { DURATION_FORM } from './duration.js';
 import { ConfigSchema } from './schema.js';
 import { SIZE_FORM } from './size.js';
@@ -32,9 +32,18 @@ const FORM_MESSAGES: Record<string, string> = {
   size: SIZE_FORM,
 };
 
-export function validateAgainstSchema(value: unknown): ConfigIssue[] {
+/**
+ * A schema problem, and the part of the configuration it makes unreliable for the rules checked after the
+ * schema (`affects`): the value itself, or for a missing key or a wrong choice (`method`, `type`, `token`, whose
+ * siblings are read according to it) the object holding it.
+ */
+export interface SchemaIssue extends ConfigIssue {
+  affects: string;
+}
+
+export function validateAgainstSchema(value: unknown): SchemaIssue[] {
   if (validator(value)) return [];
-  const issues: ConfigIssue[] = [];
+  const issues: SchemaIssue[] = [];
   const seen = new Set<string>();
   for (const error of validator.errors ?? []) {
     const issue = describe(error);
@@ -47,7 +56,16 @@ export function validateAgainstSchema(value: unknown): ConfigIssue[] {
   return issues;
 }
 
-function describe(error: ErrorObject): ConfigIssue | undefined {
+function describe(error: ErrorObject): SchemaIssue | undefined {
+  const issue = describeIssue(error);
+  if (!issue) return undefined;
+  const at = pointerToPath(error.instancePath);
+  // `required` is reported at the object missing the key; `enum` and `const` at the value, whose holder is meant.
+  const affects = error.keyword === 'required' ? at : error.keyword === 'enum' || error.keyword === 'const' ? parentPath(at) : issue.path;
+  return { ...issue, affects };
+}
+
+function describeIssue(error: ErrorObject): ConfigIssue | undefined {
   const path = pointerToPath(error.instancePath);
   const params = error.params as Record<string, unknown>;
   const parent = (error.parentSchema ?? {}) as SchemaNode;

@@ -5,7 +5,11 @@
  * - Per client address and tenant (`server.rateLimit.login`, 30 a minute by default), with
  *   `@fastify/rate-limit`, registered inside the gateway's own scope so that a host application in library
  *   mode keeps its own routes unlimited. Over the limit: 429 problem `rate_limited` with `Retry-After`
- *   (RFC 6585 §4, RFC 9110 §10.2.3). The client address is `request.ip`, which honours `server.trustProxy`.
+ *   (RFC 6585 §4, RFC 9110 §10.2.3). The client address is the one the proxies in `server.trustProxy` report
+ *   (the right-most X-Forwarded-For entry that is not one of them), worked out here rather than taken from
+ *   `request.ip`, so that in library mode a host whose Fastify trusts every proxy (`trustProxy: true`, which
+ *   takes the client-written left-most entry) cannot let a client rotate its way past the limit. With no
+ *   proxies listed it is `request.ip`: the TCP peer standalone, the host's choice in library mode.
  * - Per browser: the redirect-loop breaker (`LoginLoopBreaker`): a browser whose logins came back more than
  *   LOGIN_LOOP.maxRoundTrips times within LOGIN_LOOP.windowMs and that starts yet another one gets a page that
  *   says so instead of another trip to ID-porten.
@@ -16,6 +20,7 @@ import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { RateLimitConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { forwardedClient, trustedPeer } from '../proxy/trusted-peer.js';
 import type { Tenant } from '../tenant/tenant.js';
 import { sendErrorPage } from './replies.js';
 
@@ -42,6 +47,8 @@ export const REDIS_RATE_LIMIT_NAMESPACE = 'idporten-bff:rate-limit:';
 
 export interface LoginRateLimitOptions {
   limits: RateLimitConfig;
+  /** `server.trustProxy`: the proxies whose X-Forwarded-For entries name the client. */
+  trustProxy: false | readonly string[];
   /** undefined: a memory store per instance. */
   store?: LoginRateLimitStore;
 }
@@ -75,11 +82,12 @@ export async function registerLoginRateLimit(scope: FastifyInstance, opts: Login
       ? { redis: opts.store.redis, nameSpace: opts.store.nameSpace ?? REDIS_RATE_LIMIT_NAMESPACE, skipOnError: opts.store.failOpen ?? true }
       : {}),
   });
+  const clientOf = clientAddress(opts.trustProxy);
   const limiters = new Map<LoginRateBucket, onRequestAsyncHookHandler>();
   scope.decorate('loginRateLimit', (bucket: LoginRateBucket): onRequestAsyncHookHandler => {
     let hook = limiters.get(bucket);
     if (hook) return hook;
-    const limiter = scope.createRateLimit({ max, timeWindow: windowMs, keyGenerator: (request) => rateKey(bucket, request) });
+    const limiter = scope.createRateLimit({ max, timeWindow: windowMs, keyGenerator: (request) => rateKey(bucket, request, clientOf(request)) });
     hook = async (request) => {
       // An unknown host is answered 421 by the route without any call to ID-porten; there is nothing to count.
       if (!request.bff?.tenant) return;
@@ -96,8 +104,15 @@ export async function registerLoginRateLimit(scope: FastifyInstance, opts: Login
 }
 
 /** bucket, tenant and client address (IPv6 by its /64, as one host usually holds a whole /64). */
-export function rateKey(bucket: LoginRateBucket, request: FastifyRequest): string {
-  return `${bucket}:${request.bff?.tenant?.id ?? '-'}:${normalizeIP(request.ip, 64)}`;
+export function rateKey(bucket: LoginRateBucket, request: FastifyRequest, client: string): string {
+  return `${bucket}:${request.bff?.tenant?.id ?? '-'}:${normalizeIP(client, 64)}`;
+}
+
+/** The client address a login counts against (see the top of this file). */
+function clientAddress(trustProxy: false | readonly string[]): (request: FastifyRequest) => string {
+  if (trustProxy === false || trustProxy.length === 0) return (request) => request.ip;
+  const isTrusted = trustedPeer([...trustProxy]);
+  return (request) => forwardedClient(request.raw.socket.remoteAddress, request.headers['x-forwarded-for'], isTrusted) ?? request.ip;
 }
 
 /**

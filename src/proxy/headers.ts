@@ -221,7 +221,8 @@ function pushTrimmed(items: string[], item: string): void {
 }
 
 /** The items of a comma-separated field, trimmed, empty ones dropped (a fresh array the caller may extend). */
-function listValues(value: string | string[] | undefined): string[] {
+/** The comma-separated items of a header that may come as one line or several, trimmed, empty ones dropped. */
+export function listValues(value: string | string[] | undefined): string[] {
   if (value === undefined) return [];
   // Nearly always one item (Connection: keep-alive, a single Vary or X-Forwarded-For).
   if (typeof value === 'string' && !value.includes(',')) {

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { listValues } from './headers.js';
 
 /** The names `server.trustProxy` accepts besides addresses and CIDRs (as Fastify's proxy-addr does). */
 const NAMED_RANGES: Record<string, string[]> = {
@@ -35,4 +36,18 @@ export function trustedPeer(trustProxy: boolean | string[]): (remoteAddress: str
     const family = isIP(address);
     return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
   };
+}
+
+/**
+ * The client's address as the trusted proxies report it: starting from the TCP peer, each address that is a
+ * trusted proxy is replaced by the one it put on the right of X-Forwarded-For, until an address that is not
+ * trusted (or the chain ends). What a client writes on the left counts only if every hop after it is trusted,
+ * the rule Fastify's own `trustProxy` list follows (proxy-addr).
+ */
+export function forwardedClient(peer: string | undefined, forwardedFor: string | string[] | undefined, isTrusted: (address: string | undefined) => boolean): string | undefined {
+  let address = peer;
+  if (forwardedFor === undefined || !isTrusted(address)) return address;
+  const hops = listValues(forwardedFor);
+  for (let i = hops.length - 1; i >= 0 && isTrusted(address); i--) address = hops[i];
+  return address;
 }

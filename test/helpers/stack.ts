@@ -66,11 +66,11 @@ export function lookalikeClient(clientId: string, origin: string): never {
   } as never;
 }
 
-/** Captures pino output as parsed lines (and keeps the raw text for leak scans). */
-export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
+/** A stream for JSON log lines: each parsed, and the raw text kept for leak scans. */
+export function captureLines(): { stream: Writable; lines: Record<string, unknown>[]; text: () => string } {
   const chunks: string[] = [];
   const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
+  const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
       const text = chunk.toString();
       chunks.push(text);
@@ -78,8 +78,14 @@ export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<
       cb();
     },
   });
+  return { stream, lines, text: () => chunks.join('') };
+}
+
+/** Captures pino output as parsed lines (and keeps the raw text for leak scans). */
+export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
+  const { stream, lines, text } = captureLines();
   // The production logger (redaction included), at debug level unless asked otherwise, so tests see everything.
-  return { logger: createLogger({ level, destination: sink }), lines, text: () => chunks.join('') };
+  return { logger: createLogger({ level, destination: stream }), lines, text };
 }
 
 /** Builds the gateway, listens on loopback at its configured port and warms it up; closed at the test's teardown. */
