@@ -70,10 +70,13 @@ export interface IdportenLookalikeObservations {
   readonly grants: TokenGrantRecord[];
   /** The grant each access token the provider issued belongs to, by the token's `jti`. */
   readonly accessTokenGrants: Map<string, string>;
-  /** Called as each grant is decided, before the answer is sent. */
-  onGrant(listener: (record: TokenGrantRecord) => void): void;
-  /** Called as the look-alike accepts a TCP connection: its number, and the caller's address and port. */
-  onConnection(listener: (connection: { id: number; remoteAddress: string; remotePort: number }) => void): void;
+  /** Called as each grant is decided, before the answer is sent. Returns a function that stops the calls. */
+  onGrant(listener: (record: TokenGrantRecord) => void): () => void;
+  /**
+   * Called as the look-alike accepts a TCP connection (its number, the caller's address and port), and at once for
+   * each connection open when the listener is added. Returns a function that stops the calls.
+   */
+  onConnection(listener: (connection: { id: number; remoteAddress: string; remotePort: number }) => void): () => void;
 }
 
 export interface IdportenLookalike {
@@ -289,21 +292,32 @@ function observe(server: ReturnType<typeof createServer>): {
 } {
   const grants: TokenGrantRecord[] = [];
   const accessTokenGrants = new Map<string, string>();
-  const grantListeners: ((record: TokenGrantRecord) => void)[] = [];
-  const connectionListeners: ((connection: { id: number; remoteAddress: string; remotePort: number }) => void)[] = [];
+  const grantListeners = new Set<(record: TokenGrantRecord) => void>();
+  const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
   const connections = new WeakMap<Socket, number>();
+  const open = new Map<number, { id: number; remoteAddress: string; remotePort: number }>();
   let lastConnection = 0;
   server.on('connection', (socket: Socket) => {
     const id = (lastConnection += 1);
+    const connection = { id, remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 };
     connections.set(socket, id);
-    for (const listener of connectionListeners) listener({ id, remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 });
+    open.set(id, connection);
+    socket.once('close', () => open.delete(id));
+    for (const listener of connectionListeners) listener(connection);
   });
   return {
     view: {
       grants,
       accessTokenGrants,
-      onGrant: (listener) => void grantListeners.push(listener),
-      onConnection: (listener) => void connectionListeners.push(listener),
+      onGrant(listener) {
+        grantListeners.add(listener);
+        return () => grantListeners.delete(listener);
+      },
+      onConnection(listener) {
+        connectionListeners.add(listener);
+        for (const connection of open.values()) listener(connection);
+        return () => connectionListeners.delete(listener);
+      },
     },
     record(ctx, error) {
       const { params, entities } = ctx.oidc ?? {};
