@@ -2,11 +2,12 @@
  * The long form of the fault-injection suite, on demand:
  *
  *   npm run faults -- [--fault none|kill|pause|drop|failover|all] [--seed N] [--seconds S]
- *                     [--sessions N] [--instances N] [--ttl SECONDS] [--broken-lock]
+ *                     [--sessions N] [--instances N] [--ttl SECONDS] [--broken-lock] [--verbose]
  *
  * Runs each fault in turn on a fresh set-up (all: every one), prints the seed, each run's violations and
- * excused losses, and a table of the figures. --broken-lock runs the gateway instances without a session lock
- * (test/helpers/no-lock.ts), a variant the invariants must catch. Exits 1 when an invariant failed.
+ * excused losses (the first 8 of each kind; --verbose: all), and a table of the figures. --broken-lock runs the
+ * gateway instances without a session lock (test/helpers/no-lock.ts), a variant the invariants must catch.
+ * Exits 1 when an invariant failed.
  */
 import { parseArgs } from 'node:util';
 import { NO_LOCK_ENV } from '../helpers/no-lock.js';
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     instances: { type: 'string', default: '3' },
     ttl: { type: 'string', default: '4' },
     'broken-lock': { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 
@@ -60,7 +62,8 @@ for (const fault of faults) {
     results.push(result);
     const untraced = result.figures.untraced ? `; ${result.figures.untraced} refresh grants not traced to a process` : '';
     say(`${fault}: ${faultSummary(result)}; ${result.violations.length} violations${untraced}; ${(result.wallMs / 1000).toFixed(1)} s`);
-    for (const line of [...violationLines(result), ...excusedLines(result)]) process.stdout.write(`${line}\n`);
+    const listed = values.verbose ? Infinity : 8;
+    for (const line of [...violationLines(result, listed), ...excusedLines(result, listed)]) process.stdout.write(`${line}\n`);
   } finally {
     await cleanUp.run();
   }

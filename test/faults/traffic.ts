@@ -161,14 +161,16 @@ function readAnswer(response: BrowserResponse): Partial<CallRecord> {
   const answer: Partial<CallRecord> = { status: response.status };
   const retryAfter = response.headers.get('retry-after');
   if (retryAfter !== null) answer.retryAfter = retryAfter;
-  let body: { code?: unknown; error?: unknown; tokenClaims?: { jti?: unknown } } = {};
+  let body: { code?: unknown; error?: unknown; error_description?: unknown; tokenClaims?: { jti?: unknown } } = {};
   try {
     body = JSON.parse(response.body) as typeof body;
   } catch {
     // not JSON
   }
   if (typeof body.code === 'string') answer.code = body.code;
-  else if (typeof body.error === 'string') answer.upstreamError = body.error;
+  else if (typeof body.error === 'string') {
+    answer.upstreamError = typeof body.error_description === 'string' ? `${body.error}: ${body.error_description}` : body.error;
+  }
   if (response.status === 200 && typeof body.tokenClaims?.jti === 'string') answer.jti = body.tokenClaims.jti;
   return answer;
 }
