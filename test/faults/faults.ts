@@ -1,5 +1,5 @@
 /**
- * The faults, struck at seeded random moments while the sessions run:
+ * The faults, struck at seeded random moments while the sessions run (the first of them 0.5–2 s into the run):
  * - kill: an instance SIGKILLed every 2–4.5 s and started again 0.3–1.2 s later; mostly the instance whose
  *   refresh the provider has just decided, 0–20 ms after it did (so before, while and after it hears the answer),
  *   otherwise one at random;
@@ -42,8 +42,11 @@ const REFRESH_WAIT_MS = 5_000;
 export function injectFaults(kind: FaultKind, ctx: FaultContext): Injection {
   let running = true;
   const pending: Promise<unknown>[] = [];
+  let first = true;
+  /** Waits low–high ms (the first time 0.5–2 s, so that a short run sees a fault soon); false once stopped. */
   const wait = async (low: number, high: number): Promise<boolean> => {
-    const until = Date.now() + ctx.random.between(low, high);
+    const until = Date.now() + (first ? ctx.random.between(500, 2_000) : ctx.random.between(low, high));
+    first = false;
     while (running && Date.now() < until) await sleep(Math.min(100, until - Date.now()));
     return running;
   };
