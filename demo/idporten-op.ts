@@ -7,9 +7,10 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
+import { fingerprint } from '../src/audit/fingerprint.js';
 import { OpMemoryStore } from './op-memory-adapter.js';
 import { renderAutoLogoutPage, renderErrorPage, renderLoggedOutPage, renderLoginPage } from './op-pages.js';
 import { findTestUser } from './test-users.js';
@@ -41,6 +42,43 @@ export interface IdportenLookalikeStats {
   refreshGrantErrors: number;
 }
 
+/**
+ * One request at the token endpoint as the provider decided it. Tokens appear as fingerprints only, so that a
+ * report built from these records never shows one.
+ */
+export interface TokenGrantRecord {
+  /** `authorization_code` or `refresh_token` (or whatever else the client sent). */
+  grantType: string;
+  /** Epoch ms at which the provider decided. */
+  at: number;
+  ok: boolean;
+  /** A refused grant's error and detail, e.g. `invalid_grant: refresh token already used`. */
+  error?: string;
+  /** The grant (one login's authorization) the request belongs to, where the provider got that far. */
+  grantId?: string;
+  /** Fingerprint of the refresh token presented (refresh grants). */
+  presented?: string;
+  /** Fingerprint of the refresh token the answer carries (the rotated one, on a refresh grant). */
+  issued?: string;
+  /** The TCP connection the request came on, numbered as `onConnection` announces them. */
+  connection: number;
+}
+
+/** What the look-alike saw, for tests that check a client's behaviour from the provider's side. */
+export interface IdportenLookalikeObservations {
+  /** Every token-endpoint grant request that reached the provider, in the order it decided them. */
+  readonly grants: TokenGrantRecord[];
+  /** The grant each access token the provider issued belongs to, by the token's `jti`. */
+  readonly accessTokenGrants: Map<string, string>;
+  /** Called as each grant is decided, before the answer is sent. Returns a function that stops the calls. */
+  onGrant(listener: (record: TokenGrantRecord) => void): () => void;
+  /**
+   * Called as the look-alike accepts a TCP connection (its number, the caller's address and port), and at once for
+   * each connection open when the listener is added. Returns a function that stops the calls.
+   */
+  onConnection(listener: (connection: { id: number; remoteAddress: string; remotePort: number }) => void): () => void;
+}
+
 export interface IdportenLookalike {
   issuer: string;
   url: string;
@@ -50,6 +88,7 @@ export interface IdportenLookalike {
   /** Every token value the OP issued (access, refresh, id) — for leak checks in tests. */
   issuedTokens: Set<string>;
   stats: IdportenLookalikeStats;
+  observed: IdportenLookalikeObservations;
   /** False once a refresh token is consumed by rotation, revoked, expired, or its grant is gone. */
   isRefreshTokenActive(token: string): Promise<boolean>;
   /** While true the token endpoint answers 503, as ID-porten does when it is down. */
@@ -126,6 +165,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
   let tokenEndpointDown = false;
   /** Token requests whose answer is held back (refreshAnswerDelayMs). */
   const delayedAnswers = new WeakSet<IncomingMessage>();
+  const observed = observe(server);
 
   const build = (): { provider: Provider; handle: (req: IncomingMessage, res: ServerResponse) => void } => {
     const provider = createProvider(settings);
@@ -136,9 +176,14 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
         stats.refreshGrants += 1;
         if (opts.refreshAnswerDelayMs) delayedAnswers.add(ctx.req);
       }
+      observed.record(ctx);
     });
-    provider.on('grant.error', (ctx: KoaContextWithOIDC) => {
+    provider.on('grant.error', (ctx: KoaContextWithOIDC, err: { error?: string; error_detail?: string; error_description?: string }) => {
       if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
+      observed.record(ctx, `${err.error ?? 'error'}: ${err.error_detail ?? err.error_description ?? ''}`);
+    });
+    provider.on('access_token.issued', (token: { jti: string; grantId?: string }) => {
+      if (token.grantId) observed.view.accessTokenGrants.set(token.jti, token.grantId);
     });
     return { provider, handle: provider.callback() };
   };
@@ -212,6 +257,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     jwksUri: `${issuer}${ROUTES.jwks}`,
     issuedTokens,
     stats,
+    observed: observed.view,
     async isRefreshTokenActive(token) {
       try {
         const refreshToken = await current.provider.RefreshToken.find(token);
@@ -233,6 +279,63 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       server.close((err) => (err ? reject(err) : resolve()));
       server.closeAllConnections();
     }),
+  };
+}
+
+/**
+ * Records every token-endpoint grant as the provider decides it, and numbers the server's connections so that a
+ * record names the one its request came on. Observation only: nothing here changes an answer.
+ */
+function observe(server: ReturnType<typeof createServer>): {
+  view: IdportenLookalikeObservations;
+  record(ctx: KoaContextWithOIDC, error?: string): void;
+} {
+  const grants: TokenGrantRecord[] = [];
+  const accessTokenGrants = new Map<string, string>();
+  const grantListeners = new Set<(record: TokenGrantRecord) => void>();
+  const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
+  const connections = new WeakMap<Socket, number>();
+  const open = new Map<number, { id: number; remoteAddress: string; remotePort: number }>();
+  let lastConnection = 0;
+  server.on('connection', (socket: Socket) => {
+    const id = (lastConnection += 1);
+    const connection = { id, remoteAddress: socket.remoteAddress ?? '', remotePort: socket.remotePort ?? 0 };
+    connections.set(socket, id);
+    open.set(id, connection);
+    socket.once('close', () => open.delete(id));
+    for (const listener of connectionListeners) listener(connection);
+  });
+  return {
+    view: {
+      grants,
+      accessTokenGrants,
+      onGrant(listener) {
+        grantListeners.add(listener);
+        return () => grantListeners.delete(listener);
+      },
+      onConnection(listener) {
+        connectionListeners.add(listener);
+        for (const connection of open.values()) listener(connection);
+        return () => connectionListeners.delete(listener);
+      },
+    },
+    record(ctx, error) {
+      const { params, entities } = ctx.oidc ?? {};
+      const body = (error === undefined ? ctx.body : undefined) as { refresh_token?: unknown } | undefined;
+      const grantId: unknown = entities?.RefreshToken?.grantId ?? entities?.AuthorizationCode?.grantId ?? entities?.Grant?.jti;
+      const record: TokenGrantRecord = {
+        grantType: String(params?.grant_type ?? ''),
+        at: Date.now(),
+        ok: error === undefined,
+        ...(error !== undefined ? { error } : {}),
+        ...(typeof grantId === 'string' ? { grantId } : {}),
+        ...(typeof params?.refresh_token === 'string' ? { presented: fingerprint(params.refresh_token) } : {}),
+        ...(typeof body?.refresh_token === 'string' ? { issued: fingerprint(body.refresh_token) } : {}),
+        connection: connections.get(ctx.req.socket as Socket) ?? 0,
+      };
+      grants.push(record);
+      for (const listener of grantListeners) listener(record);
+    },
   };
 }
 

@@ -132,7 +132,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
       // The bearer is shown as its fingerprint: a reflected token would itself be a leak.
       headers: { ...req.headers, authorization: `Bearer fingerprint:${fingerprint(bearerValue(req)) ?? ''}` },
       body: { sha256: body.sha256, length: body.size },
-      tokenClaims: { sub: auth.claims.sub, scope: auth.claims.scope, exp: auth.claims.exp },
+      tokenClaims: { sub: auth.claims.sub, scope: auth.claims.scope, exp: auth.claims.exp, jti: auth.claims.jti },
     });
   }
 

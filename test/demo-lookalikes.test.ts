@@ -19,6 +19,7 @@ import { ATTACHMENT_CONTENT_TYPES, ENVELOPE_TYPE, MAX_ATTACHMENTS, MAX_DATA_BYTE
 import { DEMO_ORGNR, DEVIATING_MVA_MELDING, INVALID_MVA_MELDING, konvolutt, VALID_MVA_MELDING } from '../demo/samples.js';
 import { startSkatteetatenLookalike, VALIDATION_SCOPE } from '../demo/skatteetaten.js';
 import { TEST_USERS } from '../demo/test-users.js';
+import { fingerprint } from '../src/audit/fingerprint.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 
 const SECRET = 'a-client-secret-that-is-long-enough-0123456789';
@@ -247,6 +248,37 @@ t.test('ID-porten look-alike', async (t) => {
     t.equal(await op.isRefreshTokenActive(second), false, 'the newest token died with the grant');
     t.equal(await oauthError(oidc.refreshTokenGrant(config, second)), 'invalid_grant');
     t.equal(op.stats.refreshGrantErrors, 2);
+  });
+
+  t.test('observation: every presentation of a refresh token by fingerprint, the grant of each access token, the connection of each request', async (t) => {
+    const sink = await startSink(t);
+    const op = await startOp(t, [secretClient('rp', sink, 'client_secret_post')]);
+    const connections: { id: number; remoteAddress: string; remotePort: number }[] = [];
+    op.observed.onConnection((c) => connections.push(c));
+    const heard: string[] = [];
+    op.observed.onGrant((record) => heard.push(record.grantType));
+    const config = await rpConfig(op, 'rp', oidc.ClientSecretPost(SECRET));
+    const { tokens } = await login(config, sink);
+    const first = tokens.refresh_token!;
+    const refreshed = await oidc.refreshTokenGrant(config, first);
+    await oauthError(oidc.refreshTokenGrant(config, first));
+
+    const [code, refresh, reuse] = op.observed.grants;
+    t.equal(op.observed.grants.length, 3);
+    t.same(heard, ['authorization_code', 'refresh_token', 'refresh_token'], 'listeners hear each grant as it is decided');
+    const grantId = code!.grantId;
+    t.ok(grantId, 'the code grant names its grant');
+    t.match(code, { grantType: 'authorization_code', ok: true, issued: fingerprint(first) });
+    t.match(refresh, { grantType: 'refresh_token', ok: true, grantId, presented: fingerprint(first), issued: fingerprint(refreshed.refresh_token!) });
+    t.match(reuse, { grantType: 'refresh_token', ok: false, grantId, presented: fingerprint(first), error: 'invalid_grant: refresh token already used' });
+    t.notOk('issued' in reuse!, 'a refused grant issues nothing');
+    t.notMatch(JSON.stringify(op.observed.grants), first, 'records carry fingerprints, never tokens');
+
+    for (const token of [tokens.access_token, refreshed.access_token]) {
+      t.equal(op.observed.accessTokenGrants.get(String(decodeJwt(token).jti)), grantId, 'each access token maps to its grant by jti');
+    }
+    const used = new Set(op.observed.grants.map((g) => g.connection));
+    t.ok([...used].every((id) => connections.some((c) => c.id === id && c.remoteAddress === '127.0.0.1' && c.remotePort > 0)), 'each request names a connection announced with its peer');
   });
 
   t.test('an authorization request without PKCE is refused', async (t) => {
@@ -611,6 +643,7 @@ t.test('Skatteetaten validation look-alike', async (t) => {
     t.same(echo.body, { sha256: createHash('sha256').update(payload).digest('hex'), length: payload.length });
     t.notMatch(JSON.stringify(echo), good.access_token, 'the token is not reflected');
     t.match(echo.headers.authorization, /^Bearer fingerprint:[\w-]{12}$/);
+    t.equal(echo.tokenClaims.jti, decodeJwt(good.access_token).jti, 'the token is named by its jti');
     t.equal(skatt.requests.at(-1)?.bodySize, payload.length);
 
     const forged = await forgeToken(source.op, { scope: VALIDATION_SCOPE });

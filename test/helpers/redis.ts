@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import type { Test } from 'tap';
+import type { Teardown } from './teardown.js';
 import { freePort } from '../../demo/free-port.js';
 
 export interface RedisServer {
@@ -43,7 +43,7 @@ export interface RedisOptions {
 }
 
 /** Starts a private redis-server for this test (or file) and kills it in t.teardown. */
-export async function startRedis(t: Test, opts: RedisOptions = {}): Promise<RedisServer> {
+export async function startRedis(t: Teardown, opts: RedisOptions = {}): Promise<RedisServer> {
   const persist = opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
   return startProcess(t, 'redis-server', (port, dir) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persist, '--dir', dir]);
 }
@@ -53,7 +53,7 @@ export async function startRedis(t: Test, opts: RedisOptions = {}): Promise<Redi
  * private directory. A port free a moment ago may be taken by the time redis binds it: it tries a few.
  */
 async function startProcess(
-  t: Test,
+  t: Teardown,
   name: 'redis-server',
   args: (port: number, dir: string) => string[],
   opts: { portOk?: (port: number) => Promise<boolean>; ready?: (port: number) => Promise<void> } = {},
@@ -133,7 +133,7 @@ export interface RedisClusterSetup {
  * redis-cli --cluster create. A node failure is noticed after 1 s (cluster-node-timeout), so a replica takes
  * over a killed master within a few seconds.
  */
-export async function startRedisCluster(t: Test, opts: { masters?: number; replicasPerMaster?: 0 | 1 } = {}): Promise<RedisClusterSetup> {
+export async function startRedisCluster(t: Teardown, opts: { masters?: number; replicasPerMaster?: 0 | 1 } = {}): Promise<RedisClusterSetup> {
   const masterCount = opts.masters ?? 3;
   const replicasPer = opts.replicasPerMaster ?? 0;
   const cli = findExecutable('redis-cli');
@@ -232,17 +232,27 @@ export interface RedisSentinelSetup {
   each(...args: string[]): Promise<string[]>;
   /** A coordinated failover (SENTINEL FAILOVER, asked of the first Sentinel): the replica is promoted. */
   failover(): Promise<void>;
+  /** The server Sentinel now names as the primary. */
+  primary(): Promise<RedisServer>;
+  /**
+   * Waits until every Sentinel names the same primary, that server answers as one, and the other is its
+   * replica, in sync and known to every Sentinel (after start-up, and after a failover before the next).
+   */
+  settled(timeoutMs?: number): Promise<void>;
 }
 
 /**
  * A real Sentinel set-up: a primary, one replica, and `sentinels` Sentinels (quorum: a majority) that
  * declare the primary down after 1 s and promote the replica.
  */
-export async function startRedisSentinel(t: Test, opts: { sentinels?: 1 | 3 } = {}): Promise<RedisSentinelSetup> {
+export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 } = {}): Promise<RedisSentinelSetup> {
   const cli = findExecutable('redis-cli');
   if (!cli) throw new Error('redis-cli not found');
   const name = 'bffprimary';
-  const base = (port: number, dir: string) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  // A replica (a demoted primary too) is sent the data set at once, not after the default 5 s of waiting for others.
+  const base = (port: number, dir: string) => [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--repl-diskless-sync-delay', '0',
+  ];
   const master = await startProcess(t, 'redis-server', base);
   const replica = await startProcess(t, 'redis-server', (port, dir) => [...base(port, dir), '--replicaof', '127.0.0.1', String(master.port)]);
   const count = opts.sentinels ?? 1;
@@ -270,6 +280,14 @@ export async function startRedisSentinel(t: Test, opts: { sentinels?: 1 | 3 } = 
       }),
     );
   }
+  const sentinelsKnowEachOther = async (): Promise<boolean> => {
+    const peers = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'sentinels', name], 2_000).catch(() => '')));
+    return peers.every((p) => (p.match(/^name$/gm) ?? []).length === count - 1);
+  };
+  const named = async (s: RedisServer): Promise<number> => {
+    const out = await run(cli, ['-p', String(s.port), 'SENTINEL', 'get-master-addr-by-name', name], 2_000).catch(() => '');
+    return Number(out.split('\n')[1]?.trim()) || 0;
+  };
   const setup: RedisSentinelSetup = {
     master,
     replica,
@@ -278,8 +296,7 @@ export async function startRedisSentinel(t: Test, opts: { sentinels?: 1 | 3 } = 
     name,
     async primaryPort() {
       for (const s of sentinels) {
-        const out = await run(cli, ['-p', String(s.port), 'SENTINEL', 'get-master-addr-by-name', name], 2_000).catch(() => '');
-        const port = Number(out.split('\n')[1]?.trim());
+        const port = await named(s);
         if (port) return port;
       }
       throw new Error('no sentinel named a primary');
@@ -299,19 +316,38 @@ export async function startRedisSentinel(t: Test, opts: { sentinels?: 1 | 3 } = 
       const out = await run(cli, ['-p', String(sentinels[0]!.port), 'SENTINEL', 'FAILOVER', name], 2_000);
       if (out.trim() !== 'OK') throw new Error(`SENTINEL FAILOVER: ${out.trim()}`);
     },
+    async primary() {
+      const port = await setup.primaryPort();
+      const server = [master, replica].find((s) => s.port === port);
+      if (!server) throw new Error(`Sentinel names port ${port}, which is neither server`);
+      return server;
+    },
+    async settled(timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const ports = await Promise.all(sentinels.map(named));
+        const primaryPort = ports[0]!;
+        const other = [master, replica].find((s) => s.port !== primaryPort);
+        if (other && ports.every((p) => p === primaryPort)) {
+          const role = await run(cli, ['-p', String(primaryPort), 'INFO', 'replication'], 2_000).catch(() => '');
+          const info = await run(cli, ['-p', String(other.port), 'INFO', 'replication'], 2_000).catch(() => '');
+          const known = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'replicas', name], 2_000).catch(() => '')));
+          if (
+            role.includes('role:master')
+            && info.includes(`master_port:${primaryPort}`)
+            && info.includes('master_link_status:up')
+            && known.every((k) => k.includes(String(other.port)))
+            && (await sentinelsKnowEachOther())
+          ) return;
+        }
+        if (Date.now() >= deadline) throw new Error('the Sentinel set-up did not settle');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
   };
   // Ready once the replica is in sync and every Sentinel knows of it and of the other Sentinels (a failover
   // needs a majority of them to agree).
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const info = await run(cli, ['-p', String(replica.port), 'INFO', 'replication'], 2_000).catch(() => '');
-    const known = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'replicas', name], 2_000).catch(() => '')));
-    const peers = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'sentinels', name], 2_000).catch(() => '')));
-    const allPeers = peers.every((p) => (p.match(/^name$/gm) ?? []).length === count - 1);
-    if (info.includes('master_link_status:up') && known.every((k) => k.includes(String(replica.port))) && allPeers) break;
-    if (Date.now() >= deadline) throw new Error('the Sentinel set-up did not come up');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await setup.settled();
   return setup;
 }
 

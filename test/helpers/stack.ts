@@ -1,5 +1,5 @@
 import { generateKeyPair, exportJWK } from 'jose';
-import type { Test } from 'tap';
+import type { Teardown } from './teardown.js';
 import type { Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
@@ -89,7 +89,7 @@ export function captureLogger(level = 'debug'): { logger: Logger; lines: Record<
 }
 
 /** Builds the gateway, listens on loopback at its configured port and warms it up; closed at the test's teardown. */
-export async function startGateway(t: Test, config: GatewayConfig, deps: AppDeps = {}): Promise<Gateway> {
+export async function startGateway(t: Teardown, config: GatewayConfig, deps: AppDeps = {}): Promise<Gateway> {
   const gateway = await buildApp(config, { logger: captureLogger().logger, ...deps });
   await gateway.app.listen({ host: '127.0.0.1', port: config.server.port });
   t.teardown(() => gateway.close());
@@ -98,7 +98,7 @@ export async function startGateway(t: Test, config: GatewayConfig, deps: AppDeps
 }
 
 /** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
-export async function startStack(t: Test, opts: StackOptions = {}): Promise<Stack> {
+export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<Stack> {
   const authMethod = opts.authMethod ?? 'client_secret_post';
   const clientId = opts.clientId ?? `bff-${authMethod}`;
   const port = await freePort();
