@@ -233,11 +233,29 @@ export class IdportenClient {
     const expiresIn = typeof response.expires_in === 'number' && response.expires_in > 0 ? response.expires_in : 120;
     return {
       accessToken: response.access_token,
-      accessTokenExpiresAt: this.#now() + expiresIn * 1000,
+      accessTokenExpiresAt: accessTokenExpiry(response.access_token, this.#now() + expiresIn * 1000),
       refreshToken: response.refresh_token,
       idToken: response.id_token,
       scope: response.scope,
     };
+  }
+}
+
+/**
+ * When the access token expires for its upstream: `expires_in` counts from the answer, but a JWT access token's
+ * `exp` counts from when it was issued, in whole seconds, so a token received late (a slow answer, a retry) or
+ * issued late in its second expires earlier than `expires_in` says. The earlier of the two, so that a refresh is
+ * never planned after the upstream starts refusing the token. The JWT is only read here, not trusted: the
+ * upstream verifies it.
+ */
+export function accessTokenExpiry(accessToken: string, byExpiresIn: number): number {
+  const parts = accessToken.split('.');
+  if (parts.length !== 3) return byExpiresIn;
+  try {
+    const exp: unknown = (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? Math.min(byExpiresIn, exp * 1000) : byExpiresIn;
+  } catch {
+    return byExpiresIn;
   }
 }
 
