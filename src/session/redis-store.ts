@@ -433,7 +433,15 @@ export class RedisSessionStore implements SessionStore {
     let validUntil: number;
     for (;;) {
       const sentAt = Date.now();
-      const ok = await this.#do(() => this.#redis.set(key, token, 'PX', leaseMs, 'NX'));
+      let ok: string | null;
+      try {
+        ok = await this.#do(() => this.#redis.set(key, token, 'PX', leaseMs, 'NX'));
+      } catch (err) {
+        // A SET that timed out may still be carried out when Redis answers again (it waits on the connection): the
+        // release, sent after it on the same connection, frees the lock this waiter will not hold.
+        void this.#redis.bffRelease(key, token).catch(() => undefined);
+        throw err;
+      }
       if (ok === 'OK') {
         validUntil = sentAt + leaseMs;
         break;

@@ -212,7 +212,10 @@ export class Refresher {
       try {
         claim = await sessions.claim(session.id, sessions.versionOf(session.data), holder, CLAIM_TIMING);
       } catch (err) {
-        // The store cannot hold the claim (unreachable, or no replica confirms it): nothing is presented.
+        // The store cannot hold the claim (unreachable, or no replica confirms it): nothing is presented. A claim
+        // that timed out here may still be carried out when the store answers again (it waits on the connection);
+        // lifting it, on the same connection after it, keeps others from waiting out a claim nobody holds.
+        void sessions.unclaim(session, holder);
         if (err instanceof StoreUnavailableError && accessTokenValid(session.data, now())) return { answer: session };
         throw err;
       }

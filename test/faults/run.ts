@@ -2,15 +2,15 @@
  * The long form of the fault-injection suite, on demand:
  *
  *   npm run faults -- [--fault none|kill|pause|drop|failover|all] [--seed N] [--seconds S]
- *                     [--sessions N] [--instances N] [--ttl SECONDS] [--broken-lock] [--verbose]
+ *                     [--sessions N] [--instances N] [--ttl SECONDS] [--broken lock|cas|lock+cas] [--verbose]
  *
  * Runs each fault in turn on a fresh set-up (all: every one), prints the seed, each run's violations and
- * excused losses (the first 8 of each kind; --verbose: all), and a table of the figures. --broken-lock runs the
- * gateway instances without a session lock (test/helpers/no-lock.ts), a variant the invariants must catch.
+ * excused losses (the first 8 of each kind; --verbose: all), and a table of the figures. --broken runs the
+ * gateway instances as a deliberately broken variant (test/helpers/broken-variant.ts) the invariants must catch.
  * Exits 1 when an invariant failed.
  */
 import { parseArgs } from 'node:util';
-import { NO_LOCK_ENV } from '../helpers/no-lock.js';
+import { BROKEN_ENV, BROKEN_VARIANTS } from '../helpers/broken-variant.js';
 import { teardownList } from '../helpers/teardown.js';
 import { FAULT_KINDS, type FaultKind } from './faults.js';
 import { newSeed } from './random.js';
@@ -25,7 +25,7 @@ const { values } = parseArgs({
     sessions: { type: 'string', default: '30' },
     instances: { type: 'string', default: '3' },
     ttl: { type: 'string', default: '4' },
-    'broken-lock': { type: 'boolean', default: false },
+    broken: { type: 'string' },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -41,10 +41,15 @@ if (!Number.isInteger(seed) || !Object.values(numbers).every((n) => Number.isFin
   process.stderr.write('--seed, --seconds, --sessions, --instances and --ttl take positive numbers\n');
   process.exit(2);
 }
-if (values['broken-lock']) process.env[NO_LOCK_ENV] = '1';
+if (values.broken !== undefined && !(BROKEN_VARIANTS as readonly string[]).includes(values.broken)) {
+  process.stderr.write(`--broken: one of ${BROKEN_VARIANTS.join(', ')}\n`);
+  process.exit(2);
+}
+if (values.broken !== undefined) process.env[BROKEN_ENV] = values.broken;
+const variant = values.broken === undefined ? '' : ` (broken variant: ${values.broken})`;
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
-say(`seed ${seed}${values['broken-lock'] ? ' (broken variant: no session lock)' : ''}`);
+say(`seed ${seed}${variant}`);
 
 const results: ScenarioResult[] = [];
 for (const fault of faults) {
@@ -68,5 +73,5 @@ for (const fault of faults) {
     await cleanUp.run();
   }
 }
-process.stdout.write(`\nseed ${seed}${values['broken-lock'] ? ', broken variant (no session lock)' : ''}\n\n${figuresTable(results)}\n`);
+process.stdout.write(`\nseed ${seed}${variant}\n\n${figuresTable(results)}\n`);
 process.exit(results.some((r) => r.violations.length > 0) ? 1 : 0);

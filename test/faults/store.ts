@@ -45,7 +45,8 @@ export async function singleRedis(t: Teardown): Promise<FaultyStore> {
 }
 
 export async function sentinelRedis(t: Teardown): Promise<FaultyStore> {
-  const setup = await startRedisSentinel(t, { sentinels: 3 });
+  // Two replicas, as production set-ups have: after a failover the new primary has a replica to confirm writes at once.
+  const setup = await startRedisSentinel(t, { sentinels: 3, replicas: 2 });
   const paused = new Set<RedisServer>();
   return {
     config: { type: 'redis', sentinel: { nodes: setup.nodes, name: setup.name }, keyPrefix: KEY_PREFIX },

@@ -219,7 +219,10 @@ export async function startRedisCluster(t: Teardown, opts: { masters?: number; r
 
 export interface RedisSentinelSetup {
   readonly master: RedisServer;
+  /** The first replica (the one promoted when it is the only one). */
   readonly replica: RedisServer;
+  /** Every replica the set-up started with. */
+  readonly replicas: RedisServer[];
   readonly sentinels: RedisServer[];
   /** The Sentinels' URLs, for the gateway's `nodes`. */
   readonly nodes: string[];
@@ -242,10 +245,11 @@ export interface RedisSentinelSetup {
 }
 
 /**
- * A real Sentinel set-up: a primary, one replica, and `sentinels` Sentinels (quorum: a majority) that
- * declare the primary down after 1 s and promote the replica.
+ * A real Sentinel set-up: a primary, one replica (or two), and `sentinels` Sentinels (quorum: a majority) that
+ * declare the primary down after 1 s and promote a replica. With two replicas, the one not promoted follows the
+ * new primary at once, so the set-up has a replica again right after a failover, as production set-ups do.
  */
-export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 } = {}): Promise<RedisSentinelSetup> {
+export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3; replicas?: 1 | 2 } = {}): Promise<RedisSentinelSetup> {
   const cli = findExecutable('redis-cli');
   if (!cli) throw new Error('redis-cli not found');
   const name = 'bffprimary';
@@ -254,7 +258,12 @@ export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--repl-diskless-sync-delay', '0',
   ];
   const master = await startProcess(t, 'redis-server', base);
-  const replica = await startProcess(t, 'redis-server', (port, dir) => [...base(port, dir), '--replicaof', '127.0.0.1', String(master.port)]);
+  const replicas: RedisServer[] = [];
+  for (let i = 0; i < (opts.replicas ?? 1); i += 1) {
+    replicas.push(await startProcess(t, 'redis-server', (port, dir) => [...base(port, dir), '--replicaof', '127.0.0.1', String(master.port)]));
+  }
+  const replica = replicas[0]!;
+  const servers = [master, ...replicas];
   const count = opts.sentinels ?? 1;
   const quorum = Math.floor(count / 2) + 1;
   const sentinels: RedisServer[] = [];
@@ -291,6 +300,7 @@ export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 
   const setup: RedisSentinelSetup = {
     master,
     replica,
+    replicas,
     sentinels,
     nodes: sentinels.map((s) => s.url),
     name,
@@ -318,8 +328,8 @@ export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 
     },
     async primary() {
       const port = await setup.primaryPort();
-      const server = [master, replica].find((s) => s.port === port);
-      if (!server) throw new Error(`Sentinel names port ${port}, which is neither server`);
+      const server = servers.find((s) => s.port === port);
+      if (!server) throw new Error(`Sentinel names port ${port}, which is none of the servers`);
       return server;
     },
     async settled(timeoutMs = 15_000) {
@@ -327,16 +337,15 @@ export async function startRedisSentinel(t: Teardown, opts: { sentinels?: 1 | 3 
       for (;;) {
         const ports = await Promise.all(sentinels.map(named));
         const primaryPort = ports[0]!;
-        const other = [master, replica].find((s) => s.port !== primaryPort);
-        if (other && ports.every((p) => p === primaryPort)) {
+        const others = servers.filter((s) => s.port !== primaryPort);
+        if (others.length === replicas.length && ports.every((p) => p === primaryPort)) {
           const role = await run(cli, ['-p', String(primaryPort), 'INFO', 'replication'], 2_000).catch(() => '');
-          const info = await run(cli, ['-p', String(other.port), 'INFO', 'replication'], 2_000).catch(() => '');
+          const infos = await Promise.all(others.map((o) => run(cli, ['-p', String(o.port), 'INFO', 'replication'], 2_000).catch(() => '')));
           const known = await Promise.all(sentinels.map((s) => run(cli, ['-p', String(s.port), 'SENTINEL', 'replicas', name], 2_000).catch(() => '')));
           if (
             role.includes('role:master')
-            && info.includes(`master_port:${primaryPort}`)
-            && info.includes('master_link_status:up')
-            && known.every((k) => k.includes(String(other.port)))
+            && infos.every((info) => info.includes(`master_port:${primaryPort}`) && info.includes('master_link_status:up'))
+            && known.every((k) => others.every((o) => k.includes(String(o.port))))
             && (await sentinelsKnowEachOther())
           ) return;
         }
