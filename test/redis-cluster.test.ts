@@ -10,7 +10,8 @@ import { buildApp, type AppDeps } from '../src/app.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { createRedisStore } from '../src/session/redis-store.js';
-import type { ClaimTiming, SessionStore, StoredSession, WriteOutcome } from '../src/session/store.js';
+import type { SessionStore } from '../src/session/store.js';
+import { HoldingStore } from './helpers/holding-store.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
 import { redisMissingReason, startRedis, type RedisServer } from './helpers/redis.js';
 import { captureLogger, startStack, type Stack } from './helpers/stack.js';
@@ -172,65 +173,6 @@ t.test('logout on A ends the session on B, even for a browser that kept the cook
   const afterProxy = await kept(cluster.b, '/mva/echo/after-logout', { headers: api });
   t.equal(afterProxy.status, 401, 'B no longer proxies for it');
 });
-
-/** Instance B's real store, able to hold its next session write (set or update) or delete until the test releases it. */
-class HoldingStore implements SessionStore {
-  readonly #inner: SessionStore;
-  readonly #holds = new Map<'write' | 'delete', { reached: () => void; released: Promise<void> }>();
-
-  constructor(inner: SessionStore) {
-    this.#inner = inner;
-  }
-
-  holdNextWrite(): { reached: Promise<void>; release: () => void } {
-    return this.#holdNext('write');
-  }
-
-  holdNextDelete(): { reached: Promise<void>; release: () => void } {
-    return this.#holdNext('delete');
-  }
-
-  #holdNext(kind: 'write' | 'delete'): { reached: Promise<void>; release: () => void } {
-    let reached!: () => void;
-    let release!: () => void;
-    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
-    this.#holds.set(kind, { reached, released: new Promise<void>((resolve) => (release = resolve)) });
-    return { reached: reachedPromise, release };
-  }
-
-  async #held(kind: 'write' | 'delete'): Promise<void> {
-    const hold = this.#holds.get(kind);
-    this.#holds.delete(kind);
-    if (!hold) return;
-    hold.reached();
-    await hold.released;
-  }
-
-  get = (id: string) => this.#inner.get(id);
-  touch = (id: string, lastSeenAt: number, ttlMs: number) => this.#inner.touch(id, lastSeenAt, ttlMs);
-  claim = (id: string, expected: string, holder: string, timing: ClaimTiming) => this.#inner.claim(id, expected, holder, timing);
-  unclaim = (id: string, holder: string) => this.#inner.unclaim(id, holder);
-  findByIndex = (key: string) => this.#inner.findByIndex(key);
-  remember = (key: string, ttlMs: number) => this.#inner.remember(key, ttlMs);
-  remembered = (key: string) => this.#inner.remembered(key);
-  ping = () => this.#inner.ping();
-  close = () => this.#inner.close();
-
-  async set(id: string, value: StoredSession, ttlMs: number, indexKeys: string[]): Promise<void> {
-    await this.#held('write');
-    return this.#inner.set(id, value, ttlMs, indexKeys);
-  }
-
-  async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
-    await this.#held('write');
-    return this.#inner.update(id, value, ttlMs, indexKeys, expected, holder);
-  }
-
-  async delete(id: string, expected?: string): Promise<WriteOutcome> {
-    await this.#held('delete');
-    return this.#inner.delete(id, expected);
-  }
-}
 
 t.test('a refresh on A that stores its rotated tokens while a logout on B is between its read and its delete: B finds them and revokes them too', { skip }, async (t) => {
   let storeB!: HoldingStore;
