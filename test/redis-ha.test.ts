@@ -4,14 +4,12 @@
  * sid, and ride out the failover of the master holding the session (503 store_unavailable meanwhile, never
  * a 500; the session works again after the promotion).
  */
-import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { Redis } from 'ioredis';
-import { buildApp } from '../src/app.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
 import { redisMissingReason, startRedis, startRedisCluster, startRedisSentinel, type RedisServer } from './helpers/redis.js';
-import { captureLogger, startStack, type Stack } from './helpers/stack.js';
+import { startPeerGateway, startStack, type Stack } from './helpers/stack.js';
 
 const user = TEST_USERS[1]!;
 const api = { 'x-csrf': '1' };
@@ -31,20 +29,15 @@ interface Pair {
 
 async function twoInstances(t: Test, store: Record<string, unknown>): Promise<Pair> {
   const stack = await startStack(t, { upstreams: true, op: { accessTokenTtlSeconds: TTL }, session: { store: { type: 'redis', ...store } } });
-  const logsB = captureLogger();
-  const gatewayB = await buildApp(stack.gateway.core.config, { logger: logsB.logger });
-  await gatewayB.app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => gatewayB.close());
-  await gatewayB.warmUp();
-  const portB = (gatewayB.app.server.address() as AddressInfo).port;
+  const { port: portB, logs: linesB } = await startPeerGateway(t, stack);
   const publicHost = new URL(stack.publicUrl).host;
   return {
     stack,
     a: (browser, path, init = {}) => browser.fetch(`${stack.publicUrl}${path}`, init),
     b: (browser, path, init = {}) =>
       browser.fetch(`http://localhost:${portB}${path}`, { ...init, origin: stack.publicUrl, headers: { ...init.headers, host: publicHost } }),
-    audit: (event) => [...stack.logs, ...logsB.lines].filter((l) => l.audit === true && l.event === event),
-    logged: (msg) => [...stack.logs, ...logsB.lines].filter((l) => l.msg === msg),
+    audit: (event) => [...stack.logs, ...linesB].filter((l) => l.audit === true && l.event === event),
+    logged: (msg) => [...stack.logs, ...linesB].filter((l) => l.msg === msg),
   };
 }
 

@@ -5,16 +5,15 @@
  * take for theft and answer by revoking the grant). Two instances on one Redis: C1 refreshes and its write is held
  * back (a slow store), C2 has no lock at all.
  */
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { buildApp, type AppDeps } from '../src/app.js';
+import type { AppDeps } from '../src/app.js';
 import { createRedisStore } from '../src/session/redis-store.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { noLock } from './helpers/broken-variant.js';
 import { Browser, loginAtLookalike, type FetchInit } from './helpers/browser.js';
 import { HoldingStore } from './helpers/holding-store.js';
 import { redisMissingReason, startRedis } from './helpers/redis.js';
-import { captureLogger, startStack } from './helpers/stack.js';
+import { captureLogger, startPeerGateway, startStack } from './helpers/stack.js';
 
 const api = { 'x-csrf': '1' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -32,14 +31,10 @@ t.test('without any lock, a refresh waits for another instance\'s claim on the r
   });
   const publicHost = new URL(stack.publicUrl).host;
   const instance = async (wrap: (deps: AppDeps & { store: HoldingStore }) => AppDeps) => {
-    const logs = captureLogger();
-    const created = await createRedisStore({ url: redis.url, keyPrefix }, logs.logger);
+    const created = await createRedisStore({ url: redis.url, keyPrefix }, captureLogger().logger);
     const store = new HoldingStore(created.store);
-    const gateway = await buildApp(stack.gateway.core.config, wrap({ logger: logs.logger, store, lock: created.lock }));
-    await gateway.app.listen({ host: '127.0.0.1', port: 0 });
-    t.teardown(() => gateway.close());
-    await gateway.warmUp();
-    return { store, port: (gateway.app.server.address() as AddressInfo).port };
+    const { port } = await startPeerGateway(t, stack, wrap({ store, lock: created.lock }));
+    return { store, port };
   };
   const c1 = await instance((deps) => deps);
   const c2 = await instance((deps) => ({ ...deps, lock: noLock }));

@@ -8,15 +8,13 @@
  * The contract ("Session state under store faults"): a refresh token is presented to ID-porten once; a rotated
  * token is never thrown away while the store may still take it; a lost lease alone is no reason to drop it.
  */
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { buildApp } from '../src/app.js';
 import { SessionManager } from '../src/session/manager.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { Browser, loginAtLookalike, type FetchInit } from './helpers/browser.js';
 import { redisMissingReason, startRedis } from './helpers/redis.js';
-import { captureLogger, startStack } from './helpers/stack.js';
+import { startPeerGateway, startStack } from './helpers/stack.js';
 
 const user = TEST_USERS[2]!;
 const api = { 'x-csrf': '1' };
@@ -39,12 +37,7 @@ t.test('Redis frozen while ID-porten answers a refresh: the rotated token is kep
     session: { store: { type: 'redis', url: redis.url, keyPrefix } },
   });
   const publicHost = new URL(stack.publicUrl).host;
-  const logsB = captureLogger();
-  const gatewayB = await buildApp(stack.gateway.core.config, { logger: logsB.logger });
-  await gatewayB.app.listen({ host: '127.0.0.1', port: 0 });
-  t.teardown(() => gatewayB.close());
-  await gatewayB.warmUp();
-  const portB = (gatewayB.app.server.address() as AddressInfo).port;
+  const { port: portB } = await startPeerGateway(t, stack);
 
   const login = new Browser();
   await loginAtLookalike(login, `${stack.publicUrl}/auth/login`, { pid: user.pid });

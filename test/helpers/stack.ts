@@ -1,6 +1,7 @@
 import { generateKeyPair, exportJWK } from 'jose';
 import type { Teardown } from './teardown.js';
 import type { Logger } from 'pino';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
@@ -95,6 +96,20 @@ export async function startGateway(t: Teardown, config: GatewayConfig, deps: App
   t.teardown(() => gateway.close());
   await gateway.warmUp();
   return gateway;
+}
+
+/**
+ * Another instance of a stack's gateway in this process: built from the same configuration (its own store
+ * connection, or `deps`), on an ephemeral port of 127.0.0.1, closed at the test's teardown. Reach it with the
+ * public Host header, as a load balancer would forward a request.
+ */
+export async function startPeerGateway(t: Teardown, stack: Stack, deps: AppDeps = {}): Promise<{ gateway: Gateway; port: number; logs: Record<string, unknown>[] }> {
+  const captured = captureLogger();
+  const gateway = await buildApp(stack.gateway.core.config, { logger: captured.logger, ...deps });
+  await gateway.app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => gateway.close());
+  await gateway.warmUp();
+  return { gateway, port: (gateway.app.server.address() as AddressInfo).port, logs: captured.lines };
 }
 
 /** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
