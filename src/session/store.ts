@@ -116,12 +116,11 @@ export interface LockOptions {
  * one refresh. Memory: in-process; Redis: across instances. An optimisation, not what keeps a token safe: that is
  * the store's compare-and-set (update) and claim, which hold when a lease lapses under a holder that lives on.
  *
- * Fencing: fn receives an AbortSignal that aborts, with a LockLostError as its reason, as soon as the lock
- * may belong to someone else: its lease could not be renewed in time (Redis unreachable or frozen, the key
- * expired or was taken over), or fn ran past holdMs. A holder checks it (`signal.throwIfAborted()`) right
- * before every write that needs the lock; SessionManager.update does so for every token update made under
- * SessionManager.withLock. withLock itself then rejects with that LockLostError at once, without waiting
- * for fn, so the caller is answered and the next waiter can go.
+ * fn receives an AbortSignal that aborts, with a LockLostError as its reason, as soon as the lock may belong to
+ * someone else: its lease could not be renewed in time (Redis unreachable or frozen, the key expired or was taken
+ * over), or fn ran past holdMs. withLock then rejects with that LockLostError at once, without waiting for fn, so
+ * the caller is answered and the next waiter can go. What fn still writes is decided by the store's conditions,
+ * not by the signal: a refresh that holds a rotated token writes it (or keeps it) all the same.
  */
 export interface SessionLock {
   /** Runs fn while holding the session's lock; waits (bounded by waitMs) for another holder to finish. */
