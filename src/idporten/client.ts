@@ -126,6 +126,7 @@ export class IdportenClient {
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
+    const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
     try {
       response = await client.authorizationCodeGrant(config, callbackUrl, {
@@ -137,7 +138,7 @@ export class IdportenClient {
     } catch (err) {
       throw classifyProviderError(err, 'code exchange');
     }
-    const tokens = this.#tokenSet(response);
+    const tokens = this.#tokenSet(response, sentAt);
     if (!tokens.idToken) throw new OidcError('rejected', 'token response has no id_token');
     const idTokenClaims = await verifyIdToken(this.#keys!, tokens.idToken, {
       issuer: this.issuer,
@@ -155,13 +156,14 @@ export class IdportenClient {
    */
   async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
     const config = await this.configuration();
+    const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
       response = await client.refreshTokenGrant(config, refreshToken);
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }
-    const tokens = this.#tokenSet(response);
+    const tokens = this.#tokenSet(response, sentAt);
     if (tokens.idToken) {
       const claims = await verifyIdToken(this.#keys!, tokens.idToken, {
         issuer: this.issuer,
@@ -226,14 +228,15 @@ export class IdportenClient {
     return { ...(sid ? { sid } : {}), ...(sub ? { sub } : {}), jti: claims.jti, exp: claims.exp as number };
   }
 
-  #tokenSet(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): TokenSet {
+  /** `sentAt`: when the token request went out (the token cannot have been issued before it). */
+  #tokenSet(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers, sentAt: number): TokenSet {
     if (typeof response.access_token !== 'string' || response.access_token.length === 0) {
       throw new OidcError('rejected', 'token response has no access_token');
     }
     const expiresIn = typeof response.expires_in === 'number' && response.expires_in > 0 ? response.expires_in : 120;
     return {
       accessToken: response.access_token,
-      accessTokenExpiresAt: accessTokenExpiry(response.access_token, this.#now() + expiresIn * 1000),
+      accessTokenExpiresAt: accessTokenExpiry(sentAt, expiresIn),
       refreshToken: response.refresh_token,
       idToken: response.id_token,
       scope: response.scope,
@@ -242,22 +245,18 @@ export class IdportenClient {
 }
 
 /**
- * When the access token expires for its upstream: `expires_in` counts from the answer, but a JWT access token's
- * `exp` counts from when it was issued, in whole seconds, so a token received late (a slow answer, a retry) or
- * issued late in its second expires earlier than `expires_in` says. The earlier of the two, so that a refresh is
- * never planned after the upstream starts refusing the token. The JWT is only read here, not trusted: the
- * upstream verifies it.
+ * When the access token expires for its upstream. `expires_in` (RFC 6749 section 5.1) counts from when the token
+ * was issued, which this clock cannot see: not before the request went out (`sentAt`), maybe well before the
+ * answer arrived (a slow answer), and a JWT's `exp` counts from its issue time rounded down to the second. So the
+ * expiry is taken from the request's departure, less that second: never later than the upstream's own view,
+ * whatever the answer's delay, and without trusting the provider's clock to agree with this one.
  */
-export function accessTokenExpiry(accessToken: string, byExpiresIn: number): number {
-  const parts = accessToken.split('.');
-  if (parts.length !== 3) return byExpiresIn;
-  try {
-    const exp: unknown = (JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
-    return typeof exp === 'number' && Number.isFinite(exp) ? Math.min(byExpiresIn, exp * 1000) : byExpiresIn;
-  } catch {
-    return byExpiresIn;
-  }
+export function accessTokenExpiry(sentAt: number, expiresInSeconds: number): number {
+  return sentAt + expiresInSeconds * 1000 - EXPIRY_ROUNDING_MS;
 }
+
+/** A JWT's `iat`/`exp` are whole seconds: a token issued late in its second expires up to this much early. */
+const EXPIRY_ROUNDING_MS = 1_000;
 
 async function clientAuthentication(tenant: TenantConfig): Promise<client.ClientAuth> {
   const auth = tenant.idporten.clientAuth;
