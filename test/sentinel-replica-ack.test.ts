@@ -29,10 +29,15 @@ t.test('no replica confirms a claim: the refresh token is not presented, 503 wit
   await loginAtLookalike(browser, `${stack.publicUrl}/auth/login`, { pid: TEST_USERS[0]!.pid });
   t.equal((await browser.fetch(`${stack.publicUrl}/mva/echo/before`, { headers: api })).status, 200);
 
-  // The replica has the session (the login's write waited for it, and replication is quick anyway).
+  // The replica has the session before it goes away (the login's write waits for it, up to the ack timeout).
   const onReplica = new Redis(sentinel.replica.url, { maxRetriesPerRequest: 1 });
   t.teardown(() => onReplica.disconnect());
-  t.ok((await onReplica.keys(`${keyPrefix}*:s`)).length >= 1, 'the session is on the replica');
+  let replicated = 0;
+  for (let attempt = 0; attempt < 50 && replicated === 0; attempt += 1) {
+    replicated = (await onReplica.keys(`${keyPrefix}*:s`)).length;
+    if (replicated === 0) await sleep(100);
+  }
+  t.ok(replicated >= 1, 'the session is on the replica');
   onReplica.disconnect();
 
   await sentinel.replica.stop();
