@@ -10,10 +10,10 @@ import type { AppDeps } from '../src/app.js';
 import { createRedisStore } from '../src/session/redis-store.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { noLock } from './helpers/broken-variant.js';
-import { Browser, loginAtLookalike, type FetchInit } from './helpers/browser.js';
+import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { HoldingStore } from './helpers/holding-store.js';
 import { redisMissingReason, startRedis } from './helpers/redis.js';
-import { captureLogger, startPeerGateway, startStack } from './helpers/stack.js';
+import { captureLogger, keptCookieSender, startPeerGateway, startStack } from './helpers/stack.js';
 
 const api = { 'x-csrf': '1' };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -29,7 +29,6 @@ t.test('without any lock, a refresh waits for another instance\'s claim on the r
     op: { accessTokenTtlSeconds: TTL_SECONDS },
     session: { store: { type: 'redis', url: redis.url, keyPrefix } },
   });
-  const publicHost = new URL(stack.publicUrl).host;
   const instance = async (wrap: (deps: AppDeps & { store: HoldingStore }) => AppDeps) => {
     const created = await createRedisStore({ url: redis.url, keyPrefix }, captureLogger().logger);
     const store = new HoldingStore(created.store);
@@ -42,9 +41,8 @@ t.test('without any lock, a refresh waits for another instance\'s claim on the r
   const login = new Browser();
   await loginAtLookalike(login, `${stack.publicUrl}/auth/login`, { pid: TEST_USERS[0]!.pid });
   const cookieValue = login.cookie('localhost', 'bff')?.value;
-  const browser = new Browser();
-  const send = (port: number, path: string, init: FetchInit = {}) =>
-    browser.fetch(`http://localhost:${port}${path}`, { ...init, origin: stack.publicUrl, headers: { ...init.headers, host: publicHost, cookie: `bff=${cookieValue}` } });
+  if (!cookieValue) throw new Error('login set no session cookie');
+  const send = keptCookieSender(stack, cookieValue);
 
   await sleep(TTL_SECONDS * 1000 + 100);
   const grants = stack.op.stats.refreshGrants;

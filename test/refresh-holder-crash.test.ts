@@ -17,9 +17,9 @@ import { buildApp } from '../src/app.js';
 import { SessionManager } from '../src/session/manager.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { forkChild } from '../bench/ipc.js';
-import { Browser, loginAtLookalike, type BrowserResponse, type FetchInit } from './helpers/browser.js';
+import { Browser, loginAtLookalike, type BrowserResponse } from './helpers/browser.js';
 import { redisMissingReason, startRedis } from './helpers/redis.js';
-import { captureLogger, startStack } from './helpers/stack.js';
+import { captureLogger, keptCookieSender, startStack } from './helpers/stack.js';
 
 const user = TEST_USERS[1]!;
 const api = { 'x-csrf': '1' };
@@ -55,7 +55,6 @@ t.test(
       op: { accessTokenTtlSeconds: TTL_SECONDS, refreshAnswerDelayMs: OP_ANSWER_DELAY_MS },
       session: { store: { type: 'redis', url: redis!.url, keyPrefix } },
     });
-    const publicHost = new URL(stack.publicUrl).host;
     const raw = new Redis(redis!.url, { maxRetriesPerRequest: 1 });
     t.teardown(() => raw.disconnect());
 
@@ -81,13 +80,7 @@ t.test(
 
     // A browser that keeps sending the cookie, whatever the gateway answers: each request is as the load
     // balancer forwards it, with the public Host header.
-    const browser = new Browser();
-    const send = (port: number | undefined, path: string, init: FetchInit = {}) =>
-      browser.fetch(port === undefined ? `${stack.publicUrl}${path}` : `http://localhost:${port}${path}`, {
-        ...init,
-        origin: stack.publicUrl,
-        headers: { ...init.headers, host: publicHost, cookie: `bff=${cookieValue}` },
-      });
+    const send = keptCookieSender(stack, cookieValue);
     const onB = (path: string) => send(undefined, path, { headers: api });
     const onC = (path: string) => send(portC, path, { headers: api });
 

@@ -12,9 +12,9 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import { SessionManager } from '../src/session/manager.js';
 import { TEST_USERS } from '../demo/test-users.js';
-import { Browser, loginAtLookalike, type FetchInit } from './helpers/browser.js';
+import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { redisMissingReason, startRedis } from './helpers/redis.js';
-import { startPeerGateway, startStack } from './helpers/stack.js';
+import { keptCookieSender, startPeerGateway, startStack } from './helpers/stack.js';
 
 const user = TEST_USERS[2]!;
 const api = { 'x-csrf': '1' };
@@ -36,20 +36,13 @@ t.test('Redis frozen while ID-porten answers a refresh: the rotated token is kep
     op: { accessTokenTtlSeconds: TTL_SECONDS, refreshAnswerDelayMs: OP_ANSWER_DELAY_MS },
     session: { store: { type: 'redis', url: redis.url, keyPrefix } },
   });
-  const publicHost = new URL(stack.publicUrl).host;
   const { port: portB } = await startPeerGateway(t, stack);
 
   const login = new Browser();
   await loginAtLookalike(login, `${stack.publicUrl}/auth/login`, { pid: user.pid });
   const cookieValue = login.cookie('localhost', 'bff')?.value;
   if (!cookieValue) throw new Error('login set no session cookie');
-  const browser = new Browser();
-  const send = (port: number | undefined, path: string, init: FetchInit = {}) =>
-    browser.fetch(port === undefined ? `${stack.publicUrl}${path}` : `http://localhost:${port}${path}`, {
-      ...init,
-      origin: stack.publicUrl,
-      headers: { ...init.headers, host: publicHost, cookie: `bff=${cookieValue}` },
-    });
+  const send = keptCookieSender(stack, cookieValue);
 
   await sleep(TTL_SECONDS * 1000 + 100);
   const grantsBefore = stack.op.stats.refreshGrants;

@@ -16,11 +16,6 @@ import { SingleFlight } from './single-flight.js';
 /** After ID-porten failed to answer, wait this long before asking again while the old token still works. */
 const REFRESH_RETRY_COOLDOWN_MS = RETRY_AFTER_SECONDS.idporten * 1_000;
 /**
- * How long another instance's claim on a refresh token is waited for once the store has seen it unresolved: that
- * instance may hold the rotated token and write it as soon as the store answers (within about
- * PENDING_RETRY_MS); one that died never will, and its session is then unusable for the lease plus this.
- */
-/**
  * A refresh's claim on its refresh token (see SessionStore.claim): renewed every CLAIM_RENEW_MS while it presents
  * the token and writes the result, so a live but slow one (ID-porten answering late) keeps it; once it lapses,
  * another refresh waits the grace — in which a refresh cut off from the store by a pause or a dropped connection
@@ -118,18 +113,17 @@ export class Refresher {
     const renewal = setInterval(() => void sessions.claim(session.id, version, holder, CLAIM_TIMING).catch(() => undefined), CLAIM_RENEW_MS);
     renewal.unref();
     try {
-      return await this.#redeem(session, tenant, holder);
+      return await this.#redeem(session, tenant, holder, version);
     } finally {
       clearInterval(renewal);
     }
   }
 
-  /** Presents the claimed refresh token and writes what comes back. */
-  async #redeem(session: Session, tenant: Tenant, holder: string): Promise<Session> {
+  /** Presents the claimed refresh token (the record's version `expected`) and writes what comes back. */
+  async #redeem(session: Session, tenant: Tenant, holder: string, expected: string): Promise<Session> {
     const { sessions, audit, now } = this.#opts;
     const { tokens } = session.data;
     const refreshToken = tokens.refreshToken!;
-    const expected = sessions.versionOf(session.data);
     const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub };
     let refreshed;
     try {

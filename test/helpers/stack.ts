@@ -3,6 +3,7 @@ import type { Teardown } from './teardown.js';
 import type { Logger } from 'pino';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { Browser, type BrowserResponse, type FetchInit } from './browser.js';
 import { buildApp, type AppDeps, type Gateway } from '../../src/app.js';
 import { normaliseConfig } from '../../src/config/normalise.js';
 import type { GatewayConfig } from '../../src/config/types.js';
@@ -110,6 +111,21 @@ export async function startPeerGateway(t: Teardown, stack: Stack, deps: AppDeps 
   t.teardown(() => gateway.close());
   await gateway.warmUp();
   return { gateway, port: (gateway.app.server.address() as AddressInfo).port, logs: captured.lines };
+}
+
+/**
+ * A browser that keeps sending one session cookie whatever the gateway answers, each request as the load balancer
+ * forwards it: to an instance's port (the stack's own gateway when undefined) with the public Host and Origin.
+ */
+export function keptCookieSender(stack: Stack, cookieValue: string): (port: number | undefined, path: string, init?: FetchInit) => Promise<BrowserResponse> {
+  const browser = new Browser();
+  const publicHost = new URL(stack.publicUrl).host;
+  return (port, path, init = {}) =>
+    browser.fetch(port === undefined ? `${stack.publicUrl}${path}` : `http://localhost:${port}${path}`, {
+      ...init,
+      origin: stack.publicUrl,
+      headers: { ...init.headers, host: publicHost, cookie: `bff=${cookieValue}` },
+    });
 }
 
 /** Starts the ID-porten look-alike and a gateway wired to it, on ephemeral ports, closed at teardown. */
