@@ -368,6 +368,12 @@ const Route = define(
       ),
       timeout: Type.Optional(Duration),
       bodyLimit: Type.Optional(Size),
+      acr: Type.Optional(
+        annotate(AcrLevel, {
+          description:
+            'The assurance level a session needs for this route (one of idporten.allowedAcrValues). A session below it gets 401 step_up_required with a loginUrl that asks for this level.',
+        }),
+      ),
     },
     closed,
   ),

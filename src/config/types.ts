@@ -149,6 +149,8 @@ export interface RouteConfig {
   methods: string[];
   timeoutMs: number;
   bodyLimitBytes: number;
+  /** The assurance level a session needs here; a session below it is asked to log in again at this level. */
+  acr?: AcrLevel;
 }
 
 export interface TenantConfig {

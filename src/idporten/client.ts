@@ -11,6 +11,21 @@ export interface LoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** The max_age (seconds) the login asked for: the ID token's auth_time is then checked against it. */
+  maxAge?: number;
+}
+
+/** The `prompt` values a login may send (OIDC Core 3.1.2.1): a fresh login, or a choice of account. */
+export const LOGIN_PROMPTS = ['login', 'select_account'] as const;
+export type LoginPrompt = (typeof LOGIN_PROMPTS)[number];
+
+/** What a login asks ID-porten for besides the defaults. */
+export interface LoginRequest {
+  acr: AcrLevel;
+  locale: string;
+  redirectUri: string;
+  prompt?: LoginPrompt | undefined;
+  maxAge?: number | undefined;
 }
 
 export interface TokenSet {
@@ -95,10 +110,16 @@ export class IdportenClient {
   }
 
   /** Builds the authorization request (PKCE S256, state, nonce) — through PAR when the provider offers it. */
-  async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
+  async startLogin(opts: LoginRequest): Promise<{ url: URL; transaction: LoginTransaction }> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();
-    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr };
+    const transaction: LoginTransaction = {
+      state: client.randomState(),
+      nonce: client.randomNonce(),
+      codeVerifier,
+      acr: opts.acr,
+      ...(opts.maxAge !== undefined ? { maxAge: opts.maxAge } : {}),
+    };
     const params: Record<string, string> = {
       redirect_uri: opts.redirectUri,
       response_type: 'code',
@@ -111,6 +132,8 @@ export class IdportenClient {
       acr_values: opts.acr,
       ui_locales: opts.locale,
     };
+    if (opts.prompt) params.prompt = opts.prompt;
+    if (opts.maxAge !== undefined) params.max_age = String(opts.maxAge);
     const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -122,7 +145,8 @@ export class IdportenClient {
 
   /**
    * Checks the authorization response (state, RFC 9207 iss), exchanges the code (PKCE), and verifies the
-   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested.
+   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested, and auth_time
+   * within the max_age the login asked for.
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
@@ -146,6 +170,8 @@ export class IdportenClient {
       algorithms: this.#algorithms(config),
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
+      maxAge: transaction.maxAge,
+      now: this.#now(),
     });
     return { ...tokens, idToken: tokens.idToken, idTokenClaims };
   }
