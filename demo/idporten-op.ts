@@ -64,8 +64,23 @@ export interface TokenGrantRecord {
   connection: number;
 }
 
+/** One authorization request as the provider resolved it (through PAR or not). */
+export interface AuthorizationRecord {
+  clientId: string;
+  /** Whether the front-channel request named a pushed request (request_uri) instead of carrying its parameters. */
+  par: boolean;
+  /** The parameters the provider acted on (those of the pushed request, with PAR). */
+  prompt?: string;
+  maxAge?: string;
+  acrValues?: string;
+  /** The login the provider asked the user for, and why (e.g. `login_prompt`, `max_age`); absent: its session sufficed. */
+  interaction?: { name: string; reasons: string[] };
+}
+
 /** What the look-alike saw, for tests that check a client's behaviour from the provider's side. */
 export interface IdportenLookalikeObservations {
+  /** Every authorization request the provider accepted, in order (a resumed one once, as it started). */
+  readonly authorizations: AuthorizationRecord[];
   /** Every token-endpoint grant request that reached the provider, in the order it decided them. */
   readonly grants: TokenGrantRecord[];
   /** The grant each access token the provider issued belongs to, by the token's `jti`. */
@@ -182,6 +197,8 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
       observed.record(ctx, `${err.error ?? 'error'}: ${err.error_detail ?? err.error_description ?? ''}`);
     });
+    provider.on('authorization.accepted', (ctx: KoaContextWithOIDC) => observed.authorization(ctx));
+    provider.on('interaction.started', (ctx: KoaContextWithOIDC, prompt: { name: string; reasons: string[] }) => observed.authorization(ctx, prompt));
     provider.on('access_token.issued', (token: { jti: string; grantId?: string }) => {
       if (token.grantId) observed.view.accessTokenGrants.set(token.jti, token.grantId);
     });
@@ -289,8 +306,10 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
 function observe(server: ReturnType<typeof createServer>): {
   view: IdportenLookalikeObservations;
   record(ctx: KoaContextWithOIDC, error?: string): void;
+  authorization(ctx: KoaContextWithOIDC, interaction?: { name: string; reasons: string[] }): void;
 } {
   const grants: TokenGrantRecord[] = [];
+  const authorizations: AuthorizationRecord[] = [];
   const accessTokenGrants = new Map<string, string>();
   const grantListeners = new Set<(record: TokenGrantRecord) => void>();
   const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
@@ -307,6 +326,7 @@ function observe(server: ReturnType<typeof createServer>): {
   });
   return {
     view: {
+      authorizations,
       grants,
       accessTokenGrants,
       onGrant(listener) {
@@ -318,6 +338,21 @@ function observe(server: ReturnType<typeof createServer>): {
         for (const connection of open.values()) listener(connection);
         return () => connectionListeners.delete(listener);
       },
+    },
+    authorization(ctx, interaction) {
+      // A request resumed after its login is the one recorded as it started.
+      if (ctx.oidc.route !== 'authorization') return;
+      const params = ctx.oidc.params ?? {};
+      const text = (name: string) => (typeof params[name] === 'string' || typeof params[name] === 'number' ? { [name]: String(params[name]) } : {});
+      const { prompt, max_age: maxAge, acr_values: acrValues } = { ...text('prompt'), ...text('max_age'), ...text('acr_values') };
+      authorizations.push({
+        clientId: String(params.client_id ?? ''),
+        par: ctx.URL.searchParams.has('request_uri'),
+        ...(prompt !== undefined ? { prompt } : {}),
+        ...(maxAge !== undefined ? { maxAge } : {}),
+        ...(acrValues !== undefined ? { acrValues } : {}),
+        ...(interaction ? { interaction: { name: interaction.name, reasons: [...interaction.reasons] } } : {}),
+      });
     },
     record(ctx, error) {
       const { params, entities } = ctx.oidc ?? {};
