@@ -392,6 +392,8 @@ function createProvider(s: ProviderSettings): Provider {
   const policy = interactionPolicy.base();
   // ID-porten asks for no consent: grants are created automatically (see loadExistingGrant).
   policy.remove('consent');
+  // prompt=select_account: the login page again, where the user may pick another account (eID or person).
+  policy.add(new interactionPolicy.Prompt({ name: 'select_account', requestable: true }), 0);
   // A remembered login only counts when its level of assurance meets the request.
   policy.get('login').checks.add(new interactionPolicy.Check(
     'acr_too_low',
@@ -594,6 +596,8 @@ async function handleInteraction(
     const acr = acrRank(chosen) > acrRank(requestedAcr) ? chosen : requestedAcr;
     await provider.interactionFinished(req, res, {
       login: { accountId: user.pid, acr, amr: ['TestID'], remember: true },
+      // The account was chosen on this page: a select_account prompt is resolved too.
+      ...(details.prompt.name === 'select_account' ? { select_account: {} } : {}),
     }, { mergeWithLastSubmission: false });
     return;
   }

@@ -37,6 +37,8 @@ export interface StackOptions {
    * ID-porten token) and /mva/innsending (the Altinn app, Altinn token) to them.
    */
   upstreams?: boolean;
+  /** With `upstreams`: more routes to the look-alikes, next to the three above. */
+  upstreamRoutes?: (upstreams: { skatteetaten: SkatteetatenLookalike; altinn: AltinnLookalike }) => Record<string, unknown>[];
 }
 
 export interface Stack {
@@ -173,6 +175,7 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
       { path: '/mva/validering', upstream: skatteetaten.validationUrl, token: 'idporten', methods: ['POST'] },
       { path: '/mva/echo', upstream: `${skatteetaten.url}/echo`, token: 'idporten' },
       { path: '/mva/innsending', upstream: altinn.appUrl, token: 'altinn' },
+      ...(opts.upstreamRoutes?.({ skatteetaten, altinn }) ?? []),
     );
   }
   const raw = {
