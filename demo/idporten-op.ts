@@ -9,6 +9,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
 import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { OpMemoryStore } from './op-memory-adapter.js';
@@ -73,6 +74,7 @@ export interface AuthorizationRecord {
   prompt?: string;
   maxAge?: string;
   acrValues?: string;
+  uiLocales?: string;
   /** The login the provider asked the user for, and why (e.g. `login_prompt`, `max_age`); absent: its session sufficed. */
   interaction?: { name: string; reasons: string[] };
 }
@@ -344,13 +346,14 @@ function observe(server: ReturnType<typeof createServer>): {
       if (ctx.oidc.route !== 'authorization') return;
       const params = ctx.oidc.params ?? {};
       const text = (name: string) => (typeof params[name] === 'string' || typeof params[name] === 'number' ? { [name]: String(params[name]) } : {});
-      const { prompt, max_age: maxAge, acr_values: acrValues } = { ...text('prompt'), ...text('max_age'), ...text('acr_values') };
+      const { prompt, max_age: maxAge, acr_values: acrValues, ui_locales: uiLocales } = { ...text('prompt'), ...text('max_age'), ...text('acr_values'), ...text('ui_locales') };
       authorizations.push({
         clientId: String(params.client_id ?? ''),
         par: ctx.URL.searchParams.has('request_uri'),
         ...(prompt !== undefined ? { prompt } : {}),
         ...(maxAge !== undefined ? { maxAge } : {}),
         ...(acrValues !== undefined ? { acrValues } : {}),
+        ...(uiLocales !== undefined ? { uiLocales } : {}),
         ...(interaction ? { interaction: { name: interaction.name, reasons: [...interaction.reasons] } } : {}),
       });
     },
@@ -478,7 +481,7 @@ function createProvider(s: ProviderSettings): Provider {
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx: KoaContextWithOIDC, form: string) => {
-          ctx.body = renderAutoLogoutPage(form);
+          ctx.body = renderAutoLogoutPage(form, frontChannelLogoutUris(ctx, s));
         },
         postLogoutSuccessSource: async (ctx: KoaContextWithOIDC) => {
           ctx.body = renderLoggedOutPage();
@@ -512,13 +515,32 @@ function createProvider(s: ProviderSettings): Provider {
     },
     jwks: { keys: s.signingKeys },
     // oidc-provider blocks outgoing requests to loopback addresses; back-channel logout
-    // tokens must reach gateways listening on 127.0.0.1 here.
+    // tokens must reach gateways listening on 127.0.0.1 here, NAME.localhost included.
     fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
       const { dispatcher, ...rest } = options;
-      return isLoopback(new URL(url).hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
+      const { hostname } = new URL(url);
+      if (hostname.endsWith('.localhost')) return undiciFetch(url, { ...(rest as object), dispatcher: localhostNames() }) as unknown as Promise<Response>;
+      return isLoopback(hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
     },
   });
   return provider;
+}
+
+/**
+ * OIDC Front-Channel Logout 1.0 section 4 (oidc-provider has no front-channel logout): the `frontchannel_logout_uri`
+ * of every client in the ending session but the one that asked for the logout, with `iss` and `sid`.
+ */
+function frontChannelLogoutUris(ctx: KoaContextWithOIDC, s: ProviderSettings): string[] {
+  const authorizations = (ctx.oidc.session?.authorizations ?? {}) as Record<string, { sid?: string }>;
+  const initiator: string | undefined = ctx.oidc.client?.clientId;
+  return Object.entries(authorizations).flatMap(([clientId, { sid }]) => {
+    const uri = s.clients.find((client) => client.client_id === clientId)?.frontchannel_logout_uri;
+    if (clientId === initiator || typeof uri !== 'string' || !sid) return [];
+    const url = new URL(uri);
+    url.searchParams.set('iss', s.issuer);
+    url.searchParams.set('sid', sid);
+    return [url.toString()];
+  });
 }
 
 /**
@@ -639,6 +661,24 @@ async function newSigningKey(): Promise<JWK> {
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+}
+
+let localhostNamesAgent: Agent | undefined;
+
+/**
+ * Connections for `NAME.localhost`, which is loopback (RFC 6761 section 6.3) although the system resolver may not
+ * know the name: made to 127.0.0.1, the URL's host name kept in the Host header.
+ */
+function localhostNames(): Agent {
+  localhostNamesAgent ??= new Agent({
+    connect: {
+      lookup: (_hostname, options, callback) => {
+        if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }] as never);
+        else callback(null, '127.0.0.1' as never, 4);
+      },
+    },
+  });
+  return localhostNamesAgent;
 }
 
 function sendHtml(res: ServerResponse, status: number, html: string): void {
