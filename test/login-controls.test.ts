@@ -108,7 +108,7 @@ t.test('/auth/login refuses any other prompt or max_age with 400 invalid_request
   }
 });
 
-t.test('step-up: a session below a route\'s acr gets 401 step_up_required; the login it names replaces the session, and the call then works', async (t) => {
+t.test('step-up: a session below the acr of a route gets 401 step_up_required; the login it names replaces the session, and the call then works', async (t) => {
   const stack = await startStack(t, {
     upstreams: true,
     upstreamRoutes: ({ skatteetaten }) => [{ path: '/mva/high', upstream: `${skatteetaten.url}/echo/high`, token: 'idporten', acr: HIGH }],
@@ -162,7 +162,7 @@ t.test('step-up: a session below a route\'s acr gets 401 step_up_required; the l
   t.equal(old.status, 401, 'the old cookie is worth nothing');
 });
 
-t.test('step-up: a session logged in at the route\'s level passes; no session is a plain login_required', async (t) => {
+t.test('step-up: a session logged in at the level of the route passes; no session is a plain login_required', async (t) => {
   const stack = await startStack(t, {
     upstreams: true,
     upstreamRoutes: ({ skatteetaten }) => [{ path: '/mva/high', upstream: `${skatteetaten.url}/echo/high`, token: 'idporten', acr: HIGH }],
