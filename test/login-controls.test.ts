@@ -84,6 +84,8 @@ t.test('/auth/login refuses any other prompt or max_age with 400 invalid_request
     'prompt=',
     'prompt=login%20consent',
     'prompt=LOGIN',
+    'prompt=login&prompt=select_account',
+    'max_age=5&max_age=6',
     'max_age=-1',
     'max_age=1.5',
     'max_age=1e3',
