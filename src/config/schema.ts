@@ -368,6 +368,13 @@ const Route = define(
       ),
       timeout: Type.Optional(Duration),
       bodyLimit: Type.Optional(Size),
+      resource: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description:
+            'RFC 8707 resource indicator (an absolute URI without fragment): the route sends an access token issued for this resource (its aud), obtained for it alone and never sent to another upstream. Only with token: idporten.',
+        }),
+      ),
     },
     closed,
   ),

@@ -149,6 +149,12 @@ export interface RouteConfig {
   methods: string[];
   timeoutMs: number;
   bodyLimitBytes: number;
+  /**
+   * RFC 8707 resource indicator (absolute URI, no fragment; `token: idporten` only): the route's bearer is an
+   * access token requested with `resource=` this URI, kept per resource in the session. Absent: the session's
+   * own access token.
+   */
+  resource?: string;
 }
 
 export interface TenantConfig {

@@ -95,7 +95,7 @@ export class BffRequest {
     const tenant = this.requireTenant();
     if (tenant.id !== tenantId) throw new GatewayError('unknown_tenant', 'This host is not served by the gateway.');
     const session = this.#lifecycle.needsSession(route.token) ? await this.requireSession() : undefined;
-    return this.#lifecycle.bearer(route.token, tenant, session);
+    return this.#lifecycle.bearer(route.token, tenant, session, route.resource);
   }
 
   /**
@@ -115,7 +115,7 @@ export class BffRequest {
         this.#current = Promise.resolve({ state: 'live', session });
       }
     }
-    return this.#lifecycle.bearerNow(route.token, tenant, session);
+    return this.#lifecycle.bearerNow(route.token, tenant, session, route.resource);
   }
 
   /** The session a lookup already found (for lines written later, such as the proxy's audit line). */

@@ -11,6 +11,8 @@ export interface LoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** RFC 8707 resource indicators named in the authorization request (absent: none). */
+  resources?: string[];
 }
 
 export interface TokenSet {
@@ -22,8 +24,11 @@ export interface TokenSet {
   scope?: string | undefined;
 }
 
-/** What a finished login hands over: the tokens and the verified ID token's claims. */
-export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload };
+/**
+ * What a finished login hands over: the tokens, the verified ID token's claims, and the resources the
+ * authorization request named (only those can be asked for by a refresh grant later).
+ */
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; resources?: string[] | undefined };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -98,8 +103,9 @@ export class IdportenClient {
   async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();
-    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr };
-    const params: Record<string, string> = {
+    const resources = resourcesOf(this.#tenant);
+    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr, ...(resources.length ? { resources } : {}) };
+    const params = new URLSearchParams({
       redirect_uri: opts.redirectUri,
       response_type: 'code',
       scope: this.#tenant.idporten.scopes.join(' '),
@@ -110,7 +116,9 @@ export class IdportenClient {
       code_challenge_method: 'S256',
       acr_values: opts.acr,
       ui_locales: opts.locale,
-    };
+    });
+    // RFC 8707 section 2.1: one `resource` parameter per resource the session's tokens will be asked for.
+    for (const resource of resources) params.append('resource', resource);
     const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -147,19 +155,20 @@ export class IdportenClient {
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
     });
-    return { ...tokens, idToken: tokens.idToken, idTokenClaims };
+    return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(transaction.resources ? { resources: transaction.resources } : {}) };
   }
 
   /**
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
-   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
+   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`. With `resource` (RFC 8707 section 2.2) the access
+   * token is asked for that resource alone; a provider that will not issue one answers `invalid_target`.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }, resource?: string): Promise<TokenSet> {
     const config = await this.configuration();
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken);
+      response = await client.refreshTokenGrant(config, refreshToken, resource === undefined ? undefined : { resource });
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }
@@ -257,6 +266,11 @@ export function accessTokenExpiry(sentAt: number, expiresInSeconds: number): num
 
 /** A JWT's `iat`/`exp` are whole seconds: a token issued late in its second expires up to this much early. */
 const EXPIRY_ROUNDING_MS = 1_000;
+
+/** The tenant's resource indicators (`routes[].resource`), each once, in route order. */
+export function resourcesOf(tenant: Pick<TenantConfig, 'routes'>): string[] {
+  return [...new Set(tenant.routes.flatMap((route) => (route.resource === undefined ? [] : [route.resource])))];
+}
 
 async function clientAuthentication(tenant: TenantConfig): Promise<client.ClientAuth> {
   const auth = tenant.idporten.clientAuth;
