@@ -199,6 +199,32 @@ t.test('a provider that refuses a resource (invalid_target, RFC 8707 section 2) 
   t.equal(stack.op.stats.refreshGrantErrors, 1, 'and no refresh token was presented twice');
 });
 
+t.test('a resource added after a login is asked for only by a new login: 401 login_required, no grant the provider could refuse after spending the refresh token', async (t) => {
+  const RESOURCE_C = 'https://api-c.example.no/';
+  const { stack, a, b } = await resourceStack(t);
+  const { browser } = await login(stack);
+  t.equal((await browser.fetch(`${stack.publicUrl}/b/x`, { headers: api })).status, 200);
+  const raw = structuredClone(stack.rawConfig) as { tenants: { routes: { path: string; resource?: string }[] }[] };
+  raw.tenants[0]!.routes.find((route) => route.path === '/b')!.resource = RESOURCE_C;
+  await stack.gateway.reload(raw);
+
+  const mark = stack.op.observed.grants.length;
+  const refused = await browser.fetch(`${stack.publicUrl}/b/y`, { headers: api });
+  t.equal(refused.status, 401);
+  t.match(JSON.parse(refused.body), { code: 'login_required', loginUrl: /\/auth\/login/ });
+  t.equal(b.requests.length, 1, 'nothing more reached the upstream');
+  t.same(refreshGrants(stack, mark), [], 'no grant asked for the resource the login did not name');
+  t.equal((await browser.fetch(`${stack.publicUrl}/a/x`, { headers: api })).status, 200, 'the session lives on for the other routes');
+  t.equal(a.requests.at(-1)?.claims?.aud, RESOURCE_A);
+
+  const after = new Browser();
+  await loginAtLookalike(after, `${stack.publicUrl}/auth/login`, { pid: TEST_USERS[0]!.pid });
+  await after.fetch(`${stack.publicUrl}/b/z`, { headers: api });
+  const grants = refreshGrants(stack, mark).filter((g) => g.resource === RESOURCE_C);
+  t.equal(grants.length, 1, 'after a new login, one grant for the new resource');
+  t.ok(grants[0]?.ok, 'which the provider grants: the new login named it');
+});
+
 t.test('configuration: resource is an absolute URI without fragment, on token: idporten routes only', async (t) => {
   const raw = (route: Record<string, unknown>) => ({
     session: { keys: [{ id: 'k1', secret: Buffer.alloc(32, 7).toString('base64url') }] },

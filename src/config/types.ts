@@ -111,6 +111,11 @@ export interface IdportenConfig {
   clientId: string;
   clientAuth: ClientAuth;
   scopes: string[];
+  /**
+   * The RFC 8707 resource indicators of the tenant's routes (`routes[].resource`), each once, in route order: the
+   * authorization request names them all. normaliseConfig sets it when a route has one; absent: none.
+   */
+  resources?: string[];
   acrValues: AcrLevel;
   /** acr values a login request may ask for with ?acr= (always includes acrValues). */
   allowedAcrValues: AcrLevel[];

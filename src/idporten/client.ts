@@ -103,7 +103,7 @@ export class IdportenClient {
   async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();
-    const resources = resourcesOf(this.#tenant);
+    const resources = this.#tenant.idporten.resources ?? [];
     const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr, ...(resources.length ? { resources } : {}) };
     const params = new URLSearchParams({
       redirect_uri: opts.redirectUri,
@@ -266,11 +266,6 @@ export function accessTokenExpiry(sentAt: number, expiresInSeconds: number): num
 
 /** A JWT's `iat`/`exp` are whole seconds: a token issued late in its second expires up to this much early. */
 const EXPIRY_ROUNDING_MS = 1_000;
-
-/** The tenant's resource indicators (`routes[].resource`), each once, in route order. */
-export function resourcesOf(tenant: Pick<TenantConfig, 'routes'>): string[] {
-  return [...new Set(tenant.routes.flatMap((route) => (route.resource === undefined ? [] : [route.resource])))];
-}
 
 async function clientAuthentication(tenant: TenantConfig): Promise<client.ClientAuth> {
   const auth = tenant.idporten.clientAuth;
