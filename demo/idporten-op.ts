@@ -36,6 +36,13 @@ export interface IdportenLookalikeOptions {
   refreshAnswerDelayMs?: number;
 }
 
+/**
+ * RFC 8707 resource indicators: a request naming `resource` gets an access token (a JWT) for that resource alone,
+ * its `aud` the indicator, as ID-porten copies `resource` into `aud`. Without one the token is for the look-alike's
+ * default API, as before. oidc-provider only issues a token for a resource the authorization request named.
+ */
+export const API_RESOURCE = 'urn:lookalike:idporten:api';
+
 export interface IdportenLookalikeStats {
   refreshGrants: number;
   codeGrants: number;
@@ -59,6 +66,8 @@ export interface TokenGrantRecord {
   grantId?: string;
   /** Fingerprint of the refresh token presented (refresh grants). */
   presented?: string;
+  /** The RFC 8707 `resource` the grant asked for, if any. */
+  resource?: string;
   /** Fingerprint of the refresh token the answer carries (the rotated one, on a refresh grant). */
   issued?: string;
   /** The TCP connection the request came on, numbered as `onConnection` announces them. */
@@ -87,6 +96,8 @@ export interface IdportenLookalikeObservations {
   readonly grants: TokenGrantRecord[];
   /** The grant each access token the provider issued belongs to, by the token's `jti`. */
   readonly accessTokenGrants: Map<string, string>;
+  /** Fingerprints of the tokens posted to the revocation endpoint, in order. */
+  readonly revoked: string[];
   /** Called as each grant is decided, before the answer is sent. Returns a function that stops the calls. */
   onGrant(listener: (record: TokenGrantRecord) => void): () => void;
   /**
@@ -110,6 +121,8 @@ export interface IdportenLookalike {
   isRefreshTokenActive(token: string): Promise<boolean>;
   /** While true the token endpoint answers 503, as ID-porten does when it is down. */
   setTokenEndpointDown(down: boolean): void;
+  /** While refused, a token request naming this resource is answered `invalid_target` (RFC 8707 section 2). */
+  refuseResource(resource: string, refused: boolean): void;
   /** A new RS256 key signs from now on; the old one stays in the JWKS unless dropOld. */
   rotateSigningKey(opts?: { dropOld?: boolean }): Promise<void>;
   close(): Promise<void>;
@@ -128,11 +141,10 @@ export const API_SCOPES = [
 ] as const;
 
 /**
- * The single resource server every access token is issued for. ID-porten clients do not
- * send RFC 8707 `resource`; defaulting to one resource makes oidc-provider issue JWT access
- * tokens carrying the API scopes next to `openid`, as ID-porten does.
+ * The resource server an access token is issued for when the client names none (API_RESOURCE). Defaulting to
+ * one resource makes oidc-provider issue JWT access tokens carrying the API scopes next to `openid`, as ID-porten
+ * does.
  */
-const API_RESOURCE = 'urn:lookalike:idporten:api';
 const RESOURCE_SCOPES = ['openid', 'profile', ...API_SCOPES].join(' ');
 
 /** Endpoint paths named like ID-porten's. */
@@ -175,6 +187,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     cookieKeys: [randomBytes(32).toString('base64url')],
     pairwiseSalt: randomBytes(32),
     signingKeys: [await newSigningKey()],
+    refusedResources: new Set(),
   };
 
   const issuedTokens = new Set<string>();
@@ -233,6 +246,17 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
         res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'token endpoint is down' }));
         return;
       }
+      if (settings.refusedResources.size > 0) {
+        const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+        if (form.getAll('resource').some((resource) => settings.refusedResources.has(resource))) {
+          // RFC 8707 section 2: an error answer, before anything is issued or rotated.
+          if (form.get('grant_type') === 'refresh_token') stats.refreshGrantErrors += 1;
+          res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify({ error: 'invalid_target', error_description: 'the resource is refused' }));
+          return;
+        }
+        req = replayOf(req, form);
+      }
       onResponseBody(res, (status, body) => {
         if (status === 200) recordTokens(body, issuedTokens);
       });
@@ -261,7 +285,9 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       onResponseBody(res, (status) => {
         if (status === 200) stats.revocations += 1;
       });
-      current.handle(await withoutStructuredToken(req), res);
+      const { replay, token } = await withoutStructuredToken(req);
+      if (token) observed.view.revoked.push(fingerprint(token)!);
+      current.handle(replay, res);
       return;
     }
     current.handle(req, res);
@@ -289,6 +315,10 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     setTokenEndpointDown(down) {
       tokenEndpointDown = down;
     },
+    refuseResource(resource, refused) {
+      if (refused) settings.refusedResources.add(resource);
+      else settings.refusedResources.delete(resource);
+    },
     async rotateSigningKey(rotateOpts) {
       const key = await newSigningKey();
       settings.signingKeys = rotateOpts?.dropOld ? [key] : [key, ...settings.signingKeys];
@@ -313,6 +343,7 @@ function observe(server: ReturnType<typeof createServer>): {
   const grants: TokenGrantRecord[] = [];
   const authorizations: AuthorizationRecord[] = [];
   const accessTokenGrants = new Map<string, string>();
+  const revoked: string[] = [];
   const grantListeners = new Set<(record: TokenGrantRecord) => void>();
   const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
   const connections = new WeakMap<Socket, number>();
@@ -331,6 +362,7 @@ function observe(server: ReturnType<typeof createServer>): {
       authorizations,
       grants,
       accessTokenGrants,
+      revoked,
       onGrant(listener) {
         grantListeners.add(listener);
         return () => grantListeners.delete(listener);
@@ -368,6 +400,7 @@ function observe(server: ReturnType<typeof createServer>): {
         ...(error !== undefined ? { error } : {}),
         ...(typeof grantId === 'string' ? { grantId } : {}),
         ...(typeof params?.refresh_token === 'string' ? { presented: fingerprint(params.refresh_token) } : {}),
+        ...(typeof params?.resource === 'string' ? { resource: params.resource } : {}),
         ...(typeof body?.refresh_token === 'string' ? { issued: fingerprint(body.refresh_token) } : {}),
         connection: connections.get(ctx.req.socket as Socket) ?? 0,
       };
@@ -389,6 +422,8 @@ interface ProviderSettings {
   pairwiseSalt: Buffer;
   /** Private JWKs; the first one signs. */
   signingKeys: JWK[];
+  /** Resource indicators answered `invalid_target` (refuseResource). */
+  refusedResources: Set<string>;
 }
 
 function createProvider(s: ProviderSettings): Provider {
@@ -405,6 +440,12 @@ function createProvider(s: ProviderSettings): Provider {
       && acrRank(ctx.oidc.acr) < acrRank(lowestRequestedAcr(ctx.oidc.params.acr_values)),
   ));
 
+  const resourceServerInfo = {
+    scope: RESOURCE_SCOPES,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: s.accessTokenTtl,
+    jwt: { sign: { alg: 'RS256' } },
+  } as const;
   const provider = new Provider(s.issuer, {
     adapter: (name: string) => s.store.adapterFor(name),
     clients: s.clients,
@@ -445,7 +486,7 @@ function createProvider(s: ProviderSettings): Provider {
         claims: async () => ({ sub: user.pid, pid: user.pid, locale: user.locale, name: user.name }),
       };
     },
-    loadExistingGrant: autoGrant,
+    loadExistingGrant: (ctx: KoaContextWithOIDC) => autoGrant(ctx, resourceServerInfo),
     extraTokenClaims: async (ctx: KoaContextWithOIDC, token: { accountId?: string }) => {
       const source = ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AuthorizationCode;
       return {
@@ -491,12 +532,9 @@ function createProvider(s: ProviderSettings): Provider {
         enabled: true,
         defaultResource: async () => API_RESOURCE,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async () => ({
-          scope: RESOURCE_SCOPES,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: s.accessTokenTtl,
-          jwt: { sign: { alg: 'RS256' } },
-        }),
+        // Every resource is a JWT audience (`aud` = the indicator) with the same scopes (refuseResource answers
+        // before the provider sees the request: oidc-provider refuses a refresh grant's target only after rotating).
+        getResourceServerInfo: async () => resourceServerInfo,
       },
     },
     interactions: {
@@ -548,7 +586,7 @@ function frontChannelLogoutUris(ctx: KoaContextWithOIDC, s: ProviderSettings): s
  * Also asks for `sid` in the ID token: ID-porten always sends it, oidc-provider only
  * when requested or required by back-channel logout.
  */
-async function autoGrant(ctx: KoaContextWithOIDC): Promise<unknown> {
+async function autoGrant(ctx: KoaContextWithOIDC, resourceServerInfo: object): Promise<unknown> {
   const { oidc } = ctx;
   const accountId: string = oidc.session.accountId;
   const clientId: string = oidc.client.clientId;
@@ -557,6 +595,10 @@ async function autoGrant(ctx: KoaContextWithOIDC): Promise<unknown> {
   if (!grant || grant.accountId !== accountId) {
     grant = new oidc.provider.Grant({ accountId, clientId });
   }
+  // A request naming resources still gets the default API's token when it names none at the token endpoint (as
+  // ID-porten issues its usual token then), so the default resource is granted beside those named.
+  const resourceServers = oidc.resourceServers as Record<string, unknown>;
+  if (!(API_RESOURCE in resourceServers)) resourceServers[API_RESOURCE] = new oidc.provider.ResourceServer(API_RESOURCE, resourceServerInfo);
   const oidcScopes = [...(oidc.requestParamOIDCScopes as Set<string>)].join(' ');
   if (oidcScopes) grant.addOIDCScope(oidcScopes);
   for (const [indicator, resourceServer] of Object.entries(oidc.resourceServers as Record<string, { scopes: Set<string> }>)) {
@@ -746,11 +788,16 @@ function recordTokens(body: string, into: Set<string>): void {
  * authenticates the client and answers 200, as RFC 7009 §2.2 prescribes for unknown tokens.
  * The JWT itself stays valid until it expires, like any self-contained token.
  */
-async function withoutStructuredToken(req: IncomingMessage): Promise<IncomingMessage> {
+async function withoutStructuredToken(req: IncomingMessage): Promise<{ replay: IncomingMessage; token: string | null }> {
   const body = await readBody(req, MAX_FORM_BYTES);
   const form = new URLSearchParams(body);
   const token = form.get('token');
   if (token && looksLikeJwt(token)) form.set('token', randomBytes(32).toString('base64url'));
+  return { replay: replayOf(req, form), token };
+}
+
+/** A request whose form body was read, to hand on as if it had not been. */
+function replayOf(req: IncomingMessage, form: URLSearchParams): IncomingMessage {
   const replay = new IncomingMessage(req.socket);
   const buffer = Buffer.from(form.toString(), 'utf8');
   replay.method = req.method;

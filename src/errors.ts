@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'unknown_tenant',
   'upstream_unavailable',
   'upstream_timeout',
+  'resource_refused',
   'idp_unavailable',
   'store_unavailable',
   'refresh_in_progress',

@@ -128,6 +128,10 @@ function normaliseIdporten(
     usePar: raw.usePar ?? true,
     httpTimeoutMs: issues.attempt(at('httpTimeout'), () => parseDurationMs(raw.httpTimeout ?? '10s')) ?? 0,
   };
+  // Part of the ID-porten settings (not read from the routes at login), so that a reload changing them gives the
+  // tenant a client that names the new ones.
+  const resources = [...new Set(routes.flatMap((route) => (route.resource === undefined ? [] : [route.resource])))];
+  if (resources.length > 0) idporten.resources = resources;
   if (raw.caFile !== undefined) {
     const caFile = raw.caFile;
     const caPem = issues.attempt(at('caFile'), () => readCertificates(caFile, baseDir));

@@ -107,7 +107,7 @@ export class BffRequest {
       // back to the page the call came from.
       throw stepUpRequired(route.acr!, loginUrl(tenant.config, refererReturnTo(this.#referer, tenant.config.publicUrl), { acr: route.acr!, prompt: 'login' }));
     }
-    return this.#lifecycle.bearer(route.token, tenant, session);
+    return this.#lifecycle.bearer(route.token, tenant, session, route.resource);
   }
 
   /** A route asking for an assurance level needs a session to have one, whatever token it sends. */
@@ -134,7 +134,7 @@ export class BffRequest {
     }
     // A session below the route's level: bearerFor answers with step_up_required.
     if (session && belowRouteLevel(session, route)) return undefined;
-    return this.#lifecycle.bearerNow(route.token, tenant, session);
+    return this.#lifecycle.bearerNow(route.token, tenant, session, route.resource);
   }
 
   /** The session a lookup already found (for lines written later, such as the proxy's audit line). */

@@ -13,6 +13,8 @@ export interface LoginTransaction {
   acr: AcrLevel;
   /** The max_age (seconds) the login asked for: the ID token's auth_time is then checked against it. */
   maxAge?: number;
+  /** RFC 8707 resource indicators named in the authorization request (absent: none). */
+  resources?: string[];
 }
 
 /** The `prompt` values a login may send (OIDC Core 3.1.2.1): a fresh login, or a choice of account. */
@@ -37,8 +39,11 @@ export interface TokenSet {
   scope?: string | undefined;
 }
 
-/** What a finished login hands over: the tokens and the verified ID token's claims. */
-export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload };
+/**
+ * What a finished login hands over: the tokens, the verified ID token's claims, and the resources the
+ * authorization request named (only those can be asked for by a refresh grant later).
+ */
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; resources?: string[] | undefined };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -113,14 +118,16 @@ export class IdportenClient {
   async startLogin(opts: LoginRequest): Promise<{ url: URL; transaction: LoginTransaction }> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();
+    const resources = this.#tenant.idporten.resources ?? [];
     const transaction: LoginTransaction = {
       state: client.randomState(),
       nonce: client.randomNonce(),
       codeVerifier,
       acr: opts.acr,
       ...(opts.maxAge !== undefined ? { maxAge: opts.maxAge } : {}),
+      ...(resources.length ? { resources } : {}),
     };
-    const params: Record<string, string> = {
+    const params = new URLSearchParams({
       redirect_uri: opts.redirectUri,
       response_type: 'code',
       scope: this.#tenant.idporten.scopes.join(' '),
@@ -131,9 +138,11 @@ export class IdportenClient {
       code_challenge_method: 'S256',
       acr_values: opts.acr,
       ui_locales: opts.locale,
-    };
-    if (opts.prompt) params.prompt = opts.prompt;
-    if (opts.maxAge !== undefined) params.max_age = String(opts.maxAge);
+    });
+    if (opts.prompt) params.set('prompt', opts.prompt);
+    if (opts.maxAge !== undefined) params.set('max_age', String(opts.maxAge));
+    // RFC 8707 section 2.1: one `resource` parameter per resource the session's tokens will be asked for.
+    for (const resource of resources) params.append('resource', resource);
     const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -173,19 +182,20 @@ export class IdportenClient {
       maxAge: transaction.maxAge,
       now: this.#now(),
     });
-    return { ...tokens, idToken: tokens.idToken, idTokenClaims };
+    return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(transaction.resources ? { resources: transaction.resources } : {}) };
   }
 
   /**
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
-   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
+   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`. With `resource` (RFC 8707 section 2.2) the access
+   * token is asked for that resource alone; a provider that will not issue one answers `invalid_target`.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }, resource?: string): Promise<TokenSet> {
     const config = await this.configuration();
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken);
+      response = await client.refreshTokenGrant(config, refreshToken, resource === undefined ? undefined : { resource });
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }
