@@ -33,6 +33,11 @@ export interface IdportenLookalikeOptions {
    * hears the answer, so that the new refresh token is lost with it.
    */
   refreshAnswerDelayMs?: number;
+  /**
+   * DPoP (RFC 9449), which ID-porten offers without registration, is always on (bound tokens carry cnf.jkt);
+   * with this the token endpoint also demands a server nonce (section 8), as ID-porten may.
+   */
+  dpopNonce?: boolean;
 }
 
 export interface IdportenLookalikeStats {
@@ -158,6 +163,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     cookieKeys: [randomBytes(32).toString('base64url')],
     pairwiseSalt: randomBytes(32),
     signingKeys: [await newSigningKey()],
+    dpopNonceSecret: opts.dpopNonce ? randomBytes(32) : undefined,
   };
 
   const issuedTokens = new Set<string>();
@@ -351,6 +357,8 @@ interface ProviderSettings {
   pairwiseSalt: Buffer;
   /** Private JWKs; the first one signs. */
   signingKeys: JWK[];
+  /** Set when the token endpoint demands DPoP nonces. */
+  dpopNonceSecret: Buffer | undefined;
 }
 
 function createProvider(s: ProviderSettings): Provider {
@@ -436,6 +444,10 @@ function createProvider(s: ProviderSettings): Provider {
       devInteractions: { enabled: false },
       userinfo: { enabled: false },
       revocation: { enabled: true },
+      dPoP: {
+        enabled: true,
+        ...(s.dpopNonceSecret ? { nonceSecret: s.dpopNonceSecret, requireNonce: () => true } : {}),
+      },
       backchannelLogout: { enabled: true },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
       rpInitiatedLogout: {

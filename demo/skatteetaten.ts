@@ -15,6 +15,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
+import { DpopChecker, dpopRequestOf, type DpopCheckerOptions } from './dpop-check.js';
 import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
 import { renderValideringsresultat, validateMvaMelding, type ResultFormat } from './mva-validation.js';
 
@@ -32,6 +33,8 @@ export interface SkatteetatenLookalikeOptions {
   jwksUri: string;
   /** Which published XML shape to answer with; default `xsd`. */
   resultFormat?: ResultFormat;
+  /** Take DPoP-bound tokens with proofs (RFC 9449), and refuse them as Bearer. */
+  dpop?: DpopCheckerOptions;
 }
 
 export interface RecordedRequest {
@@ -52,8 +55,9 @@ export interface SkatteetatenLookalike {
 }
 
 export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOptions): Promise<SkatteetatenLookalike> {
-  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE });
-  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri });
+  const dpop = opts.dpop ? new DpopChecker(opts.dpop) : undefined;
+  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE, ...(dpop ? { dpop } : {}) });
+  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...(dpop ? { dpop } : {}) });
   const requests: RecordedRequest[] = [];
 
   const running = await serve(opts.host ?? '127.0.0.1', opts.port ?? 0, async (req, res, url) => {
@@ -76,7 +80,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
       sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
       return;
     }
-    const auth = await verifyValidation(req.headers.authorization);
+    const auth = await verifyValidation(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
       return;
@@ -115,7 +119,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
   }
 
   async function echo(req: IncomingMessage, res: ServerResponse, url: URL, record: RecordedRequest): Promise<void> {
-    const auth = await verifyAny(req.headers.authorization);
+    const auth = await verifyAny(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
       return;

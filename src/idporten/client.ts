@@ -4,6 +4,8 @@ import type { AcrLevel, TenantConfig } from '../config/types.js';
 import { classifyProviderError, OidcError } from './errors.js';
 import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
 import { ProviderKeys, verifyIdToken } from './id-token.js';
+import { newDpopKey, signerFor, type DpopKey } from '../net/dpop.js';
+import { checkDpopBinding, dpopHandle } from './dpop.js';
 
 /** What a login attempt must remember between /auth/login and /auth/callback. */
 export interface LoginTransaction {
@@ -11,6 +13,8 @@ export interface LoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** The DPoP key the session will be bound to (tenants with idporten.dpop): its thumbprint went out as dpop_jkt. */
+  dpopKey?: DpopKey;
 }
 
 export interface TokenSet {
@@ -23,7 +27,7 @@ export interface TokenSet {
 }
 
 /** What a finished login hands over: the tokens and the verified ID token's claims. */
-export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload };
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; dpopKey?: DpopKey | undefined };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -111,6 +115,11 @@ export class IdportenClient {
       acr_values: opts.acr,
       ui_locales: opts.locale,
     };
+    if (this.#tenant.idporten.dpop) {
+      // RFC 9449 section 10: the authorization code is bound to the session's key, so only its holder can redeem it.
+      transaction.dpopKey = newDpopKey();
+      params.dpop_jkt = signerFor(transaction.dpopKey).jkt;
+    }
     const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -126,18 +135,22 @@ export class IdportenClient {
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
+    const { dpopKey } = transaction;
+    if (this.#tenant.idporten.dpop && !dpopKey) throw new OidcError('rejected', 'login transaction has no DPoP key (started before DPoP was turned on)');
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
     try {
-      response = await client.authorizationCodeGrant(config, callbackUrl, {
-        pkceCodeVerifier: transaction.codeVerifier,
-        expectedState: transaction.state,
-        expectedNonce: transaction.nonce,
-        idTokenExpected: true,
-      });
+      response = await client.authorizationCodeGrant(
+        config,
+        callbackUrl,
+        { pkceCodeVerifier: transaction.codeVerifier, expectedState: transaction.state, expectedNonce: transaction.nonce, idTokenExpected: true },
+        undefined,
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey) } : undefined,
+      );
     } catch (err) {
       throw classifyProviderError(err, 'code exchange');
     }
+    if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (!tokens.idToken) throw new OidcError('rejected', 'token response has no id_token');
     const idTokenClaims = await verifyIdToken(this.#keys!, tokens.idToken, {
@@ -147,22 +160,25 @@ export class IdportenClient {
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
     });
-    return { ...tokens, idToken: tokens.idToken, idTokenClaims };
+    return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(dpopKey ? { dpopKey } : {}) };
   }
 
   /**
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
-   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
+   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`. A session with a DPoP key proves it on the grant
+   * and must get tokens bound to it again.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string; dpopKey?: DpopKey | undefined }): Promise<TokenSet> {
     const config = await this.configuration();
+    const { dpopKey } = binding;
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken);
+      response = await client.refreshTokenGrant(config, refreshToken, undefined, dpopKey ? { DPoP: await dpopHandle(config, dpopKey) } : undefined);
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }
+    if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (tokens.idToken) {
       const claims = await verifyIdToken(this.#keys!, tokens.idToken, {

@@ -127,6 +127,7 @@ export class TokenLifecycle implements TokenSource {
         idToken: login.idToken,
         scope: login.scope,
       },
+      ...(login.dpopKey ? { dpop: login.dpopKey } : {}),
     };
     const { cookieValue, session } = await this.#sessions.create(data);
     this.#audit.event('login.success', {

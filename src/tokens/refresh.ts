@@ -127,7 +127,7 @@ export class Refresher {
     const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub };
     let refreshed;
     try {
-      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr });
+      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr, dpopKey: session.data.dpop });
     } catch (err) {
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
       audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(refreshToken) });
