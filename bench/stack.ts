@@ -22,6 +22,11 @@ export interface BenchStackOptions {
   upstream?: 'echo' | 'light-echo';
   /** Extra Node options for the gateway process (e.g. `--cpu-prof`). */
   gatewayExecArgv?: string[];
+  /**
+   * DPoP on (idporten.dpop): the echo route sends DPoP proofs to an echo that checks them, and BEARER_ECHO_ROUTE
+   * sends the same session's token as Bearer (routes[].dpop: false) to an echo that knows no DPoP.
+   */
+  dpop?: boolean;
 }
 
 export interface OpStats {
@@ -62,6 +67,8 @@ export interface BenchStack {
 const COOKIE_NAME = 'bff';
 const CLIENT_ID = 'bench-bff';
 export const ECHO_ROUTE = '/mva/echo';
+/** With `dpop`: the same echo's DPoP-unaware twin, reached with the token as Bearer. */
+export const BEARER_ECHO_ROUTE = '/mva/bearer-echo';
 
 export async function startBenchStack(opts: BenchStackOptions): Promise<BenchStack> {
   const port = await freePort();
@@ -76,11 +83,16 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       clientId: CLIENT_ID,
       clientSecret,
       accessTokenTtlSeconds: opts.accessTokenTtlSeconds,
+      dpop: opts.dpop ?? false,
     });
     const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url), { execArgv: opts.gatewayExecArgv ?? [] });
     children.push(gateway);
     const echoUrl = opts.upstream === 'light-echo' ? urls.lightEchoUrl : urls.echoUrl;
-    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB' }));
+    const bearerEcho = urls.bearerEchoUrl === undefined ? undefined : { path: BEARER_ECHO_ROUTE, upstream: urls.bearerEchoUrl };
+    await gateway.call(
+      'start',
+      gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB', bearerEcho }),
+    );
 
     let nextUser = 0;
     return {
@@ -112,7 +124,17 @@ async function stopAll(children: Child[]): Promise<void> {
 }
 
 /** A production-shaped config: info logging (to a discarded stdout), one tenant, the echo route. */
-function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; issuer: string; echoUrl: string; store: BenchStore; bodyLimit: string }): unknown {
+function gatewayConfig(o: {
+  port: number;
+  publicUrl: string;
+  clientSecret: string;
+  issuer: string;
+  echoUrl: string;
+  store: BenchStore;
+  bodyLimit: string;
+  /** DPoP on, and this route sends Bearer to a DPoP-unaware echo. */
+  bearerEcho: { path: string; upstream: string } | undefined;
+}): unknown {
   return {
     server: { host: '127.0.0.1', port: o.port, logLevel: 'info' },
     session: {
@@ -133,8 +155,12 @@ function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: strin
           scopes: ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending'],
           acrValues: 'idporten-loa-substantial',
           httpTimeout: '10s',
+          ...(o.bearerEcho ? { dpop: true } : {}),
         },
-        routes: [{ path: ECHO_ROUTE, upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit }],
+        routes: [
+          { path: ECHO_ROUTE, upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit },
+          ...(o.bearerEcho ? [{ ...o.bearerEcho, token: 'idporten', dpop: false }] : []),
+        ],
       },
     ],
   };
