@@ -153,6 +153,42 @@ t.test('a token response not bound to the session key is refused: no session is 
   }
 });
 
+t.test('a refreshed token not bound to the session key ends the session: 401 session_expired (RFC 9449 section 5)', async (t) => {
+  const { startHostileStack } = await import('./helpers/hostile-op.js');
+  const stack = await startHostileStack(t, { idporten: { dpop: true, usePar: false } });
+  stack.op.tamperTokenResponse = (tokens, { grant, dpopProof }) => {
+    const jwk = decodeProtectedHeader(dpopProof!).jwk as { kty: string; crv: string; x: string; y: string };
+    const other = { ...jwk, x: 'A'.repeat(43) };
+    tokens.token_type = 'DPoP';
+    tokens.access_token = unsignedJwt({ sub: 'x', cnf: { jkt: jwkThumbprint(grant === 'authorization_code' ? jwk : other) } });
+  };
+  const browser = new Browser();
+  await browser.navigate(`${stack.publicUrl}/auth/login`);
+  t.equal(stack.audit('login.success').length, 1, 'the login got a bound token');
+  const refreshed = await browser.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: api });
+  t.equal(refreshed.status, 401);
+  t.equal((JSON.parse(refreshed.body) as { code: string }).code, 'session_expired');
+  t.equal(stack.op.tokenRequestProofs.filter(Boolean).length, 2, 'both grants carried a proof');
+  t.equal((await browser.fetch(`${stack.publicUrl}/auth/session`)).status, 401, 'the session is gone');
+  t.match(stack.audit('token.refresh.failure')[0]?.reason, /cnf\.jkt/);
+});
+
+t.test('the Altinn exchange gets the bound token as Bearer by default, and as DPoP with a proof with altinn.dpop', async (t) => {
+  for (const altinnDpop of [false, true]) {
+    await t.test(`altinn.dpop: ${altinnDpop}`, async (t) => {
+      // With altinn.dpop the look-alike's exchange refuses a bound token sent as Bearer (RFC 9449 section 7.1).
+      const stack = await startStack(t, { idporten: { dpop: true }, upstreams: true, altinnDpop });
+      const { browser } = await login(stack);
+      const created = await browser.fetch(`${stack.publicUrl}/mva/innsending/instances`, { method: 'POST', headers: api, body: '' });
+      t.equal(created.status, 201, created.body);
+      t.equal(stack.altinn!.stats.exchanges, 1, 'one exchange');
+      const validated = await browser.fetch(`${stack.publicUrl}/mva/echo/x`, { headers: api });
+      t.equal(validated.status, 200, 'the Skatteetaten route still works');
+      t.equal(stack.skatteetaten!.requests.at(-1)?.headers.authorization?.split(' ')[0], 'DPoP', 'and sends DPoP');
+    });
+  }
+});
+
 t.test('dpop_jkt in the authorization request is the thumbprint of the key whose proofs redeem the code (RFC 9449 section 10)', async (t) => {
   const { startHostileStack } = await import('./helpers/hostile-op.js');
   const stack = await startHostileStack(t, { idporten: { dpop: true, usePar: false } });
