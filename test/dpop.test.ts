@@ -54,6 +54,14 @@ t.test('DPoP across two instances on Redis: bound tokens, proofs upstream, share
   t.equal(signerFor(key).jkt, jkt);
   t.equal(jktOf(session.data.tokens.accessToken), jkt, 'the access token is bound to the session key (cnf.jkt)');
   t.ok(stack.op.observed.grants.some((g) => g.grantType === 'authorization_code' && g.ok), 'the code grant succeeded with the provider demanding nonces');
+  const nonceRefusals = () => stack.op.observed.grants.filter((g) => !g.ok && /nonce/.test(g.error ?? '')).length;
+  t.equal(nonceRefusals(), 1, 'the first grant was refused once for its nonce (RFC 9449 section 8) and retried');
+  const refreshedOnA = await browser.fetch(`${stack.publicUrl}/auth/session/refresh`, { method: 'POST', headers: api });
+  t.equal(refreshedOnA.status, 200, refreshedOnA.body);
+  t.equal(nonceRefusals(), 1, "the refresh grant on the same instance carried the provider's nonce at once");
+  const rebound = await stack.gateway.core.lifecycle.sessions.load(cookie);
+  if (rebound.state !== 'live') throw new Error('session gone after refresh');
+  const session1 = rebound.session;
 
   // --- A proxied call: DPoP scheme, a proof for the URL called; the upstream's nonce demand is met with one retry.
   const first = await browser.fetch(`${stack.publicUrl}/api/items/1?q=2`, { headers: api });
@@ -104,7 +112,7 @@ t.test('DPoP across two instances on Redis: bound tokens, proofs upstream, share
   t.equal(refreshed.status, 200, refreshed.body);
   const after = await stack.gateway.core.lifecycle.sessions.load(cookie);
   if (after.state !== 'live') throw new Error('session gone after refresh');
-  t.not(after.session.data.tokens.accessToken, session.data.tokens.accessToken, 'a new access token');
+  t.not(after.session.data.tokens.accessToken, session1.data.tokens.accessToken, 'a new access token');
   t.equal(jktOf(after.session.data.tokens.accessToken), jkt, 'bound to the same key');
   t.ok(stack.op.observed.grants.some((g) => g.grantType === 'refresh_token' && g.ok), 'the refresh grant succeeded');
   const afterRefresh = await send(peer.port, '/api/after-refresh', { headers: api });

@@ -5,7 +5,7 @@ import { classifyProviderError, OidcError } from './errors.js';
 import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
 import { ProviderKeys, verifyIdToken } from './id-token.js';
 import { newDpopKey, signerFor, type DpopKey } from '../net/dpop.js';
-import { checkDpopBinding, dpopHandle } from './dpop.js';
+import { checkDpopBinding, dpopHandle, ProviderNonces } from './dpop.js';
 
 /** What a login attempt must remember between /auth/login and /auth/callback. */
 export interface LoginTransaction {
@@ -40,6 +40,7 @@ export class IdportenClient {
   readonly #tenant: TenantConfig;
   readonly #fetch: FetchLike;
   readonly #now: () => number;
+  readonly #dpopNonces = new ProviderNonces();
   #config: client.Configuration | undefined;
   #keys: ProviderKeys | undefined;
   #discovering: Promise<client.Configuration> | undefined;
@@ -87,7 +88,7 @@ export class IdportenClient {
     const metadata = config.serverMetadata();
     if (metadata.issuer !== idporten.issuer) throw new OidcError('rejected', 'discovery issuer does not match the configured issuer');
     if (!metadata.jwks_uri) throw new OidcError('rejected', 'provider metadata has no jwks_uri');
-    config[client.customFetch] = this.#fetch as client.CustomFetch;
+    config[client.customFetch] = this.#dpopNonces.watch(this.#fetch) as client.CustomFetch;
     config.timeout = Math.ceil(idporten.httpTimeoutMs / 1000);
     this.#keys = new ProviderKeys(metadata.jwks_uri, this.#fetch);
     this.#config = config;
@@ -145,7 +146,7 @@ export class IdportenClient {
         callbackUrl,
         { pkceCodeVerifier: transaction.codeVerifier, expectedState: transaction.state, expectedNonce: transaction.nonce, idTokenExpected: true },
         undefined,
-        dpopKey ? { DPoP: await dpopHandle(config, dpopKey) } : undefined,
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined,
       );
     } catch (err) {
       throw classifyProviderError(err, 'code exchange');
@@ -174,7 +175,7 @@ export class IdportenClient {
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken, undefined, dpopKey ? { DPoP: await dpopHandle(config, dpopKey) } : undefined);
+      response = await client.refreshTokenGrant(config, refreshToken, undefined, dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined);
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }

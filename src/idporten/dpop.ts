@@ -8,8 +8,30 @@ import { decodeJwt } from 'jose';
 import { signerFor, type DpopKey } from '../net/dpop.js';
 import { OidcError } from './errors.js';
 
-/** openid-client's DPoP handle for one grant, signing with the session's key. */
-export async function dpopHandle(config: client.Configuration, key: DpopKey): Promise<client.DPoPHandle> {
+/**
+ * The provider's last DPoP-Nonce, by origin (RFC 9449 section 8): openid-client keeps nonces per handle, and a handle
+ * lives for one grant, so without this every grant of a provider that demands nonces would be refused once first.
+ */
+export class ProviderNonces {
+  readonly #byOrigin = new Map<string, string>();
+
+  /** Wraps a fetch so that every answer's DPoP-Nonce is kept. */
+  watch<F extends (url: string, init?: RequestInit) => Promise<Response>>(fetch: F): F {
+    return (async (url: string, init?: RequestInit) => {
+      const response = await fetch(url, init);
+      const nonce = response.headers.get('dpop-nonce');
+      if (nonce) this.#byOrigin.set(new URL(url).origin, nonce);
+      return response;
+    }) as F;
+  }
+
+  get(url: string): string | undefined {
+    return this.#byOrigin.get(new URL(url).origin);
+  }
+}
+
+/** openid-client's DPoP handle for one grant, signing with the session's key; its first proof carries a known nonce. */
+export async function dpopHandle(config: client.Configuration, key: DpopKey, nonces?: ProviderNonces): Promise<client.DPoPHandle> {
   const { kty, crv, x, y, d } = key;
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256' };
   const [privateKey, publicKey] = await Promise.all([
@@ -17,7 +39,11 @@ export async function dpopHandle(config: client.Configuration, key: DpopKey): Pr
     // The handle exports the public key for the proof's header, so it must be extractable.
     crypto.subtle.importKey('jwk', { kty, crv, x, y }, algorithm, true, ['verify']),
   ]);
-  return client.getDPoPHandle(config, { privateKey, publicKey });
+  return client.getDPoPHandle(config, { privateKey, publicKey }, {
+    [client.modifyAssertion]: (_header: Record<string, unknown>, payload: Record<string, unknown>) => {
+      if (nonces && payload.nonce === undefined && typeof payload.htu === 'string') payload.nonce = nonces.get(payload.htu);
+    },
+  });
 }
 
 /**
