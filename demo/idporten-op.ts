@@ -9,6 +9,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
 import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { OpMemoryStore } from './op-memory-adapter.js';
@@ -69,8 +70,24 @@ export interface TokenGrantRecord {
   connection: number;
 }
 
+/** One authorization request as the provider resolved it (through PAR or not). */
+export interface AuthorizationRecord {
+  clientId: string;
+  /** Whether the front-channel request named a pushed request (request_uri) instead of carrying its parameters. */
+  par: boolean;
+  /** The parameters the provider acted on (those of the pushed request, with PAR). */
+  prompt?: string;
+  maxAge?: string;
+  acrValues?: string;
+  uiLocales?: string;
+  /** The login the provider asked the user for, and why (e.g. `login_prompt`, `max_age`); absent: its session sufficed. */
+  interaction?: { name: string; reasons: string[] };
+}
+
 /** What the look-alike saw, for tests that check a client's behaviour from the provider's side. */
 export interface IdportenLookalikeObservations {
+  /** Every authorization request the provider accepted, in order (a resumed one once, as it started). */
+  readonly authorizations: AuthorizationRecord[];
   /** Every token-endpoint grant request that reached the provider, in the order it decided them. */
   readonly grants: TokenGrantRecord[];
   /** The grant each access token the provider issued belongs to, by the token's `jti`. */
@@ -188,6 +205,8 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
       observed.record(ctx, `${err.error ?? 'error'}: ${err.error_detail ?? err.error_description ?? ''}`);
     });
+    provider.on('authorization.accepted', (ctx: KoaContextWithOIDC) => observed.authorization(ctx));
+    provider.on('interaction.started', (ctx: KoaContextWithOIDC, prompt: { name: string; reasons: string[] }) => observed.authorization(ctx, prompt));
     provider.on('access_token.issued', (token: { jti: string; grantId?: string }) => {
       if (token.grantId) observed.view.accessTokenGrants.set(token.jti, token.grantId);
     });
@@ -295,8 +314,10 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
 function observe(server: ReturnType<typeof createServer>): {
   view: IdportenLookalikeObservations;
   record(ctx: KoaContextWithOIDC, error?: string): void;
+  authorization(ctx: KoaContextWithOIDC, interaction?: { name: string; reasons: string[] }): void;
 } {
   const grants: TokenGrantRecord[] = [];
+  const authorizations: AuthorizationRecord[] = [];
   const accessTokenGrants = new Map<string, string>();
   const grantListeners = new Set<(record: TokenGrantRecord) => void>();
   const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
@@ -313,6 +334,7 @@ function observe(server: ReturnType<typeof createServer>): {
   });
   return {
     view: {
+      authorizations,
       grants,
       accessTokenGrants,
       onGrant(listener) {
@@ -324,6 +346,22 @@ function observe(server: ReturnType<typeof createServer>): {
         for (const connection of open.values()) listener(connection);
         return () => connectionListeners.delete(listener);
       },
+    },
+    authorization(ctx, interaction) {
+      // A request resumed after its login is the one recorded as it started.
+      if (ctx.oidc.route !== 'authorization') return;
+      const params = ctx.oidc.params ?? {};
+      const text = (name: string) => (typeof params[name] === 'string' || typeof params[name] === 'number' ? { [name]: String(params[name]) } : {});
+      const { prompt, max_age: maxAge, acr_values: acrValues, ui_locales: uiLocales } = { ...text('prompt'), ...text('max_age'), ...text('acr_values'), ...text('ui_locales') };
+      authorizations.push({
+        clientId: String(params.client_id ?? ''),
+        par: ctx.URL.searchParams.has('request_uri'),
+        ...(prompt !== undefined ? { prompt } : {}),
+        ...(maxAge !== undefined ? { maxAge } : {}),
+        ...(acrValues !== undefined ? { acrValues } : {}),
+        ...(uiLocales !== undefined ? { uiLocales } : {}),
+        ...(interaction ? { interaction: { name: interaction.name, reasons: [...interaction.reasons] } } : {}),
+      });
     },
     record(ctx, error) {
       const { params, entities } = ctx.oidc ?? {};
@@ -365,6 +403,8 @@ function createProvider(s: ProviderSettings): Provider {
   const policy = interactionPolicy.base();
   // ID-porten asks for no consent: grants are created automatically (see loadExistingGrant).
   policy.remove('consent');
+  // prompt=select_account: the login page again, where the user may pick another account (eID or person).
+  policy.add(new interactionPolicy.Prompt({ name: 'select_account', requestable: true }), 0);
   // A remembered login only counts when its level of assurance meets the request.
   policy.get('login').checks.add(new interactionPolicy.Check(
     'acr_too_low',
@@ -453,7 +493,7 @@ function createProvider(s: ProviderSettings): Provider {
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx: KoaContextWithOIDC, form: string) => {
-          ctx.body = renderAutoLogoutPage(form);
+          ctx.body = renderAutoLogoutPage(form, frontChannelLogoutUris(ctx, s));
         },
         postLogoutSuccessSource: async (ctx: KoaContextWithOIDC) => {
           ctx.body = renderLoggedOutPage();
@@ -487,13 +527,32 @@ function createProvider(s: ProviderSettings): Provider {
     },
     jwks: { keys: s.signingKeys },
     // oidc-provider blocks outgoing requests to loopback addresses; back-channel logout
-    // tokens must reach gateways listening on 127.0.0.1 here.
+    // tokens must reach gateways listening on 127.0.0.1 here, NAME.localhost included.
     fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
       const { dispatcher, ...rest } = options;
-      return isLoopback(new URL(url).hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
+      const { hostname } = new URL(url);
+      if (hostname.endsWith('.localhost')) return undiciFetch(url, { ...(rest as object), dispatcher: localhostNames() }) as unknown as Promise<Response>;
+      return isLoopback(hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
     },
   });
   return provider;
+}
+
+/**
+ * OIDC Front-Channel Logout 1.0 section 4 (oidc-provider has no front-channel logout): the `frontchannel_logout_uri`
+ * of every client in the ending session but the one that asked for the logout, with `iss` and `sid`.
+ */
+function frontChannelLogoutUris(ctx: KoaContextWithOIDC, s: ProviderSettings): string[] {
+  const authorizations = (ctx.oidc.session?.authorizations ?? {}) as Record<string, { sid?: string }>;
+  const initiator: string | undefined = ctx.oidc.client?.clientId;
+  return Object.entries(authorizations).flatMap(([clientId, { sid }]) => {
+    const uri = s.clients.find((client) => client.client_id === clientId)?.frontchannel_logout_uri;
+    if (clientId === initiator || typeof uri !== 'string' || !sid) return [];
+    const url = new URL(uri);
+    url.searchParams.set('iss', s.issuer);
+    url.searchParams.set('sid', sid);
+    return [url.toString()];
+  });
 }
 
 /**
@@ -571,6 +630,8 @@ async function handleInteraction(
     const acr = acrRank(chosen) > acrRank(requestedAcr) ? chosen : requestedAcr;
     await provider.interactionFinished(req, res, {
       login: { accountId: user.pid, acr, amr: ['TestID'], remember: true },
+      // The account was chosen on this page: a select_account prompt is resolved too.
+      ...(details.prompt.name === 'select_account' ? { select_account: {} } : {}),
     }, { mergeWithLastSubmission: false });
     return;
   }
@@ -612,6 +673,24 @@ async function newSigningKey(): Promise<JWK> {
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+}
+
+let localhostNamesAgent: Agent | undefined;
+
+/**
+ * Connections for `NAME.localhost`, which is loopback (RFC 6761 section 6.3) although the system resolver may not
+ * know the name: made to 127.0.0.1, the URL's host name kept in the Host header.
+ */
+function localhostNames(): Agent {
+  localhostNamesAgent ??= new Agent({
+    connect: {
+      lookup: (_hostname, options, callback) => {
+        if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }] as never);
+        else callback(null, '127.0.0.1' as never, 4);
+      },
+    },
+  });
+  return localhostNamesAgent;
 }
 
 function sendHtml(res: ServerResponse, status: number, html: string): void {

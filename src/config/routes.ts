@@ -41,7 +41,7 @@ export function normaliseRoutes(raw: RawRoute[], path: string, issues: IssueList
       issues.add(childPath(at, 'path'), `${what} ${childPath(childPath(path, clash), 'path')} (${other}); each request must match exactly one route`);
       return;
     }
-    routes.push({ path: routePath, upstream, token: route.token, forwardHeaders, methods, timeoutMs, bodyLimitBytes });
+    routes.push({ path: routePath, upstream, token: route.token, forwardHeaders, methods, timeoutMs, bodyLimitBytes, ...(route.acr ? { acr: route.acr } : {}) });
   });
   return routes;
 }

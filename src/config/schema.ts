@@ -391,6 +391,12 @@ const Route = define(
             'On a tenant with idporten.dpop, a route with token idporten sends Authorization: DPoP and a proof per request; false sends the token as Bearer (an upstream that does not know DPoP).',
         }),
       ),
+      acr: Type.Optional(
+        annotate(AcrLevel, {
+          description:
+            'The assurance level a session needs for this route (one of idporten.allowedAcrValues). A session below it gets 401 step_up_required with a loginUrl that asks for this level.',
+        }),
+      ),
     },
     closed,
   ),

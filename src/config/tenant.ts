@@ -58,6 +58,15 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
   });
 
   const idporten = normaliseIdporten(raw.idporten, childPath(path, 'idporten'), publicUrl, routes, baseDir, issues);
+  // A step-up login asks for the route's level; /auth/login grants only the levels the tenant allows.
+  raw.routes?.forEach((route, index) => {
+    if (route.acr !== undefined && idporten !== undefined && !idporten.allowedAcrValues.includes(route.acr)) {
+      issues.add(
+        childPath(childPath(childPath(path, 'routes'), index), 'acr'),
+        `must be one of ${childPath(path, 'idporten.allowedAcrValues')} (${idporten.allowedAcrValues.join(', ')})`,
+      );
+    }
+  });
   const upstreamCaPem =
     raw.upstreamCaFile === undefined
       ? undefined

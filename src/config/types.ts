@@ -161,6 +161,8 @@ export interface RouteConfig {
    * with token idporten on a tenant with idporten.dpop, unless the route says dpop: false. Absent means Bearer.
    */
   dpop?: boolean;
+  /** The assurance level a session needs here; a session below it is asked to log in again at this level. */
+  acr?: AcrLevel;
 }
 
 export interface TenantConfig {

@@ -15,6 +15,21 @@ export interface LoginTransaction {
   acr: AcrLevel;
   /** The DPoP key the session will be bound to (tenants with idporten.dpop): its thumbprint went out as dpop_jkt. */
   dpopKey?: DpopKey;
+  /** The max_age (seconds) the login asked for: the ID token's auth_time is then checked against it. */
+  maxAge?: number;
+}
+
+/** The `prompt` values a login may send (OIDC Core 3.1.2.1): a fresh login, or a choice of account. */
+export const LOGIN_PROMPTS = ['login', 'select_account'] as const;
+export type LoginPrompt = (typeof LOGIN_PROMPTS)[number];
+
+/** What a login asks ID-porten for besides the defaults. */
+export interface LoginRequest {
+  acr: AcrLevel;
+  locale: string;
+  redirectUri: string;
+  prompt?: LoginPrompt | undefined;
+  maxAge?: number | undefined;
 }
 
 export interface TokenSet {
@@ -100,10 +115,16 @@ export class IdportenClient {
   }
 
   /** Builds the authorization request (PKCE S256, state, nonce) — through PAR when the provider offers it. */
-  async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
+  async startLogin(opts: LoginRequest): Promise<{ url: URL; transaction: LoginTransaction }> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();
-    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr };
+    const transaction: LoginTransaction = {
+      state: client.randomState(),
+      nonce: client.randomNonce(),
+      codeVerifier,
+      acr: opts.acr,
+      ...(opts.maxAge !== undefined ? { maxAge: opts.maxAge } : {}),
+    };
     const params: Record<string, string> = {
       redirect_uri: opts.redirectUri,
       response_type: 'code',
@@ -121,6 +142,8 @@ export class IdportenClient {
       transaction.dpopKey = newDpopKey();
       params.dpop_jkt = signerFor(transaction.dpopKey).jkt;
     }
+    if (opts.prompt) params.prompt = opts.prompt;
+    if (opts.maxAge !== undefined) params.max_age = String(opts.maxAge);
     const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -132,7 +155,8 @@ export class IdportenClient {
 
   /**
    * Checks the authorization response (state, RFC 9207 iss), exchanges the code (PKCE), and verifies the
-   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested.
+   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested, and auth_time
+   * within the max_age the login asked for.
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
@@ -160,6 +184,8 @@ export class IdportenClient {
       algorithms: this.#algorithms(config),
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
+      maxAge: transaction.maxAge,
+      now: this.#now(),
     });
     return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(dpopKey ? { dpopKey } : {}) };
   }
