@@ -13,6 +13,8 @@ export interface LookalikeStart {
   clientId: string;
   clientSecret: string;
   accessTokenTtlSeconds: number;
+  /** The echo checks DPoP proofs, and a DPoP-unaware twin serves Bearer (bearerEchoUrl). */
+  dpop: boolean;
 }
 
 export interface LookalikeUrls {
@@ -21,6 +23,8 @@ export interface LookalikeUrls {
   echoUrl: string;
   /** The peers benchmark's cheaper echo (light-echo.ts: verifies each distinct bearer once). */
   lightEchoUrl: string;
+  /** With dpop: the echo's twin that knows no DPoP. */
+  bearerEchoUrl?: string;
 }
 
 // The echo look-alike records every request for tests; under load that list would grow without end.
@@ -28,6 +32,7 @@ const FORGET_REQUESTS_EVERY_MS = 1_000;
 
 let op: IdportenLookalike | undefined;
 let skatteetaten: SkatteetatenLookalike | undefined;
+let bearerTwin: SkatteetatenLookalike | undefined;
 let lightEcho: RunningServer | undefined;
 let forgetTimer: NodeJS.Timeout | undefined;
 
@@ -48,13 +53,19 @@ serveCalls({
         } as never,
       ],
     });
-    skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.dpop ? { dpop: {} } : {}) });
+    if (opts.dpop) bearerTwin = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
     lightEcho = await startLightEcho({ issuer: op.issuer, jwksUri: op.jwksUri });
-    const echo = skatteetaten;
+    const echoes = [skatteetaten, bearerTwin];
     forgetTimer = setInterval(() => {
-      echo.requests.length = 0;
+      for (const echo of echoes) if (echo) echo.requests.length = 0;
     }, FORGET_REQUESTS_EVERY_MS);
-    return { issuer: op.issuer, echoUrl: `${skatteetaten.url}/echo`, lightEchoUrl: `${lightEcho.url}/echo` };
+    return {
+      issuer: op.issuer,
+      echoUrl: `${skatteetaten.url}/echo`,
+      lightEchoUrl: `${lightEcho.url}/echo`,
+      ...(bearerTwin ? { bearerEchoUrl: `${bearerTwin.url}/echo` } : {}),
+    };
   },
 
   async opStats() {
@@ -71,6 +82,7 @@ serveCalls({
     clearInterval(forgetTimer);
     await lightEcho?.close();
     await skatteetaten?.close();
+    await bearerTwin?.close();
     await op?.close();
   },
 });

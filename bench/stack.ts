@@ -24,6 +24,11 @@ export interface BenchStackOptions {
   gatewayExecArgv?: string[];
   /** Also route RESOURCE_ECHO_ROUTE to the same upstream with this RFC 8707 `resource` (its own token). */
   resource?: string;
+  /**
+   * DPoP on (idporten.dpop): the echo route sends DPoP proofs to an echo that checks them, and BEARER_ECHO_ROUTE
+   * sends the same session's token as Bearer (routes[].dpop: false) to an echo that knows no DPoP.
+   */
+  dpop?: boolean;
 }
 
 export interface OpStats {
@@ -65,6 +70,8 @@ const COOKIE_NAME = 'bff';
 const CLIENT_ID = 'bench-bff';
 export const ECHO_ROUTE = '/mva/echo';
 export const RESOURCE_ECHO_ROUTE = '/mva/echo-resource';
+/** With `dpop`: the same echo's DPoP-unaware twin, reached with the token as Bearer. */
+export const BEARER_ECHO_ROUTE = '/mva/bearer-echo';
 
 export async function startBenchStack(opts: BenchStackOptions): Promise<BenchStack> {
   const port = await freePort();
@@ -79,11 +86,26 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
       clientId: CLIENT_ID,
       clientSecret,
       accessTokenTtlSeconds: opts.accessTokenTtlSeconds,
+      dpop: opts.dpop ?? false,
     });
     const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url), { execArgv: opts.gatewayExecArgv ?? [] });
     children.push(gateway);
     const echoUrl = opts.upstream === 'light-echo' ? urls.lightEchoUrl : urls.echoUrl;
-    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB', resource: opts.resource }));
+    const bearerEcho = urls.bearerEchoUrl === undefined ? undefined : { path: BEARER_ECHO_ROUTE, upstream: urls.bearerEchoUrl };
+    await gateway.call(
+      'start',
+      gatewayConfig({
+        port,
+        publicUrl,
+        clientSecret,
+        issuer: urls.issuer,
+        echoUrl,
+        store: opts.store ?? { type: 'memory' },
+        bodyLimit: opts.bodyLimit ?? '30MB',
+        resource: opts.resource,
+        bearerEcho,
+      }),
+    );
 
     let nextUser = 0;
     return {
@@ -115,7 +137,18 @@ async function stopAll(children: Child[]): Promise<void> {
 }
 
 /** A production-shaped config: info logging (to a discarded stdout), one tenant, the echo route. */
-function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; issuer: string; echoUrl: string; store: BenchStore; bodyLimit: string; resource: string | undefined }): unknown {
+function gatewayConfig(o: {
+  port: number;
+  publicUrl: string;
+  clientSecret: string;
+  issuer: string;
+  echoUrl: string;
+  store: BenchStore;
+  bodyLimit: string;
+  resource: string | undefined;
+  /** DPoP on, and this route sends Bearer to a DPoP-unaware echo. */
+  bearerEcho: { path: string; upstream: string } | undefined;
+}): unknown {
   const echo = { upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit };
   return {
     server: { host: '127.0.0.1', port: o.port, logLevel: 'info' },
@@ -137,8 +170,13 @@ function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: strin
           scopes: ['openid', 'skatteetaten:mvameldingvalidering', 'skatteetaten:mvameldinginnsending'],
           acrValues: 'idporten-loa-substantial',
           httpTimeout: '10s',
+          ...(o.bearerEcho ? { dpop: true } : {}),
         },
-        routes: [{ path: ECHO_ROUTE, ...echo }, ...(o.resource ? [{ path: RESOURCE_ECHO_ROUTE, ...echo, resource: o.resource }] : [])],
+        routes: [
+          { path: ECHO_ROUTE, ...echo },
+          ...(o.resource ? [{ path: RESOURCE_ECHO_ROUTE, ...echo, resource: o.resource }] : []),
+          ...(o.bearerEcho ? [{ ...o.bearerEcho, token: 'idporten', dpop: false }] : []),
+        ],
       },
     ],
   };

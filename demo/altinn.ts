@@ -26,6 +26,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
+import { DpopChecker, dpopRequestOf, type DpopCheckerOptions } from './dpop-check.js';
 import { sendJson, serve } from './http-server.js';
 import { amount, checkWellFormed, elements, escapeXml, isSubmittable, renderValideringsresultat, validateMvaMelding, type ResultFormat } from './mva-validation.js';
 import { findTestUser } from './test-users.js';
@@ -100,6 +101,11 @@ export interface AltinnLookalikeOptions {
   feedbackWaitMs?: number;
   /** Shape of the valideringsresultat in a 409 and in the feedback file; default `xsd`. */
   resultFormat?: ResultFormat;
+  /**
+   * The exchange takes DPoP-bound ID-porten tokens with proofs (RFC 9449) and refuses them as Bearer. Without it
+   * the exchange knows no DPoP and takes any valid token as Bearer, as Altinn does today.
+   */
+  exchangeDpop?: DpopCheckerOptions;
 }
 
 export interface AltinnLookalike {
@@ -149,7 +155,7 @@ export interface Instance {
 export async function startAltinnLookalike(opts: AltinnLookalikeOptions): Promise<AltinnLookalike> {
   const appPath = (opts.appPath ?? DEFAULT_APP_PATH).replace(/\/$/, '');
   const { privateKey, publicJwk } = await signingKey();
-  const verifyIdporten = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri });
+  const verifyIdporten = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...(opts.exchangeDpop ? { dpop: new DpopChecker(opts.exchangeDpop) } : {}) });
   let verifyAltinn: ReturnType<typeof createBearerVerifier> | undefined;
   const stats = { exchanges: 0 };
   const issuedTokens = new Set<string>();
@@ -177,7 +183,7 @@ export async function startAltinnLookalike(opts: AltinnLookalikeOptions): Promis
 
   /** GET exchange/id-porten: a valid ID-porten access token buys an Altinn token with the same exp. */
   async function exchange(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const auth = await verifyIdporten(req.headers.authorization);
+    const auth = await verifyIdporten(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
       return;

@@ -1,6 +1,8 @@
 /**
  * Bearer-token checks shared by the upstream look-alikes (RFC 6750): the JWT signature via
  * the issuer's JWKS, expiry, issuer, optionally audience, and the scope the endpoint needs.
+ * With a DpopChecker, `Authorization: DPoP` is taken too, with its proof checked (RFC 9449 section 7),
+ * and a DPoP-bound token (cnf.jkt) sent as Bearer is refused.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -11,6 +13,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import { dpopChallenge, type DpopChecker, type DpopRequest } from './dpop-check.js';
 import { sendJson } from './http-server.js';
 
 export interface BearerVerifierOptions {
@@ -22,27 +25,31 @@ export interface BearerVerifierOptions {
   /** A scope that must appear in the space-separated `scope` claim. */
   requiredScope?: string;
   audience?: string;
+  /** Take DPoP-bound tokens with proofs (the request must then be passed to the verifier). */
+  dpop?: DpopChecker;
 }
 
 export type BearerResult =
-  | { ok: true; claims: JWTPayload }
-  | { ok: false; status: 401 | 403; error: BearerError; description: string };
+  | { ok: true; claims: JWTPayload; scheme: 'Bearer' | 'DPoP' }
+  | { ok: false; status: 401 | 403; error: BearerError; description: string; challenge?: Record<string, string> };
 
 /** `missing_token` stands for RFC 6750 §3.1's "no error code": the request had no credentials. */
 export type BearerError = 'missing_token' | 'invalid_request' | 'invalid_token' | 'insufficient_scope';
 
-export type BearerVerifier = (authorizationHeader: string | undefined) => Promise<BearerResult>;
+export type BearerVerifier = (authorizationHeader: string | undefined, request?: DpopRequest) => Promise<BearerResult>;
 
 export function createBearerVerifier(opts: BearerVerifierOptions): BearerVerifier {
   const keys = resolveKeys(opts);
-  return async (header) => {
+  return async (header, request) => {
     if (!header) return fail(401, 'missing_token', 'no bearer token');
-    const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim());
-    if (!match?.[1]) return fail(401, 'invalid_request', 'Authorization is not a Bearer token');
+    const match = /^(Bearer|DPoP) +([A-Za-z0-9\-._~+/]+=*)$/i.exec(header.trim());
+    const scheme = match?.[1]?.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer';
+    if (!match?.[2] || (scheme === 'DPoP' && !opts.dpop)) return fail(401, 'invalid_request', 'Authorization is not a Bearer token');
+    const token = match[2];
 
     let claims: JWTPayload;
     try {
-      ({ payload: claims } = await jwtVerify(match[1], keys, {
+      ({ payload: claims } = await jwtVerify(token, keys, {
         issuer: opts.issuer,
         algorithms: ['RS256'],
         requiredClaims: ['exp'],
@@ -52,13 +59,23 @@ export function createBearerVerifier(opts: BearerVerifierOptions): BearerVerifie
       return fail(401, 'invalid_token', describe(err));
     }
 
+    if (opts.dpop) {
+      const bound = (claims.cnf as { jkt?: unknown } | undefined)?.jkt !== undefined;
+      if (scheme === 'Bearer' && bound) return fail(401, 'invalid_token', 'a DPoP-bound token must come with Authorization: DPoP and a proof');
+      if (scheme === 'DPoP') {
+        if (!request) throw new TypeError('a DPoP verifier needs the request');
+        const check = await opts.dpop.check(request, token, claims);
+        if (!check.ok) return { ...fail(401, 'invalid_token', check.description), challenge: dpopChallenge(check, opts.dpop) };
+      }
+    }
+
     if (opts.requiredScope) {
       const scopes = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
       if (!scopes.includes(opts.requiredScope)) {
         return fail(403, 'insufficient_scope', `scope ${opts.requiredScope} required`);
       }
     }
-    return { ok: true, claims };
+    return { ok: true, claims, scheme };
   };
 }
 
@@ -79,7 +96,7 @@ export function refuseBearer(req: IncomingMessage, res: ServerResponse, result: 
     res,
     result.status,
     { error: result.error === 'missing_token' ? 'unauthorized' : result.error, error_description: result.description },
-    { 'www-authenticate': wwwAuthenticate(result, realm, scope) },
+    result.challenge ?? { 'www-authenticate': wwwAuthenticate(result, realm, scope) },
   );
 }
 

@@ -34,6 +34,11 @@ export interface IdportenLookalikeOptions {
    * hears the answer, so that the new refresh token is lost with it.
    */
   refreshAnswerDelayMs?: number;
+  /**
+   * DPoP (RFC 9449), which ID-porten offers without registration, is always on (bound tokens carry cnf.jkt);
+   * with this the token endpoint also demands a server nonce (section 8), as ID-porten may.
+   */
+  dpopNonce?: boolean;
 }
 
 /**
@@ -188,6 +193,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     pairwiseSalt: randomBytes(32),
     signingKeys: [await newSigningKey()],
     refusedResources: new Set(),
+    dpopNonceSecret: opts.dpopNonce ? randomBytes(32) : undefined,
   };
 
   const issuedTokens = new Set<string>();
@@ -424,6 +430,8 @@ interface ProviderSettings {
   signingKeys: JWK[];
   /** Resource indicators answered `invalid_target` (refuseResource). */
   refusedResources: Set<string>;
+  /** Set when the token endpoint demands DPoP nonces. */
+  dpopNonceSecret: Buffer | undefined;
 }
 
 function createProvider(s: ProviderSettings): Provider {
@@ -517,6 +525,10 @@ function createProvider(s: ProviderSettings): Provider {
       devInteractions: { enabled: false },
       userinfo: { enabled: false },
       revocation: { enabled: true },
+      dPoP: {
+        enabled: true,
+        ...(s.dpopNonceSecret ? { nonceSecret: s.dpopNonceSecret, requireNonce: () => true } : {}),
+      },
       backchannelLogout: { enabled: true },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
       rpInitiatedLogout: {

@@ -15,6 +15,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
+import { DpopChecker, dpopRequestOf, type DpopCheckerOptions } from './dpop-check.js';
 import { BodyTooLargeError, digestBody, readBody, sendJson, serve } from './http-server.js';
 import { renderValideringsresultat, validateMvaMelding, type ResultFormat } from './mva-validation.js';
 
@@ -37,6 +38,8 @@ export interface SkatteetatenLookalikeOptions {
    * without one, get 401 invalid_token. Absent: any audience.
    */
   audience?: string;
+  /** Take DPoP-bound tokens with proofs (RFC 9449), and refuse them as Bearer. */
+  dpop?: DpopCheckerOptions;
 }
 
 export interface RecordedRequest {
@@ -58,8 +61,9 @@ export interface SkatteetatenLookalike {
 
 export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOptions): Promise<SkatteetatenLookalike> {
   const audience = opts.audience === undefined ? {} : { audience: opts.audience };
-  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE, ...audience });
-  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...audience });
+  const dpop = opts.dpop ? { dpop: new DpopChecker(opts.dpop) } : {};
+  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE, ...audience, ...dpop });
+  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...audience, ...dpop });
   const requests: RecordedRequest[] = [];
 
   const running = await serve(opts.host ?? '127.0.0.1', opts.port ?? 0, async (req, res, url) => {
@@ -82,7 +86,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
       sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
       return;
     }
-    const auth = await verifyValidation(req.headers.authorization);
+    const auth = await verifyValidation(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
       return;
@@ -121,7 +125,7 @@ export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOpti
   }
 
   async function echo(req: IncomingMessage, res: ServerResponse, url: URL, record: RecordedRequest): Promise<void> {
-    const auth = await verifyAny(req.headers.authorization);
+    const auth = await verifyAny(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
       return;

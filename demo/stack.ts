@@ -139,6 +139,9 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
           backchannel_logout_session_required: true,
         } as never,
       ],
+      // With DPoP on, the look-alike demands nonces at its token endpoint and Skatteetaten's demands them too, so
+      // the demo goes through every step of RFC 9449 a real deployment may meet.
+      ...(tenant.idporten.dpop ? { dpopNonce: true } : {}),
       ...opts.op,
     });
     closers.push(() => op.close());
@@ -147,6 +150,7 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
       issuer: op.issuer,
       jwksUri: op.jwksUri,
       ...(validationResource ? { audience: validationResource } : {}),
+      ...(tenant.idporten.dpop ? { dpop: { nonce: true } } : {}),
     });
     closers.push(() => skatteetaten.close());
     const altinn = await startAltinnLookalike({

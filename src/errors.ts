@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'upstream_unavailable',
   'upstream_timeout',
   'resource_refused',
+  'upstream_nonce_required',
   'idp_unavailable',
   'store_unavailable',
   'refresh_in_progress',
@@ -54,6 +55,11 @@ export const RETRY_AFTER_SECONDS = {
    * instance at once (or this one once it has restarted).
    */
   closing: 1,
+  /**
+   * An upstream refused a DPoP request for want of a nonce and its body was too large to keep for a retry: the
+   * gateway has learnt the nonce, so the same request sent again at once carries it.
+   */
+  upstreamNonce: 0,
   /**
    * Not ready (/readyz): the store or a tenant's provider metadata is missing. The public answer must not tell
    * which, so it is the longer of their two values, whatever the cause.

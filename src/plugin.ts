@@ -29,6 +29,7 @@ import { userSessionRoutes } from './http/routes/sessions.js';
 import { securityHeaders } from './http/security-headers.js';
 import { traceRequests } from './http/trace.js';
 import { registerProxyRoutes, type ProxyRouting } from './proxy/register.js';
+import { UpstreamNonces } from './proxy/dpop-nonces.js';
 import { clientRoute } from './http/routes/client.js';
 import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
@@ -195,6 +196,10 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       bearerFor: (request, tenant, route) => request.bff.bearerFor(tenant.id, route),
       bearerNow: (request, tenant, route) => request.bff.bearerNow(tenant.id, route),
       hasSession: async (request) => (await request.bff.session()) !== undefined,
+      dpop: {
+        keyOf: (request) => request.bff.loaded?.data.dpop,
+        nonces: new UpstreamNonces(store, { now, warn: (reason) => log.warn({ reason }, 'upstream DPoP nonce not shared through the store') }),
+      },
     });
     // Last: the tenant's app answers whatever no route above owns.
     await registerAppRoutes(scope, config.tenants);

@@ -798,6 +798,29 @@ t.test('where the configuration comes from', async (t) => {
   });
 });
 
+t.test('DPoP settings: routes carrying the ID-porten token of a DPoP tenant send DPoP unless they say dpop: false (RFC 9449)', async (t) => {
+  const on = validConfig();
+  on.tenants[0].idporten.dpop = true;
+  on.tenants[0].routes.push({ path: '/plain', upstream: 'http://127.0.0.1:4101/plain', token: 'idporten', dpop: false });
+  const tenant = normaliseConfig(on, {}).tenants[0]!;
+  t.equal(tenant.idporten.dpop, true);
+  t.same(tenant.routes.map((r) => [r.path, r.dpop ?? false]), [['/mva/validering', true], ['/mva/innsending', false], ['/plain', false]], 'the Altinn token is not bound; dpop: false is Bearer');
+  t.equal(normaliseConfig(validConfig(), {}).tenants[0]!.idporten.dpop, false, 'off by default');
+
+  const routeWithoutTenant = validConfig();
+  routeWithoutTenant.tenants[0].routes[0].dpop = true;
+  assertIssue(t, () => normaliseConfig(routeWithoutTenant, {}), 'tenants[0].routes[0].dpop', 'tenants[0].idporten.dpop');
+  const altinnRoute = structuredClone(on);
+  altinnRoute.tenants[0].routes[1].dpop = true;
+  assertIssue(t, () => normaliseConfig(altinnRoute, {}), 'tenants[0].routes[1].dpop', 'only a route with token idporten');
+  const altinnWithout = validConfig();
+  altinnWithout.tenants[0].altinn.dpop = true;
+  assertIssue(t, () => normaliseConfig(altinnWithout, {}), 'tenants[0].altinn.dpop', 'needs tenants[0].idporten.dpop');
+  const notBoolean = validConfig();
+  notBoolean.tenants[0].idporten.dpop = 'yes';
+  assertIssue(t, () => normaliseConfig(notBoolean, {}), 'tenants[0].idporten.dpop', 'must be true or false');
+});
+
 t.test('routes[].acr: a level the tenant allows is kept; another, or no level at all, is refused', async (t) => {
   const allowed = validConfig();
   allowed.tenants[0].routes[1].acr = 'idporten-loa-high';

@@ -64,13 +64,15 @@ async function holdLock(lock: SessionLock, id: string): Promise<() => Promise<vo
 
 t.test('the code table gives every 503 code a default Retry-After in whole seconds (RFC 9110 §10.2.3), and no other code one', async (t) => {
   const codes503 = Object.entries(PROBLEMS).filter(([, p]) => p.status === 503);
-  t.same(codes503.map(([code]) => code).sort(), ['idp_unavailable', 'refresh_in_progress', 'store_unavailable'], 'the 503 codes as they stand');
+  t.same(codes503.map(([code]) => code).sort(), ['idp_unavailable', 'refresh_in_progress', 'store_unavailable', 'upstream_nonce_required'], 'the 503 codes as they stand');
+  // The one 0: a DPoP upstream's nonce demand, already learnt, so the repeat may go at once (the contract's rule).
+  const least = (code: string) => (code === 'upstream_nonce_required' || code === 'upstreamNonce' ? 0 : 1);
   for (const [code, problem] of Object.entries(PROBLEMS)) {
-    if (problem.status === 503) t.ok(Number.isInteger(problem.retryAfterSeconds) && problem.retryAfterSeconds >= 1, `${code}: ${problem.retryAfterSeconds} s`);
+    if (problem.status === 503) t.ok(Number.isInteger(problem.retryAfterSeconds) && problem.retryAfterSeconds >= least(code), `${code}: ${problem.retryAfterSeconds} s`);
     // rate_limited (429) carries the limiter's own value; nothing else asks to try again by default.
     else t.equal(problem.retryAfterSeconds, undefined, `${code} (${problem.status}) has no default`);
   }
-  for (const [cause, seconds] of Object.entries(RETRY_AFTER_SECONDS)) t.ok(Number.isInteger(seconds) && seconds >= 1, `${cause}: ${seconds} s`);
+  for (const [cause, seconds] of Object.entries(RETRY_AFTER_SECONDS)) t.ok(Number.isInteger(seconds) && seconds >= least(cause), `${cause}: ${seconds} s`);
   t.equal(RETRY_AFTER_SECONDS.notReady, Math.max(RETRY_AFTER_SECONDS.store, RETRY_AFTER_SECONDS.idporten), 'a /readyz that is not ready names the longer wait, whatever the cause');
 });
 

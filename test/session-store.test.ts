@@ -258,6 +258,18 @@ function contract(t: Test, make: Factory): void {
     t.same(await peer.store.findByIndex('sub:test:u'), ['active']);
   });
 
+  t.test('a shared value (an upstream DPoP nonce) is seen by every instance, replaced by the next put, and gone after its ttl', async (t) => {
+    const { store, peer } = await make(t);
+    t.equal(await peer.store.getShared('dpop-nonce:https://a'), undefined);
+    await store.putShared('dpop-nonce:https://a', 'n1', 400);
+    t.equal(await peer.store.getShared('dpop-nonce:https://a'), 'n1', 'the other instance sees it');
+    await peer.store.putShared('dpop-nonce:https://a', 'n2', 400);
+    t.equal(await store.getShared('dpop-nonce:https://a'), 'n2', 'the newer one replaces it');
+    t.equal(await store.getShared('dpop-nonce:https://b'), undefined, 'per key');
+    await sleep(600);
+    t.equal(await store.getShared('dpop-nonce:https://a'), undefined, 'gone after its ttl');
+  });
+
   t.test('remember is set-if-absent for every instance, and forgets after its ttl', async (t) => {
     const { store, peer } = await make(t);
     t.equal(await store.remembered('jti:1'), false);

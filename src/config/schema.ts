@@ -336,6 +336,12 @@ const Idporten = define(
       postLogoutRedirectUri: Type.Optional(Url),
       logoutHint: Type.Optional(Enum(['id_token', 'client_id'])),
       usePar: Type.Optional(Type.Boolean()),
+      dpop: Type.Optional(
+        Type.Boolean({
+          description:
+            'DPoP (RFC 9449): a key pair per session, dpop_jkt in PAR, proofs on the token and refresh requests, tokens bound to the key (cnf.jkt checked), and proofs to the upstreams that carry them.',
+        }),
+      ),
       httpTimeout: Type.Optional(Duration),
       caFile: Type.Optional(NonEmptyString),
     },
@@ -343,7 +349,18 @@ const Idporten = define(
   ),
 );
 
-const Altinn = define('altinn', Type.Object({ exchangeUrl: Type.Optional(Url) }, closed));
+const Altinn = define(
+  'altinn',
+  Type.Object(
+    {
+      exchangeUrl: Type.Optional(Url),
+      dpop: Type.Optional(
+        Type.Boolean({ description: 'Send the bound ID-porten token to the exchange as DPoP with a proof (needs idporten.dpop); Bearer otherwise.' }),
+      ),
+    },
+    closed,
+  ),
+);
 
 const Route = define(
   'route',
@@ -368,6 +385,12 @@ const Route = define(
       ),
       timeout: Type.Optional(Duration),
       bodyLimit: Type.Optional(Size),
+      dpop: Type.Optional(
+        Type.Boolean({
+          description:
+            'On a tenant with idporten.dpop, a route with token idporten sends Authorization: DPoP and a proof per request; false sends the token as Bearer (an upstream that does not know DPoP).',
+        }),
+      ),
       acr: Type.Optional(
         annotate(AcrLevel, {
           description:

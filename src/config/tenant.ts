@@ -33,9 +33,22 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
     exchangeUrl === undefined
       ? undefined
       : { exchangeUrl: issues.attempt(childPath(path, 'altinn.exchangeUrl'), () => parseBaseUrl(exchangeUrl)) ?? '' };
+  const tenantDpop = raw.idporten.dpop === true;
+  if (raw.altinn?.dpop === true) {
+    if (!tenantDpop) issues.add(childPath(path, 'altinn.dpop'), `needs ${childPath(path, 'idporten.dpop')}: true (only a DPoP-bound token can be sent with a proof)`);
+    else if (altinn) altinn.dpop = true;
+  }
 
   const routes = tenantRoutes(raw, path, issues);
   routes.forEach((route, index) => {
+    const rawDpop = raw.routes?.[index]?.dpop;
+    if (rawDpop === true && (!tenantDpop || route.token !== 'idporten')) {
+      issues.add(
+        childPath(childPath(childPath(path, 'routes'), index), 'dpop'),
+        `only a route with token idporten on a tenant with ${childPath(path, 'idporten.dpop')}: true carries a DPoP-bound token`,
+      );
+    }
+    if (tenantDpop && route.token === 'idporten' && rawDpop !== false) route.dpop = true;
     if (route.token === 'altinn' && altinn === undefined) {
       issues.add(
         childPath(childPath(childPath(path, 'routes'), index), 'token'),
@@ -126,6 +139,7 @@ function normaliseIdporten(
     postLogoutRedirectUri,
     logoutHint: raw.logoutHint ?? 'id_token',
     usePar: raw.usePar ?? true,
+    dpop: raw.dpop ?? false,
     httpTimeoutMs: issues.attempt(at('httpTimeout'), () => parseDurationMs(raw.httpTimeout ?? '10s')) ?? 0,
   };
   // Part of the ID-porten settings (not read from the routes at login), so that a reload changing them gives the

@@ -127,6 +127,11 @@ export interface IdportenConfig {
   logoutHint: 'id_token' | 'client_id';
   /** Use PAR when the provider advertises it (default true). */
   usePar: boolean;
+  /**
+   * DPoP (RFC 9449): sessions get a key pair and ID-porten binds their tokens to it. normaliseConfig always sets it
+   * (default false); absent only in a hand-built config, where it means false.
+   */
+  dpop?: boolean;
   /** Timeout for every call to the provider. */
   httpTimeoutMs: number;
   /** Extra CA certificates (PEM) to trust for the provider, for test environments. */
@@ -135,6 +140,8 @@ export interface IdportenConfig {
 
 export interface AltinnConfig {
   exchangeUrl: string;
+  /** The exchange gets the bound ID-porten token as DPoP with a proof (only with idporten.dpop). */
+  dpop?: boolean;
 }
 
 export interface RouteConfig {
@@ -154,6 +161,11 @@ export interface RouteConfig {
   methods: string[];
   timeoutMs: number;
   bodyLimitBytes: number;
+  /**
+   * The route sends its token as `Authorization: DPoP` with a proof per request (RFC 9449 section 7): set for routes
+   * with token idporten on a tenant with idporten.dpop, unless the route says dpop: false. Absent means Bearer.
+   */
+  dpop?: boolean;
   /** The assurance level a session needs here; a session below it is asked to log in again at this level. */
   acr?: AcrLevel;
   /**

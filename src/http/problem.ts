@@ -32,6 +32,7 @@ export const PROBLEMS: Record<ErrorCode, ProblemEntry> = {
   upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
   resource_refused: { status: 502, title: 'Token for this API refused' },
+  upstream_nonce_required: { status: 503, title: 'Upstream asked for a DPoP nonce', retryAfterSeconds: RETRY_AFTER_SECONDS.upstreamNonce },
   idp_unavailable: { status: 503, title: 'ID-porten unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.idporten },
   store_unavailable: { status: 503, title: 'Session store unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.store },
   refresh_in_progress: { status: 503, title: 'Session refresh in progress', retryAfterSeconds: RETRY_AFTER_SECONDS.sessionLock },

@@ -4,6 +4,8 @@ import type { AcrLevel, TenantConfig } from '../config/types.js';
 import { classifyProviderError, OidcError } from './errors.js';
 import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
 import { ProviderKeys, verifyIdToken } from './id-token.js';
+import { newDpopKey, signerFor, type DpopKey } from '../net/dpop.js';
+import { checkDpopBinding, dpopHandle, ProviderNonces } from './dpop.js';
 
 /** What a login attempt must remember between /auth/login and /auth/callback. */
 export interface LoginTransaction {
@@ -11,6 +13,8 @@ export interface LoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** The DPoP key the session will be bound to (tenants with idporten.dpop): its thumbprint went out as dpop_jkt. */
+  dpopKey?: DpopKey;
   /** The max_age (seconds) the login asked for: the ID token's auth_time is then checked against it. */
   maxAge?: number;
   /** RFC 8707 resource indicators named in the authorization request (absent: none). */
@@ -40,10 +44,10 @@ export interface TokenSet {
 }
 
 /**
- * What a finished login hands over: the tokens, the verified ID token's claims, and the resources the
- * authorization request named (only those can be asked for by a refresh grant later).
+ * What a finished login hands over: the tokens, the verified ID token's claims, the resources the authorization
+ * request named (only those can be asked for by a refresh grant later) and the DPoP key its tokens are bound to.
  */
-export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; resources?: string[] | undefined };
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; resources?: string[] | undefined; dpopKey?: DpopKey | undefined };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -56,6 +60,7 @@ export class IdportenClient {
   readonly #tenant: TenantConfig;
   readonly #fetch: FetchLike;
   readonly #now: () => number;
+  readonly #dpopNonces = new ProviderNonces();
   #config: client.Configuration | undefined;
   #keys: ProviderKeys | undefined;
   #discovering: Promise<client.Configuration> | undefined;
@@ -103,7 +108,7 @@ export class IdportenClient {
     const metadata = config.serverMetadata();
     if (metadata.issuer !== idporten.issuer) throw new OidcError('rejected', 'discovery issuer does not match the configured issuer');
     if (!metadata.jwks_uri) throw new OidcError('rejected', 'provider metadata has no jwks_uri');
-    config[client.customFetch] = this.#fetch as client.CustomFetch;
+    config[client.customFetch] = this.#dpopNonces.watch(this.#fetch) as client.CustomFetch;
     config.timeout = Math.ceil(idporten.httpTimeoutMs / 1000);
     this.#keys = new ProviderKeys(metadata.jwks_uri, this.#fetch);
     this.#config = config;
@@ -139,6 +144,11 @@ export class IdportenClient {
       acr_values: opts.acr,
       ui_locales: opts.locale,
     });
+    if (this.#tenant.idporten.dpop) {
+      // RFC 9449 section 10: the authorization code is bound to the session's key, so only its holder can redeem it.
+      transaction.dpopKey = newDpopKey();
+      params.set('dpop_jkt', signerFor(transaction.dpopKey).jkt);
+    }
     if (opts.prompt) params.set('prompt', opts.prompt);
     if (opts.maxAge !== undefined) params.set('max_age', String(opts.maxAge));
     // RFC 8707 section 2.1: one `resource` parameter per resource the session's tokens will be asked for.
@@ -159,18 +169,22 @@ export class IdportenClient {
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const config = await this.configuration();
+    const { dpopKey } = transaction;
+    if (this.#tenant.idporten.dpop && !dpopKey) throw new OidcError('rejected', 'login transaction has no DPoP key (started before DPoP was turned on)');
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
     try {
-      response = await client.authorizationCodeGrant(config, callbackUrl, {
-        pkceCodeVerifier: transaction.codeVerifier,
-        expectedState: transaction.state,
-        expectedNonce: transaction.nonce,
-        idTokenExpected: true,
-      });
+      response = await client.authorizationCodeGrant(
+        config,
+        callbackUrl,
+        { pkceCodeVerifier: transaction.codeVerifier, expectedState: transaction.state, expectedNonce: transaction.nonce, idTokenExpected: true },
+        undefined,
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined,
+      );
     } catch (err) {
       throw classifyProviderError(err, 'code exchange');
     }
+    if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (!tokens.idToken) throw new OidcError('rejected', 'token response has no id_token');
     const idTokenClaims = await verifyIdToken(this.#keys!, tokens.idToken, {
@@ -182,23 +196,37 @@ export class IdportenClient {
       maxAge: transaction.maxAge,
       now: this.#now(),
     });
-    return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(transaction.resources ? { resources: transaction.resources } : {}) };
+    return {
+      ...tokens,
+      idToken: tokens.idToken,
+      idTokenClaims,
+      ...(transaction.resources ? { resources: transaction.resources } : {}),
+      ...(dpopKey ? { dpopKey } : {}),
+    };
   }
 
   /**
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
    * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`. With `resource` (RFC 8707 section 2.2) the access
-   * token is asked for that resource alone; a provider that will not issue one answers `invalid_target`.
+   * token is asked for that resource alone; a provider that will not issue one answers `invalid_target`. A session
+   * with a DPoP key proves it on the grant and must get tokens bound to it again.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }, resource?: string): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string; dpopKey?: DpopKey | undefined }, resource?: string): Promise<TokenSet> {
     const config = await this.configuration();
+    const { dpopKey } = binding;
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken, resource === undefined ? undefined : { resource });
+      response = await client.refreshTokenGrant(
+        config,
+        refreshToken,
+        resource === undefined ? undefined : { resource },
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined,
+      );
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }
+    if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (tokens.idToken) {
       const claims = await verifyIdToken(this.#keys!, tokens.idToken, {

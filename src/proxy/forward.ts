@@ -11,8 +11,10 @@
  * - Informational answers (1xx) are not passed on; a status above 599 is a failure.
  * - One timeout (the route's) for the connection, the response headers and each gap in the body.
  * - A browser that goes away takes the upstream request with it (aborted, its connection not reused).
- * - Nothing is retried: an upstream's answer passes through as it is, and a failure before the answer is the
- *   caller's to report (ForwardFailure); one after the headers were sent ends the browser's response early.
+ * - Nothing is retried, with one exception the caller asks for (`replay`: an upstream's DPoP nonce demand, RFC 9449
+ *   section 9, answered by sending the request again with the nonce): an upstream's answer passes through as it is,
+ *   and a failure before the answer is the caller's to report (ForwardFailure); one after the headers were sent ends
+ *   the browser's response early.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
@@ -30,9 +32,14 @@ export interface UpstreamRequest {
   /** Path and raw query string, as sent. */
   path: string;
   headers: IncomingHttpHeaders;
-  /** The request body stream, or null (GET, HEAD, no body). */
-  body: Readable | null;
+  /** The request body: a stream, a Buffer (kept for a retry), or null (GET, HEAD, no body). */
+  body: Readable | Buffer | null;
   timeoutMs: number;
+  /**
+   * Shown the head of the upstream's answer before anything reaches the browser: a request to send in its place
+   * (its body discarded), 'refused' to fail with `nonce_refused`, or undefined to pass the answer on.
+   */
+  replay?: ((statusCode: number, headers: IncomingHttpHeaders) => UpstreamRequest | 'refused' | undefined) | undefined;
 }
 
 /** The caller's part, made once (not per request). */
@@ -44,13 +51,13 @@ export interface ForwardHooks {
 }
 
 /** Why no upstream answer reached the browser. */
-export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response';
+export type ForwardFailure = 'timeout' | 'unavailable' | 'bad_response' | 'nonce_refused';
 
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** Starts the upstream request; the reply is answered from its handler. */
 export function forward(request: FastifyRequest, reply: FastifyReply, upstream: UpstreamRequest, hooks: ForwardHooks): void {
-  const handler = new ForwardHandler(request, reply, hooks);
+  const handler = new ForwardHandler(request, reply, hooks, upstream.replay);
   upstream.dispatcher.dispatch(
     {
       origin: upstream.origin,
@@ -76,11 +83,15 @@ class ForwardHandler {
   /** The stream of a streamed answer, once its headers were handed to the reply. */
   #stream: Readable | undefined;
   #done = false;
+  #replay: UpstreamRequest['replay'];
+  /** The request sent in place of this one once this answer (discarded) is complete. */
+  #instead: UpstreamRequest | undefined;
 
-  constructor(request: FastifyRequest, reply: FastifyReply, hooks: ForwardHooks) {
+  constructor(request: FastifyRequest, reply: FastifyReply, hooks: ForwardHooks, replay: UpstreamRequest['replay']) {
     this.#request = request;
     this.#reply = reply;
     this.#hooks = hooks;
+    this.#replay = replay;
   }
 
   onConnect(abort: (reason?: Error) => void): void {
@@ -101,7 +112,20 @@ class ForwardHandler {
       this.#fail('bad_response', new Error(`the upstream answered with status ${statusCode}`));
       return false;
     }
-    const headers = this.#hooks.responseHeaders(parseRawHeaders(rawHeaders), this.#request);
+    const upstreamHeaders = parseRawHeaders(rawHeaders);
+    if (this.#replay !== undefined) {
+      const decision = this.#replay(statusCode, upstreamHeaders);
+      this.#replay = undefined;
+      if (decision === 'refused') {
+        this.#fail('nonce_refused', new Error('the upstream demands a DPoP nonce and the request body is too large to send again'));
+        return false;
+      }
+      if (decision !== undefined) {
+        this.#instead = decision;
+        return true;
+      }
+    }
+    const headers = this.#hooks.responseHeaders(upstreamHeaders, this.#request);
     // An HTTP/1 connection cannot be reused while the browser is still sending a body nobody reads.
     if (!this.#request.raw.complete) headers.connection = 'close';
     if (!hasBody(this.#request.method, statusCode) || fitsBuffer(headers)) {
@@ -116,6 +140,7 @@ class ForwardHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.#instead !== undefined) return true;
     if (this.#buffered !== undefined) {
       this.#buffered.chunks.push(chunk);
       return true;
@@ -125,6 +150,10 @@ class ForwardHandler {
 
   onComplete(): void {
     this.#done = true;
+    if (this.#instead !== undefined) {
+      if (!this.#reply.raw.destroyed) forward(this.#request, this.#reply, this.#instead, this.#hooks);
+      return;
+    }
     if (this.#stream !== undefined) {
       this.#stream.push(null);
       return;

@@ -13,7 +13,8 @@ import { outgoingTraceparent, w3cTraceContext, type TraceContext } from '../audi
  *
  * Set by the gateway itself, whatever the browser sent:
  *   host                  the upstream's host
- *   authorization         Bearer <the session's token>
+ *   authorization         Bearer <the session's token>, or DPoP <token> on a DPoP route (dpop-upstream.ts)
+ *   dpop                  the DPoP proof, on a DPoP route
  *   x-forwarded-for       the client address; appended to the chain when the peer is a trusted proxy
  *                         (server.trustProxy), otherwise replacing anything the client sent
  *   x-forwarded-proto     the tenant's public scheme (from publicUrl)
@@ -49,7 +50,7 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trail
  */
 const NEVER_FORWARDED = new Set([
   ...HOP_BY_HOP,
-  'authorization', 'cookie', 'x-csrf', 'host', 'expect', 'forwarded', 'x-real-ip',
+  'authorization', 'dpop', 'cookie', 'x-csrf', 'host', 'expect', 'forwarded', 'x-real-ip',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
 

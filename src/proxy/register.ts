@@ -23,8 +23,11 @@
  * in preHandler because it may wait.
  * Then the body streams to the upstream, counted against the limit, and the answer comes back (forward.ts).
  *
- * Upstream TLS is always verified, nothing is retried (upstream answers pass through as they are), and a
- * failure to reach the upstream is answered with problem JSON that names no internal address.
+ * A route with `dpop` whose session has a DPoP key sends its token as DPoP with a proof (dpop-upstream.ts).
+ *
+ * Upstream TLS is always verified, nothing is retried (upstream answers pass through as they are) except a DPoP
+ * request once for an upstream's nonce, and a failure to reach the upstream is answered with problem JSON that names
+ * no internal address.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
@@ -37,7 +40,10 @@ import { isTopLevelNavigation } from '../http/negotiation.js';
 import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../http/problem.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { UpstreamDispatchers } from './dispatchers.js';
-import { forward, type ForwardHooks } from './forward.js';
+import { signerFor, type DpopKey } from '../net/dpop.js';
+import type { UpstreamNonces } from './dpop-nonces.js';
+import { withDpop } from './dpop-upstream.js';
+import { forward, type ForwardHooks, type UpstreamRequest } from './forward.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { upstreamPathFor } from './path-safety.js';
 import { RoutingTable, type ProxyTarget } from './routing-table.js';
@@ -68,6 +74,11 @@ export interface ProxyDeps {
   audit: AuditLog;
   /** X-Forwarded-* and Forwarded from the client are stripped unless the peer is trusted. */
   trustProxy: boolean | string[];
+  /**
+   * DPoP to upstreams: the request's session key (undefined for a session without one, whose token is a plain
+   * bearer token), and the upstreams' nonces shared through the store. Without it every route sends Bearer.
+   */
+  dpop?: { keyOf(request: FastifyRequest): DpopKey | undefined; nonces: UpstreamNonces } | undefined;
 }
 
 /** Every method Fastify routes, so that the ones a route does not allow get 405 rather than 404. */
@@ -294,7 +305,9 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
           ? new GatewayError('upstream_timeout', `The upstream did not answer within ${route.timeoutMs} ms.`)
           : failure === 'bad_response'
             ? new GatewayError('upstream_unavailable', 'The upstream gave an answer that cannot be passed on.')
-            : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
+            : failure === 'nonce_refused'
+              ? new GatewayError('upstream_nonce_required', 'The upstream asked for a DPoP nonce; send the request again.')
+              : new GatewayError('upstream_unavailable', 'The upstream could not be reached.');
       // The operator's side of the problem: why (refused, TLS, timeout), which the browser is not told.
       if (!bodyTooLarge) request.log.warn({ tenant: tenant.id, route: route.path, code: (cause as { code?: string }).code, reason: cause.message }, 'upstream request failed');
       reject(request, reply, error);
@@ -308,8 +321,9 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
     const url = request.raw.url ?? '';
     const queryAt = url.indexOf('?');
     const peerAddress = request.raw.socket.remoteAddress;
+    const bearer = bearerOf(state);
     const headers = upstreamRequestHeaders(request.headers, {
-      bearer: bearerOf(state),
+      bearer,
       upstreamHost: target.upstream.host,
       keepForwardingHeaders: isTrustedPeer(peerAddress),
       peerAddress,
@@ -319,7 +333,20 @@ const proxyRoutes: FastifyPluginAsync<ProxyScope> = async (scope, { paths, const
     });
     const body = request.body instanceof Readable ? request.body : null;
     const path = queryAt === -1 ? upstreamPath! : upstreamPath + url.slice(queryAt);
-    forward(request, reply, { dispatcher: target.dispatcher, origin: target.upstream.origin, path, headers, body, timeoutMs: target.route.timeoutMs }, forwardHooks);
+    const upstream: UpstreamRequest = { dispatcher: target.dispatcher, origin: target.upstream.origin, path, headers, body, timeoutMs: target.route.timeoutMs };
+    const key = target.route.dpop && bearer !== undefined ? deps.dpop?.keyOf(request) : undefined;
+    if (key === undefined) return forward(request, reply, upstream, forwardHooks);
+    const bound = withDpop(upstream, { signer: signerFor(key), accessToken: bearer!, method: request.method, nonces: deps.dpop!.nonces });
+    if (!(bound instanceof Promise)) return forward(request, reply, bound, forwardHooks);
+    bound.then(
+      (ready) => forward(request, reply, ready, forwardHooks),
+      (err: Error) => {
+        if (reply.sent || reply.raw.destroyed) return;
+        if (state.bodyTooLarge) return reject(request, reply, tooLarge(target.route));
+        request.log.warn({ tenant: target.tenant.id, route: target.route.path, reason: err.message }, 'request body could not be read');
+        reject(request, reply, new GatewayError('invalid_request', 'The request body could not be read.'));
+      },
+    );
   };
   for (const path of paths) {
     for (const url of [path, `${path}/*`]) {

@@ -29,6 +29,7 @@ export class MemorySessionStore implements SessionStore {
   /** Index key → its session id, or a Set once it has several: most sub and sid name a single session. */
   readonly #index = new Map<string, string | Set<string>>();
   readonly #remembered = new LRUCache<string, true>({ max: 10_000, ttlAutopurge: false, allowStale: false });
+  readonly #shared = new LRUCache<string, string>({ max: 10_000, ttlAutopurge: false, allowStale: false });
 
   constructor(maxSessions: number) {
     this.#cache = new LRUCache<string, Entry>({
@@ -132,11 +133,20 @@ export class MemorySessionStore implements SessionStore {
     return this.#remembered.has(key);
   }
 
+  async putShared(key: string, value: string, ttlMs: number): Promise<void> {
+    this.#shared.set(key, value, { ttl: Math.max(1, Math.ceil(ttlMs)) });
+  }
+
+  async getShared(key: string): Promise<string | undefined> {
+    return this.#shared.get(key);
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     this.#cache.clear();
     this.#remembered.clear();
+    this.#shared.clear();
   }
 
   get size(): number {

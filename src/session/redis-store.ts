@@ -37,6 +37,7 @@ const LOCK_RENEWALS_PER_LEASE = 4;
  *   P{<id>}:l        the session's lock (SET NX PX with a renewed lease)
  *   P{i:<index>}     an index (an HMAC of a sid or sub, computed by SessionManager): a set of session ids
  *   P{r:<key>}       a remembered one-time value (a logout token's jti)
+ *   P{s:<key>}       a shared value with a TTL (an upstream's DPoP nonce)
  *
  * Every key of one session carries the hash tag {<id>}, so they share a slot; an index key is its own slot.
  * No script ever touches keys of two slots: a script reaches only the keys it declares in KEYS, all of one
@@ -376,6 +377,14 @@ export class RedisSessionStore implements SessionStore {
 
   async remembered(key: string): Promise<boolean> {
     return (await this.#do(() => this.#redis.exists(this.#rememberKey(key)))) === 1;
+  }
+
+  async putShared(key: string, value: string, ttlMs: number): Promise<void> {
+    await this.#do(() => this.#redis.set(`${this.#prefix}{s:${key}}`, value, 'PX', Math.max(1, Math.ceil(ttlMs))));
+  }
+
+  async getShared(key: string): Promise<string | undefined> {
+    return (await this.#do(() => this.#redis.get(`${this.#prefix}{s:${key}}`))) ?? undefined;
   }
 
   async ping(): Promise<void> {

@@ -91,6 +91,13 @@ export interface SessionStore {
   /** Whether remember(key) was called within its ttl. */
   remembered(key: string): Promise<boolean>;
   /**
+   * A small value every instance of this store sees until ttlMs has passed (an upstream's DPoP nonce, by its origin),
+   * replacing the one before. Not a session: no index, no fencing.
+   */
+  putShared(key: string, value: string, ttlMs: number): Promise<void>;
+  /** The value putShared last stored under key, while it lives. */
+  getShared(key: string): Promise<string | undefined>;
+  /**
    * Throws when the store cannot be reached or cannot run what sessions need (Redis: a script over the keys
    * of one session, so a layout that would fail with CROSSSLOT on a cluster shows as not ready).
    */

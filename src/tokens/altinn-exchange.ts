@@ -31,10 +31,14 @@ export async function exchangeForAltinnToken(
   idportenAccessToken: string,
   accessTokenExpiresAt: number,
   now: number = Date.now(),
+  dpopProof?: string,
 ): Promise<{ token: string; expiresAt: number }> {
+  // A DPoP-bound token goes as DPoP with its proof (altinn.dpop), else as Bearer.
+  const authorization: Record<string, string> =
+    dpopProof === undefined ? { authorization: `Bearer ${idportenAccessToken}` } : { authorization: `DPoP ${idportenAccessToken}`, dpop: dpopProof };
   let response: Response;
   try {
-    response = await fetchImpl(exchangeUrl, { method: 'GET', headers: { authorization: `Bearer ${idportenAccessToken}`, accept: 'text/plain, application/json' } });
+    response = await fetchImpl(exchangeUrl, { method: 'GET', headers: { ...authorization, accept: 'text/plain, application/json' } });
   } catch (err) {
     throw new AltinnExchangeError('unavailable', 'Altinn token exchange unreachable', { cause: err });
   }

@@ -131,6 +131,7 @@ export class TokenLifecycle implements TokenSource {
         scope: login.scope,
       },
       ...(login.resources?.length ? { resources: login.resources } : {}),
+      ...(login.dpopKey ? { dpop: login.dpopKey } : {}),
     };
     const { cookieValue, session } = await this.#sessions.create(data);
     this.#audit.event('login.success', {

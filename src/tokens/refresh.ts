@@ -147,7 +147,7 @@ export class Refresher {
     const askedAt = now();
     let refreshed;
     try {
-      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr }, resource);
+      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr, dpopKey: session.data.dpop }, resource);
     } catch (err) {
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
       audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(refreshToken) });

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type { IdTokenBinding, IdportenUser } from '../idporten/claims.js';
+import type { DpopKey } from '../net/dpop.js';
 import type { SessionContext } from '../session/session.js';
 
 /** Everything the gateway keeps about one logged-in browser. Stored sealed; never sent to the browser. */
@@ -34,6 +35,8 @@ export interface SessionData {
    * token (or of another resource's) rotates the refresh token and keeps them.
    */
   resourceTokens?: Record<string, ResourceToken> | undefined;
+  /** The session's DPoP key pair (tenants with idporten.dpop): its tokens are bound to it. Sealed with the record only. */
+  dpop?: DpopKey | undefined;
 }
 
 export interface ResourceToken {

@@ -40,6 +40,8 @@ export class HoldingStore implements SessionStore {
   findByIndex = (key: string) => this.#inner.findByIndex(key);
   remember = (key: string, ttlMs: number) => this.#inner.remember(key, ttlMs);
   remembered = (key: string) => this.#inner.remembered(key);
+  putShared = (key: string, value: string, ttlMs: number) => this.#inner.putShared(key, value, ttlMs);
+  getShared = (key: string) => this.#inner.getShared(key);
   ping = () => this.#inner.ping();
   close = () => this.#inner.close();
 

@@ -82,11 +82,15 @@ export class HostileOp {
   /** Per-test lies. Both stay in force until changed. */
   tamperIdToken: IdTokenTamper | undefined;
   tamperAuthorizationResponse: AuthorizationResponseTamper | undefined;
+  /** Changes a token endpoint answer before it is sent (the DPoP proof the request carried, if any, at hand). */
+  tamperTokenResponse: ((tokens: Record<string, unknown>, context: { grant: 'authorization_code' | 'refresh_token'; dpopProof: string | undefined }) => void | Promise<void>) | undefined;
   /** The subject the OP logs every user in as (pairwise in ID-porten). */
   sub = 'pairwise-sub-0001';
 
   readonly authorizationRequests: AuthorizationRequest[] = [];
   readonly tokenRequests: URLSearchParams[] = [];
+  /** The DPoP header of each token request (undefined where it had none), in the order of tokenRequests. */
+  readonly tokenRequestProofs: (string | undefined)[] = [];
   /** Token endpoint answers that were errors, by OAuth error code. */
   readonly tokenErrors: string[] = [];
   readonly revoked = new Set<string>();
@@ -161,7 +165,7 @@ export class HostileOp {
       case 'GET /authorize':
         return this.#authorize(url, res);
       case 'POST /token':
-        return this.#token(new URLSearchParams(await readBody(req)), res);
+        return this.#token(new URLSearchParams(await readBody(req)), res, typeof req.headers.dpop === 'string' ? req.headers.dpop : undefined);
       case 'POST /revoke': {
         const form = new URLSearchParams(await readBody(req));
         if (!this.#clientAuthenticated(form)) return send(res, 401, { error: 'invalid_client' });
@@ -243,8 +247,9 @@ export class HostileOp {
     return form.get('client_id') === this.clientId && form.get('client_secret') === this.clientSecret;
   }
 
-  async #token(form: URLSearchParams, res: ServerResponse): Promise<void> {
+  async #token(form: URLSearchParams, res: ServerResponse, dpopProof: string | undefined): Promise<void> {
     this.tokenRequests.push(form);
+    this.tokenRequestProofs.push(dpopProof);
     const refuse = (status: number, error: string, description: string) => {
       this.tokenErrors.push(error);
       send(res, status, { error, error_description: description });
@@ -268,6 +273,7 @@ export class HostileOp {
       }
       const tokens = await this.#issue('authorization_code', this.sub, issued.request);
       issued.accessTokens.push(tokens.access_token);
+      await this.tamperTokenResponse?.(tokens, { grant: 'authorization_code', dpopProof });
       return send(res, 200, tokens);
     }
 
@@ -277,7 +283,9 @@ export class HostileOp {
       if (!grant || this.revoked.has(presented)) return refuse(400, 'invalid_grant', 'unknown refresh token');
       // Rotating refresh tokens, as ID-porten may use: the presented one is spent.
       this.#refreshTokens.delete(presented);
-      return send(res, 200, await this.#issue('refresh_token', grant.sub, grant.request));
+      const tokens = await this.#issue('refresh_token', grant.sub, grant.request);
+      await this.tamperTokenResponse?.(tokens, { grant: 'refresh_token', dpopProof });
+      return send(res, 200, tokens);
     }
     return refuse(400, 'unsupported_grant_type', 'grant type not supported');
   }

@@ -30,6 +30,8 @@ export interface StackOptions {
   tenant?: Record<string, unknown>;
   routes?: Record<string, unknown>[];
   altinnExchangeUrl?: string;
+  /** The Altinn look-alike's exchange takes DPoP-bound tokens with proofs only, and the tenant says altinn.dpop: true. */
+  altinnDpop?: boolean;
   appDeps?: AppDeps;
   clientId?: string;
   /**
@@ -193,9 +195,10 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
   const routes = [...(opts.routes ?? [])];
   let altinnExchangeUrl = opts.altinnExchangeUrl;
   if (opts.upstreams) {
-    skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    // A DPoP tenant's routes send proofs: the look-alike checks them (and refuses its bound tokens as Bearer).
+    skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.idporten?.dpop === true ? { dpop: {} } : {}) });
     t.teardown(() => skatteetaten!.close());
-    altinn = await startAltinnLookalike({ issuer: op.issuer, jwksUri: op.jwksUri });
+    altinn = await startAltinnLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.altinnDpop ? { exchangeDpop: {} } : {}) });
     t.teardown(() => altinn!.close());
     altinnExchangeUrl ??= altinn.exchangeUrl;
     routes.push(
@@ -221,7 +224,7 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
           httpTimeout: '3s',
           ...opts.idporten,
         },
-        ...(altinnExchangeUrl ? { altinn: { exchangeUrl: altinnExchangeUrl } } : {}),
+        ...(altinnExchangeUrl ? { altinn: { exchangeUrl: altinnExchangeUrl, ...(opts.altinnDpop ? { dpop: true } : {}) } } : {}),
         routes,
         ...opts.tenant,
       },
