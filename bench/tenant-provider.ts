@@ -8,7 +8,7 @@
  *   node --import tsx bench/tenant-scale.ts --provider --tenants 1,500,5000 --requests 2000
  */
 import { once } from 'node:events';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { lookup as dnsLookup } from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -50,6 +50,18 @@ const loopbackNames: LookupFunction = (hostname, options, callback) => {
 const browserAgent = new Agent({ connect: { lookup: loopbackNames } });
 const browserFetch = ((url: URL, init: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: browserAgent })) as unknown as typeof fetch;
 
+/** An upstream that answers every request with a small JSON body, keeping connections alive. */
+export async function startPlainUpstream(): Promise<{ server: Server; url: string }> {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('{"ok":true}'));
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
 export async function measureProvider(tenantCount: number, requests: number): Promise<ProviderResult> {
   // Counts the gateway's requests to the provider as they leave this process (its provider fetch uses the global dispatcher).
   const counts = { discovery: 0, jwks: 0 };
@@ -61,14 +73,7 @@ export async function measureProvider(tenantCount: number, requests: number): Pr
       return dispatch(opts, handler);
     }),
   );
-  const upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end('{"ok":true}'));
-  });
-  upstream.keepAliveTimeout = 60_000;
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
-  const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const { server: upstream, url: upstreamUrl } = await startPlainUpstream();
   const port = await freePort();
   const origin = (i: number) => `http://t${i}.localhost:${port}`;
   const op = await startIdportenLookalike({

@@ -13,9 +13,6 @@
  *                                                                 # (start-up, provider requests, login; tenant-provider.ts)
  */
 import { execFileSync } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -24,7 +21,7 @@ import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import type { RouteConfig, TenantConfig } from '../src/config/types.js';
 import * as proxy from '../src/proxy/register.js';
-import { measureProvider, providerTable, type ProviderResult } from './tenant-provider.js';
+import { measureProvider, providerTable, startPlainUpstream, type ProviderResult } from './tenant-provider.js';
 
 interface Result {
   tenants: number;
@@ -70,14 +67,7 @@ if (args.includes('--provider')) {
 }
 
 async function measure(tenantCount: number, requests: number, distinct: boolean, whole: boolean): Promise<Result> {
-  const upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end('{"ok":true}'));
-  });
-  upstream.keepAliveTimeout = 60_000;
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
-  const origin = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const { server: upstream, url: origin } = await startPlainUpstream();
 
   const route = (path: string, upstreamPath: string): RouteConfig => ({
     path, upstream: `${origin}${upstreamPath}`, token: 'none', methods: ['GET', 'POST'], timeoutMs: 10_000, bodyLimitBytes: 1024 * 1024, forwardHeaders: [],
