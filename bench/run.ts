@@ -8,6 +8,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { peers } from './peers.js';
 import { proxyOverhead } from './proxy-overhead.js';
+import { resourceTokenCost } from './resource-token.js';
 import { refreshStorm } from './refresh-storm.js';
 import type { Section } from './report.js';
 import { sessionMemory } from './session-memory.js';
@@ -15,7 +16,7 @@ import { sessionThroughput } from './session-throughput.js';
 import { uploadMemory } from './upload-memory.js';
 
 const USAGE = `Usage: npm run bench -- [options]
-  --only LIST         comma-separated: peers, proxy, session, storm, upload, sessions (default: all)
+  --only LIST         comma-separated: peers, proxy, resource, session, storm, upload, sessions (default: all)
   --duration SEC      seconds per load run (default 10)
   --connections LIST  autocannon connections, comma-separated (default 10,50)
   --rounds N          alternations (direct/gateway, memory/Redis) per connection count (default 2)
@@ -62,6 +63,7 @@ const connections = list(values.connections);
 const benchmarks: Record<string, () => Promise<Section>> = {
   peers: () => peers({ seconds, rounds: positive(values.rounds), connections: connections[0]!, rate: positive(values.rate) }),
   proxy: () => proxyOverhead({ connections, seconds, rounds: positive(values.rounds) }),
+  resource: () => resourceTokenCost({ connections: connections[0]!, seconds, rounds: positive(values.rounds) }),
   session: () => sessionThroughput({ connections, seconds, rounds: positive(values.rounds) }),
   storm: () => refreshStorm({ requests: positive(values.storm), accessTokenTtlSeconds: 8, rounds: positive(values['storm-rounds']) }),
   upload: () => uploadMemory({ megabytes: positive(values['upload-mb']) }),

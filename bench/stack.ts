@@ -22,6 +22,8 @@ export interface BenchStackOptions {
   upstream?: 'echo' | 'light-echo';
   /** Extra Node options for the gateway process (e.g. `--cpu-prof`). */
   gatewayExecArgv?: string[];
+  /** Also route RESOURCE_ECHO_ROUTE to the same upstream with this RFC 8707 `resource` (its own token). */
+  resource?: string;
 }
 
 export interface OpStats {
@@ -62,6 +64,7 @@ export interface BenchStack {
 const COOKIE_NAME = 'bff';
 const CLIENT_ID = 'bench-bff';
 export const ECHO_ROUTE = '/mva/echo';
+export const RESOURCE_ECHO_ROUTE = '/mva/echo-resource';
 
 export async function startBenchStack(opts: BenchStackOptions): Promise<BenchStack> {
   const port = await freePort();
@@ -80,7 +83,7 @@ export async function startBenchStack(opts: BenchStackOptions): Promise<BenchSta
     const gateway = await forkChild(new URL('./gateway-child.ts', import.meta.url), { execArgv: opts.gatewayExecArgv ?? [] });
     children.push(gateway);
     const echoUrl = opts.upstream === 'light-echo' ? urls.lightEchoUrl : urls.echoUrl;
-    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB' }));
+    await gateway.call('start', gatewayConfig({ port, publicUrl, clientSecret, issuer: urls.issuer, echoUrl, store: opts.store ?? { type: 'memory' }, bodyLimit: opts.bodyLimit ?? '30MB', resource: opts.resource }));
 
     let nextUser = 0;
     return {
@@ -112,7 +115,8 @@ async function stopAll(children: Child[]): Promise<void> {
 }
 
 /** A production-shaped config: info logging (to a discarded stdout), one tenant, the echo route. */
-function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; issuer: string; echoUrl: string; store: BenchStore; bodyLimit: string }): unknown {
+function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: string; issuer: string; echoUrl: string; store: BenchStore; bodyLimit: string; resource: string | undefined }): unknown {
+  const echo = { upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit };
   return {
     server: { host: '127.0.0.1', port: o.port, logLevel: 'info' },
     session: {
@@ -134,7 +138,7 @@ function gatewayConfig(o: { port: number; publicUrl: string; clientSecret: strin
           acrValues: 'idporten-loa-substantial',
           httpTimeout: '10s',
         },
-        routes: [{ path: ECHO_ROUTE, upstream: o.echoUrl, token: 'idporten', bodyLimit: o.bodyLimit }],
+        routes: [{ path: ECHO_ROUTE, ...echo }, ...(o.resource ? [{ path: RESOURCE_ECHO_ROUTE, ...echo, resource: o.resource }] : [])],
       },
     ],
   };

@@ -34,7 +34,7 @@ export interface Problem {
   code: string;
   detail?: string;
   traceId?: string;
-  /** With `login_required` and `session_expired`: where to start a login. */
+  /** With `login_required`, `session_expired` and `step_up_required`: where to start a login (a step-up's asks for a level). */
   loginUrl?: string;
   [key: string]: unknown;
 }
@@ -42,7 +42,7 @@ export interface Problem {
 export type LoginRequiredHandler = (problem: Problem) => unknown;
 
 export interface BffOptions {
-  /** Called instead of navigating to the login on a 401 `login_required` / `session_expired`. */
+  /** Called instead of navigating to the login on a 401 `login_required` / `session_expired` / `step_up_required`. */
   onLoginRequired?: LoginRequiredHandler | undefined;
 }
 

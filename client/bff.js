@@ -2,7 +2,8 @@
 // and published as `idporten-bff/client`. Tokens never reach the page; it only ever holds the HttpOnly
 // session cookie, which the browser sends on same-origin requests.
 
-const LOGIN_CODES = new Set(['login_required', 'session_expired']);
+// step_up_required: the session is below a route's assurance level; its loginUrl asks for that level.
+const LOGIN_CODES = new Set(['login_required', 'session_expired', 'step_up_required']);
 const CHANNEL = 'idporten-bff';
 
 const settings = {
@@ -68,7 +69,8 @@ function configure(options = {}) {
 
 /**
  * fetch() for the gateway's own origin: adds `X-CSRF: 1` and `credentials: 'same-origin'`. A 401 problem
- * `login_required` or `session_expired` sends the browser to its `loginUrl` with `returnTo` = the current
+ * `login_required`, `session_expired` or `step_up_required` sends the browser to its `loginUrl` (its other
+ * parameters, such as a step-up's `acr` and `prompt`, kept) with `returnTo` = the current
  * page, or calls `onLoginRequired(problem)` when one is given (per call, or with configure()). The
  * response is returned either way.
  */

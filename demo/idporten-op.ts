@@ -9,6 +9,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
+import { Agent, fetch as undiciFetch } from 'undici';
 import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { OpMemoryStore } from './op-memory-adapter.js';
@@ -35,6 +36,13 @@ export interface IdportenLookalikeOptions {
   refreshAnswerDelayMs?: number;
 }
 
+/**
+ * RFC 8707 resource indicators: a request naming `resource` gets an access token (a JWT) for that resource alone,
+ * its `aud` the indicator, as ID-porten copies `resource` into `aud`. Without one the token is for the look-alike's
+ * default API, as before. oidc-provider only issues a token for a resource the authorization request named.
+ */
+export const API_RESOURCE = 'urn:lookalike:idporten:api';
+
 export interface IdportenLookalikeStats {
   refreshGrants: number;
   codeGrants: number;
@@ -58,18 +66,38 @@ export interface TokenGrantRecord {
   grantId?: string;
   /** Fingerprint of the refresh token presented (refresh grants). */
   presented?: string;
+  /** The RFC 8707 `resource` the grant asked for, if any. */
+  resource?: string;
   /** Fingerprint of the refresh token the answer carries (the rotated one, on a refresh grant). */
   issued?: string;
   /** The TCP connection the request came on, numbered as `onConnection` announces them. */
   connection: number;
 }
 
+/** One authorization request as the provider resolved it (through PAR or not). */
+export interface AuthorizationRecord {
+  clientId: string;
+  /** Whether the front-channel request named a pushed request (request_uri) instead of carrying its parameters. */
+  par: boolean;
+  /** The parameters the provider acted on (those of the pushed request, with PAR). */
+  prompt?: string;
+  maxAge?: string;
+  acrValues?: string;
+  uiLocales?: string;
+  /** The login the provider asked the user for, and why (e.g. `login_prompt`, `max_age`); absent: its session sufficed. */
+  interaction?: { name: string; reasons: string[] };
+}
+
 /** What the look-alike saw, for tests that check a client's behaviour from the provider's side. */
 export interface IdportenLookalikeObservations {
+  /** Every authorization request the provider accepted, in order (a resumed one once, as it started). */
+  readonly authorizations: AuthorizationRecord[];
   /** Every token-endpoint grant request that reached the provider, in the order it decided them. */
   readonly grants: TokenGrantRecord[];
   /** The grant each access token the provider issued belongs to, by the token's `jti`. */
   readonly accessTokenGrants: Map<string, string>;
+  /** Fingerprints of the tokens posted to the revocation endpoint, in order. */
+  readonly revoked: string[];
   /** Called as each grant is decided, before the answer is sent. Returns a function that stops the calls. */
   onGrant(listener: (record: TokenGrantRecord) => void): () => void;
   /**
@@ -93,6 +121,8 @@ export interface IdportenLookalike {
   isRefreshTokenActive(token: string): Promise<boolean>;
   /** While true the token endpoint answers 503, as ID-porten does when it is down. */
   setTokenEndpointDown(down: boolean): void;
+  /** While refused, a token request naming this resource is answered `invalid_target` (RFC 8707 section 2). */
+  refuseResource(resource: string, refused: boolean): void;
   /** A new RS256 key signs from now on; the old one stays in the JWKS unless dropOld. */
   rotateSigningKey(opts?: { dropOld?: boolean }): Promise<void>;
   close(): Promise<void>;
@@ -111,11 +141,10 @@ export const API_SCOPES = [
 ] as const;
 
 /**
- * The single resource server every access token is issued for. ID-porten clients do not
- * send RFC 8707 `resource`; defaulting to one resource makes oidc-provider issue JWT access
- * tokens carrying the API scopes next to `openid`, as ID-porten does.
+ * The resource server an access token is issued for when the client names none (API_RESOURCE). Defaulting to
+ * one resource makes oidc-provider issue JWT access tokens carrying the API scopes next to `openid`, as ID-porten
+ * does.
  */
-const API_RESOURCE = 'urn:lookalike:idporten:api';
 const RESOURCE_SCOPES = ['openid', 'profile', ...API_SCOPES].join(' ');
 
 /** Endpoint paths named like ID-porten's. */
@@ -158,6 +187,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     cookieKeys: [randomBytes(32).toString('base64url')],
     pairwiseSalt: randomBytes(32),
     signingKeys: [await newSigningKey()],
+    refusedResources: new Set(),
   };
 
   const issuedTokens = new Set<string>();
@@ -182,6 +212,8 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       if (ctx.oidc?.params?.grant_type === 'refresh_token') stats.refreshGrantErrors += 1;
       observed.record(ctx, `${err.error ?? 'error'}: ${err.error_detail ?? err.error_description ?? ''}`);
     });
+    provider.on('authorization.accepted', (ctx: KoaContextWithOIDC) => observed.authorization(ctx));
+    provider.on('interaction.started', (ctx: KoaContextWithOIDC, prompt: { name: string; reasons: string[] }) => observed.authorization(ctx, prompt));
     provider.on('access_token.issued', (token: { jti: string; grantId?: string }) => {
       if (token.grantId) observed.view.accessTokenGrants.set(token.jti, token.grantId);
     });
@@ -214,6 +246,17 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
         res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'token endpoint is down' }));
         return;
       }
+      if (settings.refusedResources.size > 0) {
+        const form = new URLSearchParams(await readBody(req, MAX_FORM_BYTES));
+        if (form.getAll('resource').some((resource) => settings.refusedResources.has(resource))) {
+          // RFC 8707 section 2: an error answer, before anything is issued or rotated.
+          if (form.get('grant_type') === 'refresh_token') stats.refreshGrantErrors += 1;
+          res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end(JSON.stringify({ error: 'invalid_target', error_description: 'the resource is refused' }));
+          return;
+        }
+        req = replayOf(req, form);
+      }
       onResponseBody(res, (status, body) => {
         if (status === 200) recordTokens(body, issuedTokens);
       });
@@ -242,7 +285,9 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
       onResponseBody(res, (status) => {
         if (status === 200) stats.revocations += 1;
       });
-      current.handle(await withoutStructuredToken(req), res);
+      const { replay, token } = await withoutStructuredToken(req);
+      if (token) observed.view.revoked.push(fingerprint(token)!);
+      current.handle(replay, res);
       return;
     }
     current.handle(req, res);
@@ -270,6 +315,10 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
     setTokenEndpointDown(down) {
       tokenEndpointDown = down;
     },
+    refuseResource(resource, refused) {
+      if (refused) settings.refusedResources.add(resource);
+      else settings.refusedResources.delete(resource);
+    },
     async rotateSigningKey(rotateOpts) {
       const key = await newSigningKey();
       settings.signingKeys = rotateOpts?.dropOld ? [key] : [key, ...settings.signingKeys];
@@ -289,9 +338,12 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
 function observe(server: ReturnType<typeof createServer>): {
   view: IdportenLookalikeObservations;
   record(ctx: KoaContextWithOIDC, error?: string): void;
+  authorization(ctx: KoaContextWithOIDC, interaction?: { name: string; reasons: string[] }): void;
 } {
   const grants: TokenGrantRecord[] = [];
+  const authorizations: AuthorizationRecord[] = [];
   const accessTokenGrants = new Map<string, string>();
+  const revoked: string[] = [];
   const grantListeners = new Set<(record: TokenGrantRecord) => void>();
   const connectionListeners = new Set<(connection: { id: number; remoteAddress: string; remotePort: number }) => void>();
   const connections = new WeakMap<Socket, number>();
@@ -307,8 +359,10 @@ function observe(server: ReturnType<typeof createServer>): {
   });
   return {
     view: {
+      authorizations,
       grants,
       accessTokenGrants,
+      revoked,
       onGrant(listener) {
         grantListeners.add(listener);
         return () => grantListeners.delete(listener);
@@ -318,6 +372,22 @@ function observe(server: ReturnType<typeof createServer>): {
         for (const connection of open.values()) listener(connection);
         return () => connectionListeners.delete(listener);
       },
+    },
+    authorization(ctx, interaction) {
+      // A request resumed after its login is the one recorded as it started.
+      if (ctx.oidc.route !== 'authorization') return;
+      const params = ctx.oidc.params ?? {};
+      const text = (name: string) => (typeof params[name] === 'string' || typeof params[name] === 'number' ? { [name]: String(params[name]) } : {});
+      const { prompt, max_age: maxAge, acr_values: acrValues, ui_locales: uiLocales } = { ...text('prompt'), ...text('max_age'), ...text('acr_values'), ...text('ui_locales') };
+      authorizations.push({
+        clientId: String(params.client_id ?? ''),
+        par: ctx.URL.searchParams.has('request_uri'),
+        ...(prompt !== undefined ? { prompt } : {}),
+        ...(maxAge !== undefined ? { maxAge } : {}),
+        ...(acrValues !== undefined ? { acrValues } : {}),
+        ...(uiLocales !== undefined ? { uiLocales } : {}),
+        ...(interaction ? { interaction: { name: interaction.name, reasons: [...interaction.reasons] } } : {}),
+      });
     },
     record(ctx, error) {
       const { params, entities } = ctx.oidc ?? {};
@@ -330,6 +400,7 @@ function observe(server: ReturnType<typeof createServer>): {
         ...(error !== undefined ? { error } : {}),
         ...(typeof grantId === 'string' ? { grantId } : {}),
         ...(typeof params?.refresh_token === 'string' ? { presented: fingerprint(params.refresh_token) } : {}),
+        ...(typeof params?.resource === 'string' ? { resource: params.resource } : {}),
         ...(typeof body?.refresh_token === 'string' ? { issued: fingerprint(body.refresh_token) } : {}),
         connection: connections.get(ctx.req.socket as Socket) ?? 0,
       };
@@ -351,12 +422,16 @@ interface ProviderSettings {
   pairwiseSalt: Buffer;
   /** Private JWKs; the first one signs. */
   signingKeys: JWK[];
+  /** Resource indicators answered `invalid_target` (refuseResource). */
+  refusedResources: Set<string>;
 }
 
 function createProvider(s: ProviderSettings): Provider {
   const policy = interactionPolicy.base();
   // ID-porten asks for no consent: grants are created automatically (see loadExistingGrant).
   policy.remove('consent');
+  // prompt=select_account: the login page again, where the user may pick another account (eID or person).
+  policy.add(new interactionPolicy.Prompt({ name: 'select_account', requestable: true }), 0);
   // A remembered login only counts when its level of assurance meets the request.
   policy.get('login').checks.add(new interactionPolicy.Check(
     'acr_too_low',
@@ -365,6 +440,12 @@ function createProvider(s: ProviderSettings): Provider {
       && acrRank(ctx.oidc.acr) < acrRank(lowestRequestedAcr(ctx.oidc.params.acr_values)),
   ));
 
+  const resourceServerInfo = {
+    scope: RESOURCE_SCOPES,
+    accessTokenFormat: 'jwt',
+    accessTokenTTL: s.accessTokenTtl,
+    jwt: { sign: { alg: 'RS256' } },
+  } as const;
   const provider = new Provider(s.issuer, {
     adapter: (name: string) => s.store.adapterFor(name),
     clients: s.clients,
@@ -405,7 +486,7 @@ function createProvider(s: ProviderSettings): Provider {
         claims: async () => ({ sub: user.pid, pid: user.pid, locale: user.locale, name: user.name }),
       };
     },
-    loadExistingGrant: autoGrant,
+    loadExistingGrant: (ctx: KoaContextWithOIDC) => autoGrant(ctx, resourceServerInfo),
     extraTokenClaims: async (ctx: KoaContextWithOIDC, token: { accountId?: string }) => {
       const source = ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AuthorizationCode;
       return {
@@ -441,7 +522,7 @@ function createProvider(s: ProviderSettings): Provider {
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx: KoaContextWithOIDC, form: string) => {
-          ctx.body = renderAutoLogoutPage(form);
+          ctx.body = renderAutoLogoutPage(form, frontChannelLogoutUris(ctx, s));
         },
         postLogoutSuccessSource: async (ctx: KoaContextWithOIDC) => {
           ctx.body = renderLoggedOutPage();
@@ -451,12 +532,9 @@ function createProvider(s: ProviderSettings): Provider {
         enabled: true,
         defaultResource: async () => API_RESOURCE,
         useGrantedResource: async () => true,
-        getResourceServerInfo: async () => ({
-          scope: RESOURCE_SCOPES,
-          accessTokenFormat: 'jwt',
-          accessTokenTTL: s.accessTokenTtl,
-          jwt: { sign: { alg: 'RS256' } },
-        }),
+        // Every resource is a JWT audience (`aud` = the indicator) with the same scopes (refuseResource answers
+        // before the provider sees the request: oidc-provider refuses a refresh grant's target only after rotating).
+        getResourceServerInfo: async () => resourceServerInfo,
       },
     },
     interactions: {
@@ -475,13 +553,32 @@ function createProvider(s: ProviderSettings): Provider {
     },
     jwks: { keys: s.signingKeys },
     // oidc-provider blocks outgoing requests to loopback addresses; back-channel logout
-    // tokens must reach gateways listening on 127.0.0.1 here.
+    // tokens must reach gateways listening on 127.0.0.1 here, NAME.localhost included.
     fetch: (url: string | URL, options: RequestInit & { dispatcher?: unknown }) => {
       const { dispatcher, ...rest } = options;
-      return isLoopback(new URL(url).hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
+      const { hostname } = new URL(url);
+      if (hostname.endsWith('.localhost')) return undiciFetch(url, { ...(rest as object), dispatcher: localhostNames() }) as unknown as Promise<Response>;
+      return isLoopback(hostname) ? fetch(url, rest) : fetch(url, options as RequestInit);
     },
   });
   return provider;
+}
+
+/**
+ * OIDC Front-Channel Logout 1.0 section 4 (oidc-provider has no front-channel logout): the `frontchannel_logout_uri`
+ * of every client in the ending session but the one that asked for the logout, with `iss` and `sid`.
+ */
+function frontChannelLogoutUris(ctx: KoaContextWithOIDC, s: ProviderSettings): string[] {
+  const authorizations = (ctx.oidc.session?.authorizations ?? {}) as Record<string, { sid?: string }>;
+  const initiator: string | undefined = ctx.oidc.client?.clientId;
+  return Object.entries(authorizations).flatMap(([clientId, { sid }]) => {
+    const uri = s.clients.find((client) => client.client_id === clientId)?.frontchannel_logout_uri;
+    if (clientId === initiator || typeof uri !== 'string' || !sid) return [];
+    const url = new URL(uri);
+    url.searchParams.set('iss', s.issuer);
+    url.searchParams.set('sid', sid);
+    return [url.toString()];
+  });
 }
 
 /**
@@ -489,7 +586,7 @@ function createProvider(s: ProviderSettings): Provider {
  * Also asks for `sid` in the ID token: ID-porten always sends it, oidc-provider only
  * when requested or required by back-channel logout.
  */
-async function autoGrant(ctx: KoaContextWithOIDC): Promise<unknown> {
+async function autoGrant(ctx: KoaContextWithOIDC, resourceServerInfo: object): Promise<unknown> {
   const { oidc } = ctx;
   const accountId: string = oidc.session.accountId;
   const clientId: string = oidc.client.clientId;
@@ -498,6 +595,10 @@ async function autoGrant(ctx: KoaContextWithOIDC): Promise<unknown> {
   if (!grant || grant.accountId !== accountId) {
     grant = new oidc.provider.Grant({ accountId, clientId });
   }
+  // A request naming resources still gets the default API's token when it names none at the token endpoint (as
+  // ID-porten issues its usual token then), so the default resource is granted beside those named.
+  const resourceServers = oidc.resourceServers as Record<string, unknown>;
+  if (!(API_RESOURCE in resourceServers)) resourceServers[API_RESOURCE] = new oidc.provider.ResourceServer(API_RESOURCE, resourceServerInfo);
   const oidcScopes = [...(oidc.requestParamOIDCScopes as Set<string>)].join(' ');
   if (oidcScopes) grant.addOIDCScope(oidcScopes);
   for (const [indicator, resourceServer] of Object.entries(oidc.resourceServers as Record<string, { scopes: Set<string> }>)) {
@@ -559,6 +660,8 @@ async function handleInteraction(
     const acr = acrRank(chosen) > acrRank(requestedAcr) ? chosen : requestedAcr;
     await provider.interactionFinished(req, res, {
       login: { accountId: user.pid, acr, amr: ['TestID'], remember: true },
+      // The account was chosen on this page: a select_account prompt is resolved too.
+      ...(details.prompt.name === 'select_account' ? { select_account: {} } : {}),
     }, { mergeWithLastSubmission: false });
     return;
   }
@@ -600,6 +703,24 @@ async function newSigningKey(): Promise<JWK> {
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || hostname.startsWith('127.');
+}
+
+let localhostNamesAgent: Agent | undefined;
+
+/**
+ * Connections for `NAME.localhost`, which is loopback (RFC 6761 section 6.3) although the system resolver may not
+ * know the name: made to 127.0.0.1, the URL's host name kept in the Host header.
+ */
+function localhostNames(): Agent {
+  localhostNamesAgent ??= new Agent({
+    connect: {
+      lookup: (_hostname, options, callback) => {
+        if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }] as never);
+        else callback(null, '127.0.0.1' as never, 4);
+      },
+    },
+  });
+  return localhostNamesAgent;
 }
 
 function sendHtml(res: ServerResponse, status: number, html: string): void {
@@ -667,11 +788,16 @@ function recordTokens(body: string, into: Set<string>): void {
  * authenticates the client and answers 200, as RFC 7009 §2.2 prescribes for unknown tokens.
  * The JWT itself stays valid until it expires, like any self-contained token.
  */
-async function withoutStructuredToken(req: IncomingMessage): Promise<IncomingMessage> {
+async function withoutStructuredToken(req: IncomingMessage): Promise<{ replay: IncomingMessage; token: string | null }> {
   const body = await readBody(req, MAX_FORM_BYTES);
   const form = new URLSearchParams(body);
   const token = form.get('token');
   if (token && looksLikeJwt(token)) form.set('token', randomBytes(32).toString('base64url'));
+  return { replay: replayOf(req, form), token };
+}
+
+/** A request whose form body was read, to hand on as if it had not been. */
+function replayOf(req: IncomingMessage, form: URLSearchParams): IncomingMessage {
   const replay = new IncomingMessage(req.socket);
   const buffer = Buffer.from(form.toString(), 'utf8');
   replay.method = req.method;

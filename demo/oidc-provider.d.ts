@@ -94,6 +94,7 @@ declare module 'oidc-provider' {
       description: string,
       check: (ctx: KoaContextWithOIDC) => boolean | Promise<boolean>,
     ) => unknown;
+    Prompt: new (options: { name: string; requestable: boolean }, ...checks: unknown[]) => unknown;
   };
 
   export const errors: Record<string, new (...args: any[]) => Error>;

@@ -61,9 +61,14 @@ ${levels}
  * RP-initiated logout without a confirmation click: the provider's own confirm form,
  * answered "yes" and submitted by script as soon as the page loads.
  */
-export function renderAutoLogoutPage(providerForm: string): string {
+/**
+ * The logout page: it posts the provider's confirmation form at once, and carries an iframe for the front-channel
+ * logout URI of each other client in the session (OIDC Front-Channel Logout 1.0 section 4), as ID-porten's does.
+ */
+export function renderAutoLogoutPage(providerForm: string, frontChannelUris: readonly string[] = []): string {
   const form = providerForm.replace('</form>', '<input type="hidden" name="logout" value="yes"/></form>');
-  return page('Logging out', `
+  const frames = frontChannelUris.map((uri) => `<iframe src="${escapeHtml(uri)}" hidden></iframe>`).join('\n');
+  return page('Logging out', `${frames}
 ${form}
 <noscript><button type="submit" form="op.logoutForm">Continue logging out</button></noscript>
 <script>document.forms[0].submit()</script>`);

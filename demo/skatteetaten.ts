@@ -32,6 +32,11 @@ export interface SkatteetatenLookalikeOptions {
   jwksUri: string;
   /** Which published XML shape to answer with; default `xsd`. */
   resultFormat?: ResultFormat;
+  /**
+   * The `aud` every bearer must carry (RFC 8707: the gateway route's `resource`); tokens for another audience, or
+   * without one, get 401 invalid_token. Absent: any audience.
+   */
+  audience?: string;
 }
 
 export interface RecordedRequest {
@@ -52,8 +57,9 @@ export interface SkatteetatenLookalike {
 }
 
 export async function startSkatteetatenLookalike(opts: SkatteetatenLookalikeOptions): Promise<SkatteetatenLookalike> {
-  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE });
-  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri });
+  const audience = opts.audience === undefined ? {} : { audience: opts.audience };
+  const verifyValidation = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, requiredScope: VALIDATION_SCOPE, ...audience });
+  const verifyAny = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...audience });
   const requests: RecordedRequest[] = [];
 
   const running = await serve(opts.host ?? '127.0.0.1', opts.port ?? 0, async (req, res, url) => {

@@ -114,6 +114,8 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
   if (!opts.app) await writeDemoSamples();
   const tenant = config.tenants[0]!;
   const innsending = tenant.routes.find((r) => r.token === 'altinn');
+  // The Skatteetaten look-alike takes only tokens for the resource its route names (RFC 8707), when it names one.
+  const validationResource = tenant.routes.find((r) => r.upstream.startsWith(env.DEMO_SKATTEETATEN_URL) && r.resource !== undefined)?.resource;
   const copyable = expandEnv(raw, { ...env, BFF_SESSION_KEY: '${BFF_SESSION_KEY}' }).value as Record<string, unknown>;
 
   const closers: (() => Promise<void>)[] = [];
@@ -140,7 +142,12 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
       ...opts.op,
     });
     closers.push(() => op.close());
-    const skatteetaten = await startSkatteetatenLookalike({ port: ports.skatteetaten, issuer: op.issuer, jwksUri: op.jwksUri });
+    const skatteetaten = await startSkatteetatenLookalike({
+      port: ports.skatteetaten,
+      issuer: op.issuer,
+      jwksUri: op.jwksUri,
+      ...(validationResource ? { audience: validationResource } : {}),
+    });
     closers.push(() => skatteetaten.close());
     const altinn = await startAltinnLookalike({
       port: ports.altinn,

@@ -7,6 +7,7 @@
 export const ERROR_CODES = [
   'login_required',
   'session_expired',
+  'step_up_required',
   'csrf_failed',
   'route_not_found',
   'method_not_allowed',
@@ -17,6 +18,7 @@ export const ERROR_CODES = [
   'unknown_tenant',
   'upstream_unavailable',
   'upstream_timeout',
+  'resource_refused',
   'idp_unavailable',
   'store_unavailable',
   'refresh_in_progress',
@@ -66,13 +68,16 @@ export class GatewayError extends Error {
   readonly allow?: string[];
   /** Seconds after which trying again may succeed, when this error knows better than its code's default. */
   readonly retryAfterSeconds?: number;
+  /** Where this error's login starts, when it needs one of its own (step_up_required). */
+  readonly loginUrl?: string;
 
-  constructor(code: ErrorCode, detail: string, opts: { cause?: unknown; allow?: string[]; retryAfterSeconds?: number } = {}) {
+  constructor(code: ErrorCode, detail: string, opts: { cause?: unknown; allow?: string[]; retryAfterSeconds?: number; loginUrl?: string } = {}) {
     super(detail, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'GatewayError';
     this.code = code;
     if (opts.allow !== undefined) this.allow = opts.allow;
     if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds;
+    if (opts.loginUrl !== undefined) this.loginUrl = opts.loginUrl;
   }
 }
 
@@ -113,3 +118,6 @@ export class LockLostError extends LockTimeoutError {
 
 export const sessionExpired = (): GatewayError => new GatewayError('session_expired', 'The session has ended; log in again.');
 export const loginRequired = (): GatewayError => new GatewayError('login_required', 'No live session; log in first.');
+/** The session's assurance level is below what the route asks for; `loginUrl` logs in again at that level. */
+export const stepUpRequired = (level: string, loginUrl: string): GatewayError =>
+  new GatewayError('step_up_required', `This call needs a login at ${level}; log in again at that level.`, { loginUrl });

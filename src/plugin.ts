@@ -160,7 +160,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   // A callback hook: the common case (a tenant's host) finishes without a promise.
   app.addHook('onRequest', (request, _reply, done) => {
     const tenant = tenants.forHost(request.host);
-    request.bff = new BffRequest(lifecycle, tenant, request.cookies);
+    request.bff = new BffRequest(lifecycle, tenant, request.cookies, request.headers.referer);
     if (tenant) return done();
     endRemovedTenantSession(request.host, request.cookies).then(() => done(), done);
   });

@@ -797,3 +797,21 @@ t.test('where the configuration comes from', async (t) => {
     assertIssue(t, () => loadConfigFromProcess(['--config', `${fixtureDir}missing.yaml`], env), /missing\.yaml$/, 'file not found');
   });
 });
+
+t.test('routes[].acr: a level the tenant allows is kept; another, or no level at all, is refused', async (t) => {
+  const allowed = validConfig();
+  allowed.tenants[0].routes[1].acr = 'idporten-loa-high';
+  const config = normaliseConfig(allowed, {});
+  t.equal(config.tenants[0]!.routes[1]!.acr, 'idporten-loa-high');
+  t.notOk('acr' in config.tenants[0]!.routes[0]!, 'a route without acr has none');
+
+  // A step-up login asks /auth/login for the route's level, which grants only allowedAcrValues.
+  const notAllowed = validConfig();
+  notAllowed.tenants[0].idporten.allowedAcrValues = ['idporten-loa-substantial'];
+  notAllowed.tenants[0].routes[1].acr = 'idporten-loa-high';
+  assertIssue(t, () => normaliseConfig(notAllowed, {}), 'tenants[0].routes[1].acr', 'must be one of tenants[0].idporten.allowedAcrValues (idporten-loa-substantial)');
+
+  const unknown = validConfig();
+  unknown.tenants[0].routes[0].acr = 'level4';
+  assertIssue(t, () => normaliseConfig(unknown, {}), 'tenants[0].routes[0].acr', /idporten-loa-substantial/);
+});

@@ -161,6 +161,10 @@ const rejectedIdTokens: { name: string; tamper: IdTokenTamper; reason: RegExp; q
     reason: /acr is below the requested level/,
   },
   { name: 'rejects an ID token without acr', tamper: (d) => void delete d.claims.acr, reason: /acr is below the requested level/ },
+  // OIDC Core 3.1.2.1: with max_age in the request, the ID token's auth_time is REQUIRED.
+  { name: 'rejects an ID token without auth_time when the login asked for max_age', query: '?max_age=600', tamper: (d) => void delete d.claims.auth_time, reason: /no auth_time although max_age was requested/ },
+  // OIDC Core 3.1.3.7 step 13: an auth_time too long ago for the max_age asked for is refused (a provider that reused its session).
+  { name: 'rejects an auth_time older than the max_age the login asked for', query: '?max_age=60', tamper: (d) => void (d.claims.auth_time = now() - HOUR), reason: /auth_time is older than max_age/ },
 ];
 
 for (const c of rejectedIdTokens) {
@@ -170,7 +174,7 @@ for (const c of rejectedIdTokens) {
     const browser = new Browser();
     const { callback } = await login(stack, browser, c.query ?? '');
     t.equal(stack.op.tokenRequests.length, 1, 'the code was exchanged (the ID token itself was judged)');
-    if (c.query) t.equal(stack.op.lastAuthorizationRequest?.acrValues, 'idporten-loa-high', 'the gateway asked for the level in ?acr=');
+    if (c.query?.includes('acr=')) t.equal(stack.op.lastAuthorizationRequest?.acrValues, 'idporten-loa-high', 'the gateway asked for the level in ?acr=');
     await expectCleanFailure(t, stack, browser, callback, c.reason);
   });
 }
@@ -489,6 +493,13 @@ t.test('accepts an ID token without kid when the single published key has one', 
   stack.op.tamperIdToken = (d) => void delete d.header.kid;
   const browser = new Browser();
   await expectLoggedIn(t, stack, browser, await login(stack, browser));
+});
+
+t.test('accepts an auth_time within the max_age the login asked for (OIDC Core 3.1.3.7 step 13)', async (t) => {
+  const stack = await startHostileStack(t);
+  stack.op.tamperIdToken = (d) => void (d.claims.auth_time = now() - 50);
+  const browser = new Browser();
+  await expectLoggedIn(t, stack, browser, await login(stack, browser, '?max_age=60'));
 });
 
 t.test('accepts aud as a one-element array (OIDC Core 2)', async (t) => {

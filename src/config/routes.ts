@@ -31,6 +31,8 @@ export function normaliseRoutes(raw: RawRoute[], path: string, issues: IssueList
     const timeoutMs = issues.attempt(childPath(at, 'timeout'), () => parseDurationMs(route.timeout ?? DEFAULT_TIMEOUT));
     const bodyLimitBytes = issues.attempt(childPath(at, 'bodyLimit'), () => parseSizeBytes(route.bodyLimit ?? DEFAULT_BODY_LIMIT));
     const forwardHeaders = normaliseForwardHeaders(route.forwardHeaders ?? [], childPath(at, 'forwardHeaders'), issues);
+    const resource = route.resource === undefined ? undefined : issues.attempt(childPath(at, 'resource'), () => checkResource(route.resource!, route.token));
+    if (route.resource !== undefined && resource === undefined) return;
     if (routePath === undefined || upstream === undefined || methods === undefined) return;
     if (timeoutMs === undefined || bodyLimitBytes === undefined) return;
 
@@ -41,7 +43,7 @@ export function normaliseRoutes(raw: RawRoute[], path: string, issues: IssueList
       issues.add(childPath(at, 'path'), `${what} ${childPath(childPath(path, clash), 'path')} (${other}); each request must match exactly one route`);
       return;
     }
-    routes.push({ path: routePath, upstream, token: route.token, forwardHeaders, methods, timeoutMs, bodyLimitBytes });
+    routes.push({ path: routePath, upstream, token: route.token, forwardHeaders, methods, timeoutMs, bodyLimitBytes, ...(route.acr ? { acr: route.acr } : {}), ...(resource ? { resource } : {}) });
   });
   return routes;
 }
@@ -56,6 +58,28 @@ function checkRoutePath(path: string): string {
   const reserved = RESERVED_PREFIXES.find((prefix) => overlaps(prefix, path));
   if (reserved) throw new Error(`must not start with ${reserved}: the gateway serves that path itself`);
   return path;
+}
+
+/** An absolute URI per RFC 3986 section 4.3: a scheme, then anything but whitespace. */
+const ABSOLUTE_URI = /^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$/;
+
+/**
+ * RFC 8707 section 2: a resource indicator is an absolute URI without a fragment. It is kept as written, since the
+ * provider copies it into the token's `aud` and the upstream compares that string. Only the session's own
+ * ID-porten token can be asked for per resource: the Altinn token is exchanged from the session's access token,
+ * and a public route sends none.
+ */
+function checkResource(resource: string, token: RouteConfig['token']): string {
+  if (token !== 'idporten') {
+    throw new Error(
+      token === 'none'
+        ? 'a route with token: none sends no token, so it has no resource; remove resource or use token: idporten'
+        : 'applies to token: idporten only (the Altinn token is exchanged from the session\'s own access token); remove resource or use token: idporten',
+    );
+  }
+  if (!ABSOLUTE_URI.test(resource) || URL.parse(resource) === null) throw new Error('must be an absolute URI such as https://api.example.no/ (RFC 8707 section 2)');
+  if (resource.includes('#')) throw new Error('must not contain a fragment (#...) (RFC 8707 section 2)');
+  return resource;
 }
 
 /** True when one path equals the other or contains it as whole leading segments (/mva and /mva/x). */

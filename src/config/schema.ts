@@ -368,6 +368,19 @@ const Route = define(
       ),
       timeout: Type.Optional(Duration),
       bodyLimit: Type.Optional(Size),
+      acr: Type.Optional(
+        annotate(AcrLevel, {
+          description:
+            'The assurance level a session needs for this route (one of idporten.allowedAcrValues). A session below it gets 401 step_up_required with a loginUrl that asks for this level.',
+        }),
+      ),
+      resource: Type.Optional(
+        Type.String({
+          minLength: 1,
+          description:
+            'RFC 8707 resource indicator (an absolute URI without fragment): the route sends an access token issued for this resource (its aud), obtained for it alone and never sent to another upstream. Only with token: idporten.',
+        }),
+      ),
     },
     closed,
   ),

@@ -45,6 +45,15 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
   });
 
   const idporten = normaliseIdporten(raw.idporten, childPath(path, 'idporten'), publicUrl, routes, baseDir, issues);
+  // A step-up login asks for the route's level; /auth/login grants only the levels the tenant allows.
+  raw.routes?.forEach((route, index) => {
+    if (route.acr !== undefined && idporten !== undefined && !idporten.allowedAcrValues.includes(route.acr)) {
+      issues.add(
+        childPath(childPath(childPath(path, 'routes'), index), 'acr'),
+        `must be one of ${childPath(path, 'idporten.allowedAcrValues')} (${idporten.allowedAcrValues.join(', ')})`,
+      );
+    }
+  });
   const upstreamCaPem =
     raw.upstreamCaFile === undefined
       ? undefined
@@ -119,6 +128,10 @@ function normaliseIdporten(
     usePar: raw.usePar ?? true,
     httpTimeoutMs: issues.attempt(at('httpTimeout'), () => parseDurationMs(raw.httpTimeout ?? '10s')) ?? 0,
   };
+  // Part of the ID-porten settings (not read from the routes at login), so that a reload changing them gives the
+  // tenant a client that names the new ones.
+  const resources = [...new Set(routes.flatMap((route) => (route.resource === undefined ? [] : [route.resource])))];
+  if (resources.length > 0) idporten.resources = resources;
   if (raw.caFile !== undefined) {
     const caFile = raw.caFile;
     const caPem = issues.attempt(at('caFile'), () => readCertificates(caFile, baseDir));

@@ -119,6 +119,11 @@ export interface IdportenConfig {
   clientId: string;
   clientAuth: ClientAuth;
   scopes: string[];
+  /**
+   * The RFC 8707 resource indicators of the tenant's routes (`routes[].resource`), each once, in route order: the
+   * authorization request names them all. normaliseConfig sets it when a route has one; absent: none.
+   */
+  resources?: string[];
   acrValues: AcrLevel;
   /** acr values a login request may ask for with ?acr= (always includes acrValues). */
   allowedAcrValues: AcrLevel[];
@@ -157,6 +162,14 @@ export interface RouteConfig {
   methods: string[];
   timeoutMs: number;
   bodyLimitBytes: number;
+  /** The assurance level a session needs here; a session below it is asked to log in again at this level. */
+  acr?: AcrLevel;
+  /**
+   * RFC 8707 resource indicator (absolute URI, no fragment; `token: idporten` only): the route's bearer is an
+   * access token requested with `resource=` this URI, kept per resource in the session. Absent: the session's
+   * own access token.
+   */
+  resource?: string;
 }
 
 export interface TenantConfig {

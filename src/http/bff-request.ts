@@ -1,7 +1,10 @@
 import type { FastifyRequest } from 'fastify';
 import type { RouteConfig } from '../config/types.js';
-import { GatewayError, loginRequired, sessionExpired } from '../errors.js';
+import { GatewayError, loginRequired, sessionExpired, stepUpRequired } from '../errors.js';
+import { acrSatisfies } from '../idporten/acr.js';
 import type { Tenant } from '../tenant/tenant.js';
+import { loginUrl } from '../tenant/urls.js';
+import { refererReturnTo } from './return-to.js';
 import type { CurrentSession, TokenLifecycle } from '../tokens/lifecycle.js';
 import type { Session } from '../tokens/session-data.js';
 
@@ -29,13 +32,16 @@ export class BffRequest {
   readonly tenant: Tenant | undefined;
   readonly #lifecycle: TokenLifecycle;
   readonly #cookieValue: unknown;
+  readonly #referer: string | undefined;
   #current: Promise<CurrentSession> | undefined;
   #loaded: Session | undefined;
 
-  constructor(lifecycle: TokenLifecycle, tenant: Tenant | undefined, cookies: Record<string, string | undefined> | undefined) {
+  /** `referer`: the page a step-up login returns to when it is on the tenant's origin. */
+  constructor(lifecycle: TokenLifecycle, tenant: Tenant | undefined, cookies: Record<string, string | undefined> | undefined, referer?: string) {
     this.#lifecycle = lifecycle;
     this.tenant = tenant;
     this.#cookieValue = tenant ? cookies?.[tenant.cookies.sessionName] : undefined;
+    this.#referer = referer;
   }
 
   /** The tenant this request's host names; unknown_tenant (421) otherwise. */
@@ -89,13 +95,24 @@ export class BffRequest {
 
   /**
    * The bearer a route of this tenant sends upstream (refreshed or exchanged as needed; undefined for
-   * `token: none`). Throws login_required / session_expired when the route needs a session and there is none.
+   * `token: none`). Throws login_required / session_expired when the route needs a session and there is none,
+   * step_up_required when the session's assurance level is below the route's `acr`.
    */
   async bearerFor(tenantId: string, route: RouteConfig): Promise<string | undefined> {
     const tenant = this.requireTenant();
     if (tenant.id !== tenantId) throw new GatewayError('unknown_tenant', 'This host is not served by the gateway.');
-    const session = this.#lifecycle.needsSession(route.token) ? await this.requireSession() : undefined;
-    return this.#lifecycle.bearer(route.token, tenant, session);
+    const session = this.#needsSession(route) ? await this.requireSession() : undefined;
+    if (session && belowRouteLevel(session, route)) {
+      // A fresh login at the route's level (prompt=login: the provider's session at a lower level must not do),
+      // back to the page the call came from.
+      throw stepUpRequired(route.acr!, loginUrl(tenant.config, refererReturnTo(this.#referer, tenant.config.publicUrl), { acr: route.acr!, prompt: 'login' }));
+    }
+    return this.#lifecycle.bearer(route.token, tenant, session, route.resource);
+  }
+
+  /** A route asking for an assurance level needs a session to have one, whatever token it sends. */
+  #needsSession(route: RouteConfig): boolean {
+    return route.acr !== undefined || this.#lifecycle.needsSession(route.token);
   }
 
   /**
@@ -107,7 +124,7 @@ export class BffRequest {
     const tenant = this.tenant;
     if (!tenant || tenant.id !== tenantId) return undefined;
     let session: Session | undefined;
-    if (this.#lifecycle.needsSession(route.token)) {
+    if (this.#needsSession(route)) {
       session = this.#current ? this.#loaded : this.#lifecycle.liveNow(tenant, this.#cookieValue);
       if (!session) return undefined;
       if (!this.#current) {
@@ -115,13 +132,20 @@ export class BffRequest {
         this.#current = Promise.resolve({ state: 'live', session });
       }
     }
-    return this.#lifecycle.bearerNow(route.token, tenant, session);
+    // A session below the route's level: bearerFor answers with step_up_required.
+    if (session && belowRouteLevel(session, route)) return undefined;
+    return this.#lifecycle.bearerNow(route.token, tenant, session, route.resource);
   }
 
   /** The session a lookup already found (for lines written later, such as the proxy's audit line). */
   get loaded(): Session | undefined {
     return this.#loaded;
   }
+}
+
+/** True when the route asks for an assurance level the session's login did not reach. */
+function belowRouteLevel(session: Session, route: RouteConfig): boolean {
+  return route.acr !== undefined && !acrSatisfies(session.data.user.acr, route.acr);
 }
 
 /** The session hash and subject of a request, for audit lines. */

@@ -20,6 +20,7 @@ export type ProblemEntry =
 export const PROBLEMS: Record<ErrorCode, ProblemEntry> = {
   login_required: { status: 401, title: 'Login required' },
   session_expired: { status: 401, title: 'Session expired' },
+  step_up_required: { status: 401, title: 'Step-up login required' },
   csrf_failed: { status: 403, title: 'CSRF check failed' },
   route_not_found: { status: 404, title: 'Route not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
@@ -30,6 +31,7 @@ export const PROBLEMS: Record<ErrorCode, ProblemEntry> = {
   unknown_tenant: { status: 421, title: 'Unknown host' },
   upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
+  resource_refused: { status: 502, title: 'Token for this API refused' },
   idp_unavailable: { status: 503, title: 'ID-porten unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.idporten },
   store_unavailable: { status: 503, title: 'Session store unavailable', retryAfterSeconds: RETRY_AFTER_SECONDS.store },
   refresh_in_progress: { status: 503, title: 'Session refresh in progress', retryAfterSeconds: RETRY_AFTER_SECONDS.sessionLock },
@@ -79,9 +81,12 @@ export function retryAfterSeconds(code: ErrorCode, own?: number): number | undef
   return own ?? PROBLEMS[code].retryAfterSeconds;
 }
 
-/** Answers `err` as problem JSON; `loginUrl` is added to the answers that need a login. */
+/**
+ * Answers `err` as problem JSON; `loginUrl` is added to the answers that need a login, unless the error names
+ * its own (a step-up login asks for more than a plain one).
+ */
 export function sendError(reply: ProblemReply, err: GatewayError, loginUrl?: string): unknown {
-  const body = problemBody(err.code, err.message, needsLogin(err.code) ? loginUrl : undefined, traceIdOf(reply));
+  const body = problemBody(err.code, err.message, err.loginUrl ?? (needsLogin(err.code) ? loginUrl : undefined), traceIdOf(reply));
   reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).header('cache-control', 'no-store');
   if (err.allow) reply.header('allow', err.allow.join(', '));
   const retryAfter = retryAfterSeconds(err.code, err.retryAfterSeconds);

@@ -25,6 +25,22 @@ export function safeReturnTo(value: unknown, publicUrl: string): string {
 }
 
 /**
+ * The path (and query) of a Referer on `publicUrl`'s origin, as a returnTo by the rules of safeReturnTo; the
+ * tenant root for any other Referer or none. The page a call was made from, to come back to after a login.
+ */
+export function refererReturnTo(referer: unknown, publicUrl: string): string {
+  if (typeof referer !== 'string') return '/';
+  let url: URL;
+  try {
+    url = new URL(referer);
+  } catch {
+    return '/';
+  }
+  if (url.origin !== new URL(publicUrl).origin) return '/';
+  return safeReturnTo(`${url.pathname}${url.search}`, publicUrl);
+}
+
+/**
  * `value` as a path on `publicUrl`'s origin (its resolved form: path, query and fragment), or undefined when it
  * is anything else, by the rules of safeReturnTo. What the gateway may put in a Location header or a page that
  * sends the browser on.

@@ -11,6 +11,23 @@ export interface LoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** The max_age (seconds) the login asked for: the ID token's auth_time is then checked against it. */
+  maxAge?: number;
+  /** RFC 8707 resource indicators named in the authorization request (absent: none). */
+  resources?: string[];
+}
+
+/** The `prompt` values a login may send (OIDC Core 3.1.2.1): a fresh login, or a choice of account. */
+export const LOGIN_PROMPTS = ['login', 'select_account'] as const;
+export type LoginPrompt = (typeof LOGIN_PROMPTS)[number];
+
+/** What a login asks ID-porten for besides the defaults. */
+export interface LoginRequest {
+  acr: AcrLevel;
+  locale: string;
+  redirectUri: string;
+  prompt?: LoginPrompt | undefined;
+  maxAge?: number | undefined;
 }
 
 export interface TokenSet {
@@ -22,8 +39,11 @@ export interface TokenSet {
   scope?: string | undefined;
 }
 
-/** What a finished login hands over: the tokens and the verified ID token's claims. */
-export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload };
+/**
+ * What a finished login hands over: the tokens, the verified ID token's claims, and the resources the
+ * authorization request named (only those can be asked for by a refresh grant later).
+ */
+export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayload; resources?: string[] | undefined };
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
@@ -81,11 +101,19 @@ export class IdportenClient {
   }
 
   /** Builds the authorization request (PKCE S256, state, nonce) — through PAR when the provider offers it. */
-  async startLogin(opts: { acr: AcrLevel; locale: string; redirectUri: string }): Promise<{ url: URL; transaction: LoginTransaction }> {
+  async startLogin(opts: LoginRequest): Promise<{ url: URL; transaction: LoginTransaction }> {
     const { state, config } = await this.#current();
     const codeVerifier = client.randomPKCECodeVerifier();
-    const transaction: LoginTransaction = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier, acr: opts.acr };
-    const params: Record<string, string> = {
+    const resources = this.#tenant.idporten.resources ?? [];
+    const transaction: LoginTransaction = {
+      state: client.randomState(),
+      nonce: client.randomNonce(),
+      codeVerifier,
+      acr: opts.acr,
+      ...(opts.maxAge !== undefined ? { maxAge: opts.maxAge } : {}),
+      ...(resources.length ? { resources } : {}),
+    };
+    const params = new URLSearchParams({
       redirect_uri: opts.redirectUri,
       response_type: 'code',
       scope: this.#tenant.idporten.scopes.join(' '),
@@ -96,7 +124,11 @@ export class IdportenClient {
       code_challenge_method: 'S256',
       acr_values: opts.acr,
       ui_locales: opts.locale,
-    };
+    });
+    if (opts.prompt) params.set('prompt', opts.prompt);
+    if (opts.maxAge !== undefined) params.set('max_age', String(opts.maxAge));
+    // RFC 8707 section 2.1: one `resource` parameter per resource the session's tokens will be asked for.
+    for (const resource of resources) params.append('resource', resource);
     const usePar = this.#tenant.idporten.usePar && Boolean(state.metadata.pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
@@ -108,7 +140,8 @@ export class IdportenClient {
 
   /**
    * Checks the authorization response (state, RFC 9207 iss), exchanges the code (PKCE), and verifies the
-   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested.
+   * ID token: signature against the JWKS, iss, aud, exp, iat, nonce, alg, acr ≥ requested, and auth_time
+   * within the max_age the login asked for.
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
     const { state, config } = await this.#current();
@@ -132,20 +165,23 @@ export class IdportenClient {
       algorithms: this.#algorithms(state),
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
+      maxAge: transaction.maxAge,
+      now: this.#now(),
     });
-    return { ...tokens, idToken: tokens.idToken, idTokenClaims };
+    return { ...tokens, idToken: tokens.idToken, idTokenClaims, ...(transaction.resources ? { resources: transaction.resources } : {}) };
   }
 
   /**
    * Refresh-token grant. A new ID token, if any, is verified and must keep iss, sub, aud and an acr at least
-   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`.
+   * `minimumAcr` (OIDC Core 12.2); anything else is `rejected`. With `resource` (RFC 8707 section 2.2) the access
+   * token is asked for that resource alone; a provider that will not issue one answers `invalid_target`.
    */
-  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }): Promise<TokenSet> {
+  async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string }, resource?: string): Promise<TokenSet> {
     const { state, config } = await this.#current();
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, refreshToken);
+      response = await client.refreshTokenGrant(config, refreshToken, resource === undefined ? undefined : { resource });
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
     }

@@ -2,9 +2,10 @@
  * Why talking to ID-porten failed, in the gateway's words. The routes and the token service map these
  * to responses: `rejected` means the provider or its answer cannot be trusted or accepted (a 4xx for the
  * user, session not created / ended), `invalid_grant` means the refresh chain is dead, `unavailable`
- * means the provider could not be reached or failed (503, nothing ended).
+ * means the provider could not be reached or failed (503, nothing ended), `invalid_target` means it will not
+ * issue a token for the resource asked for (RFC 8707 section 2; the refresh chain lives on).
  */
-export type OidcFailureKind = 'rejected' | 'invalid_grant' | 'unavailable';
+export type OidcFailureKind = 'rejected' | 'invalid_grant' | 'unavailable' | 'invalid_target';
 
 export class OidcError extends Error {
   readonly kind: OidcFailureKind;
@@ -19,12 +20,13 @@ export class OidcError extends Error {
   }
 }
 
-/** Sorts an openid-client / fetch error into the three kinds above. */
+/** Sorts an openid-client / fetch error into the kinds above. */
 export function classifyProviderError(err: unknown, context: string): OidcError {
   if (err instanceof OidcError) return err;
   const e = err as { name?: string; code?: string; error?: string; status?: number; cause?: unknown; message?: string };
   if (e?.name === 'ResponseBodyError' || typeof e?.error === 'string') {
     if (e.error === 'invalid_grant') return new OidcError('invalid_grant', `${context}: invalid_grant`, { cause: err });
+    if (e.error === 'invalid_target') return new OidcError('invalid_target', `${context}: invalid_target`, { cause: err });
     if (typeof e.status === 'number' && e.status >= 500) return new OidcError('unavailable', `${context}: provider answered ${e.status}`, { cause: err });
     return new OidcError('rejected', `${context}: provider refused (${sanitize(e.error)})`, { cause: err });
   }

@@ -15,6 +15,10 @@ export interface IdTokenExpectations {
   algorithms: string[];
   nonce?: string | undefined;
   minimumAcr?: string | undefined;
+  /** The max_age (seconds) the authorization request carried: auth_time must then be present and no older. */
+  maxAge?: number | undefined;
+  /** Epoch ms to measure auth_time's age from (the gateway's clock). */
+  now?: number | undefined;
 }
 
 /**
@@ -135,5 +139,16 @@ export async function verifyIdToken(keys: ProviderKeys, idToken: string, expect:
   if (expect.minimumAcr && !acrSatisfies(claims.acr, expect.minimumAcr)) {
     throw new OidcError('rejected', 'id token acr is below the requested level');
   }
+  if (expect.maxAge !== undefined) checkAuthTime(claims, expect.maxAge, expect.now ?? Date.now());
   return claims;
+}
+
+/**
+ * OIDC Core 3.1.2.1 (max_age: auth_time becomes required) and 3.1.3.7 rule 13: a login older than the max_age
+ * the request asked for (a provider that reused its session without honouring it) is refused.
+ */
+function checkAuthTime(claims: JWTPayload, maxAge: number, now: number): void {
+  const authTime = claims.auth_time;
+  if (typeof authTime !== 'number' || !Number.isFinite(authTime)) throw new OidcError('rejected', 'id token has no auth_time although max_age was requested');
+  if (now / 1000 - authTime > maxAge + CLOCK_TOLERANCE_SECONDS) throw new OidcError('rejected', 'id token auth_time is older than max_age');
 }

@@ -9,6 +9,8 @@ export interface SealedLoginTransaction {
   nonce: string;
   codeVerifier: string;
   acr: AcrLevel;
+  /** RFC 8707 resource indicators the authorization request named. */
+  resources?: string[];
   returnTo: string;
   createdAt: number;
   /**

@@ -14,6 +14,7 @@ import type { LogoutJournal } from './logout-journal.js';
 import { PendingLogouts, type ProviderSession } from './pending-logouts.js';
 import { Refresher, reloadLive } from './refresh.js';
 import { accessTokenValid } from './refresh-policy.js';
+import { grantedResource, usableResourceToken } from './resource-tokens.js';
 import { Revoker, type RevocationOutcome, type WarningLog } from './revocation.js';
 import type { Session, SessionData } from './session-data.js';
 import { SingleFlight } from './single-flight.js';
@@ -65,6 +66,7 @@ export class TokenLifecycle implements TokenSource {
   readonly #sessions: SessionManager<SessionData>;
   readonly #audit: AuditLog;
   readonly #now: () => number;
+  readonly #refreshLeewayMs: number;
   readonly #revoker: Revoker;
   readonly #refresher: Refresher;
   readonly #derivations = new SingleFlight<Session>();
@@ -76,6 +78,7 @@ export class TokenLifecycle implements TokenSource {
     this.#sessions = opts.sessions;
     this.#audit = opts.audit;
     this.#now = opts.now;
+    this.#refreshLeewayMs = opts.refreshLeewayMs;
     this.#revoker = new Revoker(opts.log);
     this.#handleKeys = opts.handleKeys;
     this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
@@ -127,6 +130,7 @@ export class TokenLifecycle implements TokenSource {
         idToken: login.idToken,
         scope: login.scope,
       },
+      ...(login.resources?.length ? { resources: login.resources } : {}),
     };
     const { cookieValue, session } = await this.#sessions.create(data);
     this.#audit.event('login.success', {
@@ -178,15 +182,15 @@ export class TokenLifecycle implements TokenSource {
    * What `bearer` would give, when nothing has to be refreshed or obtained for it; undefined otherwise (then
    * call `bearer`). `{ value: undefined }` is a route that sends no bearer.
    */
-  bearerNow(kindName: string, tenant: Tenant, session: Session | undefined): { value: string | undefined } | undefined {
-    return TOKEN_KINDS.get(kindName)?.bearerNow(this, tenant, session);
+  bearerNow(kindName: string, tenant: Tenant, session: Session | undefined, resource?: string): { value: string | undefined } | undefined {
+    return TOKEN_KINDS.get(kindName)?.bearerNow(this, tenant, session, resource);
   }
 
-  /** The bearer a route of this token kind sends upstream (undefined: none). */
-  async bearer(kindName: string, tenant: Tenant, session: Session | undefined): Promise<string | undefined> {
+  /** The bearer a route of this token kind (and RFC 8707 resource, if it names one) sends upstream (undefined: none). */
+  async bearer(kindName: string, tenant: Tenant, session: Session | undefined, resource?: string): Promise<string | undefined> {
     const kind = TOKEN_KINDS.get(kindName);
     if (!kind) throw new GatewayError('internal_error', `Unknown token kind ${kindName}.`);
-    return kind.bearer(this, tenant, session);
+    return kind.bearer(this, tenant, session, resource);
   }
 
   needsSession(kindName: string): boolean {
@@ -203,6 +207,20 @@ export class TokenLifecycle implements TokenSource {
 
   derivedNow(session: Session, kind: string): string | undefined {
     return this.#usableDerived(session, kind);
+  }
+
+  async forResource(session: Session, tenant: Tenant, resource: string): Promise<string> {
+    grantedResource(session, resource);
+    const current = await this.#refresher.freshForResource(session, tenant, resource);
+    const token = current.data.resourceTokens?.[resource];
+    // Only when a refresh elsewhere won a race in a way that left no token for this resource: ask again shortly.
+    if (token === undefined || this.#now() >= token.accessTokenExpiresAt) throw new GatewayError('refresh_in_progress', 'The session is being refreshed; try again.');
+    return token.accessToken;
+  }
+
+  forResourceNow(session: Session, resource: string): string | undefined {
+    if (!session.data.resources?.includes(resource)) return undefined;
+    return usableResourceToken(session.data, resource, this.#refreshLeewayMs, this.#now());
   }
 
   /** POST /auth/session/refresh: refresh now, sharing a refresh that is already running. */
@@ -358,7 +376,7 @@ export class TokenLifecycle implements TokenSource {
 
   /** After a session ended: the one `logout` audit line, and nothing kept for it. */
   #ended(session: Session, tenant: Tenant, channel: LogoutChannel, reason: string | undefined, revoked: RevocationOutcome | 'background' | 'not revoked'): void {
-    this.#refresher.forget(session.id);
+    this.#refresher.forget(session);
     this.#audit.event('logout', {
       tenant: tenant.id,
       session: session.hash,

@@ -9,7 +9,8 @@ import type { SessionManager } from '../session/manager.js';
 import type { PendingOutcome } from '../session/pending-writes.js';
 import type { ClaimTiming } from '../session/store.js';
 import type { Tenant } from '../tenant/tenant.js';
-import { accessTokenValid, needsRefresh } from './refresh-policy.js';
+import { needsRefresh } from './refresh-policy.js';
+import { resourceTarget, SESSION_TOKEN, type RefreshTarget } from './resource-tokens.js';
 import type { Session, SessionData } from './session-data.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -46,7 +47,7 @@ export interface RefresherOptions {
 export class Refresher {
   readonly #opts: RefresherOptions;
   readonly #flights = new SingleFlight<Session>();
-  /** When ID-porten last failed to refresh a session; entries are only useful for the cooldown, then they go. */
+  /** When ID-porten last failed to refresh a session (per target); entries are only useful for the cooldown, then they go. */
   readonly #lastFailure = new LRUCache<string, number>({ max: 100_000, ttl: REFRESH_RETRY_COOLDOWN_MS });
 
   constructor(opts: RefresherOptions) {
@@ -54,12 +55,26 @@ export class Refresher {
   }
 
   /** The session with an access token valid for at least the leeway (refreshing if needed). */
-  async fresh(session: Session, tenant: Tenant): Promise<Session> {
+  fresh(session: Session, tenant: Tenant): Promise<Session> {
+    return this.#fresh(session, tenant, SESSION_TOKEN);
+  }
+
+  /**
+   * The session with an access token for `resource` (RFC 8707) valid for at least the leeway, obtained or refreshed
+   * by a refresh grant with `resource` when needed — under the same lock and claim as any refresh of the session,
+   * since it rotates the same refresh token.
+   */
+  freshForResource(session: Session, tenant: Tenant, resource: string): Promise<Session> {
+    return this.#fresh(session, tenant, resourceTarget(resource));
+  }
+
+  async #fresh(session: Session, tenant: Tenant, target: RefreshTarget): Promise<Session> {
     const now = this.#opts.now();
-    if (!needsRefresh(session.data, this.#opts.refreshLeewayMs, now)) return session;
-    const failedAt = this.#lastFailure.get(session.id);
-    if (failedAt !== undefined && now - failedAt < REFRESH_RETRY_COOLDOWN_MS && accessTokenValid(session.data, now)) return session;
-    return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, false)));
+    if (!target.needs(session.data, this.#opts.refreshLeewayMs, now)) return session;
+    const key = flightKey(session, target);
+    const failedAt = this.#lastFailure.get(key);
+    if (failedAt !== undefined && now - failedAt < REFRESH_RETRY_COOLDOWN_MS && target.valid(session.data, now)) return session;
+    return this.#flights.run(key, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, false, target)));
   }
 
   /** The session itself when its access token needs no refresh; undefined when `fresh` has work to do. */
@@ -69,14 +84,15 @@ export class Refresher {
 
   /** Refresh now, sharing a refresh that is already running. */
   refreshNow(session: Session, tenant: Tenant): Promise<Session> {
-    return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, true)));
+    return this.#flights.run(session.id, () => inSpan('token.refresh', { tenant: tenant.id }, () => this.#underLock(session, tenant, true, SESSION_TOKEN)));
   }
 
-  forget(sessionId: string): void {
-    this.#lastFailure.delete(sessionId);
+  forget(session: Session): void {
+    this.#lastFailure.delete(session.id);
+    for (const resource of Object.keys(session.data.resourceTokens ?? {})) this.#lastFailure.delete(flightKey(session, resourceTarget(resource)));
   }
 
-  async #underLock(loaded: Session, tenant: Tenant, force: boolean): Promise<Session> {
+  async #underLock(loaded: Session, tenant: Tenant, force: boolean, target: RefreshTarget): Promise<Session> {
     const { sessions, audit } = this.#opts;
     try {
       return await sessions.withLock(loaded, async () => {
@@ -84,8 +100,8 @@ export class Refresher {
         // instance still keeps for the store is written first.)
         const current = await reloadLive(sessions, loaded);
         const refreshedMeanwhile = current.data.tokens.accessTokenIssuedAt > loaded.data.tokens.accessTokenIssuedAt;
-        if (force ? refreshedMeanwhile : !needsRefresh(current.data, this.#opts.refreshLeewayMs, this.#opts.now())) return current;
-        return await this.#refresh(current, tenant);
+        if (force ? refreshedMeanwhile : !target.needs(current.data, this.#opts.refreshLeewayMs, this.#opts.now())) return current;
+        return await this.#refresh(current, tenant, target);
       });
     } catch (err) {
       if (err instanceof StoreUnavailableError || err instanceof LockTimeoutError) {
@@ -96,15 +112,16 @@ export class Refresher {
     }
   }
 
-  async #refresh(read: Session, tenant: Tenant): Promise<Session> {
+  async #refresh(read: Session, tenant: Tenant, target: RefreshTarget): Promise<Session> {
     const { sessions, now } = this.#opts;
     if (!read.data.tokens.refreshToken) {
-      if (accessTokenValid(read.data, now())) return read;
+      if (target.valid(read.data, now())) return read;
+      if (target.resource !== undefined) throw new GatewayError('resource_refused', 'ID-porten gave this session no refresh token, so no token for this API can be asked for.');
       await this.#opts.end(read, tenant, 'no refresh token');
       throw sessionExpired();
     }
     const holder = sessions.newClaimHolder();
-    const claim = await this.#claim(read, holder);
+    const claim = await this.#claim(read, holder, target);
     if ('answer' in claim) return claim.answer;
     const session = claim.redeem;
     // Renewed until the rotated token is written or kept (or the refresh failed): the claim says it is alive. Always
@@ -113,30 +130,39 @@ export class Refresher {
     const renewal = setInterval(() => void sessions.claim(session.id, version, holder, CLAIM_TIMING).catch(() => undefined), CLAIM_RENEW_MS);
     renewal.unref();
     try {
-      return await this.#redeem(session, tenant, holder, version);
+      return await this.#redeem(session, tenant, holder, version, target);
     } finally {
       clearInterval(renewal);
     }
   }
 
   /** Presents the claimed refresh token (the record's version `expected`) and writes what comes back. */
-  async #redeem(session: Session, tenant: Tenant, holder: string, expected: string): Promise<Session> {
+  async #redeem(session: Session, tenant: Tenant, holder: string, expected: string, target: RefreshTarget): Promise<Session> {
     const { sessions, audit, now } = this.#opts;
     const { tokens } = session.data;
     const refreshToken = tokens.refreshToken!;
-    const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub };
+    const { resource } = target;
+    const base = { tenant: tenant.id, session: session.hash, sub: session.data.user.sub, ...(resource === undefined ? {} : { resource }) };
+    const previousAccessToken = resource === undefined ? tokens.accessToken : session.data.resourceTokens?.[resource]?.accessToken;
+    const askedAt = now();
     let refreshed;
     try {
-      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr });
+      refreshed = await tenant.idporten.refresh(refreshToken, { sub: session.data.user.sub, minimumAcr: session.data.idTokenBinding.acr }, resource);
     } catch (err) {
       const failure = err instanceof OidcError ? err : new OidcError('unavailable', 'refresh failed', { cause: err });
       audit.event('token.refresh.failure', { ...base, reason: failure.reason, kind: failure.kind, refreshToken: fingerprint(refreshToken) });
       if (failure.kind === 'unavailable') {
         // Nothing came back to keep: the claim goes, so the next try (here or elsewhere) need not wait for it.
         await sessions.unclaim(session, holder);
-        this.#lastFailure.set(session.id, now());
-        if (accessTokenValid(session.data, now())) return session;
+        this.#lastFailure.set(flightKey(session, target), now());
+        if (target.valid(session.data, now())) return session;
         throw new GatewayError('idp_unavailable', 'ID-porten could not be reached to refresh the session; try again shortly.', { cause: err });
+      }
+      if (failure.kind === 'invalid_target' && resource !== undefined) {
+        // RFC 8707 section 2: the provider will not issue a token for this resource. An error answer issues
+        // nothing, so the refresh token presented is still the session's: the claim goes, the session lives on.
+        await sessions.unclaim(session, holder);
+        throw new GatewayError('resource_refused', 'ID-porten refused to issue a token for the API this route calls (invalid_target).', { cause: err });
       }
       // If the refresh token that failed is no longer the stored one, another holder won the rotation and the
       // session lives on.
@@ -147,20 +173,10 @@ export class Refresher {
       throw sessionExpired();
     }
     // Loaded records are frozen and shared (see OpenedRecords): the refreshed one is a new record.
+    const applied = target.apply(session.data, refreshed, target.resource === undefined ? now() : askedAt);
     session.data = {
-      ...session.data,
-      tokens: {
-        accessToken: refreshed.accessToken,
-        accessTokenIssuedAt: now(),
-        accessTokenExpiresAt: refreshed.accessTokenExpiresAt,
-        // Rotating refresh tokens: the new one replaces the old; a provider that reuses tokens sends none.
-        refreshToken: refreshed.refreshToken ?? refreshToken,
-        idToken: refreshed.idToken ?? tokens.idToken,
-        scope: refreshed.scope ?? tokens.scope,
-      },
-      user: refreshed.idTokenClaims ? { ...session.data.user, acr: acrFromClaims(refreshed.idTokenClaims, session.data.user.acr) } : session.data.user,
-      // Tokens obtained from the old access token (Altinn, …) die with it.
-      derived: undefined,
+      ...applied,
+      user: refreshed.idTokenClaims ? { ...applied.user, acr: acrFromClaims(refreshed.idTokenClaims, applied.user.acr) } : applied.user,
     };
     const rotated = refreshed.refreshToken !== undefined && refreshed.refreshToken !== refreshToken;
     // The store decides (compare-and-set on the redeemed token); a store that fails gets the update again as soon
@@ -176,10 +192,10 @@ export class Refresher {
       if (outcome === 'gone') throw sessionExpired();
       return reloadLive(sessions, session);
     }
-    this.#lastFailure.delete(session.id);
+    this.#lastFailure.delete(flightKey(session, target));
     audit.event('token.refresh', {
       ...base,
-      oldAccessToken: fingerprint(tokens.accessToken),
+      oldAccessToken: fingerprint(previousAccessToken),
       accessToken: fingerprint(refreshed.accessToken),
       oldRefreshToken: fingerprint(refreshToken),
       refreshToken: fingerprint(session.data.tokens.refreshToken),
@@ -196,7 +212,7 @@ export class Refresher {
    * rotated it meanwhile, or claimed it and may hold its successor while the old access token still works.
    * Waits (under the lock) while another claim holds and the access token has expired (see CLAIM_TIMING).
    */
-  async #claim(read: Session, holder: string): Promise<{ redeem: Session } | { answer: Session }> {
+  async #claim(read: Session, holder: string, target: RefreshTarget): Promise<{ redeem: Session } | { answer: Session }> {
     const { sessions, now } = this.#opts;
     let session = read;
     for (;;) {
@@ -210,17 +226,17 @@ export class Refresher {
         // that timed out here may still be carried out when the store answers again (it waits on the connection);
         // lifting it, on the same connection after it, keeps others from waiting out a claim nobody holds.
         void sessions.unclaim(session, holder);
-        if (err instanceof StoreUnavailableError && accessTokenValid(session.data, now())) return { answer: session };
+        if (err instanceof StoreUnavailableError && target.valid(session.data, now())) return { answer: session };
         throw err;
       }
       if (claim.state === 'claimed') return { redeem: session };
       if (claim.state === 'gone') throw sessionExpired();
       if (claim.state === 'changed') {
         session = await reloadLive(sessions, session);
-        if (!needsRefresh(session.data, this.#opts.refreshLeewayMs, now())) return { answer: session };
+        if (!target.needs(session.data, this.#opts.refreshLeewayMs, now())) return { answer: session };
         continue;
       }
-      if (accessTokenValid(session.data, now())) return { answer: session };
+      if (target.valid(session.data, now())) return { answer: session };
       await new Promise((resolve) => setTimeout(resolve, Math.max(10, Math.min(claim.retryInMs, CLAIM_POLL_MS))));
     }
   }
@@ -241,6 +257,11 @@ export class Refresher {
     });
     if (refreshToken) void tenant.idporten.revoke(refreshToken, 'refresh_token').catch(() => undefined);
   }
+}
+
+/** Refreshes of one session share a flight per target; each target has its own cooldown after a failure. */
+function flightKey(session: Session, target: RefreshTarget): string {
+  return target.resource === undefined ? session.id : `${session.id} ${target.resource}`;
 }
 
 /** The session as stored now, or session_expired when it ended meanwhile (callers hold its lock). */

@@ -11,6 +11,8 @@ export interface WarningLog {
 export interface RevocationOutcome {
   refreshToken: boolean;
   accessToken: boolean;
+  /** Present when the session held RFC 8707 resource tokens: whether every one of them was revoked. */
+  resourceTokens?: boolean;
 }
 
 /** At most this many revocations run at once in the background, and at most this many wait. */
@@ -19,7 +21,7 @@ const BACKGROUND_QUEUE_LIMIT = 10_000;
 
 /**
  * RFC 7009 revocation of a session's tokens at ID-porten: refresh token first (it is the long-lived one),
- * then the access token. ID-porten's logout does not revoke tokens carrying API scopes, so every way a
+ * then the access token, then its RFC 8707 resource tokens. ID-porten's logout does not revoke tokens carrying API scopes, so every way a
  * session ends comes here. Best effort: a failure is logged, never thrown.
  */
 export class Revoker {
@@ -38,15 +40,27 @@ export class Revoker {
       [refreshToken, 'refresh_token', 'refreshToken'],
       [accessToken, 'access_token', 'accessToken'],
     ] as const) {
-      if (!token) continue;
-      try {
-        await tenant.idporten.revoke(token, hint);
-        outcome[field] = true;
-      } catch (err) {
-        this.#log.warn({ tenant: tenant.id, session: session.hash, token: fingerprint(token), reason: (err as Error).message }, 'token revocation failed');
-      }
+      if (token) outcome[field] = await this.#revokeOne(tenant, session, token, hint);
+    }
+    // The refresh token's revocation ends the grant they were issued on; each is revoked as the session's own
+    // access token is, so none stays usable at an upstream that checks with the provider.
+    const resourceTokens = Object.values(session.data.resourceTokens ?? {});
+    if (resourceTokens.length > 0) {
+      let all = true;
+      for (const { accessToken: token } of resourceTokens) all = (await this.#revokeOne(tenant, session, token, 'access_token')) && all;
+      outcome.resourceTokens = all;
     }
     return outcome;
+  }
+
+  async #revokeOne(tenant: Tenant, session: Pick<Session, 'hash'>, token: string, hint: 'refresh_token' | 'access_token'): Promise<boolean> {
+    try {
+      await tenant.idporten.revoke(token, hint);
+      return true;
+    } catch (err) {
+      this.#log.warn({ tenant: tenant.id, session: session.hash, token: fingerprint(token), reason: (err as Error).message }, 'token revocation failed');
+      return false;
+    }
   }
 
   /** Revokes without holding anyone up (expired, idle and replaced sessions), bounded in concurrency and backlog. */

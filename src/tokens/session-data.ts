@@ -26,6 +26,21 @@ export interface SessionData {
    * access token it came from, so a refresh drops them all.
    */
   derived?: Record<string, DerivedToken> | undefined;
+  /** RFC 8707 resource indicators the login's authorization request named: the only ones a refresh may ask for. */
+  resources?: string[] | undefined;
+  /**
+   * Access tokens issued for one resource each (RFC 8707, `routes[].resource`), by resource indicator. Each came
+   * from its own refresh grant and lives on the grant, not on the session's access token: a refresh of the session's
+   * token (or of another resource's) rotates the refresh token and keeps them.
+   */
+  resourceTokens?: Record<string, ResourceToken> | undefined;
+}
+
+export interface ResourceToken {
+  accessToken: string;
+  /** When it was asked for and when it expires (epoch ms), as for the session's own access token. */
+  accessTokenIssuedAt: number;
+  accessTokenExpiresAt: number;
 }
 
 export interface DerivedToken {

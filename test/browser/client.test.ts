@@ -106,3 +106,39 @@ t.test('bff.fetch and onExpiring in a browser whose clock is ten minutes ahead',
   t.same(after.handled, ['session_expired'], 'the 401 went to onLoginRequired, with its code');
   t.equal(after.url, '/healthz', 'and the page did not navigate to the login');
 });
+
+t.test('bff.fetch follows a step_up_required answer like login_required: back on the page at the higher level, the call works', browserTestOptions(), async (t) => {
+  const HIGH = 'idporten-loa-high';
+  const stack = await startStack(t, {
+    upstreams: true,
+    upstreamRoutes: ({ skatteetaten }) => [{ path: '/mva/high', upstream: `${skatteetaten.url}/echo/high`, token: 'idporten', acr: HIGH }],
+  });
+  const { publicUrl } = stack;
+  const context = await launchChromium(t);
+  const page: Page = await context.newPage();
+  const pagePath = '/healthz?step=1';
+
+  await page.goto(`${publicUrl}/auth/login?returnTo=${encodeURIComponent(pagePath)}`);
+  await page.locator('#login-form').waitFor();
+  await page.selectOption('#pid', USER.pid);
+  await Promise.all([page.waitForURL(`${publicUrl}${pagePath}`), page.click('#login-submit')]);
+  const cookieBefore = (await context.cookies(publicUrl)).find((c) => c.name === 'bff')?.value;
+  t.ok(cookieBefore, 'logged in at the default level');
+
+  // The call is started and not awaited: the helper navigates away from the page.
+  await Promise.all([
+    page.waitForURL((url) => url.href.startsWith(stack.op.issuer)),
+    page.evaluate(`void import('/auth/client.js').then(({ bff }) => bff.fetch('/mva/high/x')); 0`),
+  ]);
+  await page.locator('#login-form').waitFor();
+  t.pass('the helper went to the login, and ID-porten asks again (prompt=login)');
+  t.equal(await page.locator(`input[name="acr"][value="${HIGH}"]`).isChecked(), true, 'at the level of the route');
+  await page.selectOption('#pid', USER.pid);
+  await Promise.all([page.waitForURL(`${publicUrl}${pagePath}`), page.click('#login-submit')]);
+  t.pass('back on the page the call was made from');
+
+  const cookieAfter = (await context.cookies(publicUrl)).find((c) => c.name === 'bff')?.value;
+  t.not(cookieAfter, cookieBefore, 'a new session cookie');
+  const status = await page.evaluate(`import('/auth/client.js').then(({ bff }) => bff.fetch('/mva/high/x')).then((res) => res.status)`);
+  t.equal(status, 200, 'the call works now');
+});

@@ -172,9 +172,24 @@ export class Browser {
   async followAutoSubmit(response: BrowserResponse, limit = 5): Promise<BrowserResponse> {
     let current = response;
     for (let i = 0; i < limit && isAutoSubmitPage(current); i += 1) {
+      await this.loadFrames(current);
       current = await this.submitForm(current.body, current.url, 0);
     }
     return current;
+  }
+
+  /**
+   * Loads the page's iframes (`<iframe src>`, such as a provider's front-channel logout frames) as a browser
+   * would: a GET from the page's origin, cookies by the SameSite rules. Returns their responses.
+   */
+  async loadFrames(page: BrowserResponse): Promise<BrowserResponse[]> {
+    const frames: BrowserResponse[] = [];
+    for (const match of page.body.matchAll(/<iframe\b([^>]*)>/gi)) {
+      const src = attributes(match[1] ?? '').src;
+      if (!src) continue;
+      frames.push(await this.fetch(new URL(src, page.url).toString(), { origin: new URL(page.url).origin, headers: { 'sec-fetch-dest': 'iframe', accept: 'text/html' } }));
+    }
+    return frames;
   }
 
   /** Cookies that would be visible to `host` (a hostname, or a URL), expired ones removed. */

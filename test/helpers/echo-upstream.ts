@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { jwtVerify, type CryptoKey, type JWTPayload, type KeyObject } from 'jose';
+import { jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyGetKey, type KeyObject } from 'jose';
 
 /** What one request looked like on arrival, exactly as the upstream saw it. */
 export interface ReceivedRequest {
@@ -45,8 +45,10 @@ export interface EchoUpstream {
 }
 
 export interface EchoUpstreamOptions {
-  /** Key that must have signed the bearer (RFC 6750 bearer, a JWT here); anything else gets 401. */
-  verificationKey: CryptoKey | KeyObject;
+  /** Key (or key set) that must have signed the bearer (RFC 6750 bearer, a JWT here); anything else gets 401. */
+  verificationKey: CryptoKey | KeyObject | JWTVerifyGetKey;
+  /** The `aud` the bearer must carry (an RFC 8707 resource); a token for anything else gets 401. */
+  audience?: string;
   /** Serve https with this certificate instead of http. */
   tls?: { certPem: string; keyPem: string };
 }
@@ -85,7 +87,7 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
   };
 
   const answer = async (req: IncomingMessage, res: ServerResponse, received: ReceivedRequest, current: Behaviour): Promise<void> => {
-    const claims = await verifiedClaims(req.headers.authorization, options.verificationKey);
+    const claims = await verifiedClaims(req.headers.authorization, options.verificationKey, options.audience);
     if (claims === undefined) {
       res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
       res.end(JSON.stringify({ error: 'invalid_token' }));
@@ -136,11 +138,12 @@ export async function startEchoUpstream(options: EchoUpstreamOptions): Promise<E
   };
 }
 
-async function verifiedClaims(authorization: string | undefined, key: CryptoKey | KeyObject): Promise<JWTPayload | undefined> {
+async function verifiedClaims(authorization: string | undefined, key: CryptoKey | KeyObject | JWTVerifyGetKey, audience: string | undefined): Promise<JWTPayload | undefined> {
   const match = /^Bearer ([A-Za-z0-9_.-]+)$/.exec(authorization ?? '');
   if (!match?.[1]) return undefined;
+  const options = audience === undefined ? {} : { audience };
   try {
-    return (await jwtVerify(match[1], key)).payload;
+    return (typeof key === 'function' ? await jwtVerify(match[1], key, options) : await jwtVerify(match[1], key, options)).payload;
   } catch {
     return undefined;
   }

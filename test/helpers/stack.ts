@@ -37,6 +37,15 @@ export interface StackOptions {
    * ID-porten token) and /mva/innsending (the Altinn app, Altinn token) to them.
    */
   upstreams?: boolean;
+  /** Changes to the tenant's client registration at the look-alike; a key set to null is left out. */
+  registration?: Record<string, unknown>;
+  /**
+   * Another service on the same provider: a second tenant, "other", with its own client (registered with front-
+   * and back-channel logout) at `otherUrl` (http://other.localhost:PORT; a Browser reaches it with `localhostNames`).
+   */
+  otherService?: boolean;
+  /** With `upstreams`: more routes to the look-alikes, next to the three above. */
+  upstreamRoutes?: (upstreams: { skatteetaten: SkatteetatenLookalike; altinn: AltinnLookalike }) => Record<string, unknown>[];
 }
 
 export interface Stack {
@@ -45,6 +54,8 @@ export interface Stack {
   /** The browser-facing origin, e.g. http://localhost:41234 */
   publicUrl: string;
   clientId: string;
+  /** With `otherService`: the other service's origin. */
+  otherUrl?: string;
   skatteetaten?: SkatteetatenLookalike;
   altinn?: AltinnLookalike;
   /** The raw configuration the gateway was built from (to start more instances of it, e.g. in another process). */
@@ -65,6 +76,18 @@ export function lookalikeClient(clientId: string, origin: string): never {
     post_logout_redirect_uris: [`${origin}/`],
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
+  } as never;
+}
+
+const OTHER_CLIENT_ID = 'other-service';
+
+/** The other service's registration: a gateway tenant's, with front- and back-channel logout. */
+function otherServiceClient(origin: string): never {
+  return {
+    ...(lookalikeClient(OTHER_CLIENT_ID, origin) as object),
+    frontchannel_logout_uri: `${origin}/auth/logout/frontchannel`,
+    backchannel_logout_uri: `${origin}/auth/logout/backchannel`,
+    backchannel_logout_session_required: true,
   } as never;
 }
 
@@ -156,7 +179,13 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
     client.client_secret = CLIENT_SECRET;
     clientAuth = { method: authMethod, secret: CLIENT_SECRET };
   }
-  const op = await startIdportenLookalike({ clients: [client as never], ...opts.op });
+  for (const [key, value] of Object.entries(opts.registration ?? {})) {
+    if (value === null) delete client[key];
+    else client[key] = value;
+  }
+  const otherUrl = opts.otherService ? `http://other.localhost:${port}` : undefined;
+  const clients = [client as never, ...(otherUrl ? [otherServiceClient(otherUrl)] : [])];
+  const op = await startIdportenLookalike({ clients, ...opts.op });
   t.teardown(() => op.close());
 
   let skatteetaten: SkatteetatenLookalike | undefined;
@@ -173,6 +202,7 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
       { path: '/mva/validering', upstream: skatteetaten.validationUrl, token: 'idporten', methods: ['POST'] },
       { path: '/mva/echo', upstream: `${skatteetaten.url}/echo`, token: 'idporten' },
       { path: '/mva/innsending', upstream: altinn.appUrl, token: 'altinn' },
+      ...(opts.upstreamRoutes?.({ skatteetaten, altinn }) ?? []),
     );
   }
   const raw = {
@@ -195,6 +225,14 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
         routes,
         ...opts.tenant,
       },
+      ...(otherUrl
+        ? [{
+          id: 'other',
+          publicUrl: otherUrl,
+          idporten: { issuer: op.issuer, clientId: OTHER_CLIENT_ID, clientAuth: { method: 'client_secret_post', secret: CLIENT_SECRET }, scopes: ['openid'], httpTimeout: '3s' },
+          routes: [],
+        }]
+        : []),
     ],
   };
   const config = normaliseConfig(raw, {});
@@ -207,6 +245,7 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
     ...(altinn ? { altinn } : {}),
     publicUrl,
     clientId,
+    ...(otherUrl ? { otherUrl } : {}),
     rawConfig: raw,
     logs: captured.lines,
     logText: captured.text,

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { fingerprint } from '../../audit/fingerprint.js';
 import type { AcrLevel } from '../../config/types.js';
 import { GatewayError, RETRY_AFTER_SECONDS } from '../../errors.js';
+import { LOGIN_PROMPTS, type LoginPrompt } from '../../idporten/client.js';
 import { OidcError } from '../../idporten/errors.js';
 import { clearedCookieAttributes, transactionCookieAttributes } from '../../session/cookies.js';
 import {
@@ -24,6 +25,29 @@ interface LoginQuery {
   returnTo?: string;
   acr?: string;
   locale?: string;
+  prompt?: string;
+  max_age?: string;
+}
+
+/**
+ * The largest max_age taken (one year, in seconds). ID-porten's own sessions last two hours at most, so anything
+ * longer asks for nothing more; a value far beyond that is a mistake, refused rather than passed on.
+ */
+export const MAX_AGE_LIMIT_SECONDS = 365 * 24 * 3600;
+
+/** The login controls of a /auth/login query (OIDC Core 3.1.2.1), or invalid_request for a value not taken. */
+function loginControls(query: LoginQuery): { prompt?: LoginPrompt; maxAge?: number } {
+  const controls: { prompt?: LoginPrompt; maxAge?: number } = {};
+  if (query.prompt !== undefined) {
+    if (!(LOGIN_PROMPTS as readonly string[]).includes(query.prompt)) throw new GatewayError('invalid_request', `prompt must be one of ${LOGIN_PROMPTS.join(', ')}.`);
+    controls.prompt = query.prompt as LoginPrompt;
+  }
+  if (query.max_age !== undefined) {
+    const maxAge = /^\d{1,10}$/.test(query.max_age) ? Number(query.max_age) : Number.NaN;
+    if (!(maxAge <= MAX_AGE_LIMIT_SECONDS)) throw new GatewayError('invalid_request', `max_age must be a whole number of seconds from 0 to ${MAX_AGE_LIMIT_SECONDS}.`);
+    controls.maxAge = maxAge;
+  }
+  return controls;
 }
 
 interface CallbackQuery {
@@ -43,11 +67,12 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   const { lifecycle, audit, now } = app.gateway;
   const loop = new LoginLoopBreaker(now);
 
-  const loginOptions = { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale']) }, onRequest: app.loginRateLimit('login') };
+  const loginOptions = { schema: { querystring: stringQuery(['returnTo', 'acr', 'locale', 'prompt', 'max_age']) }, onRequest: app.loginRateLimit('login') };
   app.get<{ Querystring: LoginQuery }>('/auth/login', loginOptions, async (request, reply) => {
     const tenant = request.bff.requireTenant();
     // A returnTo is carried in the transaction cookie; an overlong one would be a cookie bomb.
     if (returnToTooLong(request.query.returnTo)) throw new GatewayError('invalid_request', `returnTo is longer than ${MAX_RETURN_TO_BYTES} bytes.`);
+    const { prompt, maxAge } = loginControls(request.query);
     const loopRetryAfter = loop.looping(request, tenant);
     if (loopRetryAfter !== undefined) {
       audit.event('login.failure', { tenant: tenant.id, reason: 'login loop', stage: 'start' });
@@ -59,7 +84,7 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const locale = idporten.allowedLocales.includes(request.query.locale ?? '') ? request.query.locale! : idporten.uiLocales;
     let started;
     try {
-      started = await tenant.idporten.startLogin({ acr, locale, redirectUri: callbackUrl(tenant.config) });
+      started = await tenant.idporten.startLogin({ acr, locale, prompt, maxAge, redirectUri: callbackUrl(tenant.config) });
     } catch (err) {
       const reason = err instanceof OidcError ? err.reason : 'login could not start';
       audit.event('login.failure', { tenant: tenant.id, reason, stage: 'start' });
@@ -77,7 +102,15 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
     const name = policy.transactionPrefix + transactionCookieSuffix(transaction.state);
     dropOldestTransactions(request, reply, tenant, cookieBytes(name, sealed));
     reply.setCookie(name, sealed, transactionCookieAttributes(policy, LOGIN_TRANSACTION_TTL_SECONDS));
-    audit.event('login.start', { tenant: tenant.id, acr, locale, state: fingerprint(transaction.state), par: !url.searchParams.has('state') });
+    audit.event('login.start', {
+      tenant: tenant.id,
+      acr,
+      locale,
+      ...(prompt ? { prompt } : {}),
+      ...(maxAge !== undefined ? { maxAge } : {}),
+      state: fingerprint(transaction.state),
+      par: !url.searchParams.has('state'),
+    });
     return reply.header('cache-control', 'no-store').redirect(url.toString(), 302);
   });
 

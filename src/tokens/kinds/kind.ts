@@ -14,6 +14,10 @@ export interface TokenSource {
   freshNow(session: Session): Session | undefined;
   /** The cached derived token, when `derived` would give it without obtaining one; else undefined. */
   derivedNow(session: Session, kind: string): string | undefined;
+  /** An access token for one RFC 8707 resource, obtained or refreshed on its own when needed. */
+  forResource(session: Session, tenant: Tenant, resource: string): Promise<string>;
+  /** That token when it needs no refresh; else undefined. */
+  forResourceNow(session: Session, resource: string): string | undefined;
 }
 
 /**
@@ -24,11 +28,14 @@ export interface TokenKind {
   readonly name: string;
   /** Whether a request on such a route needs a live session. */
   readonly needsSession: boolean;
-  /** The bearer for the upstream; undefined sends none. `session` is set whenever needsSession is. */
-  bearer(source: TokenSource, tenant: Tenant, session: Session | undefined): Promise<string | undefined>;
+  /**
+   * The bearer for the upstream; undefined sends none. `session` is set whenever needsSession is. `resource`: the
+   * route's RFC 8707 resource indicator (configuration allows it only for kinds that take it).
+   */
+  bearer(source: TokenSource, tenant: Tenant, session: Session | undefined, resource?: string): Promise<string | undefined>;
   /**
    * The same bearer when it is at hand without waiting (nothing to refresh or obtain), so that a request
    * that needs nothing done takes no promise; undefined when only `bearer` can tell.
    */
-  bearerNow(source: TokenSource, tenant: Tenant, session: Session | undefined): { value: string | undefined } | undefined;
+  bearerNow(source: TokenSource, tenant: Tenant, session: Session | undefined, resource?: string): { value: string | undefined } | undefined;
 }
