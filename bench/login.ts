@@ -7,7 +7,8 @@
 const MAX_STEPS = 20;
 const LOGIN_FORM = /<form id="login-form" method="post" action="([^"]+)"/;
 
-export async function loginSession(publicUrl: string, pid: string, cookieName: string): Promise<string> {
+/** `fetchImpl`: another fetch (one that resolves the tenants' host names, say). */
+export async function loginSession(publicUrl: string, pid: string, cookieName: string, fetchImpl: typeof fetch = fetch): Promise<string> {
   const jar = new Map<string, Map<string, string>>();
   let url = new URL('/auth/login', publicUrl);
   let method = 'GET';
@@ -18,7 +19,7 @@ export async function loginSession(publicUrl: string, pid: string, cookieName: s
     const headers: Record<string, string> = { accept: 'text/html', 'sec-fetch-mode': 'navigate', 'sec-fetch-site': 'none' };
     if (cookies?.size) headers.cookie = [...cookies].map(([name, value]) => `${name}=${value}`).join('; ');
     if (body !== undefined) headers['content-type'] = 'application/x-www-form-urlencoded';
-    const res = await fetch(url, { method, headers, ...(body !== undefined ? { body } : {}), redirect: 'manual' });
+    const res = await fetchImpl(url, { method, headers, ...(body !== undefined ? { body } : {}), redirect: 'manual' });
     keepCookies(jar, url.origin, res.headers.getSetCookie());
 
     const session = jar.get(new URL(publicUrl).origin)?.get(cookieName);

@@ -9,11 +9,10 @@
  *   node --import tsx bench/tenant-scale.ts --tenants 1,100,500,1000 --requests 4000
  *   node --import tsx bench/tenant-scale.ts --distinct-paths     # each tenant under paths of its own
  *   node --import tsx bench/tenant-scale.ts --gateway            # the whole gateway (buildApp), not the proxy alone
+ *   node --import tsx bench/tenant-scale.ts --provider           # 1 and 5000 tenants on one ID-porten look-alike
+ *                                                                 # (start-up, provider requests, login; tenant-provider.ts)
  */
 import { execFileSync } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -22,6 +21,7 @@ import { buildApp } from '../src/app.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import type { RouteConfig, TenantConfig } from '../src/config/types.js';
 import * as proxy from '../src/proxy/register.js';
+import { measureProvider, providerTable, startPlainUpstream, type ProviderResult } from './tenant-provider.js';
 
 interface Result {
   tenants: number;
@@ -40,7 +40,16 @@ const arg = (name: string, fallback: string): string => {
   return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
 };
 
-if (args.includes('--child')) {
+if (args.includes('--provider')) {
+  if (args.includes('--child')) {
+    process.stdout.write(`${JSON.stringify(await measureProvider(Number(arg('tenants', '1')), Number(arg('requests', '2000'))))}\n`);
+    process.exit(0);
+  }
+  const rows = arg('tenants', '1,5000').split(',').map((n) => JSON.parse(execFileSync(process.execPath, [
+    '--import', 'tsx', '--expose-gc', fileURLToPath(import.meta.url), '--provider', '--child', '--tenants', n, '--requests', arg('requests', '2000'),
+  ], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)!) as ProviderResult);
+  process.stdout.write(providerTable(rows));
+} else if (args.includes('--child')) {
   process.stdout.write(`${JSON.stringify(await measure(Number(arg('tenants', '1')), Number(arg('requests', '3000')), args.includes('--distinct-paths'), args.includes('--gateway')))}\n`);
 } else {
   const counts = arg('tenants', '1,500').split(',').map(Number);
@@ -58,14 +67,7 @@ if (args.includes('--child')) {
 }
 
 async function measure(tenantCount: number, requests: number, distinct: boolean, whole: boolean): Promise<Result> {
-  const upstream = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => res.end('{"ok":true}'));
-  });
-  upstream.keepAliveTimeout = 60_000;
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
-  const origin = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const { server: upstream, url: origin } = await startPlainUpstream();
 
   const route = (path: string, upstreamPath: string): RouteConfig => ({
     path, upstream: `${origin}${upstreamPath}`, token: 'none', methods: ['GET', 'POST'], timeoutMs: 10_000, bodyLimitBytes: 1024 * 1024, forwardHeaders: [],

@@ -13,7 +13,7 @@ import fp from 'fastify-plugin';
 import { createAuditLog } from './audit/audit-log.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import { loadConfigFile, normaliseConfig } from './config/load.js';
-import type { GatewayConfig } from './config/types.js';
+import type { GatewayConfig, TenantConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { registerAppRoutes } from './http/app/index.js';
@@ -36,6 +36,8 @@ import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
 import type { SessionLock, SessionStore } from './session/store.js';
 import { Discovery } from './tenant/discovery.js';
+import { RuntimeTenants } from './tenant/runtime.js';
+import type { TenantStore } from './tenant/tenant-store.js';
 import { Tenants } from './tenant/tenant.js';
 import { loginUrl } from './tenant/urls.js';
 import { TokenLifecycle } from './tokens/lifecycle.js';
@@ -93,17 +95,48 @@ export class ReloadRefused extends Error {
 }
 
 async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
-  let config = resolveConfig(opts);
+  /** The configuration as given (file or object, and each reload's); `config` is it with the run-time tenants. */
+  let given = resolveConfig(opts);
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
   const metrics = new GatewayMetrics();
   // First: a journal directory that cannot be used stops the start with a ConfigError, before anything is opened.
-  const { journalDir, absoluteLifetimeMs } = config.session;
+  const { journalDir, absoluteLifetimeMs } = given.session;
   const journal = journalDir === undefined ? undefined : await LogoutJournal.open(journalDir, { now, maxAgeMs: absoluteLifetimeMs, maxEntries: MAX_PENDING_LOGOUTS, log });
-  const { store: untimedStore, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(config, log);
+  const { store: untimedStore, lock } = opts.store && opts.lock ? { store: opts.store, lock: opts.lock } : await createStore(given, log);
   const store = metrics.timedStore(untimedStore);
   const audit = metrics.counting(createAuditLog(log));
-  const keys = new KeyRing(config.session.keys);
+  const keys = new KeyRing(given.session.keys);
+  // Tenants added through the admin API: read before the routes are registered, so their route paths are.
+  const runtimeSource = await openTenantStore(given, keys, log);
+  const runtime = runtimeSource && new RuntimeTenants({
+    tenantStore: runtimeSource.store,
+    env: opts.env ?? process.env,
+    baseDir: given.tenantsDir?.baseDir ?? process.cwd(),
+    log,
+    configured: () => configuredTenants(given),
+    apply: (list, { dryRun }) => void swap(withRuntimeTenants(given, list), { dryRun }),
+  });
+  /** The tenants of `base` that the admin API does not manage: in tenantsDir mode, those not from tenantsDir. */
+  const configuredTenants = (base: GatewayConfig): TenantConfig[] => {
+    const managed = new Set(runtimeSource?.inTenantsDir ? base.tenantsDir?.ids : []);
+    return base.tenants.filter((tenant) => !managed.has(tenant.id));
+  };
+  /** `base` with the run-time tenants; one whose id or host name a configured tenant has is left out (logged). */
+  const withRuntimeTenants = (base: GatewayConfig, list: readonly TenantConfig[]): GatewayConfig => {
+    if (!runtime) return base;
+    const configured = configuredTenants(base);
+    const ids = new Set(configured.map((tenant) => tenant.id));
+    const hostnames = new Set(configured.map((tenant) => new URL(tenant.publicUrl).hostname));
+    const added = list.filter((tenant) => {
+      const clash = ids.has(tenant.id) || hostnames.has(new URL(tenant.publicUrl).hostname);
+      if (clash) log.error({ tenant: tenant.id }, 'run-time tenant not served: the configuration file has a tenant of this id or host name');
+      return !clash;
+    });
+    return { ...base, tenants: [...configured, ...added] };
+  };
+  await runtime?.load();
+  let config = withRuntimeTenants(given, runtime?.tenants ?? []);
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
@@ -118,7 +151,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     logoutJournal: journal && { journal, tenantById: (id) => tenants.byId(id) },
   });
   // `config` follows reloads; everything else is made once.
-  const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now };
+  const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now, runtimeTenants: runtime };
 
   // Visible to the host application: cookies parsed, and request.bff on every request.
   if (!app.hasDecorator('parseCookie')) await app.register(cookie);
@@ -149,9 +182,13 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   let routing: ProxyRouting | undefined;
   const discovery = new Discovery(tenants, log);
   app.decorate('bffWarmUp', () => discovery.run());
-  app.addHook('onReady', async () => void discovery.run());
+  app.addHook('onReady', async () => {
+    void discovery.run();
+    runtime?.start();
+  });
   app.addHook('onClose', async () => {
     discovery.stop();
+    await runtime?.close();
     await lifecycle.settled();
     await sessions.close();
     await journal?.close();
@@ -205,6 +242,30 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     await registerAppRoutes(scope, config.tenants);
   });
 
+  /**
+   * Serves `next` from the next request on. Everything that can fail is worked out first; then tenants and routes
+   * are swapped together, in one synchronous step, so a request sees the old configuration or the new one. With
+   * `dryRun`, only the checks.
+   */
+  const swap = (next: GatewayConfig, { dryRun }: { dryRun: boolean }): ReloadResult | undefined => {
+    refuseRestartOnlyChanges(config, next);
+    const change = tenants.prepare(next);
+    let swapRoutes: () => void;
+    try {
+      swapRoutes = routing!.prepare(next.tenants);
+    } catch (err) {
+      throw new ReloadRefused((err as Error).message);
+    }
+    if (dryRun) return undefined;
+    swapRoutes();
+    tenants.adopt(change);
+    config = next;
+    void discovery.run();
+    const result = { added: change.added, removed: change.removed, changed: change.changed };
+    log.info(result, 'configuration reloaded');
+    return result;
+  };
+
   app.decorate('bffReload', async (input: IdportenBffOptions['config']): Promise<ReloadResult> => {
     try {
       let next: GatewayConfig;
@@ -213,20 +274,10 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       } catch (err) {
         throw new ReloadRefused(`invalid configuration: ${(err as Error).message}`);
       }
-      refuseRestartOnlyChanges(config, next);
-      // Everything that can fail is worked out first; then tenants and routes are swapped together, in one
-      // synchronous step, so a request sees the old configuration or the new one.
-      const change = tenants.prepare(next);
-      try {
-        routing!.update(next.tenants);
-      } catch (err) {
-        throw new ReloadRefused((err as Error).message);
-      }
-      tenants.adopt(change);
-      config = next;
-      void discovery.run();
-      const result = { added: change.added, removed: change.removed, changed: change.changed };
-      log.info(result, 'configuration reloaded');
+      // The run-time tenants as they are now (in tenantsDir mode, the folder as it is now).
+      await runtime?.refresh({ force: true });
+      const result = swap(withRuntimeTenants(next, runtime?.tenants ?? []), { dryRun: false })!;
+      given = next;
       return result;
     } catch (err) {
       if (err instanceof ReloadRefused) log.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving');
@@ -258,6 +309,27 @@ function resolveConfig(opts: IdportenBffOptions): GatewayConfig {
   if (typeof opts.config === 'string') return loadConfigFile(opts.config, env);
   if ('validated' in opts.config && typeof opts.config.validated === 'object') return (opts.config as ValidatedConfig).validated;
   return normaliseConfig(opts.config, env);
+}
+
+/**
+ * Where tenants added through the admin API are kept: the Redis store when the gateway uses one, else tenantsDir;
+ * undefined when there is neither (the admin API then cannot add tenants).
+ */
+async function openTenantStore(config: GatewayConfig, keys: KeyRing, log: FastifyBaseLogger): Promise<{ store: TenantStore; inTenantsDir: boolean } | undefined> {
+  const storeConfig = config.session.store;
+  if (storeConfig.type === 'redis') {
+    const [{ redisClient }, { RedisTenantStore }] = await Promise.all([import('./session/redis-store.js'), import('./tenant/tenant-store.js')]);
+    const redis = redisClient(storeConfig);
+    // The session store reports Redis being away; this connection keeps retrying quietly.
+    redis.on('error', () => undefined);
+    await redis.connect().catch(() => log.warn('redis unreachable; run-time tenants are read once it answers'));
+    return { store: new RedisTenantStore(redis, storeConfig.keyPrefix, keys), inTenantsDir: false };
+  }
+  if (config.tenantsDir) {
+    const { DirTenantStore } = await import('./tenant/tenant-store.js');
+    return { store: new DirTenantStore(config.tenantsDir.path), inTenantsDir: true };
+  }
+  return undefined;
 }
 
 async function createStore(config: GatewayConfig, log: FastifyBaseLogger): Promise<{ store: SessionStore; lock: SessionLock }> {

@@ -77,7 +77,7 @@ t.test('a reload adds, removes and changes tenants while the kept tenants\' sess
   t.same(result, { added: ['fresh'], removed: ['gone'], changed: ['moved'] });
   t.equal(gateway.core.tenants.byId('keep'), keptBefore, 'an untouched tenant is the same object');
   t.ok(gateway.core.tenants.byId('moved')?.idporten.ready, 'a tenant whose routes changed keeps its loaded provider metadata');
-  t.notOk(gateway.core.tenants.byId('fresh')?.idporten.ready, 'an added tenant is discovered after the swap');
+  t.ok(gateway.core.tenants.byId('fresh')?.idporten.ready, 'an added tenant of an issuer already loaded is ready at once: it shares that provider');
   t.ok(captured.lines.some((l) => l.msg === 'configuration reloaded'), 'the reload is logged');
 
   // The kept tenant: same session, still proxied with its bearer.

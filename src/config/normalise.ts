@@ -22,12 +22,48 @@ import { validateAgainstSchema } from './validate.js';
 
 /** `baseDir` is where relative file paths (CA bundles, session.journalDir) are taken from: the config file's folder. */
 export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string = process.cwd()): GatewayConfig {
-  const { raw: merged, sources, issues: fileIssues } = mergeTenantsDir(raw, baseDir);
+  const { raw: merged, dir, sources, issues: fileIssues } = mergeTenantsDir(raw, baseDir);
+  let config: GatewayConfig;
   try {
-    return normaliseMerged(merged, env, baseDir, fileIssues);
+    config = normaliseMerged(merged, env, baseDir, fileIssues);
   } catch (err) {
     throw err instanceof ConfigError ? nameTenantFiles(err, sources) : err;
   }
+  if (dir !== undefined) {
+    const listed = (merged as { tenants: { id: string }[] }).tenants;
+    config.tenantsDir = { path: dir, baseDir, ids: [...sources.keys()].map((index) => listed[index]!.id) };
+  }
+  return config;
+}
+
+/** A session key that only lets a lone tenant pass through the whole file's rules (it is never used). */
+const PLACEHOLDER_SESSION = { keys: [{ id: 'placeholder', secret: Buffer.alloc(32, 1).toString('base64url') }] };
+
+/**
+ * One tenant in the shape of an entry of `tenants` (a tenant file, or a tenant given to the admin API), checked by
+ * the same schema and rules as at start-up. Issues name paths inside the entry (`idporten.clientId`).
+ */
+export function normaliseTenantEntry(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string): TenantConfig {
+  try {
+    return normaliseMerged({ session: PLACEHOLDER_SESSION, tenants: [raw] }, env, baseDir, []).tenants[0]!;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(err.issues.map((issue) => ({ ...issue, path: issue.path.replace(/^tenants\[0\]\.?/, '') })));
+  }
+}
+
+/**
+ * Why `tenant` cannot join `others`: requests find their tenant by Host, and cookies are scoped by host name alone,
+ * so two tenants share neither a host nor a host name. Undefined when it can.
+ */
+export function hostClash(tenant: Pick<TenantConfig, 'publicUrl'>, others: Iterable<Pick<TenantConfig, 'id' | 'publicUrl'>>): string | undefined {
+  const { host, hostname } = new URL(tenant.publicUrl);
+  for (const other of others) {
+    const theirs = new URL(other.publicUrl);
+    if (theirs.host === host) return `uses the same host (${host}) as tenant ${other.id}; each tenant needs its own host`;
+    if (theirs.hostname === hostname) return `has the same host name (${hostname}) as tenant ${other.id}; browsers share cookies across ports, so each tenant needs its own host name`;
+  }
+  return undefined;
 }
 
 function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[]): GatewayConfig {

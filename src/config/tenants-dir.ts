@@ -11,10 +11,17 @@ const TENANT_FILE = /\.(ya?ml|json)$/i;
 
 export interface MergedTenants {
   raw: unknown;
+  /** The directory's absolute path, when the file names one. */
+  dir?: string;
   /** Which file each appended tenant index came from, to name it in error messages. */
   sources: Map<number, string>;
   /** Tenant files that could not be read or parsed (the others are merged, so their problems are found too). */
   issues: ConfigIssue[];
+}
+
+/** The tenant files of a directory, in name order (YAML or JSON, no hidden files). */
+export function tenantFileNames(dir: string): string[] {
+  return readdirSync(dir).filter((name) => TENANT_FILE.test(name) && !name.startsWith('.')).sort();
 }
 
 export function mergeTenantsDir(raw: unknown, baseDir: string): MergedTenants {
@@ -26,7 +33,7 @@ export function mergeTenantsDir(raw: unknown, baseDir: string): MergedTenants {
   const dir = resolve(baseDir, tenantsDir);
   let names: string[];
   try {
-    names = readdirSync(dir).filter((name) => TENANT_FILE.test(name) && !name.startsWith('.')).sort();
+    names = tenantFileNames(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ConfigError([{ path: 'tenantsDir', message: code === 'ENOENT' ? `directory not found: ${dir}` : `cannot read ${dir} (${code ?? 'unknown error'})` }]);
@@ -43,7 +50,7 @@ export function mergeTenantsDir(raw: unknown, baseDir: string): MergedTenants {
       issues.push(...err.issues);
     }
   }
-  return { raw: { ...rest, tenants }, sources, issues };
+  return { raw: { ...rest, tenants }, dir, sources, issues };
 }
 
 /** Rewrites `tenants[i]…` paths of tenants that came from files so the operator sees which file to fix. */

@@ -16,6 +16,14 @@ export interface GatewayConfig {
   server: ServerConfig;
   session: SessionConfig;
   tenants: TenantConfig[];
+  /** `tenantsDir`, resolved: where its files are, the folder relative paths in them start from, and the ids they gave. */
+  tenantsDir?: TenantsDir;
+}
+
+export interface TenantsDir {
+  path: string;
+  baseDir: string;
+  ids: string[];
 }
 
 export interface ServerConfig {

@@ -1,6 +1,7 @@
 /**
- * Session administration on the internal listener (`server.metricsPort`), never on the public port:
- * an operator lists and ends a user's sessions by tenant and `sub` (OWASP ASVS 5.0 7.4.5).
+ * Administration on the internal listener (`server.metricsPort`), never on the public port: an operator lists
+ * and ends a user's sessions by tenant and `sub` (OWASP ASVS 5.0 7.4.5), and adds, changes and removes tenants
+ * at run time (`admin-tenants.ts`: GET /admin/tenants, GET/PUT/DELETE /admin/tenants/{id}).
  *
  *   GET    /admin/tenants/{tenant}/users/{sub}/sessions            the user's live sessions
  *   DELETE /admin/tenants/{tenant}/users/{sub}/sessions            ends them all: 200 { ended }
@@ -15,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import type { GatewayCore } from './core.js';
 import { PROBLEM_CONTENT_TYPE, problemBody, retryAfterSeconds } from './problem.js';
+import { handleTenants } from './admin-tenants.js';
 import { userAgentSummary } from './user-agent.js';
 
 export interface AdminSessionEntry {
@@ -27,11 +29,12 @@ export interface AdminSessionEntry {
 }
 
 const ROUTE = /^\/admin\/tenants\/([^/]+)\/users\/([^/]+)\/sessions(?:\/([^/]+))?$/;
+const TENANT_ROUTE = /^\/admin\/tenants(?:\/([^/]+))?$/;
 
 /** Handles a request under /admin/ (true), or leaves it to the listener (false). */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>, credential: string): AdminHandler {
+export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants'>, credential: string): AdminHandler {
   const expected = digest(credential);
   const authorised = (header: string | undefined): boolean => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
@@ -47,7 +50,7 @@ export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>, c
       problem(res, 'login_required', 'This endpoint needs Authorization: Bearer with the admin credential.');
       return true;
     }
-    handle(core, req.method ?? 'GET', path, res).catch((err: unknown) => {
+    handle(core, req, path, res).catch((err: unknown) => {
       if (res.headersSent) return void res.end();
       // A store outage is a 503 with its Retry-After like anywhere else; nothing else of a failure reaches the answer.
       if (err instanceof GatewayError) problem(res, err.code, err.message, err.retryAfterSeconds);
@@ -57,7 +60,19 @@ export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>, c
   };
 }
 
-async function handle(core: Pick<GatewayCore, 'tenants' | 'lifecycle'>, method: string, path: string, res: ServerResponse): Promise<void> {
+async function handle(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants'>, req: IncomingMessage, path: string, res: ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  const tenantRoute = TENANT_ROUTE.exec(path);
+  if (tenantRoute) {
+    const id = tenantRoute[1] === undefined ? undefined : decode(tenantRoute[1]);
+    if (id === null) return problem(res, 'route_not_found', 'No such admin endpoint.');
+    return handleTenants(core, method, id, req, {
+      json: (status, body) => json(res, status, body),
+      problem: (code, detail, extra) => problem(res, code, detail, undefined, extra),
+      noContent: () => void res.writeHead(204, { 'cache-control': 'no-store' }).end(),
+      allow: (methods) => void res.setHeader('allow', methods.join(', ')),
+    });
+  }
   const match = ROUTE.exec(path);
   const parts = match ? [match[1], match[2], match[3]].map((p) => (p === undefined ? undefined : decode(p))) : undefined;
   if (!match || !parts || parts.includes(null)) return problem(res, 'route_not_found', 'No such admin endpoint.');
@@ -106,8 +121,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }
 
-function problem(res: ServerResponse, code: ErrorCode, detail: string, ownRetryAfter?: number): void {
-  const body = problemBody(code, detail);
+function problem(res: ServerResponse, code: ErrorCode, detail: string, ownRetryAfter?: number, extra: object = {}): void {
+  const body = { ...problemBody(code, detail), ...extra };
   const retryAfter = retryAfterSeconds(code, ownRetryAfter);
   if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
   res.writeHead(body.status, { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' }).end(JSON.stringify(body));

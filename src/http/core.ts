@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/audit-log.js';
 import type { GatewayMetrics } from '../audit/metrics.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { KeyRing } from '../session/key-ring.js';
+import type { RuntimeTenants } from '../tenant/runtime.js';
 import type { Tenants } from '../tenant/tenant.js';
 import type { TokenLifecycle } from '../tokens/lifecycle.js';
 
@@ -15,6 +16,8 @@ export interface GatewayCore {
   readonly audit: AuditLog;
   readonly metrics: GatewayMetrics;
   readonly now: () => number;
+  /** Tenants added at run time (the admin API); undefined when there is nowhere to keep them (no Redis, no tenantsDir). */
+  readonly runtimeTenants: RuntimeTenants | undefined;
 }
 
 declare module 'fastify' {

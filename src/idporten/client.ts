@@ -2,10 +2,10 @@ import * as client from 'openid-client';
 import { importJWK, type JWTPayload } from 'jose';
 import type { AcrLevel, TenantConfig } from '../config/types.js';
 import { classifyProviderError, OidcError } from './errors.js';
-import { isLoopbackUrl, boundedFetch, type FetchLike } from '../net/fetch.js';
-import { ProviderKeys, verifyIdToken } from './id-token.js';
+import { verifyIdToken } from './id-token.js';
+import type { Provider, ProviderState } from './provider.js';
 import { newDpopKey, signerFor, type DpopKey } from '../net/dpop.js';
-import { checkDpopBinding, dpopHandle, ProviderNonces } from './dpop.js';
+import { checkDpopBinding, dpopHandle } from './dpop.js';
 
 /** What a login attempt must remember between /auth/login and /auth/callback. */
 export interface LoginTransaction {
@@ -52,76 +52,61 @@ export type LoginTokens = TokenSet & { idToken: string; idTokenClaims: JWTPayloa
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
 /**
- * One tenant's ID-porten integration over openid-client: discovery, login URL (PAR when offered),
- * code exchange, refresh, revocation, end-session URL and logout-token validation.
+ * One tenant's ID-porten integration over openid-client: login URL (PAR when offered), code exchange, refresh,
+ * revocation, end-session URL and logout-token validation. The provider's metadata and keys are its Provider's,
+ * shared with every tenant of the same issuer; this client adds the tenant's own client id and authentication.
  * Knows nothing of HTTP requests or sessions.
  */
 export class IdportenClient {
   readonly #tenant: TenantConfig;
-  readonly #fetch: FetchLike;
+  readonly #provider: Provider;
   readonly #now: () => number;
-  readonly #dpopNonces = new ProviderNonces();
-  #config: client.Configuration | undefined;
-  #keys: ProviderKeys | undefined;
-  #discovering: Promise<client.Configuration> | undefined;
+  /** The Configuration built for the provider state it was made from (rebuilt when a refresh replaces it). */
+  #built: { state: ProviderState; config: client.Configuration } | undefined;
+  #auth: Promise<client.ClientAuth> | undefined;
 
-  constructor(tenant: TenantConfig, opts: { now?: () => number } = {}) {
+  constructor(tenant: TenantConfig, provider: Provider, opts: { now?: () => number } = {}) {
     this.#tenant = tenant;
-    this.#fetch = boundedFetch({ timeoutMs: tenant.idporten.httpTimeoutMs, caPem: tenant.idporten.caPem });
+    this.#provider = provider;
     this.#now = opts.now ?? Date.now;
   }
 
   get ready(): boolean {
-    return this.#config !== undefined;
+    return this.#provider.ready;
   }
 
   get issuer(): string {
     return this.#tenant.idporten.issuer;
   }
 
-  /** Loads the provider metadata once; concurrent callers share the attempt, failures are retried on the next call. */
+  get provider(): Provider {
+    return this.#provider;
+  }
+
+  /** This tenant's Configuration on the provider's current metadata (loading it first if it never loaded). */
   async configuration(): Promise<client.Configuration> {
-    if (this.#config) return this.#config;
-    this.#discovering ??= this.#discover().finally(() => (this.#discovering = undefined));
-    return this.#discovering;
+    return (await this.#current()).config;
   }
 
-  async #discover(): Promise<client.Configuration> {
-    const { idporten } = this.#tenant;
-    const allowHttp = isLoopbackUrl(idporten.issuer);
-    let config: client.Configuration;
-    try {
-      config = await client.discovery(
-        new URL(idporten.issuer),
-        idporten.clientId,
-        { id_token_signed_response_alg: 'RS256' },
-        await clientAuthentication(this.#tenant),
-        {
-          [client.customFetch]: this.#fetch as client.CustomFetch,
-          timeout: Math.ceil(idporten.httpTimeoutMs / 1000),
-          ...(allowHttp ? { execute: [client.allowInsecureRequests] } : {}),
-        },
-      );
-    } catch (err) {
-      throw classifyProviderError(err, 'discovery');
+  async #current(): Promise<{ state: ProviderState; config: client.Configuration }> {
+    const state = await this.#provider.loaded();
+    if (this.#built?.state === state) return this.#built;
+    this.#auth ??= clientAuthentication(this.#tenant);
+    const auth = await this.#auth;
+    if (this.#built?.state !== state) {
+      const config = new client.Configuration(state.metadata, this.#tenant.idporten.clientId, { id_token_signed_response_alg: 'RS256' }, auth);
+      this.#built = { state, config: this.#provider.configure(config) };
     }
-    const metadata = config.serverMetadata();
-    if (metadata.issuer !== idporten.issuer) throw new OidcError('rejected', 'discovery issuer does not match the configured issuer');
-    if (!metadata.jwks_uri) throw new OidcError('rejected', 'provider metadata has no jwks_uri');
-    config[client.customFetch] = this.#dpopNonces.watch(this.#fetch) as client.CustomFetch;
-    config.timeout = Math.ceil(idporten.httpTimeoutMs / 1000);
-    this.#keys = new ProviderKeys(metadata.jwks_uri, this.#fetch);
-    this.#config = config;
-    return config;
+    return this.#built;
   }
 
-  #algorithms(config: client.Configuration): string[] {
-    return config.serverMetadata().id_token_signing_alg_values_supported ?? ['RS256'];
+  #algorithms(state: ProviderState): string[] {
+    return state.metadata.id_token_signing_alg_values_supported ?? ['RS256'];
   }
 
   /** Builds the authorization request (PKCE S256, state, nonce) — through PAR when the provider offers it. */
   async startLogin(opts: LoginRequest): Promise<{ url: URL; transaction: LoginTransaction }> {
-    const config = await this.configuration();
+    const { state, config } = await this.#current();
     const codeVerifier = client.randomPKCECodeVerifier();
     const resources = this.#tenant.idporten.resources ?? [];
     const transaction: LoginTransaction = {
@@ -153,7 +138,7 @@ export class IdportenClient {
     if (opts.maxAge !== undefined) params.set('max_age', String(opts.maxAge));
     // RFC 8707 section 2.1: one `resource` parameter per resource the session's tokens will be asked for.
     for (const resource of resources) params.append('resource', resource);
-    const usePar = this.#tenant.idporten.usePar && Boolean(config.serverMetadata().pushed_authorization_request_endpoint);
+    const usePar = this.#tenant.idporten.usePar && Boolean(state.metadata.pushed_authorization_request_endpoint);
     try {
       const url = usePar ? await client.buildAuthorizationUrlWithPAR(config, params) : client.buildAuthorizationUrl(config, params);
       return { url, transaction };
@@ -168,7 +153,7 @@ export class IdportenClient {
    * within the max_age the login asked for.
    */
   async finishLogin(callbackUrl: URL, transaction: LoginTransaction): Promise<LoginTokens> {
-    const config = await this.configuration();
+    const { state, config } = await this.#current();
     const { dpopKey } = transaction;
     if (this.#tenant.idporten.dpop && !dpopKey) throw new OidcError('rejected', 'login transaction has no DPoP key (started before DPoP was turned on)');
     const sentAt = this.#now();
@@ -179,7 +164,7 @@ export class IdportenClient {
         callbackUrl,
         { pkceCodeVerifier: transaction.codeVerifier, expectedState: transaction.state, expectedNonce: transaction.nonce, idTokenExpected: true },
         undefined,
-        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined,
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#provider.dpopNonces) } : undefined,
       );
     } catch (err) {
       throw classifyProviderError(err, 'code exchange');
@@ -187,10 +172,10 @@ export class IdportenClient {
     if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (!tokens.idToken) throw new OidcError('rejected', 'token response has no id_token');
-    const idTokenClaims = await verifyIdToken(this.#keys!, tokens.idToken, {
+    const idTokenClaims = await verifyIdToken(state.keys, tokens.idToken, {
       issuer: this.issuer,
       clientId: this.#tenant.idporten.clientId,
-      algorithms: this.#algorithms(config),
+      algorithms: this.#algorithms(state),
       nonce: transaction.nonce,
       minimumAcr: transaction.acr,
       maxAge: transaction.maxAge,
@@ -212,7 +197,7 @@ export class IdportenClient {
    * with a DPoP key proves it on the grant and must get tokens bound to it again.
    */
   async refresh(refreshToken: string, binding: { sub: string; minimumAcr: string; dpopKey?: DpopKey | undefined }, resource?: string): Promise<TokenSet> {
-    const config = await this.configuration();
+    const { state, config } = await this.#current();
     const { dpopKey } = binding;
     const sentAt = this.#now();
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
@@ -221,7 +206,7 @@ export class IdportenClient {
         config,
         refreshToken,
         resource === undefined ? undefined : { resource },
-        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#dpopNonces) } : undefined,
+        dpopKey ? { DPoP: await dpopHandle(config, dpopKey, this.#provider.dpopNonces) } : undefined,
       );
     } catch (err) {
       throw classifyProviderError(err, 'refresh');
@@ -229,10 +214,10 @@ export class IdportenClient {
     if (dpopKey) checkDpopBinding(response, dpopKey);
     const tokens = this.#tokenSet(response, sentAt);
     if (tokens.idToken) {
-      const claims = await verifyIdToken(this.#keys!, tokens.idToken, {
+      const claims = await verifyIdToken(state.keys, tokens.idToken, {
         issuer: this.issuer,
         clientId: this.#tenant.idporten.clientId,
-        algorithms: this.#algorithms(config),
+        algorithms: this.#algorithms(state),
         minimumAcr: binding.minimumAcr,
       });
       if (claims.sub !== binding.sub) throw new OidcError('rejected', 'refreshed id token has another sub');
@@ -243,8 +228,8 @@ export class IdportenClient {
 
   /** RFC 7009. ID-porten's logout does not revoke tokens with API scopes, so logout calls this. */
   async revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<void> {
-    const config = await this.configuration();
-    if (!config.serverMetadata().revocation_endpoint) return;
+    const { state, config } = await this.#current();
+    if (!state.metadata.revocation_endpoint) return;
     try {
       await client.tokenRevocation(config, token, { token_type_hint: hint });
     } catch (err) {
@@ -253,7 +238,7 @@ export class IdportenClient {
   }
 
   endSessionEndpoint(): string | undefined {
-    return this.#config?.serverMetadata().end_session_endpoint;
+    return this.#provider.state?.metadata.end_session_endpoint;
   }
 
   /**
@@ -272,10 +257,10 @@ export class IdportenClient {
 
   /** OIDC Back-Channel Logout 1.0, section 2.6: validates a logout token and returns its sid / sub. */
   async verifyLogoutToken(logoutToken: string): Promise<{ sid?: string; sub?: string; jti: string; exp: number }> {
-    const config = await this.configuration();
-    const claims = await this.#keys!.verify(
+    const { state } = await this.#current();
+    const claims = await state.keys.verify(
       logoutToken,
-      { issuer: this.issuer, clientId: this.#tenant.idporten.clientId, algorithms: this.#algorithms(config) },
+      { issuer: this.issuer, clientId: this.#tenant.idporten.clientId, algorithms: this.#algorithms(state) },
       ['iss', 'aud', 'iat', 'exp', 'jti', 'events'],
     );
     const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { createLocalJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose';
 import { acrSatisfies } from './acr.js';
 import { OidcError } from './errors.js';
 import type { FetchLike } from '../net/fetch.js';
@@ -22,32 +22,38 @@ export interface IdTokenExpectations {
 }
 
 /**
- * A token naming a key we have not seen may force a JWKS re-fetch this often, on top of jose's own 10 s
- * cooldown: ID-porten's new key is then accepted at once, while forged kids cannot make us hammer the JWKS.
+ * A token naming a key we have not seen may force a JWKS re-fetch this often: ID-porten's new key is then
+ * accepted at once, while forged kids cannot make us hammer the JWKS.
  */
 const UNKNOWN_KID_RELOAD_INTERVAL_MS = 60_000;
 
 /**
- * Verifies ID tokens and logout tokens against the provider's JWKS. The key set is fetched on demand and
- * re-fetched (rate-limited) when a token names a key we have not seen: ID-porten rotates signing keys.
+ * One provider's signing keys, shared by every tenant of that provider: fetched with the metadata (see
+ * Provider), kept until the next background refresh, and re-fetched at once (rate-limited) when a token names a
+ * key we have not seen: ID-porten rotates signing keys.
  */
 export class ProviderKeys {
-  readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
+  readonly #jwksUri: string;
+  readonly #fetch: FetchLike;
+  #keys: ReturnType<typeof createLocalJWKSet>;
   #unknownKidReload: { at: number; settled: Promise<void> } | undefined;
 
-  constructor(jwksUri: string, fetchImpl: FetchLike) {
-    this.#jwks = createRemoteJWKSet(new URL(jwksUri), {
-      cooldownDuration: 10_000,
-      cacheMaxAge: 10 * 60_000,
-      [customFetch]: fetchImpl as never,
-    });
+  private constructor(jwksUri: string, fetchImpl: FetchLike, jwks: JSONWebKeySet) {
+    this.#jwksUri = jwksUri;
+    this.#fetch = fetchImpl;
+    this.#keys = createLocalJWKSet(jwks);
+  }
+
+  /** Fetches the key set once; an unreachable or malformed JWKS is `unavailable`. */
+  static async fetch(jwksUri: string, fetchImpl: FetchLike): Promise<ProviderKeys> {
+    return new ProviderKeys(jwksUri, fetchImpl, await fetchJwks(jwksUri, fetchImpl));
   }
 
   async verify(jwt: string, expect: IdTokenExpectations, requiredClaims: string[] = ['iss', 'aud', 'exp', 'iat', 'sub']): Promise<JWTPayload> {
     const algorithms = expect.algorithms.filter((a) => ASYMMETRIC.test(a));
     const attempt = async () =>
       (
-        await jwtVerify(jwt, this.#jwks, {
+        await jwtVerify(jwt, this.#keys, {
           issuer: expect.issuer,
           audience: expect.clientId,
           algorithms: algorithms.length > 0 ? algorithms : ['RS256'],
@@ -60,8 +66,9 @@ export class ProviderKeys {
       try {
         return await attempt();
       } catch (err) {
-        // jose re-fetches on an unknown kid only after its cooldown; right after a rotation that refuses a good token.
-        if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
+        // Right after a rotation the token names a key the kept set does not have yet (or, without a kid, its
+        // signature fails against the keys kept).
+        if (!(err instanceof joseErrors.JWKSNoMatchingKey || (err instanceof joseErrors.JWSSignatureVerificationFailed && !hasKid(jwt)))) throw err;
         await this.#reloadForUnknownKid();
         return await attempt();
       }
@@ -74,21 +81,49 @@ export class ProviderKeys {
   #reloadForUnknownKid(): Promise<void> {
     const now = Date.now();
     if (this.#unknownKidReload && now - this.#unknownKidReload.at < UNKNOWN_KID_RELOAD_INTERVAL_MS) return this.#unknownKidReload.settled;
-    const reload = this.#jwks.reload();
+    const reload = fetchJwks(this.#jwksUri, this.#fetch).then((jwks) => void (this.#keys = createLocalJWKSet(jwks)));
     this.#unknownKidReload = { at: now, settled: reload.catch(() => undefined) };
     return reload;
   }
 }
 
+function hasKid(jwt: string): boolean {
+  try {
+    return decodeProtectedHeader(jwt).kid !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+async function fetchJwks(uri: string, fetchImpl: FetchLike): Promise<JSONWebKeySet> {
+  let response: Response;
+  try {
+    response = await fetchImpl(uri, { headers: { accept: 'application/json, application/jwk-set+json' } });
+  } catch (err) {
+    throw new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
+  }
+  if (response.status !== 200) {
+    await response.body?.cancel();
+    throw new OidcError('unavailable', `could not fetch the provider JWKS (status ${response.status})`);
+  }
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch (err) {
+    throw new OidcError('unavailable', 'the provider JWKS is not JSON', { cause: err });
+  }
+  const keys = (body as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || !keys.every((key) => typeof key === 'object' && key !== null && !Array.isArray(key))) {
+    throw new OidcError('unavailable', 'the provider JWKS has no list of keys');
+  }
+  return body as JSONWebKeySet;
+}
+
 function verificationFailure(err: unknown): OidcError {
+  if (err instanceof OidcError) return err;
   if (err instanceof joseErrors.JOSEError) {
-    // Timeouts, network failures and a JWKS endpoint answering other than 200 are the provider being down, not a bad token.
-    if (err instanceof joseErrors.JWKSTimeout || (err.code === 'ERR_JOSE_GENERIC' && /fetch|network|200 OK/i.test(err.message))) {
-      return new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
-    }
     return new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
   }
-  if (err instanceof TypeError) return new OidcError('unavailable', 'could not fetch the provider JWKS', { cause: err });
   return new OidcError('rejected', 'token rejected', { cause: err });
 }
 

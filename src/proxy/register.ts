@@ -118,12 +118,15 @@ export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
   await app.register(proxyRoutes, { paths: [...registeredPaths], constraint, table: () => table, deps, isTrustedPeer });
   app.addHook('onClose', () => dispatchers.close());
 
-  return {
-    update(tenants) {
+  const routing: ProxyRouting = {
+    prepare(tenants) {
       const next = build(tenants);
       const missing = [...next.paths].filter((path) => !registeredPaths.has(path));
       if (missing.length > 0) throw new Error(`new route paths need a restart: ${missing.join(', ')}`);
-      table = next;
+      return () => void (table = next);
+    },
+    update(tenants) {
+      routing.prepare(tenants)();
     },
     get dispatchers() {
       return dispatchers.size;
@@ -132,6 +135,7 @@ export async function registerProxyRoutes<Logger extends FastifyBaseLogger>(
       return registeredPaths.size;
     },
   };
+  return routing;
 }
 
 /** The proxy's routing at run time. */
@@ -141,6 +145,8 @@ export interface ProxyRouting {
    * Throws, changing nothing, when a route path is new: paths are registered with the router at start.
    */
   update(tenants: readonly TenantConfig[]): void;
+  /** `update` in two steps: checks these tenants' routes (throwing, changing nothing) and returns the swap. */
+  prepare(tenants: readonly TenantConfig[]): () => void;
   /** How many upstream dispatchers (connection pools by TLS trust) are open. */
   readonly dispatchers: number;
   /** How many distinct route paths are registered. */

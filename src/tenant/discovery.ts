@@ -1,10 +1,13 @@
-import type { Tenant, Tenants } from './tenant.js';
+import type { Provider } from '../idporten/provider.js';
+import type { Tenants } from './tenant.js';
 
-/** At most this many tenants ask their provider for metadata at once, so hundreds of tenants do not stampede it. */
+/** At most this many providers are asked for metadata at once. */
 const CONCURRENCY = 8;
-/** A failed discovery is retried after a delay doubling from the first to the last, each with full jitter. */
+/** A failed load is retried after a delay doubling from the first to the last, each with full jitter. */
 const FIRST_RETRY_MS = 1_000;
 const MAX_RETRY_MS = 60_000;
+/** A loaded provider's metadata and keys are fetched again about this often, ±10 %, so instances spread out. */
+const REFRESH_MS = 24 * 60 * 60_000;
 
 export interface DiscoveryLog {
   info(fields: object, message: string): void;
@@ -12,26 +15,33 @@ export interface DiscoveryLog {
 }
 
 /**
- * Loads every tenant's provider metadata, a bounded number at a time, and keeps retrying each tenant that
- * failed on its own backoff schedule, so one provider being down delays only the tenants that use it.
+ * Loads the metadata and keys of every provider the tenants use — once per provider, however many tenants share
+ * it — a bounded number at a time; retries each provider that failed on its own backoff schedule, so one provider
+ * being down delays only the tenants that use it; and refreshes each loaded provider in the background about
+ * daily (a failed refresh keeps the last good metadata and keys, and is retried on the same backoff).
  */
 export class Discovery {
   readonly #tenants: Tenants;
   readonly #log: DiscoveryLog;
-  readonly #failures = new Map<string, number>();
-  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #failures = new Map<Provider, number>();
+  readonly #timers = new Map<Provider, NodeJS.Timeout>();
+  readonly #random: () => number;
+  readonly #refreshMs: number;
   #running: Promise<void> | undefined;
   #again: Promise<void> | undefined;
   #stopped = false;
 
-  constructor(tenants: Tenants, log: DiscoveryLog) {
+  /** `refreshMs`: how often a loaded provider is fetched again (REFRESH_MS, about daily, unless a test says otherwise). */
+  constructor(tenants: Tenants, log: DiscoveryLog, opts: { random?: () => number; refreshMs?: number } = {}) {
     this.#tenants = tenants;
     this.#log = log;
+    this.#random = opts.random ?? Math.random;
+    this.#refreshMs = opts.refreshMs ?? REFRESH_MS;
   }
 
   /**
-   * One pass over the tenants not ready yet; resolves when each has succeeded or failed once. Called while a pass
-   * is under way (a reload added tenants), another pass follows it, for the tenants the first one did not see.
+   * One pass over the providers not loaded yet; resolves when each has succeeded or failed once. Called while a
+   * pass is under way (a reload added tenants), another pass follows it, for the providers the first one did not see.
    */
   run(): Promise<void> {
     if (this.#running) {
@@ -41,45 +51,53 @@ export class Discovery {
       });
       return this.#again;
     }
-    this.#running = this.#pass(this.#tenants.all.filter((t) => !t.idporten.ready)).finally(() => (this.#running = undefined));
+    const pending = this.#tenants.providers.filter((provider) => !provider.ready && !this.#timers.has(provider));
+    this.#running = this.#pass(pending).finally(() => (this.#running = undefined));
     return this.#running;
   }
 
   stop(): void {
     this.#stopped = true;
-    for (const timer of this.#timers) clearTimeout(timer);
+    for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
   }
 
-  async #pass(pending: Tenant[]): Promise<void> {
+  async #pass(pending: Provider[]): Promise<void> {
     const queue = [...pending];
     const worker = async () => {
-      for (let tenant = queue.shift(); tenant; tenant = queue.shift()) await this.#attempt(tenant);
+      for (let provider = queue.shift(); provider; provider = queue.shift()) await this.#attempt(provider);
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, worker));
   }
 
-  async #attempt(tenant: Tenant): Promise<void> {
+  async #attempt(provider: Provider): Promise<void> {
+    const refreshing = provider.ready;
     try {
-      await tenant.idporten.configuration();
-      this.#failures.delete(tenant.id);
-      this.#log.info({ tenant: tenant.id, issuer: tenant.idporten.issuer }, 'provider metadata loaded');
+      await provider.load();
+      this.#failures.delete(provider);
+      this.#log.info({ issuer: provider.issuer, tenants: this.#tenants.tenantsOf(provider) }, refreshing ? 'provider metadata refreshed' : 'provider metadata loaded');
+      this.#schedule(provider, this.#refreshMs * (0.9 + 0.2 * this.#random()));
     } catch (err) {
-      const failures = (this.#failures.get(tenant.id) ?? 0) + 1;
-      this.#failures.set(tenant.id, failures);
-      const delayMs = Math.round(Math.random() * Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (failures - 1)));
-      this.#log.warn({ tenant: tenant.id, issuer: tenant.idporten.issuer, reason: (err as Error).message, retryInMs: delayMs }, 'provider metadata not loaded yet; retrying');
-      this.#retry(tenant, delayMs);
+      const failures = (this.#failures.get(provider) ?? 0) + 1;
+      this.#failures.set(provider, failures);
+      const delayMs = Math.round(this.#random() * Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (failures - 1)));
+      const message = refreshing ? 'provider metadata not refreshed; keeping the last; retrying' : 'provider metadata not loaded yet; retrying';
+      this.#log.warn({ issuer: provider.issuer, tenants: this.#tenants.tenantsOf(provider), reason: (err as Error).message, retryInMs: delayMs }, message);
+      this.#schedule(provider, delayMs);
     }
   }
 
-  #retry(tenant: Tenant, delayMs: number): void {
+  /** The provider's next load; forgotten when no tenant uses the provider any more by then. */
+  #schedule(provider: Provider, delayMs: number): void {
     if (this.#stopped) return;
+    clearTimeout(this.#timers.get(provider));
     const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      if (!this.#stopped && !tenant.idporten.ready) void this.#attempt(tenant);
+      this.#timers.delete(provider);
+      if (this.#stopped) return;
+      if (!this.#tenants.providers.includes(provider)) return void this.#failures.delete(provider);
+      void this.#attempt(provider);
     }, delayMs);
     timer.unref();
-    this.#timers.add(timer);
+    this.#timers.set(provider, timer);
   }
 }

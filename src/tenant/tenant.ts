@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { GatewayConfig, TenantConfig } from '../config/types.js';
 import { IdportenClient } from '../idporten/client.js';
+import { Providers, type Provider } from '../idporten/provider.js';
 import { cookiePolicy, type CookiePolicy } from '../session/cookies.js';
 import { KeyRing } from '../session/key-ring.js';
 
@@ -20,6 +21,8 @@ interface Snapshot {
   readonly byHost: ReadonlyMap<string, Tenant>;
   /** Tenants of earlier configurations that this one no longer has, by host (their sessions are ended when met). */
   readonly removedByHost: ReadonlyMap<string, Tenant>;
+  /** The providers its tenants name, each once. */
+  readonly providers: ReadonlySet<Provider>;
 }
 
 /** What a new configuration changes, worked out by `Tenants.prepare` before anything is swapped. */
@@ -39,6 +42,8 @@ export interface TenantsChange {
 export class Tenants {
   #snapshot: Snapshot;
   readonly #opts: { now?: () => number; keys: KeyRing };
+  /** One provider client per issuer and trust settings, shared by the tenants that name it. */
+  readonly #providers = new Providers();
 
   /** `keys` is the session key ring, for tenants without their own. */
   constructor(config: GatewayConfig, opts: { now?: () => number; keys: KeyRing }) {
@@ -48,6 +53,18 @@ export class Tenants {
 
   get all(): Tenant[] {
     return [...this.#snapshot.byId.values()];
+  }
+
+  /** The providers the current tenants use, each once however many tenants share it. */
+  get providers(): Provider[] {
+    return [...this.#snapshot.providers];
+  }
+
+  /** How many tenants use this provider now. */
+  tenantsOf(provider: Provider): number {
+    let count = 0;
+    for (const tenant of this.#snapshot.byId.values()) if (tenant.idporten.provider === provider) count += 1;
+    return count;
   }
 
   byId(id: string): Tenant | undefined {
@@ -65,9 +82,9 @@ export class Tenants {
 
   /**
    * The tenants of `config`, next to the current ones: a tenant whose configuration is the same keeps its
-   * Tenant, and one whose `idporten` is the same keeps its ID-porten client (with the provider metadata it has
-   * loaded); a new one, or one with other provider settings, gets a new client, not ready until discovery has
-   * run for it. Nothing changes until `adopt`.
+   * Tenant, and one whose `idporten` is the same keeps its ID-porten client; a new one, or one with other
+   * provider settings, gets a new client on the shared Provider of its issuer (ready at once when another tenant
+   * has loaded it, else once discovery has run for it). Nothing changes until `adopt`.
    */
   prepare(config: GatewayConfig, opts: { keep?: boolean } = {}): TenantsChange {
     const current = opts.keep === false ? undefined : this.#snapshot;
@@ -84,7 +101,7 @@ export class Tenants {
       const tenant: Tenant = same ? old : {
         id: tenantConfig.id,
         config: tenantConfig,
-        idporten: sameProvider ? old.idporten : new IdportenClient(tenantConfig, this.#opts),
+        idporten: sameProvider ? old.idporten : new IdportenClient(tenantConfig, this.#providers.for(tenantConfig.idporten), this.#opts),
         cookies: cookiePolicy(tenantConfig.publicUrl, config.session.cookieName, config.session.sameSite),
         keys: tenantConfig.sessionKeys ? new KeyRing(tenantConfig.sessionKeys) : this.#opts.keys,
       };
@@ -101,12 +118,14 @@ export class Tenants {
       if (!byHost.has(hostOf(old.config))) removedByHost.set(hostOf(old.config), old);
     }
     for (const host of byHost.keys()) removedByHost.delete(host);
-    return { added, removed, changed, unchanged, snapshot: { byId, byHost, removedByHost } };
+    const providers = new Set([...byId.values()].map((tenant) => tenant.idporten.provider));
+    return { added, removed, changed, unchanged, snapshot: { byId, byHost, removedByHost, providers } };
   }
 
   /** Swaps in a prepared snapshot, at once. */
   adopt(change: TenantsChange): void {
     this.#snapshot = change.snapshot;
+    this.#providers.keep(change.snapshot.providers);
   }
 }
 
