@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { AUDIT_USAGE, USAGE, parseCommand } from './cli/args.js';
+import { AUDIT_USAGE, INTEGRATIONS_USAGE, USAGE, parseCommand } from './cli/args.js';
 import { loadConfig } from './config/cli.js';
 import { ConfigError } from './config/errors.js';
 import { DEFAULT_METRICS_HOST } from './config/server.js';
@@ -20,6 +20,9 @@ async function main(argv: string[]): Promise<void> {
     case 'audit-help':
       process.stdout.write(AUDIT_USAGE);
       return;
+    case 'integrations-help':
+      process.stdout.write(INTEGRATIONS_USAGE);
+      return;
     case 'version': {
       const { packageVersion } = await import('./cli/version.js');
       process.stdout.write(`${packageVersion()}\n`);
@@ -32,6 +35,13 @@ async function main(argv: string[]): Promise<void> {
     case 'audit-trace': {
       const { runAuditTrace } = await import('./cli/audit-trace.js');
       process.exitCode = await runAuditTrace(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      return;
+    }
+    case 'integrations': {
+      const loaded = load(command.configPath);
+      if (!loaded) return;
+      const { runIntegrations } = await import('./cli/integrations.js');
+      process.exitCode = await runIntegrations(command, loaded.config, { stdout: process.stdout, stderr: process.stderr });
       return;
     }
     case 'check': {
