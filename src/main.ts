@@ -134,6 +134,15 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
   // SIGHUP reads the configuration file again and applies it (see Gateway.reload); a refused one is logged and
   // the running configuration keeps serving. Before the server is up there is nothing to reload.
   let reloadable: { reload(config: ReturnType<typeof validated>): Promise<unknown> } | undefined;
+  // Tenants whose ID-porten client `integrations apply` made get it from where apply kept it; one without is
+  // left out (the others are served) and named.
+  const withClients = async (loaded: GatewayConfig): Promise<GatewayConfig> => {
+    if (!loaded.awaitingClient?.length) return loaded;
+    const { withAppliedIntegrations } = await import('./digdir/applied-integrations.js');
+    const { config: resolved, missing } = await withAppliedIntegrations(loaded);
+    for (const tenant of missing) logger.warn({ tenant }, `tenant ${tenant} has no ID-porten client yet: run idporten-bff integrations apply --tenant ${tenant}`);
+    return resolved;
+  };
   process.on('SIGHUP', () => {
     if (stopping || !reloadable) return;
     logger.info({ file: configFile }, 'reloading the configuration');
@@ -145,7 +154,10 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       return;
     }
     // The gateway logs what it applied or why it refused.
-    reloadable.reload(validated(next)).catch(() => undefined);
+    const gateway = reloadable;
+    withClients(next)
+      .then((resolved) => gateway.reload(validated(resolved)))
+      .catch((err: Error) => logger.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving'));
   });
 
   try {
@@ -154,7 +166,7 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       otel = { close: () => started.shutdown() };
       logger.info('OpenTelemetry tracing on');
     }
-    const gateway = await buildApp(config, { logger });
+    const gateway = await buildApp(await withClients(config), { logger });
     running.push(gateway);
     reloadable = gateway;
     if (stopping) return void gateway.close();
