@@ -3,7 +3,9 @@
  * section 2.1) and of Digdir's self-service API (its documented rules), then a login of the onboarded tenant at the
  * ID-porten look-alike, which reads the clients the self-service look-alike registered.
  */
+import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +22,7 @@ import { withAppliedIntegrations } from '../src/digdir/applied-integrations.js';
 import { adminAccessToken } from '../src/digdir/maskinporten.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { describeRun, spawnCli, type CliRun } from './helpers/cli.js';
+import { redisMissingReason, startRedis } from './helpers/redis.js';
 import { SESSION_KEY, startGateway } from './helpers/stack.js';
 
 const VENDOR_ORGNO = '999888777';
@@ -42,14 +45,14 @@ interface World {
   adminJwk: JsonWebKeyWithKid;
 }
 
-async function world(t: Test, opts: { adminScopes?: string[]; grantedScopes?: string[] } = {}): Promise<World> {
+async function world(t: Test, opts: { adminScopes?: string[]; grantedScopes?: string[]; redisUrl?: string; certificate?: { pem: string; keyPem: string } } = {}): Promise<World> {
   const admin = await generateKeyPair('RS256', { extractable: true });
   const adminJwk = { ...(await exportJWK(admin.privateKey)), kid: 'vendor-admin-key', alg: 'RS256' };
   const adminClient: MaskinportenClient = {
     clientId: 'vendor-admin',
     orgno: VENDOR_ORGNO,
     scopes: opts.adminScopes ?? ['idporten:dcr.supplier'],
-    keys: [{ ...(await exportJWK(admin.publicKey)), kid: 'vendor-admin-key', alg: 'RS256', use: 'sig' }],
+    ...(opts.certificate ? { certificate: opts.certificate.pem } : { keys: [{ ...(await exportJWK(admin.publicKey)), kid: 'vendor-admin-key', alg: 'RS256', use: 'sig' }] }),
   };
   const maskinporten = await startMaskinportenLookalike({ clients: [adminClient] });
   t.teardown(() => maskinporten.close());
@@ -88,12 +91,13 @@ async function world(t: Test, opts: { adminScopes?: string[]; grantedScopes?: st
     opIssuer: op.issuer,
     publicUrl,
     port,
-    digdir: { environment: 'test', clientId: 'vendor-admin', key: { jwk: '${ADMIN_JWK}' }, adminApiUrl: selfService.url, maskinportenIssuer: maskinporten.issuer },
+    digdir: { environment: 'test', clientId: 'vendor-admin', key: opts.certificate ? { certificateChain: '${ADMIN_CERT}', privateKey: '${ADMIN_CERT_KEY}' } : { jwk: '${ADMIN_JWK}' }, adminApiUrl: selfService.url, maskinportenIssuer: maskinporten.issuer },
     setDigdir(digdir) {
       w.digdir = digdir;
-      writeFileSync(configFile, JSON.stringify({ server: { port }, session: { keys: [{ id: 'k1', secret: '${BFF_SESSION_KEY}' }] }, digdir, tenantsDir: 'tenants' }));
+      const store = opts.redisUrl ? { store: { type: 'redis', url: opts.redisUrl } } : {};
+      writeFileSync(configFile, JSON.stringify({ server: { port }, session: { keys: [{ id: 'k1', secret: '${BFF_SESSION_KEY}' }], ...store }, digdir, tenantsDir: 'tenants' }));
     },
-    cli: (...args) => spawnCli(['integrations', ...args, '--config', configFile], { env: { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(adminJwk) } }).done,
+    cli: (...args) => spawnCli(['integrations', ...args, '--config', configFile], { env: { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(adminJwk), ADMIN_CERT: opts.certificate?.pem ?? '', ADMIN_CERT_KEY: opts.certificate?.keyPem ?? '' } }).done,
   };
   w.setDigdir(w.digdir);
   return w;
@@ -292,6 +296,50 @@ t.test('remove deletes the integration and what apply kept, only for the tenant 
   t.notMatch(readFileSync(w.tenantFile, 'utf8'), /integration:/);
   t.equal((await w.cli('check')).code, 1, 'check then finds no integration');
 });
+
+t.test('with a Redis session store, apply keeps the client id and the sealed key in Redis, where the gateway reads them', { skip: redisMissingReason() ?? false }, async (t) => {
+  const redis = await startRedis(t);
+  const w = await world(t, { redisUrl: redis.url });
+  const fileBefore = readFileSync(w.tenantFile, 'utf8');
+  const applied = await w.cli('apply');
+  t.equal(applied.code, 0, describeRun(applied));
+  t.match(applied.stdout, /sealed in Redis/);
+  t.equal(readFileSync(w.tenantFile, 'utf8'), fileBefore, 'the tenant file is left as it was');
+  const client = onlyClient(w)!;
+  const { config } = loadConfig(w.configFile, { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(w.adminJwk) } as NodeJS.ProcessEnv);
+  const { config: resolved, missing } = await withAppliedIntegrations(config);
+  t.same(missing, []);
+  t.match(resolved.tenants, [{ id: 'acme', idporten: { clientId: client.client_id, clientAuth: { method: 'private_key_jwt', privateKeyJwk: { kid: client.jwks!.keys[0]!.kid, d: String } } } }]);
+  const again = await w.cli('apply', '--json');
+  t.same(json(again).tenants[0]!.changes, ['nothing to change']);
+  // Another session key ring cannot open the key: the tenant is named as missing rather than served with garbage.
+  const other = { ...config, session: { ...config.session, keys: [{ id: 'k2', secret: Buffer.alloc(32, 9) }] } };
+  t.same((await withAppliedIntegrations(other)).missing, ['acme']);
+});
+
+t.test('an admin client with an enterprise certificate signs its grant with x5c; another certificate is refused', async (t) => {
+  const [vendor, stranger] = await Promise.all([rsaCertificate('vendor'), rsaCertificate('stranger')]);
+  const w = await world(t, { certificate: vendor });
+  const applied = await w.cli('apply');
+  t.equal(applied.code, 0, `the grant with x5c is accepted (${describeRun(applied)})`);
+  t.equal(w.selfService.registry.size, 1);
+  const wrong = await world(t, { certificate: vendor });
+  const env = { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: '', ADMIN_CERT: stranger.pem, ADMIN_CERT_KEY: stranger.keyPem };
+  const refused = await spawnCli(['integrations', 'check', '--config', wrong.configFile], { env }).done;
+  t.equal(refused.code, 2, describeRun(refused));
+  t.match(refused.stderr, /invalid_grant: x5c is not the client's enterprise certificate/);
+});
+
+/** A self-signed RSA certificate standing in for an enterprise certificate (Node has no X.509 issuing API). */
+async function rsaCertificate(name: string): Promise<{ pem: string; keyPem: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'bff-cert-'));
+  try {
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${name}/O=${name} AS`]);
+    return { pem: readFileSync(join(dir, 'cert.pem'), 'utf8'), keyPem: readFileSync(join(dir, 'key.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** An admin access token, as the CLI gets one, for calling the look-alike directly. */
 function adminTokenFor(w: World): Promise<string> {
