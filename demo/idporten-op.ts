@@ -10,7 +10,7 @@ import { createServer, IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { calculateJwkThumbprint, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
-import Provider, { interactionPolicy, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { interactionPolicy, type Adapter, type ClientMetadata, type KoaContextWithOIDC } from 'oidc-provider';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { OpMemoryStore } from './op-memory-adapter.js';
 import { renderAutoLogoutPage, renderErrorPage, renderLoggedOutPage, renderLoginPage } from './op-pages.js';
@@ -22,6 +22,11 @@ export interface IdportenLookalikeOptions {
   host?: string;
   port?: number;
   clients: ClientMetadata[];
+  /**
+   * Clients registered elsewhere (the self-service API look-alike), looked up by id at each use: a client
+   * registered there logs in here at once.
+   */
+  findClient?: (clientId: string) => ClientMetadata | undefined;
   accessTokenTtlSeconds?: number;
   /** Refresh token lifetime without use (ID-porten: 600 s). */
   refreshTokenIdleSeconds?: number;
@@ -184,6 +189,7 @@ export async function startIdportenLookalike(opts: IdportenLookalikeOptions): Pr
   const settings: ProviderSettings = {
     issuer,
     clients: opts.clients.map(normaliseClient),
+    ...(opts.findClient ? { findClient: opts.findClient } : {}),
     accessTokenTtl: opts.accessTokenTtlSeconds ?? 120,
     refreshIdle: opts.refreshTokenIdleSeconds ?? 600,
     authorizationTtl: opts.authorizationTtlSeconds ?? 7200,
@@ -419,6 +425,7 @@ function observe(server: ReturnType<typeof createServer>): {
 interface ProviderSettings {
   issuer: string;
   clients: ClientMetadata[];
+  findClient?: (clientId: string) => ClientMetadata | undefined;
   accessTokenTtl: number;
   refreshIdle: number;
   authorizationTtl: number;
@@ -455,7 +462,7 @@ function createProvider(s: ProviderSettings): Provider {
     jwt: { sign: { alg: 'RS256' } },
   } as const;
   const provider = new Provider(s.issuer, {
-    adapter: (name: string) => s.store.adapterFor(name),
+    adapter: (name: string) => clientAdapter(name, s) ?? s.store.adapterFor(name),
     clients: s.clients,
     routes: ROUTES,
     clientDefaults: {
@@ -643,7 +650,7 @@ async function handleInteraction(
   }
   const requestedAcr = lowestRequestedAcr(details.params.acr_values);
   const clientId = String(details.params.client_id ?? '');
-  const client = settings.clients.find((c) => c.client_id === clientId);
+  const client = settings.clients.find((c) => c.client_id === clientId) ?? settings.findClient?.(clientId);
   const clientName = typeof client?.client_name === 'string' ? client.client_name : clientId;
 
   if (action === undefined && req.method === 'GET') {
@@ -696,6 +703,27 @@ function lowestRequestedAcr(acrValues: unknown): string {
  * needs a sector identifier when redirect URIs span hosts; the look-alike derives `sub` from
  * the client id, so a synthetic one (never fetched) satisfies the check.
  */
+/** oidc-provider reads a client it has not been configured with from the 'Client' model's adapter. */
+function clientAdapter(name: string, s: ProviderSettings): Adapter | undefined {
+  const find = s.findClient;
+  if (name !== 'Client' || find === undefined) return undefined;
+  const unsupported = async () => {
+    throw new Error('clients are registered through the self-service API');
+  };
+  return {
+    find: async (id: string) => {
+      const found = find(id);
+      return found === undefined ? undefined : normaliseClient(found);
+    },
+    upsert: unsupported,
+    findByUid: unsupported,
+    findByUserCode: unsupported,
+    consume: unsupported,
+    destroy: unsupported,
+    revokeByGrantId: unsupported,
+  };
+}
+
 function normaliseClient(client: ClientMetadata): ClientMetadata {
   const hosts = new Set((client.redirect_uris ?? []).map((uri) => new URL(uri).host));
   if (hosts.size > 1 && !client.sector_identifier_uri) {

@@ -23,7 +23,7 @@ async function main(): Promise<void> {
     return;
   }
   // Loaded only now: the look-alike ID-porten's library prints a runtime warning as it loads, noise on a usage error.
-  const { DEFAULT_DEMO_PORTS, startDemoLookalikes, startDemoStack } = await import('./stack.js');
+  const { DEFAULT_DEMO_PORTS, DEFAULT_ONBOARDING_PORTS, startDemoLookalikes, startDemoStack } = await import('./stack.js');
   const badPorts: string[] = [];
   const port = (name: string, fallback: number) => {
     const text = process.env[name];
@@ -38,6 +38,11 @@ async function main(): Promise<void> {
     skatteetaten: port('DEMO_SKATTEETATEN_PORT', DEFAULT_DEMO_PORTS.skatteetaten),
     altinn: port('DEMO_ALTINN_PORT', DEFAULT_DEMO_PORTS.altinn),
   };
+  const onboarding = {
+    customer: port('DEMO_CUSTOMER_PORT', DEFAULT_ONBOARDING_PORTS.customer),
+    selfService: port('DEMO_SELF_SERVICE_PORT', DEFAULT_ONBOARDING_PORTS.selfService),
+    maskinporten: port('DEMO_MASKINPORTEN_PORT', DEFAULT_ONBOARDING_PORTS.maskinporten),
+  };
   if (badPorts.length > 0) {
     process.stderr.write(`demo: ${badPorts.join('\ndemo: ')}\n`);
     process.exitCode = 2;
@@ -45,14 +50,22 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
   const { app, gateway } = command;
-  const options = { ports, logger, ...(app ? { app } : {}), ...(process.env.DEMO_CLIENT_SECRET ? { clientSecret: process.env.DEMO_CLIENT_SECRET } : {}) };
+  const options = { ports, logger, onboarding, ...(app ? { app } : {}), ...(process.env.DEMO_CLIENT_SECRET ? { clientSecret: process.env.DEMO_CLIENT_SECRET } : {}) };
   let stack: DemoLookalikes;
   try {
     stack = gateway ? await startDemoStack(options) : await startDemoLookalikes(options);
   } catch (err) {
     const inUse = (err as NodeJS.ErrnoException & { port?: number }).code === 'EADDRINUSE' ? (err as { port?: number }).port : undefined;
     if (inUse !== undefined) {
-      const variable = { [ports.gateway]: 'DEMO_PORT', [ports.op]: 'DEMO_OP_PORT', [ports.skatteetaten]: 'DEMO_SKATTEETATEN_PORT', [ports.altinn]: 'DEMO_ALTINN_PORT' }[inUse];
+      const variable = {
+        [ports.gateway]: 'DEMO_PORT',
+        [ports.op]: 'DEMO_OP_PORT',
+        [ports.skatteetaten]: 'DEMO_SKATTEETATEN_PORT',
+        [ports.altinn]: 'DEMO_ALTINN_PORT',
+        [onboarding.customer]: 'DEMO_CUSTOMER_PORT',
+        [onboarding.selfService]: 'DEMO_SELF_SERVICE_PORT',
+        [onboarding.maskinporten]: 'DEMO_MASKINPORTEN_PORT',
+      }[inUse];
       process.stderr.write(`demo: port ${inUse} is in use (another demo still running?)${variable ? `; set ${variable} to use another` : ''}\n`);
       process.exitCode = 1;
       return;
@@ -80,6 +93,7 @@ async function main(): Promise<void> {
       : []),
     ...(!app && gateway ? ['  your own app:      npm run demo -- --app-static DIR   or   npm run demo -- --app-upstream URL'] : []),
   ];
+  if (stack.onboarding) lines.push('', ...onboardingSection(stack.onboarding));
   if (app || !gateway) lines.push('', ...configSection(stack));
   lines.push('Press Ctrl+C to stop.', '');
   process.stdout.write(lines.join('\n'));
@@ -91,6 +105,21 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/** A customer onboarded with one command, through the self-service look-alike, then logging in. */
+function onboardingSection(vendor: NonNullable<DemoLookalikes['onboarding']>): string[] {
+  return [
+    'Onboard a customer (Kunde AS, orgno 123456789) as a vendor does, through Digdir\'s self-service API (look-alike',
+    `at ${vendor.selfService.url}, admin token from the Maskinporten look-alike at ${vendor.maskinporten.issuer}):`,
+    `  1. ${vendor.applyCommand}`,
+    '     makes the ID-porten integration (supplier model, client_orgno 123456789), registers a new key, and keeps the',
+    `     client id and the sealed private key in the customer's tenant file; see ${vendor.configFile}`,
+    `  2. ${vendor.serveCommand}`,
+    `     and open ${vendor.customerUrl}/auth/login : the customer's users log in at the ID-porten look-alike`,
+    '  check it any time with: ... integrations check --config <the same file>   (exit 0: nothing differs)',
+    '',
+  ];
 }
 
 /** The printed configuration, with what to do with it. */

@@ -10,6 +10,7 @@ import type { GatewayConfig } from '../src/config/types.js';
 import { startAltinnLookalike, type AltinnLookalike } from './altinn.js';
 import type { DemoApp } from './args.js';
 import { startIdportenLookalike, type IdportenLookalike, type IdportenLookalikeOptions } from './idporten-op.js';
+import { startOnboarding, type Onboarding, type OnboardingPorts } from './onboarding.js';
 import { startSkatteetatenLookalike, type SkatteetatenLookalike } from './skatteetaten.js';
 import { writeDemoSamples } from './spa.js';
 
@@ -25,6 +26,7 @@ export interface DemoPorts {
 }
 
 export const DEFAULT_DEMO_PORTS: DemoPorts = { gateway: 3000, op: 4100, skatteetaten: 4101, altinn: 4102 };
+export const DEFAULT_ONBOARDING_PORTS: OnboardingPorts = { customer: 3001, selfService: 4103, maskinporten: 4104 };
 
 /** The look-alikes of a demo stack, and the gateway configuration that fits them. */
 export interface DemoLookalikes {
@@ -34,6 +36,8 @@ export interface DemoLookalikes {
   altinn: AltinnLookalike;
   /** The configuration the demo's gateway runs with, validated. */
   config: GatewayConfig;
+  /** The vendor's side, when asked for (DemoOptions.onboarding). */
+  onboarding?: Onboarding & ReturnType<Onboarding['writeVendorSetup']>;
   /**
    * The same configuration in the file's shape, with every value written out (the look-alikes' URLs, the
    * client's secret, the app's absolute path) except the session key, which stays `${BFF_SESSION_KEY}`: a file
@@ -55,6 +59,8 @@ export interface DemoOptions {
   app?: DemoApp;
   /** The look-alike client's secret (default: random for each run). */
   clientSecret?: string;
+  /** Also the vendor's side (Maskinporten and self-service look-alikes, a customer to onboard) on these ports. */
+  onboarding?: OnboardingPorts;
 }
 
 /**
@@ -123,8 +129,11 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
   };
   try {
+    const onboarding = opts.onboarding ? await startOnboarding(opts.onboarding) : undefined;
+    if (onboarding) closers.push(() => onboarding.close());
     const op = await startIdportenLookalike({
       port: ports.op,
+      ...(onboarding ? { findClient: onboarding.findClient } : {}),
       clients: [
         {
           client_id: tenant.idporten.clientId,
@@ -160,7 +169,8 @@ export async function startDemoLookalikes(opts: DemoOptions = {}): Promise<DemoL
       ...(innsending ? { appPath: new URL(innsending.upstream).pathname } : {}),
     });
     closers.push(() => altinn.close());
-    return { publicUrl, op, skatteetaten, altinn, config, copyableConfig: copyable, close };
+    const vendor = onboarding ? { ...onboarding, ...onboarding.writeVendorSetup(op.issuer) } : undefined;
+    return { publicUrl, op, skatteetaten, altinn, config, copyableConfig: copyable, close, ...(vendor ? { onboarding: vendor } : {}) };
   } catch (err) {
     await close();
     throw err;

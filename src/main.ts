@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { AUDIT_USAGE, USAGE, parseCommand } from './cli/args.js';
+import { AUDIT_USAGE, INTEGRATIONS_USAGE, USAGE, parseCommand } from './cli/args.js';
 import { loadConfig } from './config/cli.js';
 import { ConfigError } from './config/errors.js';
 import { DEFAULT_METRICS_HOST } from './config/server.js';
@@ -20,6 +20,9 @@ async function main(argv: string[]): Promise<void> {
     case 'audit-help':
       process.stdout.write(AUDIT_USAGE);
       return;
+    case 'integrations-help':
+      process.stdout.write(INTEGRATIONS_USAGE);
+      return;
     case 'version': {
       const { packageVersion } = await import('./cli/version.js');
       process.stdout.write(`${packageVersion()}\n`);
@@ -32,6 +35,13 @@ async function main(argv: string[]): Promise<void> {
     case 'audit-trace': {
       const { runAuditTrace } = await import('./cli/audit-trace.js');
       process.exitCode = await runAuditTrace(command, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+      return;
+    }
+    case 'integrations': {
+      const loaded = load(command.configPath);
+      if (!loaded) return;
+      const { runIntegrations } = await import('./cli/integrations.js');
+      process.exitCode = await runIntegrations(command, loaded.config, { stdout: process.stdout, stderr: process.stderr });
       return;
     }
     case 'check': {
@@ -124,6 +134,15 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
   // SIGHUP reads the configuration file again and applies it (see Gateway.reload); a refused one is logged and
   // the running configuration keeps serving. Before the server is up there is nothing to reload.
   let reloadable: { reload(config: ReturnType<typeof validated>): Promise<unknown> } | undefined;
+  // Tenants whose ID-porten client `integrations apply` made get it from where apply kept it; one without is
+  // left out (the others are served) and named.
+  const withClients = async (loaded: GatewayConfig): Promise<GatewayConfig> => {
+    if (!loaded.awaitingClient?.length) return loaded;
+    const { withAppliedIntegrations } = await import('./digdir/applied-integrations.js');
+    const { config: resolved, missing } = await withAppliedIntegrations(loaded);
+    for (const tenant of missing) logger.warn({ tenant }, `tenant ${tenant} has no ID-porten client yet: run idporten-bff integrations apply --tenant ${tenant}`);
+    return resolved;
+  };
   process.on('SIGHUP', () => {
     if (stopping || !reloadable) return;
     logger.info({ file: configFile }, 'reloading the configuration');
@@ -135,7 +154,10 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       return;
     }
     // The gateway logs what it applied or why it refused.
-    reloadable.reload(validated(next)).catch(() => undefined);
+    const gateway = reloadable;
+    withClients(next)
+      .then((resolved) => gateway.reload(validated(resolved)))
+      .catch((err: Error) => logger.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving'));
   });
 
   try {
@@ -144,7 +166,7 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       otel = { close: () => started.shutdown() };
       logger.info('OpenTelemetry tracing on');
     }
-    const gateway = await buildApp(config, { logger });
+    const gateway = await buildApp(await withClients(config), { logger });
     running.push(gateway);
     reloadable = gateway;
     if (stopping) return void gateway.close();

@@ -327,7 +327,7 @@ async function openTenantStore(config: GatewayConfig, keys: KeyRing, log: Fastif
   }
   if (config.tenantsDir) {
     const { DirTenantStore } = await import('./tenant/tenant-store.js');
-    return { store: new DirTenantStore(config.tenantsDir.path), inTenantsDir: true };
+    return { store: new DirTenantStore(config.tenantsDir.path, config.tenantsDir.applied), inTenantsDir: true };
   }
   return undefined;
 }

@@ -77,6 +77,7 @@ const ALLOWED: Record<string, string[]> = {
   tenant: ['tenant', 'config', 'idporten', 'session'],
   tokens: ['tokens', 'config', 'audit', 'errors', 'idporten', 'session', 'tenant', 'net'],
   proxy: ['proxy', 'config', 'audit', 'errors', 'http', 'net'],
+  digdir: ['digdir', 'config', 'session'],
 };
 
 t.test('layers import only the layers below them', async (t) => {

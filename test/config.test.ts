@@ -838,3 +838,25 @@ t.test('routes[].acr: a level the tenant allows is kept; another, or no level at
   unknown.tenants[0].routes[0].acr = 'level4';
   assertIssue(t, () => normaliseConfig(unknown, {}), 'tenants[0].routes[0].acr', /idporten-loa-substantial/);
 });
+
+t.test('digdir and orgno: a tenant without a client awaits the integration apply makes; the admin key is checked', async (t) => {
+  const digdir = { environment: 'test', clientId: 'vendor-admin', key: { jwk: rsaJwk } };
+  const awaiting = () => {
+    const c = validConfig();
+    delete c.tenants[0].idporten.clientId;
+    delete c.tenants[0].idporten.clientAuth;
+    c.tenants[0].orgno = '123456789';
+    return c;
+  };
+  const config = normaliseConfig({ ...awaiting(), digdir }, env);
+  t.same(config.tenants, [], 'no client yet: not among the tenants served');
+  t.match(config.awaitingClient, [{ id: 'demo', orgno: '123456789', publicUrl: 'http://localhost:3000' }]);
+  t.match(config.digdir, { environment: 'test', adminApiUrl: 'https://api.test.samarbeid.digdir.no/', maskinportenIssuer: 'https://test.maskinporten.no/', key: { kind: 'jwk' } });
+  assertIssue(t, () => normaliseConfig(awaiting(), env), 'tenants[0].idporten.clientId', 'give the tenant an orgno and the file a digdir block');
+  const onlyId = validConfig();
+  delete onlyId.tenants[0].idporten.clientAuth;
+  assertIssue(t, () => normaliseConfig(onlyId, env), 'tenants[0].idporten.clientAuth', 'is required');
+  assertIssue(t, () => normaliseConfig({ ...awaiting(), tenants: [{ ...awaiting().tenants[0], orgno: '12345' }], digdir }, env), 'tenants[0].orgno', '9 digits');
+  assertIssue(t, () => normaliseConfig({ ...awaiting(), digdir: { ...digdir, key: { jwk: rsaJwk, privateKey: 'x' } } }, env), 'digdir.key', 'either jwk, or certificateChain and privateKey');
+  assertIssue(t, () => normaliseConfig({ ...awaiting(), digdir: { ...digdir, key: { jwk: ecJwk } } }, env), 'digdir.key', 'must be an RSA key');
+});

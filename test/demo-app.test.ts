@@ -17,6 +17,7 @@ import { freePort } from '../demo/free-port.js';
 import { TEST_USERS } from '../demo/test-users.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
+import { describeRun, spawnCli } from './helpers/cli.js';
 import { SESSION_KEY, startGateway } from './helpers/stack.js';
 
 const DEMO_MAIN = new URL('../demo/main.ts', import.meta.url).pathname;
@@ -37,7 +38,10 @@ interface DemoRun {
 }
 
 async function demoPorts() {
-  return { DEMO_PORT: String(await freePort()), DEMO_OP_PORT: String(await freePort()), DEMO_SKATTEETATEN_PORT: String(await freePort()), DEMO_ALTINN_PORT: String(await freePort()) };
+  const names = ['DEMO_PORT', 'DEMO_OP_PORT', 'DEMO_SKATTEETATEN_PORT', 'DEMO_ALTINN_PORT', 'DEMO_CUSTOMER_PORT', 'DEMO_SELF_SERVICE_PORT', 'DEMO_MASKINPORTEN_PORT'] as const;
+  const ports: Record<string, string> = {};
+  for (const name of names) ports[name] = String(await freePort());
+  return ports as Record<(typeof names)[number], string>;
 }
 
 /** Starts the demo with `args` from the user's project folder (npm's INIT_CWD); resolves once it is up, or has exited. */
@@ -168,4 +172,18 @@ t.test('the options as parsed: relative folders from the directory the command w
   t.same(parseDemoArgs(['--app-upstream=http://localhost:5173', '--no-gateway'], '/x'), { kind: 'run', app: { upstream: 'http://localhost:5173' }, gateway: false });
   t.same(parseDemoArgs([], '/x'), { kind: 'run', app: undefined, gateway: true });
   t.equal(parseDemoArgs(['--app-upstream', '--no-gateway'], '/x').kind, 'usage-error', 'an option is no value');
+});
+
+t.test('the demo prints the one command that onboards a customer through the self-service look-alike, and it works', async (t) => {
+  const demo = await startDemo(t, []);
+  t.equal(demo.code, null, `the demo runs\n${demo.stderr}`);
+  const apply = /1\. node --import tsx src\/main\.ts (integrations apply --config \S+)/.exec(demo.stdout);
+  t.ok(apply, `the onboarding command is printed\n${demo.stdout}`);
+  const args = apply![1]!.split(' ');
+  const onboarded = await spawnCli(args).done;
+  t.equal(onboarded.code, 0, describeRun(onboarded));
+  t.match(onboarded.stdout, /create an integration \(api_klient, client_orgno 123456789\)/);
+  const check = await spawnCli(['integrations', 'check', ...args.slice(2)]).done;
+  t.equal(check.code, 0, `check after apply: nothing differs (${describeRun(check)})`);
+  t.match(demo.stdout, new RegExp(`open http://localhost:${demo.ports.DEMO_CUSTOMER_PORT}/auth/login`), 'and where the customer logs in');
 });

@@ -15,7 +15,7 @@ export function normaliseClientAuth(raw: RawClientAuth): ClientAuth {
   return { method: raw.method, privateKeyJwk: parsePrivateJwk(raw.privateKeyJwk) };
 }
 
-function parsePrivateJwk(value: string | Record<string, unknown>): JsonWebKeyWithKid {
+export function parsePrivateJwk(value: string | Record<string, unknown>): JsonWebKeyWithKid {
   const jwk = typeof value === 'string' ? parseJson(value) : value;
   if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) {
     throw new Error('must be a JSON Web Key object (or its JSON text)');

@@ -16,7 +16,8 @@ import type { RawConfig } from './schema.js';
 import { normaliseServer } from './server.js';
 import { normaliseSession } from './session.js';
 import { normaliseTenant } from './tenant.js';
-import type { GatewayConfig, TenantConfig } from './types.js';
+import type { GatewayConfig, TenantConfig, TenantSettings } from './types.js';
+import { normaliseDigdir } from './digdir.js';
 import { mergeTenantsDir, nameTenantFiles } from './tenants-dir.js';
 import { validateAgainstSchema } from './validate.js';
 
@@ -25,13 +26,15 @@ export function normaliseConfig(raw: unknown, env: NodeJS.ProcessEnv, baseDir: s
   const { raw: merged, dir, sources, issues: fileIssues } = mergeTenantsDir(raw, baseDir);
   let config: GatewayConfig;
   try {
-    config = normaliseMerged(merged, env, baseDir, fileIssues);
+    config = normaliseMerged(merged, env, baseDir, fileIssues, sources);
   } catch (err) {
     throw err instanceof ConfigError ? nameTenantFiles(err, sources) : err;
   }
   if (dir !== undefined) {
     const listed = (merged as { tenants: { id: string }[] }).tenants;
-    config.tenantsDir = { path: dir, baseDir, ids: [...sources.keys()].map((index) => listed[index]!.id) };
+    const fromDir = [...sources.keys()].map((index) => listed[index]!.id);
+    const awaiting = new Set(config.awaitingClient?.map((tenant) => tenant.id));
+    config.tenantsDir = { path: dir, baseDir, ids: fromDir.filter((id) => !awaiting.has(id)), applied: fromDir.filter((id) => awaiting.has(id)) };
   }
   return config;
 }
@@ -45,7 +48,7 @@ const PLACEHOLDER_SESSION = { keys: [{ id: 'placeholder', secret: Buffer.alloc(3
  */
 export function normaliseTenantEntry(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string): TenantConfig {
   try {
-    return normaliseMerged({ session: PLACEHOLDER_SESSION, tenants: [raw] }, env, baseDir, []).tenants[0]!;
+    return normaliseMerged({ session: PLACEHOLDER_SESSION, tenants: [raw] }, env, baseDir, [], new Map()).tenants[0]!;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     throw new ConfigError(err.issues.map((issue) => ({ ...issue, path: issue.path.replace(/^tenants\[0\]\.?/, '') })));
@@ -66,7 +69,7 @@ export function hostClash(tenant: Pick<TenantConfig, 'publicUrl'>, others: Itera
   return undefined;
 }
 
-function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[]): GatewayConfig {
+function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[], sources: Map<number, string>): GatewayConfig {
   const expanded = expandEnv(raw, env);
   // A value still holding an unexpanded ${NAME} fails its own checks too; that would only repeat the cause.
   const schemaIssues = validateAgainstSchema(expanded.value).filter(
@@ -91,13 +94,19 @@ function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, 
   if (!isObject(config)) throw new ConfigError(shapeIssues);
   const server = check(() => normaliseServer(isObject(config.server) ? config.server : {}, rules));
   const session = check(() => normaliseSession(config.session, rules, baseDir));
+  const digdir = isObject(config.digdir) ? check(() => normaliseDigdir(config.digdir!, 'digdir', rules)) : undefined;
   if (config.tenants === undefined) rules.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
-  const tenants = Array.isArray(config.tenants) ? normaliseTenants(config.tenants, baseDir, rules, check) : [];
+  const { tenants, awaitingClient } = Array.isArray(config.tenants)
+    ? normaliseTenants(config.tenants, baseDir, rules, check, config.digdir !== undefined, sources)
+    : { tenants: [], awaitingClient: [] };
 
   const ruleIssues = rules.items.filter((issue) => !unreliable.some((part) => isWithin(issue.path, part) || isWithin(part, issue.path)));
   const all = [...shapeIssues, ...ruleIssues];
   if (all.length > 0) throw new ConfigError(all);
-  return { server: server!, session: session!, tenants };
+  const gateway: GatewayConfig = { server: server!, session: session!, tenants };
+  if (awaitingClient.length > 0) gateway.awaitingClient = awaitingClient;
+  if (digdir) gateway.digdir = digdir;
+  return gateway;
 }
 
 function normaliseTenants(
@@ -105,8 +114,11 @@ function normaliseTenants(
   baseDir: string,
   issues: IssueList,
   check: <T>(run: () => T) => T | undefined,
-): TenantConfig[] {
+  hasDigdir: boolean,
+  sources: Map<number, string>,
+): { tenants: TenantConfig[]; awaitingClient: TenantSettings[] } {
   const tenants: TenantConfig[] = [];
+  const awaitingClient: TenantSettings[] = [];
   const indexById = new Map<string, number>();
   const indexByHost = new Map<string, number>();
   const indexByHostname = new Map<string, number>();
@@ -119,7 +131,7 @@ function normaliseTenants(
       else indexById.set(entry.id, index);
     }
 
-    const tenant = check(() => normaliseTenant(entry, path, baseDir, issues));
+    const tenant = check(() => normaliseTenant(entry, path, baseDir, issues, hasDigdir));
     if (!tenant) return;
     // Requests are matched to a tenant by their Host header, so two tenants cannot share one. Nor can they
     // share a host name on different ports (or schemes): cookies are scoped by host name alone, so one
@@ -138,7 +150,11 @@ function normaliseTenants(
       indexByHost.set(host, index);
       indexByHostname.set(hostname, index);
     }
-    tenants.push(tenant);
+    if ('clientId' in tenant.idporten) tenants.push(tenant as TenantConfig);
+    else {
+      const file = sources.get(index);
+      awaitingClient.push(file === undefined ? tenant : { ...tenant, sourceFile: file });
+    }
   });
-  return tenants;
+  return { tenants, awaitingClient };
 }

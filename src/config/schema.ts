@@ -318,8 +318,12 @@ const Idporten = define(
     {
       environment: Type.Optional(Enum(ENVIRONMENTS)),
       issuer: Type.Optional(Url),
-      clientId: NonEmptyString,
-      clientAuth: ClientAuth,
+      clientId: Type.Optional(
+        annotate(NonEmptyString, {
+          description: 'The integration\'s client id. Leave it and clientAuth out when the tenant has an orgno and `idporten-bff integrations apply` makes the integration.',
+        }),
+      ),
+      clientAuth: Type.Optional(ClientAuth),
       scopes: Type.Optional(
         Type.Array(
           Type.String({
@@ -461,6 +465,31 @@ const Hsts = define(
   }),
 );
 
+const AppliedIntegration = define(
+  'appliedIntegration',
+  Type.Object(
+    {
+      clientId: NonEmptyString,
+      keys: Type.Array(
+        Type.Object(
+          {
+            kid: NonEmptyString,
+            sealedJwk: annotate(NonEmptyString, { description: 'The private JWK, sealed under session.keys.' }),
+            retireAt: Type.Optional(Type.String({ description: 'When rotate-keys removes this (no longer signing) key from the registration.' })),
+          },
+          closed,
+        ),
+        { minItems: 1 },
+      ),
+    },
+    {
+      ...closed,
+      description:
+        'Written by `idporten-bff integrations apply` into a tenant\'s file in tenantsDir (when the session store is not Redis): the client id and the private keys, the first one signing. Not for hand editing.',
+    },
+  ),
+);
+
 const Tenant = define(
   'tenant',
   Type.Object(
@@ -479,6 +508,14 @@ const Tenant = define(
       exposePid: Type.Optional(
         Type.Boolean({ description: "Whether /auth/session includes the user's pid (national identity number) (default false)." }),
       ),
+      orgno: Type.Optional(
+        Type.String({
+          pattern: '^[0-9]{9}$',
+          expected: 'must be an organisation number: 9 digits',
+          description: "The customer's organisation number: the client_orgno of the tenant's ID-porten integration, which `idporten-bff integrations` keeps through Digdir's self-service API (the digdir block).",
+        }),
+      ),
+      integration: Type.Optional(AppliedIntegration),
       sessionKeys: Type.Optional(
         Type.Array(SessionKey, {
           description:
@@ -491,6 +528,35 @@ const Tenant = define(
   ),
 );
 
+// --- digdir -------------------------------------------------------------------------------------
+
+const Digdir = define(
+  'digdir',
+  Type.Object(
+    {
+      environment: annotate(Enum(ENVIRONMENTS), { description: "Picks Maskinporten's issuer and the self-service API's host." }),
+      clientId: annotate(NonEmptyString, { description: "The vendor's admin client (Maskinporten) for Digdir's self-service API, with the scope idporten:dcr.supplier." }),
+      key: Type.Object(
+        {
+          jwk: Type.Optional(
+            Type.Unsafe<string | Record<string, unknown>>({
+              description: "The admin client's private RSA JWK (JSON text or an object), its kid registered on the client.",
+              type: ['string', 'object'],
+              minLength: 1,
+            }),
+          ),
+          certificateChain: Type.Optional(annotate(NonEmptyString, { description: 'The enterprise certificate and its chain (PEM), sent as x5c.' })),
+          privateKey: Type.Optional(annotate(NonEmptyString, { description: "The enterprise certificate's private key (PEM)." })),
+        },
+        { ...closed, description: 'Either { jwk } or { certificateChain, privateKey }.' },
+      ),
+      adminApiUrl: Type.Optional(annotate(Url, { description: "The self-service API's address (default: the environment's)." })),
+      maskinportenIssuer: Type.Optional(annotate(Url, { description: "Maskinporten's issuer (default: the environment's); its metadata names the token endpoint." })),
+    },
+    { ...closed, description: "The vendor's admin client for Digdir's self-service API, used by `idporten-bff integrations`." },
+  ),
+);
+
 // --- the file ------------------------------------------------------------------------------------
 
 export const ConfigSchema = Type.Object(
@@ -498,6 +564,7 @@ export const ConfigSchema = Type.Object(
     server: Type.Optional(Server),
     session: Session,
     tenants: Type.Optional(Type.Array(Tenant, { minItems: 1, description: 'The tenants (customers) this gateway serves; more may come from tenantsDir. At least one in all.' })),
+    digdir: Type.Optional(Digdir),
     tenantsDir: Type.Optional(
       Type.String({
         minLength: 1,
@@ -523,7 +590,9 @@ export type RawSession = RawConfig['session'];
 export type RawStore = NonNullable<RawSession['store']>;
 export type RawTenant = NonNullable<RawConfig['tenants']>[number];
 export type RawIdporten = RawTenant['idporten'];
-export type RawClientAuth = RawIdporten['clientAuth'];
+export type RawClientAuth = NonNullable<RawIdporten['clientAuth']>;
+export type RawDigdir = NonNullable<RawConfig['digdir']>;
+export type RawAppliedIntegration = NonNullable<RawTenant['integration']>;
 export type RawRoute = NonNullable<RawTenant['routes']>[number];
 export type RawDuration = Static<typeof Duration>;
 export type Environment = (typeof ENVIRONMENTS)[number];

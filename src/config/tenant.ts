@@ -14,7 +14,7 @@ import { PRESETS, defaultScopes, presetRoutes } from './presets.js';
 import type { RawIdporten, RawTenant } from './schema.js';
 import { normaliseRoutes } from './routes.js';
 import { ACR_LEVELS as SCHEMA_ACR_LEVELS, LOCALES as SCHEMA_LOCALES } from './schema.js';
-import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig } from './types.js';
+import type { AcrLevel, AltinnConfig, IdportenConfig, RouteConfig, TenantConfig, TenantSettings } from './types.js';
 import { normaliseKeys } from './session-keys.js';
 import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
 
@@ -22,8 +22,11 @@ import { parseBaseUrl, parseIssuer, parseOrigin, parseWebUrl } from './urls.js';
 const ACR_LEVELS: readonly AcrLevel[] = SCHEMA_ACR_LEVELS;
 const LOCALES: readonly string[] = SCHEMA_LOCALES;
 
-/** Returns undefined when the tenant has errors (they are in `issues`). */
-export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, issues: IssueList): TenantConfig | undefined {
+/**
+ * Returns undefined when the tenant has errors (they are in `issues`); a TenantSettings (no `clientId`) when the
+ * tenant's client comes from an applied integration.
+ */
+export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, issues: IssueList, hasDigdir: boolean): TenantConfig | TenantSettings | undefined {
   const before = issues.items.length;
   const publicUrl = issues.attempt(childPath(path, 'publicUrl'), () => parseOrigin(raw.publicUrl));
   const preset = raw.idporten.environment === undefined ? undefined : PRESETS[raw.idporten.environment];
@@ -67,6 +70,7 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
       );
     }
   });
+  const client = normaliseClient(raw, path, hasDigdir, issues);
   const upstreamCaPem =
     raw.upstreamCaFile === undefined
       ? undefined
@@ -76,14 +80,42 @@ export function normaliseTenant(raw: RawTenant, path: string, baseDir: string, i
   const sessionKeys = raw.sessionKeys === undefined ? undefined : normaliseKeys(raw.sessionKeys, issues, childPath(path, 'sessionKeys'));
 
   // Placeholders ('' or 0) stand in for values that failed; they never leave this function.
-  if (issues.items.length > before || publicUrl === undefined || idporten === undefined) return undefined;
-  const tenant: TenantConfig = { id: raw.id, publicUrl, idporten, routes, exposePid: raw.exposePid ?? false };
+  if (issues.items.length > before || publicUrl === undefined || idporten === undefined || client === undefined) return undefined;
+  const tenant: TenantSettings = { id: raw.id, publicUrl, idporten, routes, exposePid: raw.exposePid ?? false };
   if (altinn) tenant.altinn = altinn;
   if (upstreamCaPem !== undefined) tenant.upstreamCaPem = upstreamCaPem;
   if (app) tenant.app = app;
   if (hsts) tenant.hsts = hsts;
   if (sessionKeys) tenant.sessionKeys = sessionKeys;
-  return tenant;
+  if (raw.orgno !== undefined) tenant.orgno = raw.orgno;
+  if (client === 'applied') {
+    if (raw.integration !== undefined) tenant.appliedIntegration = raw.integration;
+    return tenant;
+  }
+  return { ...tenant, idporten: { ...tenant.idporten, ...client } };
+}
+
+/**
+ * The tenant's ID-porten client as the file gives it, or 'applied': none in the file, for `integrations apply` to
+ * make (the tenant has an orgno and the file a digdir block). Undefined on an error.
+ */
+function normaliseClient(raw: RawTenant, path: string, hasDigdir: boolean, issues: IssueList): Pick<IdportenConfig, 'clientId' | 'clientAuth'> | 'applied' | undefined {
+  const at = (key: string) => childPath(childPath(path, 'idporten'), key);
+  const { clientId, clientAuth } = raw.idporten;
+  if (clientId !== undefined && clientAuth !== undefined) {
+    const auth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(clientAuth));
+    return auth === undefined ? undefined : { clientId, clientAuth: auth };
+  }
+  if (clientId !== undefined || clientAuth !== undefined) {
+    // One without the other: the file means to give the client by hand.
+    issues.add(at(clientId === undefined ? 'clientId' : 'clientAuth'), 'is required');
+    return undefined;
+  }
+  if (raw.orgno === undefined || !hasDigdir) {
+    issues.add(at('clientId'), 'is required (or give the tenant an orgno and the file a digdir block, and run idporten-bff integrations apply)');
+    return undefined;
+  }
+  return 'applied';
 }
 
 function tenantRoutes(raw: RawTenant, path: string, issues: IssueList): RouteConfig[] {
@@ -101,7 +133,7 @@ function normaliseIdporten(
   routes: RouteConfig[],
   baseDir: string,
   issues: IssueList,
-): IdportenConfig | undefined {
+): TenantSettings['idporten'] | undefined {
   const at = (key: string) => childPath(path, key);
   const issuerText = raw.issuer ?? (raw.environment ? PRESETS[raw.environment].issuer : undefined);
   if (issuerText === undefined) issues.add(at('issuer'), 'is required (or set idporten.environment to test or prod)');
@@ -124,13 +156,8 @@ function normaliseIdporten(
   const postLogoutRedirectUri =
     postLogoutText === undefined ? '' : (issues.attempt(at('postLogoutRedirectUri'), () => parseWebUrl(postLogoutText, 'browser') && postLogoutText) ?? '');
 
-  const clientAuth = issues.attempt(at('clientAuth.privateKeyJwk'), () => normaliseClientAuth(raw.clientAuth));
-  if (clientAuth === undefined) return undefined;
-
-  const idporten: IdportenConfig = {
+  const idporten: TenantSettings['idporten'] = {
     issuer,
-    clientId: raw.clientId,
-    clientAuth,
     scopes,
     acrValues,
     allowedAcrValues,

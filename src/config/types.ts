@@ -18,12 +18,48 @@ export interface GatewayConfig {
   tenants: TenantConfig[];
   /** `tenantsDir`, resolved: where its files are, the folder relative paths in them start from, and the ids they gave. */
   tenantsDir?: TenantsDir;
+  /**
+   * Tenants without idporten.clientId and clientAuth in the file: their client comes from the integration
+   * `idporten-bff integrations apply` made (src/digdir/applied-integrations.ts moves them into `tenants`).
+   */
+  awaitingClient?: TenantSettings[];
+  /** The vendor's admin client for Digdir's self-service API. */
+  digdir?: DigdirConfig;
 }
 
 export interface TenantsDir {
   path: string;
   baseDir: string;
+  /** The ids its files gave to tenants with a client of their own: the admin API may change these. */
   ids: string[];
+  /** The ids of its tenants whose client comes from `integrations apply`, which keeps them in their files. */
+  applied: string[];
+}
+
+/** A tenant as the file describes it when its ID-porten client comes from an applied integration. */
+export type TenantSettings = Omit<TenantConfig, 'idporten'> & {
+  idporten: Omit<IdportenConfig, 'clientId' | 'clientAuth'>;
+  /** What apply wrote into the tenant's file in tenantsDir (the private keys sealed under session.keys). */
+  appliedIntegration?: AppliedIntegrationRecord;
+  /** The tenant's file, when it came from tenantsDir (where apply keeps its record without Redis). */
+  sourceFile?: string;
+};
+
+export interface AppliedIntegrationRecord {
+  clientId: string;
+  /** The first key signs; the others are registered still, until their retireAt (ISO 8601). */
+  keys: { kid: string; sealedJwk: string; retireAt?: string }[];
+}
+
+export interface DigdirConfig {
+  environment: 'test' | 'prod';
+  clientId: string;
+  /** The admin client's key: a JWK (kid in the grant's header) or an enterprise certificate (x5c). */
+  key: { kind: 'jwk'; jwk: JsonWebKeyWithKid } | { kind: 'certificate'; x5c: string[]; privateKeyPem: string };
+  /** The self-service API's base URL, ending in '/'. */
+  adminApiUrl: string;
+  /** Maskinporten's issuer, verbatim (the grant's aud). */
+  maskinportenIssuer: string;
 }
 
 export interface ServerConfig {
@@ -204,6 +240,8 @@ export interface TenantConfig {
   exposePid?: boolean;
   /** This tenant's own key ring for its sessions and login transactions (absent: the session key ring). */
   sessionKeys?: SessionKey[];
+  /** The customer's organisation number: the client_orgno of its ID-porten integration. */
+  orgno?: string;
 }
 
 /** HTTP Strict Transport Security (RFC 6797) for a tenant on https. */

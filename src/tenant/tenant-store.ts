@@ -119,9 +119,12 @@ const VERSION_FILE = '.tenants-version';
  */
 export class DirTenantStore implements TenantStore {
   readonly #dir: string;
+  readonly #applied: ReadonlySet<string>;
 
-  constructor(dir: string) {
+  /** `applied`: ids whose files `integrations apply` keeps (their client is its), neither listed nor changed here. */
+  constructor(dir: string, applied: readonly string[] = []) {
     this.#dir = dir;
+    this.#applied = new Set(applied);
   }
 
   async version(): Promise<string> {
@@ -167,6 +170,7 @@ export class DirTenantStore implements TenantStore {
       try {
         const raw = parseConfigFile(file) as { id?: unknown } | null;
         if (typeof raw?.id !== 'string') unreadable.push(`${file}: no id`);
+        else if (this.#applied.has(raw.id)) continue;
         else if (tenants.has(raw.id)) unreadable.push(`${file}: repeats the id of ${tenants.get(raw.id)!.file}`);
         else tenants.set(raw.id, { json: JSON.stringify(raw), file });
       } catch (err) {
