@@ -23,6 +23,8 @@ t.test('the route prefix maps onto the upstream base; the query is not part of t
   t.equal(map("/api/mva/a-b._~!$&'()*+,;=:@"), "/v1/a-b._~!$&'()*+,;=:@", 'every RFC 3986 pchar passes');
   t.equal(map('/api/mva/%C3%A6%C3%B8%C3%A5'), '/v1/%C3%A6%C3%B8%C3%A5', 'valid UTF-8 escapes pass as they came');
   t.equal(map('/api/mva/a%20b'), '/v1/a%20b', 'an escaped space');
+  t.equal(map('/api/mva/q%5B0%5D%5E'), '/v1/q%5B0%5D%5E', 'escapes beside the refused %5C ("[", "]", "^") pass');
+  t.equal(map('/api/mva/.%C3%A6'), '/v1/.%C3%A6', 'an escaped segment that only begins with a dot is no dot segment');
   t.equal(map('/api/mva/...a/a..'), '/v1/...a/a..', 'dots inside a segment are no dot segment');
   t.equal(map('/api/mva/%C3%A6..'), '/v1/%C3%A6..', 'nor with escapes');
   t.equal(map('/api/mva/a;..'), '/v1/a;..', 'dots in a ;parameter after a name');
@@ -56,7 +58,7 @@ t.test('dot segments (RFC 3986 5.2.4), plain, escaped, with a ;parameter or as a
   }
 });
 
-t.test('escapes of ".", "/", "\\", "%" and control characters are refused, also double-encoded; malformed UTF-8 too', async (t) => {
+t.test('escapes of ".", "/", backslash, "%" and control characters are refused, also double-encoded; malformed UTF-8 too', async (t) => {
   for (const raw of [
     '/api/mva/%2e%2e/admin',
     '/api/mva/%2E%2E/admin',
