@@ -13,11 +13,24 @@ import { join, relative } from 'node:path';
 import { Report } from 'c8';
 
 /**
- * Minimum per folder, set a little under what the suite measured (docs: README "Testing"), so that a change which
- * leaves code untested fails; raised as tests are added, never met by excluding files.
+ * Minimum per folder, set a little under what the whole suite measured (README, "Testing evidence"), so that a
+ * change which leaves code untested fails; raised as tests are added, never met by excluding files. A file no
+ * process loads counts as uncovered, including the few that hold only types (tsx erases them, so nothing runs).
  */
 const THRESHOLDS: Record<string, Figures> = {
-  'src (top level)': { lines: 0, branches: 0, functions: 0 },
+  'deploy/docker/healthcheck.mjs': { lines: 99, branches: 79, functions: 99 },
+  'src (all)': { lines: 94, branches: 88, functions: 96 },
+  'src (top level)': { lines: 92, branches: 86, functions: 94 },
+  'src/audit': { lines: 94, branches: 91, functions: 94 },
+  'src/cli': { lines: 93, branches: 79, functions: 87 },
+  'src/config': { lines: 89, branches: 89, functions: 97 },
+  'src/http': { lines: 96, branches: 88, functions: 95 },
+  'src/idporten': { lines: 96, branches: 82, functions: 99 },
+  'src/net': { lines: 94, branches: 74, functions: 99 },
+  'src/proxy': { lines: 98, branches: 91, functions: 99 },
+  'src/session': { lines: 97, branches: 90, functions: 98 },
+  'src/tenant': { lines: 99, branches: 95, functions: 99 },
+  'src/tokens': { lines: 93, branches: 84, functions: 95 },
 };
 
 interface Figures {

@@ -29,7 +29,7 @@ if (Number(process.versions.node.split('.')[0]) < 22) {
 }
 
 let status = 0;
-for (const target of targets.filter((t) => named.length === 0 || named.includes(t.name))) {
+for (const target of named.length === 0 ? targets : named.map((n) => targets.find((t) => t.name === n))) {
   console.log(`== mutation target ${target.name}: ${target.mutate.join(', ')}`);
   const run = spawnSync('nice', ['-n', '10', 'npx', 'stryker', 'run', 'stryker.config.mjs', ...passThrough], {
     stdio: 'inherit',
