@@ -67,14 +67,16 @@ const expect = (over: Partial<IdTokenExpectations> = {}): IdTokenExpectations =>
   ...over,
 });
 
-async function rejection(t: Test, promise: Promise<unknown>, reason: RegExp, kind = 'rejected'): Promise<void> {
+async function rejection(t: Test, promise: Promise<unknown>, reason: RegExp | string, kind = 'rejected'): Promise<OidcError> {
   const err = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
   t.ok(err instanceof OidcError, 'an OidcError');
   t.equal((err as OidcError).kind, kind, `kind ${kind}`);
-  t.match((err as OidcError).reason, reason);
+  if (typeof reason === 'string') t.equal((err as OidcError).reason, reason);
+  else t.match((err as OidcError).reason, reason);
+  return err as OidcError;
 }
 
 const rsa = await newKey('rsa-1');
@@ -133,6 +135,7 @@ t.test('iss, exp, iat and the algorithm are held by the verification the gateway
   t.ok(await verifyIdToken(keys, await sign(rsa, { ...baseClaims(), exp: now() - 10 }), expect()), 'a clock 10 s behind is tolerated (30 s)');
   await rejection(t, verifyIdToken(keys, await sign(rsa, { ...baseClaims(), iat: now() - 400, exp: now() + 60 }), expect()), /\(iat\)/);
   t.ok(await verifyIdToken(keys, await sign(rsa, { ...baseClaims(), iat: now() - 300, exp: now() + 60 }), expect()), 'issued 300 s ago is still fresh');
+  t.ok(await verifyIdToken(keys, await sign(rsa, { ...baseClaims(), iat: now() - 320, exp: now() + 60 }), expect()), 'and 320 s ago, within the 30 s allowed for clock skew');
   await rejection(t, verifyIdToken(keys, await sign(rsa, { ...baseClaims(), iat: now() + 120 }), expect()), /\(iat\)/, 'rejected');
   const { iat: _dropped, ...withoutIat } = baseClaims();
   await rejection(t, verifyIdToken(keys, await sign(rsa, withoutIat), expect()), /\(iat\)/);
@@ -146,11 +149,16 @@ t.test('iss, exp, iat and the algorithm are held by the verification the gateway
   await rejection(t, verifyIdToken(keys, await sign(ec, baseClaims()), expect({ algorithms: [] })), /ERR_JOSE_ALG_NOT_ALLOWED/);
   await rejection(t, verifyIdToken(keys, await sign(ec, baseClaims()), expect({ algorithms: ['HS256'] })), /ERR_JOSE_ALG_NOT_ALLOWED/);
   t.ok(await verifyIdToken(keys, await sign(rsa, baseClaims()), expect({ algorithms: ['HS256'] })), 'RS256 then');
+  // A name that only contains an asymmetric algorithm's name is not one: the fallback to RS256 still applies.
+  for (const name of ['XRS256', 'RS256X', 'XEdDSA', 'EdDSAX', 'XEd25519', 'Ed25519X']) {
+    t.ok(await verifyIdToken(keys, await sign(rsa, baseClaims()), expect({ algorithms: [name] })), `metadata listing only ${name}: RS256`);
+  }
   await rejection(t, verifyIdToken(keys, await sign(ec, baseClaims()), expect({ algorithms: ['RS256'] })), /ERR_JOSE_ALG_NOT_ALLOWED/);
   const unsecured = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify(baseClaims())).toString('base64url')}.`;
   await rejection(t, verifyIdToken(keys, unsecured, expect({ algorithms: ['none', 'RS256'] })), /token rejected/);
   const forged = (await sign(rsa, baseClaims())).replace(/\.[^.]+$/, `.${Buffer.alloc(256, 1).toString('base64url')}`);
-  await rejection(t, verifyIdToken(keys, forged, expect()), /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
+  const badSignature = await rejection(t, verifyIdToken(keys, forged, expect()), 'token rejected: ERR_JWS_SIGNATURE_VERIFICATION_FAILED');
+  t.ok(badSignature.cause, "jose's error is kept as the cause, for the log");
   await rejection(t, verifyIdToken(keys, 'not a jwt', expect()), /token rejected/);
 });
 
@@ -169,6 +177,9 @@ t.test('key rotation: a token naming a new key forces one JWKS re-fetch, at most
   const rotating = new ProviderKeys(provider.url, (url, init) => fetch(url, init));
   t.ok(await verifyIdToken(rotating, await sign(rsa, baseClaims()), expect()));
   t.equal(provider.fetches, 1, 'the key set is fetched once');
+  const badSignature = (await sign(rsa, baseClaims())).replace(/\.[^.]+$/, `.${Buffer.alloc(256, 1).toString('base64url')}`);
+  await rejection(t, verifyIdToken(rotating, badSignature, expect()), /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
+  t.equal(provider.fetches, 1, 'a bad signature under a known key is no reason to fetch the key set again');
 
   const next = await newKey('rsa-2');
   provider.keys = [rsa, next];
@@ -185,12 +196,15 @@ t.test('a JWKS endpoint that is down or failing is `unavailable` (the provider),
   const failing = await startJwks([rsa]);
   failing.status = 500;
   const unhealthy = new ProviderKeys(failing.url, (url, init) => fetch(url, init));
-  await rejection(t, verifyIdToken(unhealthy, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
+  const status500 = await rejection(t, verifyIdToken(unhealthy, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
+  t.ok(status500.cause, 'the cause is kept, for the log');
   await new Promise<void>((resolve) => failing.server.close(() => resolve()));
   const gone = new ProviderKeys(failing.url, (url, init) => fetch(url, init));
-  await rejection(t, verifyIdToken(gone, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
+  const refused = await rejection(t, verifyIdToken(gone, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
+  t.ok(refused.cause, 'the cause is kept');
   const throwing = new ProviderKeys(failing.url, () => Promise.reject(new Error('socket hang up')));
-  await rejection(t, verifyIdToken(throwing, await sign(rsa, baseClaims()), expect()), /^token rejected$/, 'rejected');
+  const other = await rejection(t, verifyIdToken(throwing, await sign(rsa, baseClaims()), expect()), 'token rejected', 'rejected');
+  t.ok(other.cause, 'the cause is kept');
 });
 
 t.test('acr levels: ranked substantial < high; an unknown level satisfies nothing and is satisfied by nothing', async (t) => {
