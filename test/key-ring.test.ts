@@ -27,10 +27,12 @@ t.test('anything tampered, truncated, re-bound or malformed does not open', asyn
     'wrong version': ['v2', id, iv, ct].join('.'),
     empty: '',
     garbage: '....',
+    'an extra part': `${sealed}.x`,
   };
   for (const [name, value] of Object.entries(cases)) t.equal(ring.open(value, 'session:abc'), undefined, name);
   t.equal(ring.open(sealed, 'session:other'), undefined, 'a record copied to another session id does not open');
   t.equal(ring.open(sealed, 'session:abc'), 'secret tokens');
+  t.equal(ring.open(ring.seal('', 'session:abc'), 'session:abc'), '', 'an empty value: its ciphertext is the 16-byte tag alone');
 });
 
 t.test('session records seal to bytes: [0x02][keyId length][keyId][iv 12][ciphertext][tag 16]', async (t) => {
