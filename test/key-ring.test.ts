@@ -27,10 +27,12 @@ t.test('anything tampered, truncated, re-bound or malformed does not open', asyn
     'wrong version': ['v2', id, iv, ct].join('.'),
     empty: '',
     garbage: '....',
+    'an extra part': `${sealed}.x`,
   };
   for (const [name, value] of Object.entries(cases)) t.equal(ring.open(value, 'session:abc'), undefined, name);
   t.equal(ring.open(sealed, 'session:other'), undefined, 'a record copied to another session id does not open');
   t.equal(ring.open(sealed, 'session:abc'), 'secret tokens');
+  t.equal(ring.open(ring.seal('', 'session:abc'), 'session:abc'), '', 'an empty value: its ciphertext is the 16-byte tag alone');
 });
 
 t.test('session records seal to bytes: [0x02][keyId length][keyId][iv 12][ciphertext][tag 16]', async (t) => {
@@ -102,4 +104,26 @@ t.test('binary records rotate like the others: sealed with the first key, opened
   t.equal(old.openBytes(rotated.sealBytes('x', 'aad'), 'aad'), undefined, 'a ring without the new key does not open it');
   t.equal(new KeyRing([key('k2', 2)]).openBytes(sealed, 'session:abc'), undefined, 'a removed key opens nothing');
   t.equal(new KeyRing([key('k1', 9)]).openBytes(sealed, 'session:abc'), undefined, 'the same key id with another secret opens nothing');
+});
+
+t.test('a key ring needs a key, and a key id of at most 255 bytes (its length is one byte of the binary header)', async (t) => {
+  t.throws(() => new KeyRing([]), /at least one key/);
+  t.throws(() => new KeyRing([key('k'.repeat(256), 1)]), /longer than 255 bytes/);
+  t.throws(() => new KeyRing([key('æ'.repeat(128), 1)]), /longer than 255 bytes/, 'counted in UTF-8 bytes');
+  const longest = new KeyRing([key('k'.repeat(255), 1)]);
+  t.equal(longest.openBytes(longest.sealBytes('x', 'aad'), 'aad'), 'x', 'a 255-byte key id seals and opens');
+});
+
+t.test('index MACs: one per ring key, the current key first, apart per purpose and from the sealing keys', async (t) => {
+  const ring = new KeyRing([key('k2', 2), key('k1', 1)]);
+  const macs = ring.macs('sub-1');
+  t.equal(macs.length, 2, 'one per key, so rotation finds entries written under the older key');
+  t.same(new KeyRing([key('k2', 2)]).macs('sub-1'), [macs[0]], 'the current key first');
+  t.same(new KeyRing([key('k1', 1)]).macs('sub-1'), [macs[1]]);
+  t.same(ring.macs('sub-1'), macs, 'the same value, the same names');
+  t.notSame(ring.macs('sub-2'), macs, 'another value, other names');
+  t.same(ring.macs('sub-1', 'idporten-bff index key v1'), macs, 'the default purpose is the index key purpose, which stored names depend on');
+  t.notSame(ring.macs('sub-1', 'another purpose'), macs, 'another purpose derives other keys');
+  t.same(new KeyRing([key('k1', 1), key('k1b', 1)]).macs('sub-1').length, 1, 'two keys with one secret give one name');
+  for (const mac of macs) t.match(mac, /^[A-Za-z0-9_-]{43}$/, 'HMAC-SHA256, base64url');
 });

@@ -1,0 +1,16 @@
+// The security core under mutation testing: which source files each target mutates and which test files
+// hold them. A target's tests are the files that exercise its code directly; docs/mutation.md gives the
+// scores and explains every surviving mutant.
+export const targets = [
+  { name: 'csrf', mutate: ['src/http/csrf.ts'], tests: ['test/csrf.test.ts'] },
+  { name: 'return-to', mutate: ['src/http/return-to.ts'], tests: ['test/return-to.test.ts'] },
+  { name: 'path-safety', mutate: ['src/proxy/path-safety.ts'], tests: ['test/path-safety.test.ts'] },
+  { name: 'cookies', mutate: ['src/session/cookies.ts'], tests: ['test/cookies.test.ts'] },
+  { name: 'key-ring', mutate: ['src/session/key-ring.ts'], tests: ['test/key-ring.test.ts'] },
+  { name: 'proxy-headers', mutate: ['src/proxy/headers.ts'], tests: ['test/proxy-headers.test.ts'] },
+  {
+    name: 'idporten',
+    mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],
+    tests: ['test/id-token.test.ts'],
+  },
+];
