@@ -83,7 +83,7 @@ const rsa = await newKey('rsa-1');
 const ec = await newKey('ec-1', 'ES256');
 const jwks = await startJwks([rsa, ec]);
 t.teardown(() => new Promise<void>((resolve) => jwks.server.close(() => resolve())));
-const keys = new ProviderKeys(jwks.url, (url, init) => fetch(url, init));
+const keys = await ProviderKeys.fetch(jwks.url, (url, init) => fetch(url, init));
 
 t.test('a token that meets every rule verifies and its claims come back', async (t) => {
   const claims = await verifyIdToken(keys, await sign(rsa, baseClaims()), expect());
@@ -174,9 +174,9 @@ t.test('the claims the verification requires can be chosen (logout tokens need j
 t.test('key rotation: a token naming a new key forces one JWKS re-fetch, at most once a minute', async (t) => {
   const provider = await startJwks([rsa]);
   t.teardown(() => new Promise<void>((resolve) => provider.server.close(() => resolve())));
-  const rotating = new ProviderKeys(provider.url, (url, init) => fetch(url, init));
+  const rotating = await ProviderKeys.fetch(provider.url, (url, init) => fetch(url, init));
   t.ok(await verifyIdToken(rotating, await sign(rsa, baseClaims()), expect()));
-  t.equal(provider.fetches, 1, 'the key set is fetched once');
+  t.equal(provider.fetches, 1, 'the key set is fetched once, when the provider is loaded');
   const badSignature = (await sign(rsa, baseClaims())).replace(/\.[^.]+$/, `.${Buffer.alloc(256, 1).toString('base64url')}`);
   await rejection(t, verifyIdToken(rotating, badSignature, expect()), /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
   t.equal(provider.fetches, 1, 'a bad signature under a known key is no reason to fetch the key set again');
@@ -192,19 +192,29 @@ t.test('key rotation: a token naming a new key forces one JWKS re-fetch, at most
   t.equal(provider.fetches, 2, 'unknown kids within the minute cause no more fetches');
 });
 
-t.test('a JWKS endpoint that is down or failing is `unavailable` (the provider), not a bad token', async (t) => {
+t.test('a JWKS endpoint that is down, failing or answering no key set is `unavailable` (the provider), not a bad token', async (t) => {
   const failing = await startJwks([rsa]);
   failing.status = 500;
-  const unhealthy = new ProviderKeys(failing.url, (url, init) => fetch(url, init));
-  const status500 = await rejection(t, verifyIdToken(unhealthy, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
-  t.ok(status500.cause, 'the cause is kept, for the log');
+  const viaHttp = (url: string, init?: RequestInit) => fetch(url, init);
+  await rejection(t, ProviderKeys.fetch(failing.url, viaHttp), /could not fetch the provider JWKS \(status 500\)/, 'unavailable');
   await new Promise<void>((resolve) => failing.server.close(() => resolve()));
-  const gone = new ProviderKeys(failing.url, (url, init) => fetch(url, init));
-  const refused = await rejection(t, verifyIdToken(gone, await sign(rsa, baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
-  t.ok(refused.cause, 'the cause is kept');
-  const throwing = new ProviderKeys(failing.url, () => Promise.reject(new Error('socket hang up')));
-  const other = await rejection(t, verifyIdToken(throwing, await sign(rsa, baseClaims()), expect()), 'token rejected', 'rejected');
-  t.ok(other.cause, 'the cause is kept');
+  const refused = await rejection(t, ProviderKeys.fetch(failing.url, viaHttp), 'could not fetch the provider JWKS', 'unavailable');
+  t.ok(refused.cause, 'the cause is kept, for the log');
+  const throwing = await rejection(t, ProviderKeys.fetch(failing.url, () => Promise.reject(new Error('socket hang up'))), 'could not fetch the provider JWKS', 'unavailable');
+  t.ok(throwing.cause, 'the cause is kept');
+  const answering = (body: string) => async () => new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
+  await rejection(t, ProviderKeys.fetch(failing.url, answering('<html>')), 'the provider JWKS is not JSON', 'unavailable');
+  for (const body of ['{}', '{"keys":{}}', '{"keys":[1]}', '{"keys":[[]]}', 'null']) {
+    await rejection(t, ProviderKeys.fetch(failing.url, answering(body)), 'the provider JWKS has no list of keys', 'unavailable');
+  }
+
+  // Once loaded, a re-fetch for an unknown kid that fails is the provider's trouble too, and keeps the keys it had.
+  const flaky = await startJwks([rsa]);
+  t.teardown(() => new Promise<void>((resolve) => flaky.server.close(() => resolve())));
+  const loaded = await ProviderKeys.fetch(flaky.url, viaHttp);
+  flaky.status = 500;
+  await rejection(t, verifyIdToken(loaded, await sign(await newKey('rsa-next'), baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
+  t.ok(await verifyIdToken(loaded, await sign(rsa, baseClaims()), expect()), 'the known key still verifies');
 });
 
 t.test('acr levels: ranked substantial < high; an unknown level satisfies nothing and is satisfied by nothing', async (t) => {
