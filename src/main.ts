@@ -134,15 +134,17 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
   // SIGHUP reads the configuration file again and applies it (see Gateway.reload); a refused one is logged and
   // the running configuration keeps serving. Before the server is up there is nothing to reload.
   let reloadable: { reload(config: ReturnType<typeof validated>): Promise<unknown> } | undefined;
-  // Tenants whose ID-porten client `integrations apply` made get it from where apply kept it; one without is
-  // left out (the others are served) and named.
-  const withClients = async (loaded: GatewayConfig): Promise<GatewayConfig> => {
-    if (!loaded.awaitingClient?.length) return loaded;
-    const { withAppliedIntegrations } = await import('./digdir/applied-integrations.js');
-    const { config: resolved, missing } = await withAppliedIntegrations(loaded);
-    for (const tenant of missing) logger.warn({ tenant }, `tenant ${tenant} has no ID-porten client yet: run idporten-bff integrations apply --tenant ${tenant}`);
-    return resolved;
-  };
+  // Tenants whose ID-porten client `integrations apply` made get it from where apply kept it, at start, on SIGHUP,
+  // and whenever apply or rotate-keys changes it (applied-watch.ts); one without is left out and named.
+  let loaded = config;
+  const appliedWatch =
+    config.digdir === undefined
+      ? undefined
+      : new (await import('./digdir/applied-watch.js')).AppliedIntegrationsWatch({
+          apply: async (resolved) => reloadable?.reload(validated(resolved)),
+          log: logger,
+        });
+  const withClients = async (next: GatewayConfig): Promise<GatewayConfig> => (appliedWatch ? appliedWatch.resolve(next) : next);
   process.on('SIGHUP', () => {
     if (stopping || !reloadable) return;
     logger.info({ file: configFile }, 'reloading the configuration');
@@ -155,6 +157,7 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
     }
     // The gateway logs what it applied or why it refused.
     const gateway = reloadable;
+    loaded = next;
     withClients(next)
       .then((resolved) => gateway.reload(validated(resolved)))
       .catch((err: Error) => logger.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving'));
@@ -169,6 +172,7 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
     const gateway = await buildApp(await withClients(config), { logger });
     running.push(gateway);
     reloadable = gateway;
+    appliedWatch?.start(() => loaded);
     if (stopping) return void gateway.close();
     if (config.server.metricsPort !== undefined) {
       const metricsServer = await startMetricsServer(gateway.core, config.server.metricsHost ?? DEFAULT_METRICS_HOST, config.server.metricsPort);

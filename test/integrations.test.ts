@@ -263,6 +263,32 @@ t.test('rotate-keys adds a key, switches signing, removes the old one after the 
   t.equal(client.jwks!.keys.length, 5, 'nothing was added');
 });
 
+t.test('a running gateway follows rotate-keys: it signs with the new key within seconds, with no reload or restart', async (t) => {
+  const w = await world(t);
+  t.equal((await w.cli('apply')).code, 0);
+  const serving = spawnCli(['--config', w.configFile], { env: { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(w.adminJwk) } });
+  t.teardown(() => void serving.child.kill('SIGKILL'));
+  const loginWorks = async () => {
+    const browser = new Browser();
+    const landed = await loginAtLookalike(browser, `${w.publicUrl}/auth/login`, { pid: TEST_USERS[0]!.pid }).catch(() => undefined);
+    return landed !== undefined && new URL(landed.url).origin === w.publicUrl && (await browser.fetch(`${w.publicUrl}/auth/session`)).status === 200;
+  };
+  const within = async (ms: number, ok: () => Promise<boolean>) => {
+    for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 250))) if (await ok()) return true;
+    return false;
+  };
+  t.ok(await within(30_000, loginWorks), `a login with the applied key (${serving.output().slice(-2000)})`);
+
+  // The old key goes at once (overlap 1 s): a gateway still signing with it could not log anyone in.
+  const rotated = await w.cli('rotate-keys', '--overlap', '1s');
+  t.equal(rotated.code, 0, describeRun(rotated));
+  t.equal(onlyClient(w)!.jwks!.keys.length, 1, 'only the new key is registered');
+  const switched = Date.now();
+  t.ok(await within(15_000, loginWorks), 'the running gateway logs in with the new key');
+  t.ok(Date.now() - switched < 15_000, `within ${Date.now() - switched} ms`);
+  t.match(serving.output(), /applied integrations changed; reloading/, 'it read the change itself: no SIGHUP was sent');
+});
+
 t.test('the API refuses a sixth key itself (at most 5) and a key that is not RS256 2048', async (t) => {
   const w = await world(t);
   t.equal((await w.cli('apply')).code, 0);

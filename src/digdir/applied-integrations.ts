@@ -91,12 +91,13 @@ export function signingKey(config: GatewayConfig, tenantId: string, record: Appl
 
 /**
  * The configuration with every tenant that awaits its client given the one apply made, and the ids of those with
- * none yet (the gateway serves the others and says which are missing).
+ * none yet (the gateway serves the others and says which are missing). `kept`: a store to read from and leave open.
  */
-export async function withAppliedIntegrations(config: GatewayConfig): Promise<{ config: GatewayConfig; missing: string[] }> {
+export async function withAppliedIntegrations(config: GatewayConfig, kept?: AppliedIntegrations): Promise<{ config: GatewayConfig; missing: string[] }> {
   const awaiting = config.awaitingClient ?? [];
   if (awaiting.length === 0) return { config, missing: [] };
-  const records = appliedIntegrations(config);
+  // A store handed in stays open for its owner's next read; one opened here is closed here.
+  const records = kept ?? appliedIntegrations(config);
   const tenants: TenantConfig[] = [...config.tenants];
   const missing: string[] = [];
   try {
@@ -111,7 +112,7 @@ export async function withAppliedIntegrations(config: GatewayConfig): Promise<{ 
       tenants.push({ ...settings, idporten: { ...settings.idporten, clientId: record.clientId, clientAuth: { method: 'private_key_jwt', privateKeyJwk: jwk } } });
     }
   } finally {
-    await records.close();
+    if (!kept) await records.close();
   }
   const { awaitingClient: _awaiting, ...rest } = config;
   return { config: { ...rest, tenants }, missing };
