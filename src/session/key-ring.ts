@@ -68,12 +68,13 @@ export class KeyRing {
     if (!key) return undefined;
     const iv = Buffer.from(ivText, 'base64url');
     const ct = Buffer.from(ctText, 'base64url');
-    if (iv.length !== 12 || ct.length < 16) return undefined;
+    if (iv.length !== IV_BYTES || ct.length < TAG_BYTES) return undefined;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, iv);
+      // authTagLength: the cipher itself refuses a shorter tag (GCM would otherwise accept 4 to 16 bytes).
+      const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(aad));
-      decipher.setAuthTag(ct.subarray(ct.length - 16));
-      return Buffer.concat([decipher.update(ct.subarray(0, ct.length - 16)), decipher.final()]).toString('utf8');
+      decipher.setAuthTag(ct.subarray(ct.length - TAG_BYTES));
+      return Buffer.concat([decipher.update(ct.subarray(0, ct.length - TAG_BYTES)), decipher.final()]).toString('utf8');
     } catch {
       return undefined;
     }
@@ -112,7 +113,7 @@ export class KeyRing {
     const key = this.#keys.get(sealed.toString('utf8', 2, ivAt));
     if (!key) return undefined;
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(ivAt, ivAt + IV_BYTES));
+      const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(ivAt, ivAt + IV_BYTES), { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(aad));
       decipher.setAuthTag(sealed.subarray(tagAt));
       return Buffer.concat([decipher.update(sealed.subarray(ivAt + IV_BYTES, tagAt)), decipher.final()]).toString('utf8');
