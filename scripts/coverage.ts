@@ -19,18 +19,19 @@ import { Report } from 'c8';
  */
 const THRESHOLDS: Record<string, Figures> = {
   'deploy/docker/healthcheck.mjs': { lines: 99, branches: 79, functions: 99 },
-  'src (all)': { lines: 94, branches: 88, functions: 96 },
-  'src (top level)': { lines: 92, branches: 86, functions: 94 },
+  'src (all)': { lines: 93, branches: 88, functions: 95 },
+  'src (top level)': { lines: 96, branches: 86, functions: 94 },
   'src/audit': { lines: 94, branches: 91, functions: 94 },
-  'src/cli': { lines: 93, branches: 79, functions: 87 },
-  'src/config': { lines: 89, branches: 89, functions: 97 },
+  'src/cli': { lines: 95, branches: 82, functions: 95 },
+  'src/config': { lines: 88, branches: 89, functions: 97 },
+  'src/digdir': { lines: 78, branches: 76, functions: 93 },
   'src/http': { lines: 96, branches: 88, functions: 95 },
-  'src/idporten': { lines: 96, branches: 82, functions: 99 },
-  'src/net': { lines: 94, branches: 74, functions: 99 },
-  'src/proxy': { lines: 98, branches: 91, functions: 99 },
-  'src/session': { lines: 97, branches: 90, functions: 98 },
-  'src/tenant': { lines: 99, branches: 95, functions: 99 },
-  'src/tokens': { lines: 93, branches: 84, functions: 95 },
+  'src/idporten': { lines: 96, branches: 86, functions: 95 },
+  'src/net': { lines: 95, branches: 82, functions: 85 },
+  'src/proxy': { lines: 98, branches: 91, functions: 97 },
+  'src/session': { lines: 93, branches: 88, functions: 92 },
+  'src/tenant': { lines: 97, branches: 88, functions: 97 },
+  'src/tokens': { lines: 93, branches: 85, functions: 95 },
 };
 
 interface Figures {
@@ -45,7 +46,7 @@ interface Totals {
   functions: { total: number; covered: number };
 }
 
-const FOLDERS = ['idporten', 'tokens', 'session', 'proxy', 'http', 'config', 'tenant', 'audit', 'cli', 'net'];
+const FOLDERS = ['idporten', 'tokens', 'session', 'proxy', 'http', 'config', 'tenant', 'audit', 'cli', 'net', 'digdir'];
 const source = process.argv[2] ?? '.tap/coverage';
 const reportDir = 'coverage';
 
