@@ -27,7 +27,7 @@ const THRESHOLDS: Record<string, Figures> = {
   'src/digdir': { lines: 78, branches: 76, functions: 93 },
   'src/http': { lines: 96, branches: 88, functions: 95 },
   'src/idporten': { lines: 96, branches: 86, functions: 95 },
-  'src/net': { lines: 95, branches: 82, functions: 85 },
+  'src/net': { lines: 91, branches: 82, functions: 84 },
   'src/proxy': { lines: 98, branches: 91, functions: 97 },
   'src/session': { lines: 93, branches: 88, functions: 92 },
   'src/tenant': { lines: 97, branches: 88, functions: 97 },
