@@ -11,13 +11,14 @@ export interface CliRun {
 }
 
 /**
- * Starts `idporten-bff ARGS` (src/main.ts through tsx) with only PATH and `env` in its environment, and `stdin`
+ * Starts `idporten-bff ARGS` (src/main.ts through tsx) with only PATH and `env` in its environment (and, under the
+ * test runner, the variables by which it records the child's coverage), and `stdin`
  * written to its standard input (closed at once when there is none). `done` resolves once the process has
  * exited and its output streams have closed ('close', not 'exit': output can still be in flight at 'exit').
  */
 export function spawnCli(args: string[], opts: { env?: Record<string, string>; stdin?: string } = {}): { child: ChildProcessByStdio<Writable | null, Readable, Readable>; done: Promise<CliRun>; output: () => string } {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...opts.env },
+    env: { PATH: process.env.PATH ?? '', ...coverageEnv(), ...opts.env },
     stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
   let stdout = '';
@@ -33,4 +34,9 @@ export function spawnCli(args: string[], opts: { env?: Record<string, string>; s
 export function describeRun(run: CliRun): string {
   const ended = run.signal ? `killed by ${run.signal}` : `exit ${String(run.code)}`;
   return run.stderr.trim() === '' ? ended : `${ended}; stderr: ${run.stderr.trim().slice(0, 2000)}`;
+}
+
+/** The test runner's variables that make a child process record its coverage too (`_TAPJS_PROCESSINFO_*`, NODE_V8_COVERAGE). */
+function coverageEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => /^(_TAPJS_PROCESSINFO_|NODE_V8_COVERAGE$)/.test(e[0]) && e[1] !== undefined));
 }
