@@ -134,17 +134,6 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
   // SIGHUP reads the configuration file again and applies it (see Gateway.reload); a refused one is logged and
   // the running configuration keeps serving. Before the server is up there is nothing to reload.
   let reloadable: { reload(config: ReturnType<typeof validated>): Promise<unknown> } | undefined;
-  // Tenants whose ID-porten client `integrations apply` made get it from where apply kept it, at start, on SIGHUP,
-  // and whenever apply or rotate-keys changes it (applied-watch.ts); one without is left out and named.
-  let loaded = config;
-  const appliedWatch =
-    config.digdir === undefined
-      ? undefined
-      : new (await import('./digdir/applied-watch.js')).AppliedIntegrationsWatch({
-          apply: async (resolved) => reloadable?.reload(validated(resolved)),
-          log: logger,
-        });
-  const withClients = async (next: GatewayConfig): Promise<GatewayConfig> => (appliedWatch ? appliedWatch.resolve(next) : next);
   process.on('SIGHUP', () => {
     if (stopping || !reloadable) return;
     logger.info({ file: configFile }, 'reloading the configuration');
@@ -155,12 +144,8 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       logger.error({ reason: (err as Error).message }, 'configuration reload refused; the running configuration keeps serving');
       return;
     }
-    // The gateway logs what it applied or why it refused.
-    const gateway = reloadable;
-    loaded = next;
-    withClients(next)
-      .then((resolved) => gateway.reload(validated(resolved)))
-      .catch((err: Error) => logger.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving'));
+    // The gateway logs what it applied or why it refused (and gives tenants that await a client the applied one).
+    reloadable.reload(validated(next)).catch(() => undefined);
   });
 
   try {
@@ -169,10 +154,9 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       otel = { close: () => started.shutdown() };
       logger.info('OpenTelemetry tracing on');
     }
-    const gateway = await buildApp(await withClients(config), { logger });
+    const gateway = await buildApp(config, { logger });
     running.push(gateway);
     reloadable = gateway;
-    appliedWatch?.start(() => loaded);
     if (stopping) return void gateway.close();
     if (config.server.metricsPort !== undefined) {
       const metricsServer = await startMetricsServer(gateway.core, config.server.metricsHost ?? DEFAULT_METRICS_HOST, config.server.metricsPort);

@@ -11,6 +11,7 @@ import cookie from '@fastify/cookie';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createAuditLog } from './audit/audit-log.js';
+import { AppliedIntegrationsWatch } from './digdir/applied-watch.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import { loadConfigFile, normaliseConfig } from './config/load.js';
 import type { GatewayConfig, TenantConfig } from './config/types.js';
@@ -95,10 +96,23 @@ export class ReloadRefused extends Error {
 }
 
 async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
-  /** The configuration as given (file or object, and each reload's); `config` is it with the run-time tenants. */
+  /**
+   * The configuration as given (file or object, and each reload's); `base` is it with each tenant that awaits its
+   * client given the one `integrations apply` made; `config` is `base` with the run-time tenants.
+   */
   let given = resolveConfig(opts);
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
+  // Where apply and rotate-keys keep a tenant's client is read at start, on reload and every few seconds, so a
+  // rotated key is taken up without a reload; a tenant with no client yet is left out and named.
+  const applied = new AppliedIntegrationsWatch({
+    apply: async (resolved) => {
+      swap(withRuntimeTenants(resolved, runtime?.tenants ?? []), { dryRun: false });
+      base = resolved;
+    },
+    log,
+  });
+  let base = await applied.resolve(given);
   const metrics = new GatewayMetrics();
   // First: a journal directory that cannot be used stops the start with a ConfigError, before anything is opened.
   const { journalDir, absoluteLifetimeMs } = given.session;
@@ -114,8 +128,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     env: opts.env ?? process.env,
     baseDir: given.tenantsDir?.baseDir ?? process.cwd(),
     log,
-    configured: () => configuredTenants(given),
-    apply: (list, { dryRun }) => void swap(withRuntimeTenants(given, list), { dryRun }),
+    configured: () => configuredTenants(base),
+    apply: (list, { dryRun }) => void swap(withRuntimeTenants(base, list), { dryRun }),
   });
   /** The tenants of `base` that the admin API does not manage: in tenantsDir mode, those not from tenantsDir. */
   const configuredTenants = (base: GatewayConfig): TenantConfig[] => {
@@ -136,7 +150,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     return { ...base, tenants: [...configured, ...added] };
   };
   await runtime?.load();
-  let config = withRuntimeTenants(given, runtime?.tenants ?? []);
+  let config = withRuntimeTenants(base, runtime?.tenants ?? []);
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
@@ -185,9 +199,11 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.addHook('onReady', async () => {
     void discovery.run();
     runtime?.start();
+    applied.start(() => given);
   });
   app.addHook('onClose', async () => {
     discovery.stop();
+    await applied.stop();
     await runtime?.close();
     await lifecycle.settled();
     await sessions.close();
@@ -274,10 +290,14 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       } catch (err) {
         throw new ReloadRefused(`invalid configuration: ${(err as Error).message}`);
       }
+      const nextBase = await applied.resolve(next).catch((err: Error) => {
+        throw new ReloadRefused(`the clients integrations apply made could not be read: ${err.message}`);
+      });
       // The run-time tenants as they are now (in tenantsDir mode, the folder as it is now).
       await runtime?.refresh({ force: true });
-      const result = swap(withRuntimeTenants(next, runtime?.tenants ?? []), { dryRun: false })!;
+      const result = swap(withRuntimeTenants(nextBase, runtime?.tenants ?? []), { dryRun: false })!;
       given = next;
+      base = nextBase;
       return result;
     } catch (err) {
       if (err instanceof ReloadRefused) log.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving');

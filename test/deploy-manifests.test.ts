@@ -21,7 +21,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { parseUnboundedDurationMs } from '../src/config/duration.js';
 import { normaliseConfig } from '../src/config/normalise.js';
 import type { GatewayConfig } from '../src/config/types.js';
 
@@ -35,6 +36,8 @@ const healthcheckScript = join(deployDir, 'docker', 'healthcheck.mjs');
 /** Files in deploy/k8s/ that are not Kubernetes objects, or not meant for `kubectl apply -k`. */
 const KUSTOMIZATION = 'kustomization.yaml';
 const SECRET_EXAMPLE = 'secret.example.yaml';
+/** Added to kustomization.yaml by a vendor whose configuration has a digdir block. */
+const ROTATE_KEYS_CRONJOB = 'rotate-keys.cronjob.yaml';
 /** The Dockerfile's ENV BFF_CONFIG, used when a container does not set its own. */
 const IMAGE_BFF_CONFIG = '/config/gateway.yaml';
 
@@ -521,7 +524,7 @@ t.test('the schema validation catches a malformed manifest', async (t) => {
 
 t.test('kustomization.yaml lists every manifest except the example Secret; the overlay adds its own and replaces the configuration', async (t) => {
   const kustomization = parse(readFileSync(join(k8sDir, KUSTOMIZATION), 'utf8'));
-  const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== SECRET_EXAMPLE).sort();
+  const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== SECRET_EXAMPLE && f !== ROTATE_KEYS_CRONJOB).sort();
   t.same([...kustomization.resources].sort(), files);
   t.ok(manifests.some((m) => m.file === SECRET_EXAMPLE && m.doc.kind === 'Secret'), 'the example Secret is there to check env against');
   const overlay = parse(readFileSync(join(redisOverlayDir, KUSTOMIZATION), 'utf8')) as Kustomization;
@@ -563,6 +566,42 @@ t.test('kubectl kustomize builds the same objects', { skip: kubectlMissing() }, 
     const configMap = built.find((d) => d.kind === 'ConfigMap');
     t.equal(configMap.data['gateway.yaml'], build.find((m) => m.doc.kind === 'ConfigMap')!.doc.data['gateway.yaml'], `${relative(repoDir, dir)}: the configuration`);
   }
+});
+
+// The vendor's scheduled `integrations rotate-keys`: the gateway's image, its configuration and keys, one run at a time.
+t.test('the rotate-keys CronJob runs the gateway image on the mounted configuration, with a vendor configuration it can load', async (t) => {
+  const cron = manifests.find((m) => m.file === ROTATE_KEYS_CRONJOB)?.doc;
+  t.equal(cron?.kind, 'CronJob');
+  const deployment = find(defaultBuild.map((m) => m.doc), 'Deployment', 'idporten-bff');
+  const job = cron.spec.jobTemplate.spec;
+  const container = job.template.spec.containers[0];
+  const problems: string[] = [];
+  checkSecurity({ spec: job }, 'CronJob', problems);
+  checkCommandLines({ spec: job }, 'CronJob', problems);
+  const env = containerEnv(container, named(manifests, 'Secret'), 'CronJob', problems);
+  t.same(problems, [], 'hardened like the gateway; no Secret on its command line; every Secret key it reads is in the example');
+  t.equal(container.image, gateway([deployment]).image, "the gateway's image");
+  t.same(container.command.slice(0, 4), ['node', 'dist/main.js', 'integrations', 'rotate-keys']);
+  t.equal(cron.spec.concurrencyPolicy, 'Forbid', 'never two rotations at once (the API takes at most five keys)');
+  t.equal(job.template.spec.restartPolicy, 'Never');
+  const overlap = parseUnboundedDurationMs(container.command[container.command.indexOf('--overlap') + 1]) / 1000;
+  t.ok(job.activeDeadlineSeconds > overlap, `the run may outlast the overlap (${overlap} s) it waits before removing the old key`);
+
+  // The configuration it reads: the ConfigMap the gateway mounts, at the path it names.
+  const configPath = container.command[container.command.indexOf('--config') + 1];
+  const mount = container.volumeMounts.find((m: any) => configPath.startsWith(`${m.mountPath}/`));
+  t.equal(mount?.readOnly, true);
+  const volume = job.template.spec.volumes.find((v: any) => v.name === mount.name);
+  t.equal(volume.configMap.name, deployment.spec.template.spec.volumes.find((v: any) => v.configMap)?.configMap.name, "the gateway's ConfigMap");
+  // A vendor's configuration: the default one with its digdir block and a customer awaiting its integration.
+  const vendor = parse(find(defaultBuild.map((m) => m.doc), 'ConfigMap').data['gateway.yaml']);
+  vendor.digdir = { environment: 'test', clientId: '${DIGDIR_ADMIN_CLIENT_ID}', key: { jwk: '${DIGDIR_ADMIN_JWK}' } };
+  vendor.tenants = [{ id: 'kunde', publicUrl: 'https://mva.kunde.no', orgno: '123456789', idporten: { environment: 'test' } }];
+  const text = stringify(vendor);
+  t.same(configReferences(text).filter((name) => env[name] === undefined), [], 'every ${VAR} of the vendor configuration is in its env');
+  const loaded = loadGatewayConfig(text, env, k8sDir, 'vendor configuration', problems);
+  t.same(problems, []);
+  t.same(loaded?.awaitingClient?.map((tenant) => tenant.id), ['kunde'], 'the customer awaits the integration apply makes');
 });
 
 t.test('a manifest that disagrees with the configuration is reported', async (t) => {

@@ -4,13 +4,13 @@
  * ID-porten look-alike, which reads the clients the self-service look-alike registered.
  */
 import { readFileSync } from 'node:fs';
+import Fastify from 'fastify';
 import t from 'tap';
 import { TEST_USERS } from '../demo/test-users.js';
-import { loadConfig } from '../src/config/cli.js';
-import { withAppliedIntegrations } from '../src/digdir/applied-integrations.js';
+import { idportenBff } from '../src/plugin.js';
 import { Browser, loginAtLookalike } from './helpers/browser.js';
 import { describeRun } from './helpers/cli.js';
-import { SESSION_KEY, startGateway } from './helpers/stack.js';
+import { SESSION_KEY } from './helpers/stack.js';
 import { API_SCOPE, CUSTOMER_ORGNO, json, onlyClient, VENDOR_ORGNO, world } from './helpers/digdir-world.js';
 
 t.test('check, apply (dry run, then for real, then again), check clean, and the tenant logs in at ID-porten', async (t) => {
@@ -65,10 +65,12 @@ t.test('check, apply (dry run, then for real, then again), check clean, and the 
   t.match(clean.stdout, /tenant acme \(integration [^)]+\): matches what the gateway needs/);
 
   // The gateway reads the applied integration at start: the tenant needs no clientId or clientAuth in its file.
-  const { config } = loadConfig(w.configFile, { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(w.adminJwk) } as NodeJS.ProcessEnv);
-  const { config: resolved, missing } = await withAppliedIntegrations(config);
-  t.same(missing, []);
-  await startGateway(t, resolved);
+  // In library mode too: the plugin, registered on a host's own Fastify with the configuration file, reads it.
+  const host = Fastify();
+  await host.register(idportenBff, { config: w.configFile, env: { BFF_SESSION_KEY: SESSION_KEY, ADMIN_JWK: JSON.stringify(w.adminJwk) } });
+  t.teardown(() => host.close());
+  await host.listen({ host: '127.0.0.1', port: w.port });
+  await host.bffWarmUp();
   const browser = new Browser();
   const landed = await loginAtLookalike(browser, `${w.publicUrl}/auth/login`, { pid: TEST_USERS[0]!.pid });
   t.equal(new URL(landed.url).origin, w.publicUrl, `back at the tenant after the login (${landed.status} ${landed.url})`);
