@@ -5,7 +5,9 @@
  * response the browser receives and everything the page's JavaScript can read is kept and scanned for
  * tokens and secrets afterwards.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -246,7 +248,15 @@ t.test('a browser logs in, validates, submits, refreshes, resists cross-site req
   await step('an attachment over 25 MB is refused in the page, before anything is sent', async (t) => {
     t.match(await page.textContent('#attachment-limits'), /0–57 files, at most 25 MB each/, 'the limits are shown');
     const before = altinn.instances.size;
-    await page.setInputFiles('#attachments', { name: 'for-stor.pdf', mimeType: 'application/pdf', buffer: Buffer.alloc(25 * 1024 * 1024 + 1, 0x20) });
+    // A sparse file on disk, handed to the local browser by its path: 25 MB sent as a buffer takes the browser
+    // protocol longer than the step may wait on a loaded machine.
+    const dir = await mkdtemp(join(tmpdir(), 'bff-attachment-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const tooLarge = join(dir, 'for-stor.pdf');
+    const handle = await open(tooLarge, 'w');
+    await handle.truncate(25 * 1024 * 1024 + 1);
+    await handle.close();
+    await page.setInputFiles('#attachments', tooLarge);
     await page.locator('#attachment-error:not([hidden])').waitFor();
     t.match(await page.textContent('#attachment-error'), /for-stor\.pdf is 25\.0 MB; the limit is 25 MB per file/);
     t.ok(await page.locator('#submit').isDisabled(), 'submit is disabled');
