@@ -12,6 +12,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createAuditLog } from './audit/audit-log.js';
 import { AppliedIntegrationsWatch } from './digdir/applied-watch.js';
+import { tenantIntegrations } from './digdir/tenant-integrations.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import { loadConfigFile, normaliseConfig } from './config/load.js';
 import type { GatewayConfig, TenantConfig } from './config/types.js';
@@ -37,7 +38,7 @@ import { SessionManager } from './session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from './session/memory-store.js';
 import type { SessionLock, SessionStore } from './session/store.js';
 import { Discovery } from './tenant/discovery.js';
-import { RuntimeTenants } from './tenant/runtime.js';
+import { RuntimeTenants, type RuntimeTenant } from './tenant/runtime.js';
 import type { TenantStore } from './tenant/tenant-store.js';
 import { Tenants } from './tenant/tenant.js';
 import { loginUrl } from './tenant/urls.js';
@@ -97,22 +98,15 @@ export class ReloadRefused extends Error {
 
 async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions): Promise<void> {
   /**
-   * The configuration as given (file or object, and each reload's); `base` is it with each tenant that awaits its
-   * client given the one `integrations apply` made; `config` is `base` with the run-time tenants.
+   * The configuration as given (file or object, and each reload's). What is served, `config`, is it with the
+   * run-time tenants, and each tenant that awaits its client given the one `integrations apply` made.
    */
   let given = resolveConfig(opts);
   const now = opts.now ?? Date.now;
   const log = app.log as FastifyBaseLogger;
   // Where apply and rotate-keys keep a tenant's client is read at start, on reload and every few seconds, so a
   // rotated key is taken up without a reload; a tenant with no client yet is left out and named.
-  const applied = new AppliedIntegrationsWatch({
-    apply: async (resolved) => {
-      swap(withRuntimeTenants(resolved, runtime?.tenants ?? []), { dryRun: false });
-      base = resolved;
-    },
-    log,
-  });
-  let base = await applied.resolve(given);
+  const applied = new AppliedIntegrationsWatch({ apply: async (resolved) => void swap(resolved, { dryRun: false }), log });
   const metrics = new GatewayMetrics();
   // First: a journal directory that cannot be used stops the start with a ConfigError, before anything is opened.
   const { journalDir, absoluteLifetimeMs } = given.session;
@@ -128,16 +122,18 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     env: opts.env ?? process.env,
     baseDir: given.tenantsDir?.baseDir ?? process.cwd(),
     log,
-    configured: () => configuredTenants(base),
-    apply: (list, { dryRun }) => void swap(withRuntimeTenants(base, list), { dryRun }),
+    configured: () => configuredTenants(given),
+    // Applied integrations of run-time tenants are kept by tenant id in Redis (a tenant file holds its own).
+    awaitingClient: () => given.digdir !== undefined && given.session.store.type === 'redis',
+    apply: async (list, { dryRun }) => void swap(await served(given, list), { dryRun }),
   });
-  /** The tenants of `base` that the admin API does not manage: in tenantsDir mode, those not from tenantsDir. */
-  const configuredTenants = (base: GatewayConfig): TenantConfig[] => {
+  /** The tenants of `base` that the admin API does not manage (in tenantsDir mode, those not from tenantsDir), with or without their client. */
+  const configuredTenants = (base: GatewayConfig): RuntimeTenant[] => {
     const managed = new Set(runtimeSource?.inTenantsDir ? base.tenantsDir?.ids : []);
-    return base.tenants.filter((tenant) => !managed.has(tenant.id));
+    return [...base.tenants, ...(base.awaitingClient ?? [])].filter((tenant) => !managed.has(tenant.id));
   };
   /** `base` with the run-time tenants; one whose id or host name a configured tenant has is left out (logged). */
-  const withRuntimeTenants = (base: GatewayConfig, list: readonly TenantConfig[]): GatewayConfig => {
+  const withRuntimeTenants = (base: GatewayConfig, list: readonly RuntimeTenant[]): GatewayConfig => {
     if (!runtime) return base;
     const configured = configuredTenants(base);
     const ids = new Set(configured.map((tenant) => tenant.id));
@@ -147,10 +143,13 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       if (clash) log.error({ tenant: tenant.id }, 'run-time tenant not served: the configuration file has a tenant of this id or host name');
       return !clash;
     });
-    return { ...base, tenants: [...configured, ...added] };
+    const all = [...configured, ...added];
+    return { ...base, tenants: all.filter(hasClient), awaitingClient: all.filter((tenant) => !hasClient(tenant)) };
   };
+  /** What `base` and the run-time tenants `list` serve: each tenant that awaits its client given the applied one. */
+  const served = (base: GatewayConfig, list: readonly RuntimeTenant[]): Promise<GatewayConfig> => applied.resolve(withRuntimeTenants(base, list));
   await runtime?.load();
-  let config = withRuntimeTenants(base, runtime?.tenants ?? []);
+  let config = await served(given, runtime?.tenants ?? []);
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
@@ -165,7 +164,11 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
     logoutJournal: journal && { journal, tenantById: (id) => tenants.byId(id) },
   });
   // `config` follows reloads; everything else is made once.
-  const core: GatewayCore = { get config() { return config; }, tenants, lifecycle, keys, audit, metrics, now, runtimeTenants: runtime };
+  const core: GatewayCore = {
+    get config() { return config; },
+    get integrations() { return tenantIntegrations(given); },
+    tenants, lifecycle, keys, audit, metrics, now, runtimeTenants: runtime,
+  };
 
   // Visible to the host application: cookies parsed, and request.bff on every request.
   if (!app.hasDecorator('parseCookie')) await app.register(cookie);
@@ -199,7 +202,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.addHook('onReady', async () => {
     void discovery.run();
     runtime?.start();
-    applied.start(() => given);
+    applied.start(() => withRuntimeTenants(given, runtime?.tenants ?? []));
   });
   app.addHook('onClose', async () => {
     discovery.stop();
@@ -290,14 +293,13 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       } catch (err) {
         throw new ReloadRefused(`invalid configuration: ${(err as Error).message}`);
       }
-      const nextBase = await applied.resolve(next).catch((err: Error) => {
-        throw new ReloadRefused(`the clients integrations apply made could not be read: ${err.message}`);
-      });
       // The run-time tenants as they are now (in tenantsDir mode, the folder as it is now).
       await runtime?.refresh({ force: true });
-      const result = swap(withRuntimeTenants(nextBase, runtime?.tenants ?? []), { dryRun: false })!;
+      const resolved = await served(next, runtime?.tenants ?? []).catch((err: Error) => {
+        throw new ReloadRefused(`the clients integrations apply made could not be read: ${err.message}`);
+      });
+      const result = swap(resolved, { dryRun: false })!;
       given = next;
-      base = nextBase;
       return result;
     } catch (err) {
       if (err instanceof ReloadRefused) log.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving');
@@ -357,4 +359,9 @@ async function createStore(config: GatewayConfig, log: FastifyBaseLogger): Promi
   if (storeConfig.type === 'memory') return { store: new MemorySessionStore(storeConfig.maxSessions), lock: new MemorySessionLock() };
   const { createRedisStore } = await import('./session/redis-store.js');
   return createRedisStore(storeConfig, log as never);
+}
+
+/** A tenant with its client; the others await the one `integrations apply` makes. */
+function hasClient(tenant: RuntimeTenant): tenant is TenantConfig {
+  return 'clientId' in tenant.idporten;
 }

@@ -3,15 +3,18 @@
  * Digdir's self-service API. Exit status: 0 done (check: nothing differs), 1 a difference (check) or a refusal by
  * the API, 2 could not check or apply (configuration, Maskinporten or the API unreachable, the admin client refused).
  */
-import { randomBytes } from 'node:crypto';
-import { exportJWK, generateKeyPair } from 'jose';
 import { parseDurationMs, parseUnboundedDurationMs } from '../config/duration.js';
-import type { AppliedIntegrationRecord, GatewayConfig, TenantConfig, TenantSettings } from '../config/types.js';
+import type { GatewayConfig, TenantConfig, TenantSettings } from '../config/types.js';
 import { appliedIntegrations, NowhereToKeep, sealKey, type AppliedIntegrations } from '../digdir/applied-integrations.js';
+import { applyIntegration, findIntegration, isConfigured, newKey, type AppliedChanges, type Found } from '../digdir/apply-integration.js';
 import { DigdirRefused, DigdirUnavailable } from '../digdir/errors.js';
-import { compare, describe, descriptionFor, wantedIntegration, type Comparison } from '../digdir/integration-spec.js';
+import { compare, describe, wantedIntegration, type Comparison } from '../digdir/integration-spec.js';
 import { adminAccessToken } from '../digdir/maskinporten.js';
-import { MAX_KEYS, SelfServiceApi, type PublicJwk, type RegisteredClient } from '../digdir/self-service.js';
+import { MAX_KEYS, SelfServiceApi, type RegisteredClient } from '../digdir/self-service.js';
+import { normaliseTenantEntry } from '../config/normalise.js';
+import { KeyRing } from '../session/key-ring.js';
+import { redisClient } from '../session/redis-store.js';
+import { RedisTenantStore } from '../tenant/tenant-store.js';
 import type { IntegrationsCommand } from './args.js';
 
 interface Io {
@@ -28,7 +31,7 @@ export async function runIntegrations(command: IntegrationsCommand, config: Gate
   let records: AppliedIntegrations | undefined;
   try {
     if (!config.digdir) throw new CannotRun("the configuration has no digdir block (the vendor's admin client for Digdir's self-service API)");
-    const tenants = selectTenants(config, command.tenant);
+    const tenants = selectTenants(config, await addedAtRunTime(config, io), command.tenant);
     const digdir = config.digdir;
     const api = new SelfServiceApi(digdir.adminApiUrl, () => adminAccessToken(digdir));
     records = appliedIntegrations(config);
@@ -63,8 +66,39 @@ export async function runIntegrations(command: IntegrationsCommand, config: Gate
   }
 }
 
-function selectTenants(config: GatewayConfig, only: string | undefined): Tenant[] {
-  const all: Tenant[] = [...config.tenants, ...(config.awaitingClient ?? [])];
+/**
+ * The tenants added through the admin API with a Redis store (with tenantsDir they are files there, and in the
+ * configuration already); one that does not hold here, or shares an id with the file's, is named and left out.
+ */
+async function addedAtRunTime(config: GatewayConfig, io: Io): Promise<Tenant[]> {
+  const storeConfig = config.session.store;
+  if (storeConfig.type !== 'redis') return [];
+  const redis = redisClient(storeConfig);
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    const { tenants, unreadable } = await new RedisTenantStore(redis, storeConfig.keyPrefix, new KeyRing(config.session.keys)).list();
+    const inFile = new Set([...config.tenants, ...(config.awaitingClient ?? [])].map((tenant) => tenant.id));
+    const added: Tenant[] = [];
+    for (const reason of unreadable) io.stderr.write(`idporten-bff: integrations: a tenant added at run time is left out: ${reason}\n`);
+    for (const [id, json] of tenants) {
+      if (inFile.has(id)) continue;
+      try {
+        added.push(normaliseTenantEntry(JSON.parse(json), process.env, config.tenantsDir?.baseDir ?? process.cwd(), { awaitingClient: true }));
+      } catch (err) {
+        io.stderr.write(`idporten-bff: integrations: tenant ${id}, added at run time, is left out: ${(err as Error).message}\n`);
+      }
+    }
+    return added;
+  } catch (err) {
+    throw new CannotRun(`the tenants added at run time could not be read from Redis: ${(err as Error).message}`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function selectTenants(config: GatewayConfig, added: Tenant[], only: string | undefined): Tenant[] {
+  const all: Tenant[] = [...config.tenants, ...(config.awaitingClient ?? []), ...added];
   if (only !== undefined) {
     const tenant = all.find((t) => t.id === only);
     if (!tenant) throw new CannotRun(`no tenant ${JSON.stringify(only)} in the configuration`);
@@ -74,15 +108,6 @@ function selectTenants(config: GatewayConfig, only: string | undefined): Tenant[
   const withOrgno = all.filter((t) => t.orgno !== undefined);
   if (withOrgno.length === 0) throw new CannotRun('no tenant has an orgno: give each customer tenant its organisation number');
   return withOrgno;
-}
-
-/** A tenant whose client the configuration names by hand: the integrations commands read it but leave it. */
-const isConfigured = (tenant: Tenant): tenant is TenantConfig => 'clientId' in tenant.idporten;
-
-interface Found {
-  client: RegisteredClient | undefined;
-  record: AppliedIntegrationRecord | undefined;
-  signingKid: string | undefined;
 }
 
 class Run {
@@ -123,48 +148,15 @@ class Run {
 
   async apply(tenants: Tenant[]): Promise<number> {
     const dry = this.command.dryRun;
-    const report: { id: string; clientId: string | null; changes: string[] }[] = [];
+    const report: AppliedChanges[] = [];
     let refused = false;
     for (const tenant of tenants) {
-      const changes: string[] = [];
-      const entry = { id: tenant.id, clientId: null as string | null, changes };
-      report.push(entry);
-      if (isConfigured(tenant)) {
-        changes.push(`left as it is: its client (${tenant.idporten.clientId}) is in the configuration; remove idporten.clientId and clientAuth to let apply keep it`);
-        continue;
-      }
       try {
-        const found = await this.find(tenant);
-        const want = this.want(tenant);
-        let client = found.client;
-        if (!client) {
-          changes.push(`create an integration (${want.integration_type}, client_orgno ${want.client_orgno})`);
-          if (!dry) client = await this.api.create(want);
-        } else {
-          const differing = compare(want, client, [], 'n/a').differences.filter((d) => d.field !== 'jwks');
-          if (differing.length > 0) {
-            changes.push(...differing.map((d) => `update ${describe(d)}`));
-            if (!dry) client = await this.api.update(client.client_id, want);
-          }
-        }
-        entry.clientId = client?.client_id ?? null;
-        const registered = client ? await this.api.keys(client.client_id) : [];
-        const held = found.record?.clientId === client?.client_id ? found.record : undefined;
-        if (held && registered.some((k) => k.kid === held.keys[0]!.kid)) {
-          if (changes.length === 0) changes.push('nothing to change');
-          continue;
-        }
-        // No key of ours is registered (a new integration, or a record lost): a new key replaces what is there,
-        // since a key whose private half nobody holds is of no use.
-        changes.push('register a new RS256 key and keep its private half sealed in ' + this.records.where);
-        if (dry || !client) continue;
-        const key = await newKey(tenant.id);
-        await this.api.setKeys(client.client_id, [key.publicJwk]);
-        await this.records.write(tenant, { clientId: client.client_id, keys: [sealKey(this.config, tenant.id, key.privateJwk)] });
+        report.push(await applyIntegration(this, tenant, { dryRun: dry, registered: this.registered() }));
       } catch (err) {
         if (!(err instanceof DigdirRefused) || err.aboutAdminClient) throw err;
         refused = true;
-        changes.push(`refused: ${err.message}`);
+        report.push({ id: tenant.id, clientId: null, changes: [`refused: ${err.message}`] });
         this.io.stderr.write(`idporten-bff: integrations apply: tenant ${tenant.id}: ${err.message}\n`);
       }
     }
@@ -242,18 +234,13 @@ class Run {
     return wantedIntegration(tenant, this.config.session);
   }
 
-  /** The tenant's registered integration: by the client id it was given or kept, else by apply's description. */
-  async find(tenant: Tenant): Promise<Found> {
-    const record = isConfigured(tenant) ? undefined : await this.records.read(tenant);
-    const clientId = isConfigured(tenant) ? tenant.idporten.clientId : record?.clientId;
-    const signingKid = isConfigured(tenant)
-      ? tenant.idporten.clientAuth.method === 'private_key_jwt' ? tenant.idporten.clientAuth.privateKeyJwk.kid : undefined
-      : record?.keys[0]?.kid;
-    const registered = await (this.#registered ??= this.api.list());
-    const client =
-      registered.find((c) => clientId !== undefined && c.client_id === clientId) ??
-      (isConfigured(tenant) ? undefined : registered.find((c) => c.description === descriptionFor(tenant.id) && c.client_orgno === tenant.orgno));
-    return { client, record, signingKid };
+  /** The integrations registered for the vendor, listed once per run. */
+  registered(): Promise<RegisteredClient[]> {
+    return (this.#registered ??= this.api.list());
+  }
+
+  find(tenant: Tenant): Promise<Found> {
+    return findIntegration(this.records, tenant, this.registered());
   }
 
   report(entries: { id: string; clientId: string | null; changes: string[] }[], mood: 'would' | 'did'): void {
@@ -274,18 +261,4 @@ function parseDuration(option: string, text: string, parse: (value: unknown) => 
   } catch (err) {
     throw new CannotRun(`${option} ${text}: ${(err as Error).message}`);
   }
-}
-
-/**
- * A new RS256 key of 2048 bits (the API's documented limit). Its kid is unique across all of Digdir's clients, as
- * one reading of the documentation requires: the tenant's id, the time and random bytes, of [A-Za-z0-9._-].
- */
-async function newKey(tenantId: string): Promise<{ publicJwk: PublicJwk; privateJwk: PublicJwk & { kid: string } }> {
-  const { publicKey, privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
-  const kid = `${tenantId}.${new Date().toISOString().slice(0, 10)}.${randomBytes(6).toString('base64url')}`;
-  const common = { kid, alg: 'RS256', use: 'sig' };
-  return {
-    publicJwk: { ...(await exportJWK(publicKey)), ...common } as PublicJwk,
-    privateJwk: { ...(await exportJWK(privateKey)), ...common } as PublicJwk & { kid: string },
-  };
 }

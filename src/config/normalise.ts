@@ -45,10 +45,12 @@ const PLACEHOLDER_SESSION = { keys: [{ id: 'placeholder', secret: Buffer.alloc(3
 /**
  * One tenant in the shape of an entry of `tenants` (a tenant file, or a tenant given to the admin API), checked by
  * the same schema and rules as at start-up. Issues name paths inside the entry (`idporten.clientId`).
+ * `awaitingClient`: a tenant with an orgno may come without its client, which `integrations apply` makes.
  */
-export function normaliseTenantEntry(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string): TenantConfig {
+export function normaliseTenantEntry(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, opts: { awaitingClient?: boolean } = {}): TenantConfig | TenantSettings {
   try {
-    return normaliseMerged({ session: PLACEHOLDER_SESSION, tenants: [raw] }, env, baseDir, [], new Map()).tenants[0]!;
+    const config = normaliseMerged({ session: PLACEHOLDER_SESSION, tenants: [raw] }, env, baseDir, [], new Map(), opts.awaitingClient ?? false);
+    return config.tenants[0] ?? config.awaitingClient![0]!;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     throw new ConfigError(err.issues.map((issue) => ({ ...issue, path: issue.path.replace(/^tenants\[0\]\.?/, '') })));
@@ -69,7 +71,8 @@ export function hostClash(tenant: Pick<TenantConfig, 'publicUrl'>, others: Itera
   return undefined;
 }
 
-function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[], sources: Map<number, string>): GatewayConfig {
+/** `allowAwaiting`: tenants with an orgno may come without a client although there is no digdir block (a lone tenant's check). */
+function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, fileIssues: readonly ConfigIssue[], sources: Map<number, string>, allowAwaiting = false): GatewayConfig {
   const expanded = expandEnv(raw, env);
   // A value still holding an unexpanded ${NAME} fails its own checks too; that would only repeat the cause.
   const schemaIssues = validateAgainstSchema(expanded.value).filter(
@@ -97,7 +100,7 @@ function normaliseMerged(raw: unknown, env: NodeJS.ProcessEnv, baseDir: string, 
   const digdir = isObject(config.digdir) ? check(() => normaliseDigdir(config.digdir!, 'digdir', rules)) : undefined;
   if (config.tenants === undefined) rules.add('tenants', 'is required: list at least one tenant here, or give tenantsDir');
   const { tenants, awaitingClient } = Array.isArray(config.tenants)
-    ? normaliseTenants(config.tenants, baseDir, rules, check, config.digdir !== undefined, sources)
+    ? normaliseTenants(config.tenants, baseDir, rules, check, allowAwaiting || config.digdir !== undefined, sources)
     : { tenants: [], awaitingClient: [] };
 
   const ruleIssues = rules.items.filter((issue) => !unreliable.some((part) => isWithin(issue.path, part) || isWithin(part, issue.path)));

@@ -4,7 +4,9 @@
  *   GET    /admin/tenants         every tenant served now: id, publicUrl, where it comes from, whether it is ready
  *   GET    /admin/tenants/{id}    one of them; a tenant added here also with its entry as given (secrets masked)
  *   PUT    /admin/tenants/{id}    adds or replaces a tenant (body: one entry of `tenants`, checked as at start-up):
- *                                 201 added, 200 replaced; 400 problem with `errors: [{ path, message }]`
+ *                                 201 added, 200 replaced; 400 problem with `errors: [{ path, message }]`.
+ *                                 `?apply=true`: a tenant with an orgno and no client gets its ID-porten integration
+ *                                 made through Digdir's self-service API first (integrations apply), then is kept
  *   DELETE /admin/tenants/{id}    removes a tenant added here: 204, or 404
  *
  * A change is kept in the Redis store (sealed) or as a file in tenantsDir, served here before the answer, and on
@@ -13,7 +15,10 @@
 import type { IncomingMessage } from 'node:http';
 import { maskConfig } from '../cli/mask-config.js';
 import type { ConfigIssue } from '../config/errors.js';
-import { TenantRefused } from '../tenant/runtime.js';
+import { DigdirRefused, DigdirUnavailable } from '../digdir/errors.js';
+import type { AppliedChanges } from '../digdir/apply-integration.js';
+import type { TenantIntegrations } from '../digdir/tenant-integrations.js';
+import { TenantRefused, type RuntimeTenant } from '../tenant/runtime.js';
 import type { Tenant } from '../tenant/tenant.js';
 import type { GatewayCore } from './core.js';
 
@@ -31,12 +36,12 @@ export interface AdminTenantEntry {
 /** How the admin listener answers (admin.ts). */
 export interface Reply {
   json(status: number, body: unknown): void;
-  problem(code: 'route_not_found' | 'method_not_allowed' | 'invalid_request' | 'payload_too_large', detail: string, extra?: object): void;
+  problem(code: 'route_not_found' | 'method_not_allowed' | 'invalid_request' | 'payload_too_large' | 'upstream_unavailable', detail: string, extra?: object): void;
   noContent(): void;
   allow(methods: string[]): void;
 }
 
-export async function handleTenants(core: Pick<GatewayCore, 'tenants' | 'runtimeTenants'>, method: string, id: string | undefined, req: IncomingMessage, reply: Reply): Promise<void> {
+export async function handleTenants(core: Pick<GatewayCore, 'tenants' | 'runtimeTenants' | 'integrations'>, method: string, id: string | undefined, req: IncomingMessage, reply: Reply): Promise<void> {
   const allowed = id === undefined ? ['GET'] : ['GET', 'PUT', 'DELETE'];
   if (!allowed.includes(method)) {
     reply.allow(allowed);
@@ -65,14 +70,55 @@ export async function handleTenants(core: Pick<GatewayCore, 'tenants' | 'runtime
     if (!(await runtime.delete(id))) return reply.problem('route_not_found', 'No tenant added at run time has this id.');
     return reply.noContent();
   }
+  const apply = new URLSearchParams((req.url ?? '').split('?')[1] ?? '').getAll('apply');
+  if (apply.length > 1 || (apply.length === 1 && apply[0] !== 'true' && apply[0] !== 'false')) {
+    return reply.problem('invalid_request', 'apply must be given once, as true or false.', { errors: [{ path: '', message: 'apply must be true or false' }] });
+  }
   const body = await readJson(req, reply);
   if (body === undefined) return;
   try {
+    const integrations = apply[0] === 'true' ? core.integrations : undefined;
+    if (apply[0] === 'true' && !integrations) {
+      return refused(reply, [{ path: '', message: 'apply=true needs a digdir block in the configuration and the Redis session store, where every instance reads the applied client' }]);
+    }
+    const given = runtime.check(id, body.value);
+    let integration: AppliedChanges | undefined;
+    if (integrations) {
+      integration = await applyIntegration(integrations, given, reply);
+      if (integration === undefined) return;
+    } else if (!('clientId' in given.idporten)) {
+      return refused(reply, [{ path: 'idporten.clientId', message: 'is required (or PUT with ?apply=true, and integrations apply makes the client)' }]);
+    }
     const outcome = await runtime.put(id, body.value);
     const tenant = core.tenants.byId(id);
-    return reply.json(outcome === 'created' ? 201 : 200, tenant ? entry(tenant) : { id });
+    const answer = tenant ? entry(tenant) : { id };
+    return reply.json(outcome === 'created' ? 201 : 200, integration ? { ...answer, integration: { clientId: integration.clientId, changes: integration.changes } } : answer);
   } catch (err) {
     if (err instanceof TenantRefused) return refused(reply, err.issues);
+    throw err;
+  }
+}
+
+/**
+ * `integrations apply` for a tenant checked as PUT checks it: the integration made or updated and its key kept where
+ * every instance reads it. Undefined once a problem has been answered.
+ */
+async function applyIntegration(integrations: TenantIntegrations, tenant: RuntimeTenant, reply: Reply): Promise<AppliedChanges | undefined> {
+  if ('clientId' in tenant.idporten) {
+    refused(reply, [{ path: 'idporten.clientId', message: 'must be left out with apply=true: integrations apply makes the client' }]);
+    return undefined;
+  }
+  try {
+    return await integrations.apply(tenant);
+  } catch (err) {
+    if (err instanceof DigdirRefused && !err.aboutAdminClient) {
+      refused(reply, [{ path: '', message: `Digdir refused the integration: ${err.message}` }]);
+      return undefined;
+    }
+    if (err instanceof DigdirRefused || err instanceof DigdirUnavailable) {
+      reply.problem('upstream_unavailable', `Digdir's self-service API could not make the integration: ${err.message}`);
+      return undefined;
+    }
     throw err;
   }
 }

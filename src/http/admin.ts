@@ -34,7 +34,7 @@ const TENANT_ROUTE = /^\/admin\/tenants(?:\/([^/]+))?$/;
 /** Handles a request under /admin/ (true), or leaves it to the listener (false). */
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants'>, credential: string): AdminHandler {
+export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants' | 'integrations'>, credential: string): AdminHandler {
   const expected = digest(credential);
   const authorised = (header: string | undefined): boolean => {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(header ?? '');
@@ -60,7 +60,7 @@ export function adminHandler(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | '
   };
 }
 
-async function handle(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants'>, req: IncomingMessage, path: string, res: ServerResponse): Promise<void> {
+async function handle(core: Pick<GatewayCore, 'tenants' | 'lifecycle' | 'runtimeTenants' | 'integrations'>, req: IncomingMessage, path: string, res: ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
   const tenantRoute = TENANT_ROUTE.exec(path);
   if (tenantRoute) {

@@ -9,7 +9,7 @@ import { readiness, readinessReply } from './routes/health.js';
  * GET /readyz with the detail the public /readyz leaves out (the store's state, each tenant's provider state),
  * and, when `server.admin` gives a credential, session administration under /admin/ (`admin.ts`).
  */
-export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'tenants' | 'lifecycle' | 'config' | 'runtimeTenants'>, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
+export async function startMetricsServer(core: Pick<GatewayCore, 'metrics' | 'tenants' | 'lifecycle' | 'config' | 'runtimeTenants' | 'integrations'>, host: string, port: number): Promise<{ server: Server; close(): Promise<void> }> {
   const { metrics } = core;
   const admin = core.config.server.admin ? adminHandler(core, core.config.server.admin.credential) : undefined;
   const server = createServer((req, res) => {

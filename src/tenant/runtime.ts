@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, type ConfigIssue } from '../config/errors.js';
 import { hostClash, normaliseTenantEntry } from '../config/normalise.js';
-import type { TenantConfig } from '../config/types.js';
+import type { TenantConfig, TenantSettings } from '../config/types.js';
 import type { TenantStore } from './tenant-store.js';
 
 /** How often each instance compares the store's version with the one it applied (a missed message is caught up). */
@@ -13,6 +13,9 @@ export interface RuntimeTenantsLog {
   error(fields: object, message: string): void;
 }
 
+/** A run-time tenant: with its client, or awaiting the one `integrations apply` made for it (PUT with apply=true). */
+export type RuntimeTenant = TenantConfig | TenantSettings;
+
 export interface RuntimeTenantsDeps {
   tenantStore: TenantStore;
   env: NodeJS.ProcessEnv;
@@ -20,12 +23,14 @@ export interface RuntimeTenantsDeps {
   baseDir: string;
   log: RuntimeTenantsLog;
   /** The tenants of the configuration file (and, with a Redis store, of tenantsDir): not the admin API's to change. */
-  configured(): readonly TenantConfig[];
+  configured(): readonly RuntimeTenant[];
+  /** Whether a tenant may come without its client (the gateway has a digdir block and keeps applied integrations in Redis). */
+  awaitingClient(): boolean;
   /**
-   * Serves these run-time tenants next to the configured ones: checks everything first and throws (changing
+   * Serves these run-time tenants next to the configured ones: checks everything first and rejects (changing
    * nothing) when they cannot be served; with `dryRun`, only checks.
    */
-  apply(tenants: TenantConfig[], opts: { dryRun: boolean }): void;
+  apply(tenants: RuntimeTenant[], opts: { dryRun: boolean }): Promise<void>;
 }
 
 /** A tenant the admin API cannot take as given: the issues name paths inside the tenant (`idporten.clientId`). */
@@ -39,7 +44,7 @@ export class TenantRefused extends ConfigError {}
 export class RuntimeTenants {
   readonly #deps: RuntimeTenantsDeps;
   /** Each kept tenant's JSON and what it normalised to (a tenant whose JSON is unchanged is not checked again). */
-  #known = new Map<string, { json: string; config: TenantConfig }>();
+  #known = new Map<string, { json: string; config: RuntimeTenant }>();
   #version: string | undefined;
   /** One change at a time: a refresh, a put or a delete. */
   #queue: Promise<unknown> = Promise.resolve();
@@ -51,7 +56,7 @@ export class RuntimeTenants {
   }
 
   /** The run-time tenants as last read (their order: by id). */
-  get tenants(): TenantConfig[] {
+  get tenants(): RuntimeTenant[] {
     return [...this.#known.values()].map((entry) => entry.config);
   }
 
@@ -91,7 +96,7 @@ export class RuntimeTenants {
       const previous = this.#known;
       if (!(await this.#read(opts.force ?? false))) return;
       try {
-        this.#deps.apply(this.tenants, { dryRun: false });
+        await this.#deps.apply(this.tenants, { dryRun: false });
       } catch (err) {
         // Tried again when the store changes next (or on a reload).
         this.#known = previous;
@@ -106,11 +111,11 @@ export class RuntimeTenants {
    */
   put(id: string, raw: unknown): Promise<'created' | 'updated'> {
     return this.#serial(async () => {
-      const config = this.#check(id, raw);
+      const config = this.check(id, raw);
       const json = JSON.stringify(raw);
       const next = this.tenants.filter((tenant) => tenant.id !== id).concat(config);
       try {
-        this.#deps.apply(next, { dryRun: true });
+        await this.#deps.apply(next, { dryRun: true });
       } catch (err) {
         const message = (err as Error).message;
         throw new TenantRefused([{ path: /route paths/.test(message) ? 'routes' : '', message }]);
@@ -133,16 +138,17 @@ export class RuntimeTenants {
     });
   }
 
-  #check(id: string, raw: unknown): TenantConfig {
+  /** `raw` checked as at start-up and against the configured and other run-time tenants; throws TenantRefused. */
+  check(id: string, raw: unknown): RuntimeTenant {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new TenantRefused([{ path: '', message: 'must be one tenant: an object in the shape of an entry of tenants' }]);
     const given = (raw as { id?: unknown }).id;
     if (given !== id) throw new TenantRefused([{ path: 'id', message: `must be "${id}", the id in the URL` }]);
     const issues: ConfigIssue[] = [];
     if ('app' in raw) issues.push({ path: 'app', message: "a tenant's app is registered at start: add this tenant to the configuration file and restart" });
     if (this.#deps.configured().some((tenant) => tenant.id === id)) issues.push({ path: 'id', message: 'names a tenant of the configuration file; change it there' });
-    let config: TenantConfig | undefined;
+    let config: RuntimeTenant | undefined;
     try {
-      config = normaliseTenantEntry(raw, this.#deps.env, this.#deps.baseDir);
+      config = this.#normalise(raw);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       issues.push(...err.issues);
@@ -158,7 +164,11 @@ export class RuntimeTenants {
 
   /** After this instance's own write: read and apply at once, so the answer means it is served here. */
   async #applyNow(): Promise<void> {
-    if (await this.#read(true)) this.#deps.apply(this.tenants, { dryRun: false });
+    if (await this.#read(true)) await this.#deps.apply(this.tenants, { dryRun: false });
+  }
+
+  #normalise(raw: unknown): RuntimeTenant {
+    return normaliseTenantEntry(raw, this.#deps.env, this.#deps.baseDir, { awaitingClient: this.#deps.awaitingClient() });
   }
 
   /** Reads the store when its version moved (or `force`); true when the tenants changed. */
@@ -167,7 +177,7 @@ export class RuntimeTenants {
     if (!force && version === this.#version) return false;
     const { tenants, unreadable } = await this.#deps.tenantStore.list();
     for (const reason of unreadable) this.#deps.log.error({ reason }, 'run-time tenant not read');
-    const known = new Map<string, { json: string; config: TenantConfig }>();
+    const known = new Map<string, { json: string; config: RuntimeTenant }>();
     for (const id of [...tenants.keys()].sort()) {
       const json = tenants.get(id)!;
       const same = this.#known.get(id);
@@ -176,7 +186,7 @@ export class RuntimeTenants {
         continue;
       }
       try {
-        known.set(id, { json, config: normaliseTenantEntry(JSON.parse(json), this.#deps.env, this.#deps.baseDir) });
+        known.set(id, { json, config: this.#normalise(JSON.parse(json)) });
       } catch (err) {
         // Valid when it was kept, but not here (an environment variable this instance lacks, say).
         this.#deps.log.error({ tenant: id, reason: (err as Error).message }, 'run-time tenant not served: its configuration does not hold here');
