@@ -7,7 +7,7 @@ export const targets = [
   { name: 'path-safety', mutate: ['src/proxy/path-safety.ts'], tests: ['test/path-safety.test.ts'] },
   { name: 'cookies', mutate: ['src/session/cookies.ts'], tests: ['test/cookies.test.ts'] },
   { name: 'key-ring', mutate: ['src/session/key-ring.ts'], tests: ['test/key-ring.test.ts'] },
-  { name: 'proxy-headers', mutate: ['src/proxy/headers.ts'], tests: ['test/proxy-headers.test.ts'] },
+  { name: 'proxy-headers', mutate: ['src/proxy/headers.ts'], tests: ['test/proxy-headers.test.ts', 'test/proxy-headers-unit.test.ts'] },
   { name: 'routing-table', mutate: ['src/proxy/routing-table.ts'], tests: ['test/routing-table.test.ts'] },
   { name: 'bff-request', mutate: ['src/http/bff-request.ts'], tests: ['test/bff-request.test.ts'] },
   {
