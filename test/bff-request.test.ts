@@ -145,6 +145,15 @@ t.test('bearerForRoute finds the tenant\'s route by its path; another path is ro
   await t.rejects(req.bearerForRoute('/api'), { name: 'GatewayError', code: 'route_not_found' });
 });
 
+t.test('the problem detail (RFC 9457 section 3.1.4) says what is wrong: the host, or which route path is not configured', async (t) => {
+  const host = 'This host is not served by the gateway.';
+  const unknown = new BffRequest(lifecycle({ state: 'none' }).lifecycle, undefined, COOKIES);
+  t.throws(() => unknown.requireTenant(), { code: 'unknown_tenant', message: host });
+  const req = new BffRequest(lifecycle(live(sessionAt('idporten-loa-high'))).lifecycle, tenantOf('mva'), COOKIES);
+  await t.rejects(req.bearerFor('other', route('/api/a')), { code: 'unknown_tenant', message: host }, 'a route of another tenant: as if the host were unknown');
+  await t.rejects(req.bearerForRoute('/api/x'), { code: 'route_not_found', message: 'No API route /api/x is configured for this tenant.' });
+});
+
 t.test('a session below the route\'s acr is sent to a fresh login at that level (acr_values, prompt=login), back to the page the call came from', async (t) => {
   const s = sessionAt('idporten-loa-substantial');
   const high = route('/api/a', { acr: 'idporten-loa-high' });
