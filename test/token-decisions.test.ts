@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { GatewayError } from '../src/errors.js';
 import type { TokenSet } from '../src/idporten/client.js';
 import { newDpopKey } from '../src/net/dpop.js';
 import type { Tenant } from '../src/tenant/tenant.js';
@@ -116,7 +117,7 @@ t.test('a resource token is needed when missing or inside its leeway, sent until
 t.test('a resource is asked for only when the login named it: a resource added later needs a new login (RFC 8707 section 2)', async (t) => {
   t.doesNotThrow(() => grantedResource(session(sessionData({ resources: [OTHER, API] })), API));
   for (const resources of [undefined, [], [OTHER], [`${API}x`]]) {
-    t.throws(() => grantedResource(session(sessionData({ resources })), API), { name: 'GatewayError', code: 'login_required' }, JSON.stringify(resources));
+    t.throws(() => grantedResource(session(sessionData({ resources })), API), { name: 'GatewayError', code: 'login_required', message: /resource was not part of this session's login/ }, JSON.stringify(resources));
   }
 });
 
@@ -217,14 +218,18 @@ t.test('token: altinn sends the Altinn token exchanged for the fresh ID-porten t
 
   status = 401;
   ({ src } = source());
-  await t.rejects(altinn.bearer(src, tenant({ altinn: { exchangeUrl } }), s), { name: 'GatewayError', code: 'upstream_unavailable', cause: { name: 'AltinnExchangeError', kind: 'rejected' } }, 'a failed exchange is upstream_unavailable');
+  await t.rejects(altinn.bearer(src, tenant({ altinn: { exchangeUrl } }), s), { name: 'GatewayError', code: 'upstream_unavailable', message: 'The Altinn token exchange failed.', cause: { name: 'AltinnExchangeError', kind: 'rejected' } }, 'a failed exchange is upstream_unavailable');
 
   ({ src, calls } = source());
-  await t.rejects(altinn.bearer(src, tenant({}), s), { name: 'GatewayError', code: 'internal_error' }, 'no exchange configured');
+  await t.rejects(altinn.bearer(src, tenant({}), s), { name: 'GatewayError', code: 'internal_error', message: 'This tenant has no Altinn exchange configured.' }, 'no exchange configured');
   t.same(calls, [], 'nothing refreshed for a tenant that cannot exchange');
 
-  const failing: TokenSource = { ...source().src, derived: async () => { throw new RangeError('not an exchange error'); } };
-  await t.rejects(altinn.bearer(failing, tenant({ altinn: { exchangeUrl } }), s), RangeError, 'any other error passes unchanged');
+  // A session key that cannot sign is the gateway's fault, not Altinn's: it is not reported as the exchange failing.
+  const badKey = session({ ...s.data, dpop: { ...s.data.dpop!, crv: 'P-384' as 'P-256' } });
+  status = 200;
+  ({ src } = source());
+  const thrown = await altinn.bearer(src, tenant({ altinn: { exchangeUrl, dpop: true } }), badKey).then(() => undefined, (err: unknown) => err);
+  t.ok(thrown instanceof Error && !(thrown instanceof GatewayError), `any other error passes unchanged (${String(thrown)})`);
 
   ({ src, calls } = source({ freshNow: true, derivedNow: 'altinn-cached' }));
   t.same(altinn.bearerNow(src, tenant({ altinn: { exchangeUrl } }), s), { value: 'altinn-cached' });
