@@ -3,11 +3,18 @@
 // scores and explains every surviving mutant.
 export const targets = [
   { name: 'csrf', mutate: ['src/http/csrf.ts'], tests: ['test/csrf.test.ts'] },
-  { name: 'return-to', mutate: ['src/http/return-to.ts'], tests: ['test/return-to.test.ts'] },
+  { name: 'return-to', mutate: ['src/http/return-to.ts'], tests: ['test/return-to-unit.test.ts'] },
   { name: 'path-safety', mutate: ['src/proxy/path-safety.ts'], tests: ['test/path-safety.test.ts'] },
   { name: 'cookies', mutate: ['src/session/cookies.ts'], tests: ['test/cookies.test.ts'] },
   { name: 'key-ring', mutate: ['src/session/key-ring.ts'], tests: ['test/key-ring.test.ts'] },
-  { name: 'proxy-headers', mutate: ['src/proxy/headers.ts'], tests: ['test/proxy-headers.test.ts'] },
+  { name: 'proxy-headers', mutate: ['src/proxy/headers.ts'], tests: ['test/proxy-headers.test.ts', 'test/proxy-headers-unit.test.ts'] },
+  { name: 'routing-table', mutate: ['src/proxy/routing-table.ts'], tests: ['test/routing-table.test.ts'] },
+  { name: 'bff-request', mutate: ['src/http/bff-request.ts'], tests: ['test/bff-request.test.ts'] },
+  {
+    name: 'tokens',
+    mutate: ['src/tokens/refresh-policy.ts', 'src/tokens/resource-tokens.ts', 'src/tokens/kinds/*.ts'],
+    tests: ['test/token-decisions.test.ts'],
+  },
   {
     name: 'idporten',
     mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],

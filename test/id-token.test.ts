@@ -26,10 +26,11 @@ async function newKey(kid: string, alg = 'RS256'): Promise<Key> {
 }
 
 /** A JWKS endpoint whose key list and status the test sets, counting the fetches it answers. */
-async function startJwks(keys: Key[]): Promise<{ url: string; keys: Key[]; status: number; fetches: number; server: Server }> {
-  const state = { url: '', keys, status: 200, fetches: 0, server: undefined as unknown as Server };
-  state.server = createServer((_req, res) => {
+async function startJwks(keys: Key[]): Promise<{ url: string; keys: Key[]; status: number; fetches: number; accept: string | undefined; server: Server }> {
+  const state = { url: '', keys, status: 200, fetches: 0, accept: undefined as string | undefined, server: undefined as unknown as Server };
+  state.server = createServer((req, res) => {
     state.fetches++;
+    state.accept = req.headers.accept;
     res.writeHead(state.status, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ keys: state.keys.map((k) => k.jwk) }));
   });
@@ -177,6 +178,7 @@ t.test('key rotation: a token naming a new key forces one JWKS re-fetch, at most
   const rotating = await ProviderKeys.fetch(provider.url, (url, init) => fetch(url, init));
   t.ok(await verifyIdToken(rotating, await sign(rsa, baseClaims()), expect()));
   t.equal(provider.fetches, 1, 'the key set is fetched once, when the provider is loaded');
+  t.equal(provider.accept, 'application/json, application/jwk-set+json', 'asking for a JWK Set (RFC 7517 section 8.5)');
   const badSignature = (await sign(rsa, baseClaims())).replace(/\.[^.]+$/, `.${Buffer.alloc(256, 1).toString('base64url')}`);
   await rejection(t, verifyIdToken(rotating, badSignature, expect()), /ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
   t.equal(provider.fetches, 1, 'a bad signature under a known key is no reason to fetch the key set again');
@@ -192,6 +194,42 @@ t.test('key rotation: a token naming a new key forces one JWKS re-fetch, at most
   t.equal(provider.fetches, 2, 'unknown kids within the minute cause no more fetches');
 });
 
+t.test('key rotation: a token without a kid whose signature fails against the keys kept forces the re-fetch too', async (t) => {
+  const provider = await startJwks([rsa]);
+  t.teardown(() => new Promise<void>((resolve) => provider.server.close(() => resolve())));
+  const rotating = await ProviderKeys.fetch(provider.url, (url, init) => fetch(url, init));
+  const next = await newKey('rsa-3');
+  provider.keys = [next];
+  t.ok(await verifyIdToken(rotating, await sign(next, baseClaims(), { kid: undefined }), expect()), 'the new key, named by no kid, is accepted');
+  t.equal(provider.fetches, 2, 'after one re-fetch');
+});
+
+t.test('key rotation: the next re-fetch for an unknown kid is allowed from a full minute after the last one', async (t) => {
+  const realNow = Date.now;
+  t.teardown(() => {
+    Date.now = realNow;
+  });
+  // ProviderKeys reads the clock through Date.now; jose reads new Date(), so the tokens' own times stay real.
+  let clock = realNow();
+  Date.now = () => clock;
+  const claims = (): JWTPayload => ({ ...baseClaims(), iat: Math.floor(realNow() / 1000), exp: Math.floor(realNow() / 1000) + 120 });
+  const provider = await startJwks([rsa]);
+  t.teardown(() => new Promise<void>((resolve) => provider.server.close(() => resolve())));
+  const rotating = await ProviderKeys.fetch(provider.url, (url, init) => fetch(url, init));
+  const second = await newKey('rsa-4');
+  provider.keys = [rsa, second];
+  t.ok(await verifyIdToken(rotating, await sign(second, claims()), expect()));
+  t.equal(provider.fetches, 2, 'the first forced re-fetch');
+  const third = await newKey('rsa-5');
+  provider.keys = [second, third];
+  clock += 59_999;
+  await rejection(t, verifyIdToken(rotating, await sign(third, claims()), expect()), /ERR_JWKS_NO_MATCHING_KEY/);
+  t.equal(provider.fetches, 2, '59.999 s later: none');
+  clock += 1;
+  t.ok(await verifyIdToken(rotating, await sign(third, claims()), expect()), 'a full minute later the next rotation is taken up');
+  t.equal(provider.fetches, 3);
+});
+
 t.test('a JWKS endpoint that is down, failing or answering no key set is `unavailable` (the provider), not a bad token', async (t) => {
   const failing = await startJwks([rsa]);
   failing.status = 500;
@@ -203,8 +241,10 @@ t.test('a JWKS endpoint that is down, failing or answering no key set is `unavai
   const throwing = await rejection(t, ProviderKeys.fetch(failing.url, () => Promise.reject(new Error('socket hang up'))), 'could not fetch the provider JWKS', 'unavailable');
   t.ok(throwing.cause, 'the cause is kept');
   const answering = (body: string) => async () => new Response(body, { status: 200, headers: { 'content-type': 'application/json' } });
-  await rejection(t, ProviderKeys.fetch(failing.url, answering('<html>')), 'the provider JWKS is not JSON', 'unavailable');
-  for (const body of ['{}', '{"keys":{}}', '{"keys":[1]}', '{"keys":[[]]}', 'null']) {
+  const notJson = await rejection(t, ProviderKeys.fetch(failing.url, answering('<html>')), 'the provider JWKS is not JSON', 'unavailable');
+  t.ok(notJson.cause, 'the cause is kept');
+  const jwk = JSON.stringify(rsa.jwk);
+  for (const body of ['{}', '{"keys":{}}', '{"keys":[1]}', '{"keys":[[]]}', '{"keys":[null]}', `{"keys":[${jwk},1]}`, `{"keys":[${jwk},null]}`, 'null']) {
     await rejection(t, ProviderKeys.fetch(failing.url, answering(body)), 'the provider JWKS has no list of keys', 'unavailable');
   }
 
@@ -242,4 +282,20 @@ t.test("the user the gateway keeps: only string claims, the login's acr when the
 
   t.equal(acrFromClaims({ acr: 'idporten-loa-substantial' }, 'idporten-loa-high'), 'idporten-loa-substantial', 'a known acr is kept, even when lower');
   t.equal(acrFromClaims({}, 'idporten-loa-high'), 'idporten-loa-high');
+});
+
+t.test('max_age (OIDC Core 3.1.2.1, 3.1.3.7 rule 13): asked for, auth_time is required and no older than max_age, 30 s of clock skew allowed', async (t) => {
+  const at = now();
+  const withAuthTime = (authTime: unknown) => sign(rsa, { ...baseClaims(), auth_time: authTime } as JWTPayload);
+  const asked = expect({ maxAge: 300, now: at * 1000 });
+  t.ok(await verifyIdToken(keys, await withAuthTime(at - 10), asked), 'a fresh login');
+  t.ok(await verifyIdToken(keys, await withAuthTime(at - 329), asked), '329 s ago: within max_age and the skew');
+  t.ok(await verifyIdToken(keys, await withAuthTime(at - 330), asked), 'exactly 300 + 30 s ago');
+  await rejection(t, verifyIdToken(keys, await withAuthTime(at - 331), asked), 'id token auth_time is older than max_age');
+  await rejection(t, verifyIdToken(keys, await withAuthTime(at - 3600), asked), 'id token auth_time is older than max_age');
+  const missing = 'id token has no auth_time although max_age was requested';
+  await rejection(t, verifyIdToken(keys, await sign(rsa, baseClaims()), asked), missing);
+  await rejection(t, verifyIdToken(keys, await withAuthTime(String(at)), asked), missing);
+  t.ok(await verifyIdToken(keys, await sign(rsa, baseClaims()), expect()), 'no max_age asked for: auth_time not required');
+  t.ok(await verifyIdToken(keys, await withAuthTime(at - 3600), expect({ maxAge: 3600 })), 'without `now`, the clock');
 });

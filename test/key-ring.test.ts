@@ -1,3 +1,4 @@
+import { createCipheriv } from 'node:crypto';
 import t from 'tap';
 import { KeyRing } from '../src/session/key-ring.js';
 
@@ -33,6 +34,25 @@ t.test('anything tampered, truncated, re-bound or malformed does not open', asyn
   t.equal(ring.open(sealed, 'session:other'), undefined, 'a record copied to another session id does not open');
   t.equal(ring.open(sealed, 'session:abc'), 'secret tokens');
   t.equal(ring.open(ring.seal('', 'session:abc'), 'session:abc'), '', 'an empty value: its ciphertext is the 16-byte tag alone');
+});
+
+t.test('a sealed value has a 96-bit IV and a 128-bit tag (NIST SP 800-38D 5.2.1.1, 5.2.1.2): made under the ring\'s own key with other lengths, it does not open', async (t) => {
+  const k1 = key('k1', 1);
+  const ring = new KeyRing([k1]);
+  /** What seal() makes, with an IV and a tag of the given lengths: GCM itself takes any IV length and tags of 4 to 16 bytes. */
+  const sealWith = (ivBytes: number, tagBytes: number, plaintext = 'secret tokens') => {
+    const iv = Buffer.alloc(ivBytes, 7);
+    const cipher = createCipheriv('aes-256-gcm', k1.secret, iv, { authTagLength: tagBytes });
+    cipher.setAAD(Buffer.from('session:abc'));
+    const ct = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return `v1.k1.${iv.toString('base64url')}.${ct.toString('base64url')}`;
+  };
+  t.equal(ring.open(sealWith(12, 16), 'session:abc'), 'secret tokens', 'the format itself opens: the cases below differ only in their lengths');
+  for (const ivBytes of [8, 16, 32]) t.equal(ring.open(sealWith(ivBytes, 16), 'session:abc'), undefined, `a ${ivBytes}-byte IV`);
+  // A short value with a short tag is shorter than a full tag: only the length checks stand between it and the decipher.
+  for (const plaintext of ['secret tokens', '', 'ab']) {
+    for (const tagBytes of [4, 8, 12]) t.equal(ring.open(sealWith(12, tagBytes, plaintext), 'session:abc'), undefined, `a ${tagBytes}-byte tag on ${JSON.stringify(plaintext)}`);
+  }
 });
 
 t.test('session records seal to bytes: [0x02][keyId length][keyId][iv 12][ciphertext][tag 16]', async (t) => {
