@@ -6,6 +6,7 @@
  * OIDC Core 1.0 3.1.3.7 (ID token validation), 2 (claims), 12.2 (refreshed ID tokens); RFC 8725 3.1-3.2
  * (algorithm allow-list).
  */
+import { generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
@@ -18,7 +19,7 @@ import { ProviderKeys, verifyIdToken, type IdTokenExpectations } from '../src/id
 const ISSUER = 'https://idporten.test';
 const CLIENT_ID = 'mva-client';
 
-type Key = { kid: string; alg: string; privateKey: CryptoKey; jwk: JWK };
+type Key = { kid: string; alg: string; privateKey: CryptoKey | KeyObject; jwk: JWK };
 
 async function newKey(kid: string, alg = 'RS256'): Promise<Key> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
@@ -255,6 +256,26 @@ t.test('a JWKS endpoint that is down, failing or answering no key set is `unavai
   flaky.status = 500;
   await rejection(t, verifyIdToken(loaded, await sign(await newKey('rsa-next'), baseClaims()), expect()), /could not fetch the provider JWKS/, 'unavailable');
   t.ok(await verifyIdToken(loaded, await sign(rsa, baseClaims()), expect()), 'the known key still verifies');
+});
+
+t.test("a provider key that cannot be used (RSA under 2048 bits, no modulus) is `unavailable` (the provider), not a bad token", async (t) => {
+  const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const weak: Key = { kid: 'rsa-1024', alg: 'RS256', privateKey: small.privateKey, jwk: { ...(small.publicKey.export({ format: 'jwk' }) as JWK), kid: 'rsa-1024', alg: 'RS256', use: 'sig' } };
+  const noModulus = await newKey('rsa-no-n');
+  delete noModulus.jwk.n;
+  const served = await startJwks([weak, noModulus]);
+  t.teardown(() => new Promise<void>((resolve) => served.server.close(() => resolve())));
+  const loaded = await ProviderKeys.fetch(served.url, (url, init) => fetch(url, init));
+  // jose will not sign with a key under 2048 bits; node:crypto will, as a provider might.
+  const signedByNode = (key: Key, claims: JWTPayload) => {
+    const data = [{ alg: 'RS256', kid: key.kid, typ: 'JWT' }, claims].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.');
+    return `${data}.${cryptoSign('sha256', Buffer.from(data), key.privateKey as KeyObject).toString('base64url')}`;
+  };
+  for (const key of [weak, noModulus]) {
+    const token = key === weak ? signedByNode(key, baseClaims()) : await sign(key, baseClaims());
+    const failure = await rejection(t, verifyIdToken(loaded, token, expect()), "the provider's signing key cannot be used", 'unavailable');
+    t.ok(failure.cause, `${key.kid}: the cause is kept, for the log`);
+  }
 });
 
 t.test('acr levels: ranked substantial < high; an unknown level satisfies nothing and is satisfied by nothing', async (t) => {

@@ -124,7 +124,9 @@ function verificationFailure(err: unknown): OidcError {
   if (err instanceof joseErrors.JOSEError) {
     return new OidcError('rejected', `token rejected: ${err.code}${'claim' in err ? ` (${String((err as { claim?: unknown }).claim)})` : ''}`, { cause: err });
   }
-  return new OidcError('rejected', 'token rejected', { cause: err });
+  // Neither jose's nor ours: a key the provider publishes that cannot be used (an RSA key under 2048 bits, one
+  // without its modulus). The provider's trouble, as a JWKS that cannot be fetched is, not a bad token.
+  return new OidcError('unavailable', "the provider's signing key cannot be used", { cause: err });
 }
 
 /** OIDC Core 3.1.3.7 plus ID-porten's rules, on top of the signature check. */
