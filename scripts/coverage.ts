@@ -24,7 +24,7 @@ const THRESHOLDS: Record<string, Figures> = {
   'src/audit': { lines: 94, branches: 91, functions: 94 },
   'src/cli': { lines: 95, branches: 82, functions: 95 },
   'src/config': { lines: 88, branches: 89, functions: 97 },
-  'src/digdir': { lines: 78, branches: 76, functions: 93 },
+  'src/digdir': { lines: 93, branches: 78, functions: 96 },
   'src/http': { lines: 96, branches: 88, functions: 95 },
   'src/idporten': { lines: 96, branches: 86, functions: 95 },
   'src/net': { lines: 91, branches: 82, functions: 84 },
