@@ -15,7 +15,8 @@ import { AppliedIntegrationsWatch } from './digdir/applied-watch.js';
 import { tenantIntegrations } from './digdir/tenant-integrations.js';
 import { GatewayMetrics } from './audit/metrics.js';
 import { loadConfigFile, normaliseConfig } from './config/load.js';
-import type { GatewayConfig, TenantConfig } from './config/types.js';
+import { hasClient } from './config/normalise.js';
+import type { GatewayConfig } from './config/types.js';
 import { BffRequest, auditIdentity } from './http/bff-request.js';
 import type { GatewayCore } from './http/core.js';
 import { registerAppRoutes } from './http/app/index.js';
@@ -202,7 +203,8 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   app.addHook('onReady', async () => {
     void discovery.run();
     runtime?.start();
-    applied.start(() => withRuntimeTenants(given, runtime?.tenants ?? []));
+    // Only a configuration with a digdir block has tenants that await their client: the others need no check.
+    applied.start(() => (given.digdir ? withRuntimeTenants(given, runtime?.tenants ?? []) : given));
   });
   app.addHook('onClose', async () => {
     discovery.stop();
@@ -359,9 +361,4 @@ async function createStore(config: GatewayConfig, log: FastifyBaseLogger): Promi
   if (storeConfig.type === 'memory') return { store: new MemorySessionStore(storeConfig.maxSessions), lock: new MemorySessionLock() };
   const { createRedisStore } = await import('./session/redis-store.js');
   return createRedisStore(storeConfig, log as never);
-}
-
-/** A tenant with its client; the others await the one `integrations apply` makes. */
-function hasClient(tenant: RuntimeTenant): tenant is TenantConfig {
-  return 'clientId' in tenant.idporten;
 }

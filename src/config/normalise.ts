@@ -57,6 +57,11 @@ export function normaliseTenantEntry(raw: unknown, env: NodeJS.ProcessEnv, baseD
   }
 }
 
+/** A tenant with its ID-porten client; the others await the one `integrations apply` makes. */
+export function hasClient(tenant: TenantConfig | TenantSettings): tenant is TenantConfig {
+  return 'clientId' in tenant.idporten;
+}
+
 /**
  * Why `tenant` cannot join `others`: requests find their tenant by Host, and cookies are scoped by host name alone,
  * so two tenants share neither a host nor a host name. Undefined when it can.
@@ -153,7 +158,7 @@ function normaliseTenants(
       indexByHost.set(host, index);
       indexByHostname.set(hostname, index);
     }
-    if ('clientId' in tenant.idporten) tenants.push(tenant as TenantConfig);
+    if (hasClient(tenant)) tenants.push(tenant);
     else {
       const file = sources.get(index);
       awaitingClient.push(file === undefined ? tenant : { ...tenant, sourceFile: file });

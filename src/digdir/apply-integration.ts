@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
 import type { AppliedIntegrationRecord, GatewayConfig, TenantConfig, TenantSettings } from '../config/types.js';
+import { hasClient } from '../config/normalise.js';
 import { sealKey, type AppliedIntegrations } from './applied-integrations.js';
 import { compare, describe, descriptionFor, wantedIntegration } from './integration-spec.js';
 import type { PublicJwk, RegisteredClient, SelfServiceApi } from './self-service.js';
@@ -26,7 +27,7 @@ export interface Found {
 }
 
 /** A tenant whose client the configuration names by hand: the integrations commands read it but leave it. */
-export const isConfigured = (tenant: Tenant): tenant is TenantConfig => 'clientId' in tenant.idporten;
+export const isConfigured = hasClient;
 
 /** The tenant's registered integration: by the client id it was given or kept, else by apply's description. */
 export async function findIntegration(records: AppliedIntegrations, tenant: Tenant, registered: Promise<RegisteredClient[]>): Promise<Found> {

@@ -15,6 +15,7 @@
 import type { IncomingMessage } from 'node:http';
 import { maskConfig } from '../cli/mask-config.js';
 import type { ConfigIssue } from '../config/errors.js';
+import { hasClient } from '../config/normalise.js';
 import { DigdirRefused, DigdirUnavailable } from '../digdir/errors.js';
 import type { AppliedChanges } from '../digdir/apply-integration.js';
 import type { TenantIntegrations } from '../digdir/tenant-integrations.js';
@@ -86,7 +87,7 @@ export async function handleTenants(core: Pick<GatewayCore, 'tenants' | 'runtime
     if (integrations) {
       integration = await applyIntegration(integrations, given, reply);
       if (integration === undefined) return;
-    } else if (!('clientId' in given.idporten)) {
+    } else if (!hasClient(given)) {
       return refused(reply, [{ path: 'idporten.clientId', message: 'is required (or PUT with ?apply=true, and integrations apply makes the client)' }]);
     }
     const outcome = await runtime.put(id, body.value);
@@ -104,7 +105,7 @@ export async function handleTenants(core: Pick<GatewayCore, 'tenants' | 'runtime
  * every instance reads it. Undefined once a problem has been answered.
  */
 async function applyIntegration(integrations: TenantIntegrations, tenant: RuntimeTenant, reply: Reply): Promise<AppliedChanges | undefined> {
-  if ('clientId' in tenant.idporten) {
+  if (hasClient(tenant)) {
     refused(reply, [{ path: 'idporten.clientId', message: 'must be left out with apply=true: integrations apply makes the client' }]);
     return undefined;
   }
