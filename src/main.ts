@@ -81,7 +81,7 @@ function load(path: string | undefined): { config: GatewayConfig; file: string }
  * since the signal, the process exits then: the deadline does not depend on the server, the store or stdout.
  */
 async function serve(config: GatewayConfig, configFile: string): Promise<void> {
-  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }, { startTelemetry }, { validated }] = await Promise.all([
+  const [{ buildApp }, { createLogger, LogSink }, { startMetricsServer }, { startTelemetry }, { validated, ReloadRefused }] = await Promise.all([
     import('./app.js'),
     import('./logging.js'),
     import('./http/metrics-server.js'),
@@ -144,8 +144,11 @@ async function serve(config: GatewayConfig, configFile: string): Promise<void> {
       logger.error({ reason: (err as Error).message }, 'configuration reload refused; the running configuration keeps serving');
       return;
     }
-    // The gateway logs what it applied or why it refused (and gives tenants that await a client the applied one).
-    reloadable.reload(validated(next)).catch(() => undefined);
+    // The gateway logs what it applied or why it refused (and gives tenants that await a client the applied one);
+    // anything else that stops a reload is logged here.
+    reloadable.reload(validated(next)).catch((err: Error) => {
+      if (!(err instanceof ReloadRefused)) logger.error({ reason: err.message }, 'configuration reload refused; the running configuration keeps serving');
+    });
   });
 
   try {
