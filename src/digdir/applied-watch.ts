@@ -38,6 +38,8 @@ export class AppliedIntegrationsWatch {
     const { config, missing } = await withAppliedIntegrations(loaded, this.#records);
     const clients = clientsOf(config, loaded);
     if (clients !== this.#clients) {
+      // Whoever asks first notices a change (this watch, a run-time tenant's refresh or a reload): said here, once.
+      if (this.#clients !== undefined) this.#deps.log.info({ tenants: loaded.awaitingClient.map((tenant) => tenant.id) }, 'applied integrations changed; reloading');
       for (const tenant of missing) this.#deps.log.warn({ tenant }, `tenant ${tenant} has no ID-porten client yet: run idporten-bff integrations apply --tenant ${tenant}`);
     }
     this.#clients = clients;
@@ -62,7 +64,6 @@ export class AppliedIntegrationsWatch {
       const before = this.#clients;
       const resolved = await this.resolve(loaded);
       if (this.#clients === before) return;
-      this.#deps.log.info({ tenants: loaded.awaitingClient.map((tenant) => tenant.id) }, 'applied integrations changed; reloading');
       await this.#deps.apply(resolved);
     } catch (err) {
       // The store away, a record that does not open: the running clients keep serving, and the next check tries again.
