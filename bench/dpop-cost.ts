@@ -7,7 +7,7 @@
 import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { SignJWT, type CryptoKey as JoseKey } from 'jose';
 import { dpopProof, newDpopKey, signerFor } from '../src/net/dpop.js';
-import { UpstreamNonces } from '../src/proxy/dpop-nonces.js';
+import { UpstreamNonces } from '../src/net/dpop-nonces.js';
 import { withDpop } from '../src/proxy/dpop-upstream.js';
 import type { UpstreamRequest } from '../src/proxy/forward.js';
 import { runLoad, type LoadResult, type LoadTarget } from './load.js';

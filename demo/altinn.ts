@@ -24,7 +24,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { createBearerVerifier, refuseBearer, type BearerResult } from './bearer.js';
 import { DpopChecker, dpopRequestOf, type DpopCheckerOptions } from './dpop-check.js';
 import { sendJson, serve } from './http-server.js';
@@ -108,6 +108,12 @@ export interface AltinnLookalikeOptions {
   exchangeDpop?: DpopCheckerOptions;
 }
 
+export interface ExchangeTry {
+  status: number;
+  nonce: string | undefined;
+  offeredNonce: string | undefined;
+}
+
 export interface AltinnLookalike {
   url: string;
   exchangeUrl: string;
@@ -116,6 +122,8 @@ export interface AltinnLookalike {
   /** Where the look-alike publishes the key its Altinn tokens are signed with. */
   jwksUri: string;
   stats: { exchanges: number };
+  /** Every request to the exchange: its answer's status, the nonce its DPoP proof carried and the one the exchange wants. */
+  exchangeTries: ExchangeTry[];
   /** Every Altinn token handed out — for leak checks in tests. */
   issuedTokens: Set<string>;
   instances: Map<string, Instance>;
@@ -155,9 +163,11 @@ export interface Instance {
 export async function startAltinnLookalike(opts: AltinnLookalikeOptions): Promise<AltinnLookalike> {
   const appPath = (opts.appPath ?? DEFAULT_APP_PATH).replace(/\/$/, '');
   const { privateKey, publicJwk } = await signingKey();
-  const verifyIdporten = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...(opts.exchangeDpop ? { dpop: new DpopChecker(opts.exchangeDpop) } : {}) });
+  const exchangeChecker = opts.exchangeDpop && new DpopChecker(opts.exchangeDpop);
+  const verifyIdporten = createBearerVerifier({ issuer: opts.issuer, jwksUri: opts.jwksUri, ...(exchangeChecker ? { dpop: exchangeChecker } : {}) });
   let verifyAltinn: ReturnType<typeof createBearerVerifier> | undefined;
   const stats = { exchanges: 0 };
+  const exchangeTries: ExchangeTry[] = [];
   const issuedTokens = new Set<string>();
   const instances = new Map<string, Instance>();
   const timers = new Set<NodeJS.Timeout>();
@@ -183,6 +193,10 @@ export async function startAltinnLookalike(opts: AltinnLookalikeOptions): Promis
 
   /** GET exchange/id-porten: a valid ID-porten access token buys an Altinn token with the same exp. */
   async function exchange(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const nonce = proofNonce(req.headers.dpop);
+    res.on('finish', () => {
+      exchangeTries.push({ status: res.statusCode, nonce, offeredNonce: exchangeChecker?.demandsNonce ? exchangeChecker.nonce : undefined });
+    });
     const auth = await verifyIdporten(req.headers.authorization, dpopRequestOf(req));
     if (!auth.ok) {
       refuse(req, res, auth);
@@ -512,6 +526,7 @@ export async function startAltinnLookalike(opts: AltinnLookalikeOptions): Promis
     appUrl,
     jwksUri: `${running.url}${ALTINN_JWKS_PATH}`,
     stats,
+    exchangeTries,
     issuedTokens,
     instances,
     close: async () => {
@@ -778,6 +793,16 @@ function filename(disposition: string | undefined): string | undefined {
   const plain = /filename\s*=\s*(?:"([^"]*)"|([^;\s]+))/i.exec(header);
   const name = (plain?.[1] ?? plain?.[2])?.trim();
   return name || undefined;
+}
+
+/** The `nonce` claim of a DPoP proof, read without checking it (the verifier checks). */
+function proofNonce(proof: string | string[] | undefined): string | undefined {
+  try {
+    const nonce = typeof proof === 'string' ? (decodeJwt(proof).nonce as unknown) : undefined;
+    return typeof nonce === 'string' ? nonce : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function refuse(req: IncomingMessage, res: ServerResponse, result: Extract<BearerResult, { ok: false }>): void {

@@ -32,7 +32,7 @@ import { userSessionRoutes } from './http/routes/sessions.js';
 import { securityHeaders } from './http/security-headers.js';
 import { traceRequests } from './http/trace.js';
 import { registerProxyRoutes, type ProxyRouting } from './proxy/register.js';
-import { UpstreamNonces } from './proxy/dpop-nonces.js';
+import { UpstreamNonces } from './net/dpop-nonces.js';
 import { clientRoute } from './http/routes/client.js';
 import { KeyRing } from './session/key-ring.js';
 import { SessionManager } from './session/manager.js';
@@ -154,10 +154,13 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
   const tenants = new Tenants(config, { now, keys });
   // A tenant with its own sessionKeys seals and opens its sessions with them; the others use the session key ring.
   const sessions = new SessionManager<SessionData>({ store, lock, keys, keysFor: (tenant) => tenants.byId(tenant)?.keys, config: config.session, now, versionOf: sessionVersion });
+  // Resource servers' DPoP nonces, shared through the store: the proxy's upstreams and the Altinn exchange.
+  const upstreamNonces = new UpstreamNonces(store, { now, warn: (reason) => log.warn({ reason }, 'upstream DPoP nonce not shared through the store') });
   const lifecycle = new TokenLifecycle({
     sessions,
     audit,
     log,
+    upstreamNonces,
     refreshLeewayMs: config.session.refreshLeewayMs,
     now,
     handleKeys: keys,
@@ -256,7 +259,7 @@ async function idportenBffPlugin(app: FastifyInstance, opts: IdportenBffOptions)
       hasSession: async (request) => (await request.bff.session()) !== undefined,
       dpop: {
         keyOf: (request) => request.bff.loaded?.data.dpop,
-        nonces: new UpstreamNonces(store, { now, warn: (reason) => log.warn({ reason }, 'upstream DPoP nonce not shared through the store') }),
+        nonces: upstreamNonces,
       },
     });
     // Last: the tenant's app answers whatever no route above owns.

@@ -181,8 +181,8 @@ t.test('a refreshed token not bound to the session key ends the session: 401 ses
   t.match(stack.audit('token.refresh.failure')[0]?.reason, /cnf\.jkt/);
 });
 
-t.test('the Altinn exchange gets the bound token as Bearer by default, and as DPoP with a proof with altinn.dpop', async (t) => {
-  for (const altinnDpop of [false, true]) {
+t.test('the Altinn exchange gets the bound token as Bearer by default, and as DPoP with a proof with altinn.dpop, its nonce honoured', async (t) => {
+  for (const altinnDpop of [false, true, 'nonce'] as const) {
     await t.test(`altinn.dpop: ${altinnDpop}`, async (t) => {
       // With altinn.dpop the look-alike's exchange refuses a bound token sent as Bearer (RFC 9449 section 7.1).
       const stack = await startStack(t, { idporten: { dpop: true }, upstreams: true, altinnDpop });
@@ -190,6 +190,13 @@ t.test('the Altinn exchange gets the bound token as Bearer by default, and as DP
       const created = await browser.fetch(`${stack.publicUrl}/mva/innsending/instances`, { method: 'POST', headers: api, body: '' });
       t.equal(created.status, 201, created.body);
       t.equal(stack.altinn!.stats.exchanges, 1, 'one exchange');
+      if (altinnDpop === 'nonce') {
+        // RFC 9449 section 9: the first proof carries no nonce and is refused with use_dpop_nonce; the retry names it.
+        const tries = stack.altinn!.exchangeTries;
+        t.same(tries.map((tried) => tried.status), [401, 200], 'refused for its nonce once, then served');
+        t.equal(tries[0]!.nonce, undefined);
+        t.equal(tries[1]!.nonce, tries[0]!.offeredNonce, 'the retry carries the nonce the exchange named');
+      }
       const validated = await browser.fetch(`${stack.publicUrl}/mva/echo/x`, { headers: api });
       t.equal(validated.status, 200, 'the Skatteetaten route still works');
       t.equal(stack.skatteetaten!.requests.at(-1)?.headers.authorization?.split(' ')[0], 'DPoP', 'and sends DPoP');

@@ -142,6 +142,7 @@ function source(opts: { freshNow?: boolean; derivedNow?: string; resourceNow?: s
       return `token for ${resource}`;
     },
     forResourceNow: (_s, resource) => (calls.push(`forResourceNow ${resource}`), opts.resourceNow),
+    upstreamNonces: undefined,
   };
   return { src, calls };
 }

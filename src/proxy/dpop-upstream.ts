@@ -5,11 +5,11 @@
  * challenge and a DPoP-Nonce), the request is sent once more with that nonce, which needs its body again: a body
  * of at most REPLAYABLE_BODY_BYTES is read whole before the first try; a larger one streams, and its refusal
  * fails with `nonce_refused` (the next request carries the nonce, learnt meanwhile). Every DPoP-Nonce an upstream
- * sends is learnt, for all instances (dpop-nonces.ts).
+ * sends is learnt, for all instances (net/dpop-nonces.ts).
  */
 import { Readable } from 'node:stream';
 import { dpopProof, type DpopSigner } from '../net/dpop.js';
-import { asksForNonce, validNonce, type UpstreamNonces } from './dpop-nonces.js';
+import { asksForNonce, validNonce, type UpstreamNonces } from '../net/dpop-nonces.js';
 import type { UpstreamRequest } from './forward.js';
 import { readReplayable } from './replayable-body.js';
 

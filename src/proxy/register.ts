@@ -41,7 +41,7 @@ import { asGatewayError, needsLogin, sendError, type ProblemReply } from '../htt
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { UpstreamDispatchers } from './dispatchers.js';
 import { signerFor, type DpopKey } from '../net/dpop.js';
-import type { UpstreamNonces } from './dpop-nonces.js';
+import type { UpstreamNonces } from '../net/dpop-nonces.js';
 import { withDpop } from './dpop-upstream.js';
 import { forward, type ForwardHooks, type UpstreamRequest } from './forward.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from './headers.js';

@@ -1,4 +1,6 @@
 import { decodeJwt } from 'jose';
+import { dpopProof, type DpopSigner } from '../net/dpop.js';
+import { asksForNonce, validNonce, type UpstreamNonces } from '../net/dpop-nonces.js';
 import type { FetchLike } from '../net/fetch.js';
 
 export class AltinnExchangeError extends Error {
@@ -13,12 +15,19 @@ export class AltinnExchangeError extends Error {
 /** An Altinn token is a few kilobytes; an answer larger than this is not one, and is not read further. */
 export const MAX_EXCHANGE_RESPONSE_BYTES = 64 * 1024;
 
+/** `altinn.dpop`: the bound token goes as DPoP, with a proof by the session's key. */
+export interface ExchangeDpop {
+  signer: DpopSigner;
+  /** The nonces resource servers handed out, shared by the instances; without it, each exchange learns anew. */
+  nonces?: UpstreamNonces | undefined;
+}
+
 /** A compact JWS: three base64url parts, a signature included. Anything else could not be sent as a bearer. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /**
  * Altinn 3: GET {platform}/authentication/api/v1/exchange/id-porten with the ID-porten access token as
- * bearer answers an Altinn token (a JWT, usually as plain text, sometimes as a JSON string).
+ * bearer (as DPoP with `dpop`) answers an Altinn token (a JWT, usually as plain text, sometimes as a JSON string).
  *
  * Every failure is an AltinnExchangeError: unreachable, a timeout while reading, a non-2xx status, an
  * answer larger than MAX_EXCHANGE_RESPONSE_BYTES, or one that is not a compact JWS with a numeric
@@ -31,17 +40,9 @@ export async function exchangeForAltinnToken(
   idportenAccessToken: string,
   accessTokenExpiresAt: number,
   now: number = Date.now(),
-  dpopProof?: string,
+  dpop?: ExchangeDpop,
 ): Promise<{ token: string; expiresAt: number }> {
-  // A DPoP-bound token goes as DPoP with its proof (altinn.dpop), else as Bearer.
-  const authorization: Record<string, string> =
-    dpopProof === undefined ? { authorization: `Bearer ${idportenAccessToken}` } : { authorization: `DPoP ${idportenAccessToken}`, dpop: dpopProof };
-  let response: Response;
-  try {
-    response = await fetchImpl(exchangeUrl, { method: 'GET', headers: { ...authorization, accept: 'text/plain, application/json' } });
-  } catch (err) {
-    throw new AltinnExchangeError('unavailable', 'Altinn token exchange unreachable', { cause: err });
-  }
+  const response = dpop === undefined ? await send(fetchImpl, exchangeUrl, { authorization: `Bearer ${idportenAccessToken}` }) : await sendDpop(fetchImpl, exchangeUrl, idportenAccessToken, dpop);
   if (!response.ok) {
     await discard(response);
     throw new AltinnExchangeError(response.status >= 500 ? 'unavailable' : 'rejected', `Altinn token exchange answered ${response.status}`);
@@ -61,6 +62,37 @@ export async function exchangeForAltinnToken(
     throw new AltinnExchangeError('unavailable', 'Altinn token exchange returned a token without a valid exp');
   }
   return { token, expiresAt: Math.min(exp * 1000, accessTokenExpiresAt) };
+}
+
+async function send(fetchImpl: FetchLike, exchangeUrl: string, authorization: Record<string, string>): Promise<Response> {
+  try {
+    return await fetchImpl(exchangeUrl, { method: 'GET', headers: { ...authorization, accept: 'text/plain, application/json' } });
+  } catch (err) {
+    throw new AltinnExchangeError('unavailable', 'Altinn token exchange unreachable', { cause: err });
+  }
+}
+
+/**
+ * The exchange with a DPoP proof (RFC 9449 section 7.1) carrying the exchange's last nonce. A refusal for want of a
+ * (new) nonce (section 9: 401, a DPoP `use_dpop_nonce` challenge and a DPoP-Nonce) is sent once more with it; every
+ * nonce the exchange hands out is kept for the next exchange, on any instance.
+ */
+async function sendDpop(fetchImpl: FetchLike, exchangeUrl: string, accessToken: string, dpop: ExchangeDpop): Promise<Response> {
+  const htu = exchangeUrl.split(/[?#]/, 1)[0]!;
+  const origin = new URL(exchangeUrl).origin;
+  const attempt = async (nonce: string | undefined): Promise<{ response: Response; offered: string | undefined }> => {
+    const proof = dpopProof(dpop.signer, { htm: 'GET', htu, accessToken, nonce });
+    const response = await send(fetchImpl, exchangeUrl, { authorization: `DPoP ${accessToken}`, dpop: proof });
+    const offered = validNonce(response.headers.get('dpop-nonce') ?? undefined);
+    if (offered !== undefined) dpop.nonces?.learn(origin, offered);
+    return { response, offered };
+  };
+  const nonce = await dpop.nonces?.get(origin);
+  const { response, offered } = await attempt(nonce);
+  // Once only, and only with a nonce other than the one refused.
+  if (offered === undefined || offered === nonce || !asksForNonce(response.status, response.headers.get('www-authenticate') ?? undefined)) return response;
+  await discard(response);
+  return (await attempt(offered)).response;
 }
 
 /** The token as plain text, or decoded from a JSON string; undefined when it is neither. */

@@ -6,6 +6,7 @@ import type { AcrLevel } from '../config/types.js';
 import { GatewayError, StoreUnavailableError, sessionExpired } from '../errors.js';
 import { userFromClaims } from '../idporten/claims.js';
 import type { LoginTokens } from '../idporten/client.js';
+import type { UpstreamNonces } from '../net/dpop-nonces.js';
 import type { KeyRing } from '../session/key-ring.js';
 import { SessionManager } from '../session/manager.js';
 import type { Tenant } from '../tenant/tenant.js';
@@ -52,6 +53,8 @@ export interface TokenLifecycleOptions {
   now: () => number;
   /** The session key ring: session handles are MACs under keys it derives for that purpose. */
   handleKeys: KeyRing;
+  /** The DPoP nonces resource servers handed out, shared by the instances: the Altinn exchange's too. */
+  upstreamNonces?: UpstreamNonces | undefined;
   /** `session.journalDir`: pending provider logouts kept across a restart, their tenants found again by id. */
   logoutJournal?: { journal: LogoutJournal; tenantById: (id: string) => Tenant | undefined } | undefined;
 }
@@ -71,6 +74,7 @@ export class TokenLifecycle implements TokenSource {
   readonly #refresher: Refresher;
   readonly #derivations = new SingleFlight<Session>();
   readonly #handleKeys: KeyRing;
+  readonly upstreamNonces: UpstreamNonces | undefined;
   /** Provider logouts whose sessions could not be ended yet (store unreachable), retried in the background. */
   readonly #pendingLogouts: PendingLogouts;
 
@@ -81,6 +85,7 @@ export class TokenLifecycle implements TokenSource {
     this.#refreshLeewayMs = opts.refreshLeewayMs;
     this.#revoker = new Revoker(opts.log);
     this.#handleKeys = opts.handleKeys;
+    this.upstreamNonces = opts.upstreamNonces;
     this.#refresher = new Refresher({ ...opts, end: (session, tenant, reason) => this.end(session, tenant, 'expired', { reason }) });
     this.#pendingLogouts = new PendingLogouts({
       sessions: opts.sessions,

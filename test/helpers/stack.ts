@@ -30,8 +30,11 @@ export interface StackOptions {
   tenant?: Record<string, unknown>;
   routes?: Record<string, unknown>[];
   altinnExchangeUrl?: string;
-  /** The Altinn look-alike's exchange takes DPoP-bound tokens with proofs only, and the tenant says altinn.dpop: true. */
-  altinnDpop?: boolean;
+  /**
+   * The Altinn look-alike's exchange takes DPoP-bound tokens with proofs only, and the tenant says altinn.dpop: true;
+   * `'nonce'`: the exchange also demands its DPoP nonce (RFC 9449 section 9).
+   */
+  altinnDpop?: boolean | 'nonce';
   appDeps?: AppDeps;
   clientId?: string;
   /**
@@ -198,7 +201,7 @@ export async function startStack(t: Teardown, opts: StackOptions = {}): Promise<
     // A DPoP tenant's routes send proofs: the look-alike checks them (and refuses its bound tokens as Bearer).
     skatteetaten = await startSkatteetatenLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.idporten?.dpop === true ? { dpop: {} } : {}) });
     t.teardown(() => skatteetaten!.close());
-    altinn = await startAltinnLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.altinnDpop ? { exchangeDpop: {} } : {}) });
+    altinn = await startAltinnLookalike({ issuer: op.issuer, jwksUri: op.jwksUri, ...(opts.altinnDpop ? { exchangeDpop: { nonce: opts.altinnDpop === 'nonce' } } : {}) });
     t.teardown(() => altinn!.close());
     altinnExchangeUrl ??= altinn.exchangeUrl;
     routes.push(

@@ -1,5 +1,5 @@
 import { GatewayError } from '../../errors.js';
-import { dpopProof, signerFor } from '../../net/dpop.js';
+import { signerFor } from '../../net/dpop.js';
 import { boundedFetch, type FetchLike } from '../../net/fetch.js';
 import type { Tenant } from '../../tenant/tenant.js';
 import { AltinnExchangeError, exchangeForAltinnToken } from '../altinn-exchange.js';
@@ -29,8 +29,8 @@ export const altinnKind: TokenKind = {
     return source.derived(current, tenant, 'altinn', async (accessToken, locked) => {
       try {
         const key = tenant.config.altinn?.dpop ? locked.data.dpop : undefined;
-        const proof = key && dpopProof(signerFor(key), { htm: 'GET', htu: exchangeUrl.split('?', 1)[0]!, accessToken });
-        return await exchangeForAltinnToken(fetchFor(tenant), exchangeUrl, accessToken, locked.data.tokens.accessTokenExpiresAt, Date.now(), proof);
+        const dpop = key && { signer: signerFor(key), nonces: source.upstreamNonces };
+        return await exchangeForAltinnToken(fetchFor(tenant), exchangeUrl, accessToken, locked.data.tokens.accessTokenExpiresAt, Date.now(), dpop);
       } catch (err) {
         if (err instanceof AltinnExchangeError) throw new GatewayError('upstream_unavailable', 'The Altinn token exchange failed.', { cause: err });
         throw err;

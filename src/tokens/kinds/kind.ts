@@ -1,3 +1,4 @@
+import type { UpstreamNonces } from '../../net/dpop-nonces.js';
 import type { Tenant } from '../../tenant/tenant.js';
 import type { Session } from '../session-data.js';
 
@@ -18,6 +19,8 @@ export interface TokenSource {
   forResource(session: Session, tenant: Tenant, resource: string): Promise<string>;
   /** That token when it needs no refresh; else undefined. */
   forResourceNow(session: Session, resource: string): string | undefined;
+  /** The DPoP nonces resource servers handed out, shared by the instances (undefined: none kept). */
+  readonly upstreamNonces: UpstreamNonces | undefined;
 }
 
 /**
