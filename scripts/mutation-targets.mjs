@@ -16,6 +16,11 @@ export const targets = [
     tests: ['test/token-decisions.test.ts'],
   },
   {
+    name: 'altinn-exchange',
+    mutate: ['src/tokens/altinn-exchange.ts'],
+    tests: ['test/altinn-exchange-answers.test.ts', 'test/altinn-exchange-dpop.test.ts'],
+  },
+  {
     name: 'idporten',
     mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],
     tests: ['test/id-token.test.ts'],

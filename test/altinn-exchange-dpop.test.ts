@@ -20,16 +20,16 @@ const payloadOf = (proof: string) => JSON.parse(Buffer.from(proof.split('.')[1]!
 
 /**
  * An exchange that wants `current.nonce` in every proof (undefined: none), and names it on every answer. `refuseAll`:
- * it refuses every proof, naming a new nonce each time (`renew`) or the same one.
+ * it refuses every proof, naming a new nonce each time (`renew`), the same one, or none (`unnamed`).
  */
-async function startExchange(t: Test, opts: { challenge?: string; status?: number; refuseAll?: 'renew' | 'same' } = {}) {
+async function startExchange(t: Test, opts: { challenge?: string; status?: number; refuseAll?: 'renew' | 'same' | 'unnamed' } = {}) {
   const current: { nonce: string | undefined } = { nonce: 'n-1' };
   const seen: IncomingHttpHeaders[] = [];
   const server = createServer((req, res) => {
     seen.push(req.headers);
     const proof = typeof req.headers.dpop === 'string' ? payloadOf(req.headers.dpop) : undefined;
     if (opts.refuseAll === 'renew') current.nonce = `n-${seen.length}`;
-    const headers: Record<string, string> = current.nonce === undefined ? {} : { 'dpop-nonce': current.nonce };
+    const headers: Record<string, string> = current.nonce === undefined || opts.refuseAll === 'unnamed' ? {} : { 'dpop-nonce': current.nonce };
     if (opts.refuseAll !== undefined || (current.nonce !== undefined && proof?.nonce !== current.nonce)) {
       res.writeHead(opts.status ?? 401, { ...headers, 'www-authenticate': opts.challenge ?? 'DPoP error="use_dpop_nonce", error_description="a nonce is required"' });
       res.end();
@@ -104,6 +104,13 @@ t.test('no second retry, and none for an answer that is not a nonce challenge: t
     await t.rejects(exchange(ex.url, nonces), { name: 'AltinnExchangeError', kind: 'rejected' });
     t.equal(ex.seen.length, 1, 'retrying with the same nonce could not help');
     t.equal(payloadOf(String(ex.seen[0]!.dpop)).nonce, 'n-1');
+  });
+  await t.test('a use_dpop_nonce refusal that names no nonce, while one is known', async (t) => {
+    const ex = await startExchange(t, { refuseAll: 'unnamed' });
+    const nonces = new UpstreamNonces(new MemorySessionStore(100));
+    nonces.learn(ex.origin, 'n-known');
+    await t.rejects(exchange(ex.url, nonces), { name: 'AltinnExchangeError', kind: 'rejected' });
+    t.equal(ex.seen.length, 1, 'no nonce to retry with');
   });
   await t.test('a DPoP-Nonce on a 401 whose challenge is another error', async (t) => {
     const ex = await startExchange(t, { challenge: 'DPoP error="invalid_token"' });
