@@ -57,6 +57,8 @@ t.test('a status of 500 or more is the exchange\'s trouble; below, the token was
 t.test('an answer that is not a usable JWT is unavailable, saying which way it is not', async (t) => {
   const cases: Array<[string, string | Buffer, string]> = [
     ['text before the token', `junk ${token()}`, 'returned something that is not a JWT'],
+    ['text after the token', `${token()} junk`, 'returned something that is not a JWT'],
+    ['the token with white space around it', ` ${token()}\r\n`, ''],
     ['three parts whose payload is not JSON', 'abc.def.ghi', 'returned something that is not a JWT'],
     ['a JSON string with spaces inside its quotes', JSON.stringify(` ${token()} `), ''],
     ['a JWT whose exp is not a number', token({ exp: String(exp) }), 'returned a token without a valid exp'],
@@ -65,10 +67,12 @@ t.test('an answer that is not a usable JWT is unavailable, saying which way it i
   for (const [what, body, message] of cases) {
     answer(200, body);
     if (message === '') {
-      t.same(await exchangeForAltinnToken(fetchImpl, url, 'idporten-at', later), { token: token(), expiresAt: exp * 1000 }, `${what}: accepted, trimmed`);
+      t.same(await exchangeForAltinnToken(fetchImpl, url, 'idporten-at', later), { token: token(), expiresAt: exp * 1000 }, `${what}: taken, trimmed`);
       continue;
     }
-    t.match(await failure(), { name: 'AltinnExchangeError', kind: 'unavailable', message: `Altinn token exchange ${message}` }, what);
+    const err = await failure();
+    t.match(err, { name: 'AltinnExchangeError', kind: 'unavailable', message: `Altinn token exchange ${message}` }, what);
+    if (message === 'answer is not UTF-8') t.ok(err?.cause, 'the decoder\'s error is the cause');
   }
 });
 
