@@ -415,3 +415,23 @@ t.test('RFC 9449 10: dpop_jkt names the session key; the grants carry its proof,
   const bearer = await clientFor().client.refresh(plain.tokens.refreshToken!, { sub: op.sub, minimumAcr: SUBSTANTIAL });
   t.ok(bearer.accessToken, 'without a key the refresh is a plain bearer grant');
 });
+
+t.test('OIDC Core 3.1.3.7 step 7 and Back-Channel Logout 2.6: the algorithms are the provider\'s (id_token_signing_alg_values_supported)', async (t) => {
+  const { client } = clientFor(baseTenant, (m) => void (m.id_token_signing_alg_values_supported = ['ES256']));
+  await rejectsWith(t, login(client), 'rejected', /alg|verif/i);
+  await rejectsWith(t, client.verifyLogoutToken(await logoutToken({})), 'rejected');
+  const { client: withoutList } = clientFor(baseTenant, (m) => void delete m.id_token_signing_alg_values_supported);
+  t.ok((await login(withoutList)).tokens.idTokenClaims.sub, 'a provider that names none: RS256');
+});
+
+t.test('OIDC Core 3.1.2.1 max_age: auth_time is judged on the client\'s clock', async (t) => {
+  const late = new IdportenClient(baseTenant, new RecordingProvider(baseTenant.idporten), { now: () => Date.now() + 3_600_000 });
+  await rejectsWith(t, login(late, { maxAge: 600 }), 'rejected', /max_age/);
+  t.ok((await login(clientFor().client, { maxAge: 600 })).tokens.idTokenClaims.auth_time, 'on time by the real clock');
+});
+
+t.test('OIDC Back-Channel Logout 1.0 2.4: a logout token without exp or iat is refused', async (t) => {
+  const { client } = clientFor();
+  await rejectsWith(t, client.verifyLogoutToken(await logoutToken({ exp: undefined })), 'rejected');
+  await rejectsWith(t, client.verifyLogoutToken(await logoutToken({ iat: undefined })), 'rejected');
+});
