@@ -435,3 +435,26 @@ t.test('OIDC Back-Channel Logout 1.0 2.4: a logout token without exp or iat is r
   await rejectsWith(t, client.verifyLogoutToken(await logoutToken({ exp: undefined })), 'rejected');
   await rejectsWith(t, client.verifyLogoutToken(await logoutToken({ iat: undefined })), 'rejected');
 });
+
+t.test('concurrent first calls share one Configuration (one build per provider state)', async (t) => {
+  const { client } = clientFor();
+  const [a, b, c] = await Promise.all([client.configuration(), client.configuration(), client.configuration()]);
+  t.equal(b, a);
+  t.equal(c, a);
+});
+
+t.test('a refusal names the step that failed (code exchange, refresh), for the log', async (t) => {
+  const { client } = clientFor();
+  const { url, transaction } = await start(client);
+  const callback = await authorize(url);
+  await rejectsWith(t, client.finishLogin(callback, { ...transaction, codeVerifier: `${transaction.codeVerifier.slice(1)}x` }), 'invalid_grant', /^code exchange: /);
+  await rejectsWith(t, client.refresh('rt-unknown', { sub: op.sub, minimumAcr: SUBSTANTIAL }), 'invalid_grant', /^refresh: /);
+});
+
+t.test('OIDC Back-Channel Logout 1.0 2.4: a sub that is not a string is not one', async (t) => {
+  const { client } = clientFor();
+  const result = await client.verifyLogoutToken(await logoutToken({ sub: 42 }));
+  t.equal(result.sid, 'sid-1');
+  t.notOk('sub' in result);
+  await rejectsWith(t, client.verifyLogoutToken(await logoutToken({ sid: undefined, sub: 42 })), 'rejected', /neither sid nor sub/);
+});
