@@ -25,4 +25,5 @@ export const targets = [
     mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],
     tests: ['test/id-token.test.ts'],
   },
+  { name: 'idporten-client', mutate: ['src/idporten/client.ts'], tests: ['test/idporten-client.test.ts', 'test/idporten-client-par.test.ts'] },
 ];
