@@ -263,6 +263,22 @@ t.test('in the background too: a rotation just before the delete is found, and i
   t.same(w.logouts().map((l) => [l.refreshToken, l.revoked]), [[fingerprint(rotated.data.tokens.refreshToken), 'background']]);
 });
 
+t.test('a session another instance ends between a conditional delete that found it rotated and the read after it: ended here once, without error', async (t) => {
+  const w = await lifecycleWorld(t);
+  const { session } = await w.begin(w.mva, 'u1');
+  w.store.beforeDelete = async (id) => {
+    w.store.beforeDelete = undefined;
+    await w.rotate(id);
+    w.store.beforeGet = async (gid) => {
+      w.store.beforeGet = undefined;
+      await w.store.delete(gid);
+    };
+  };
+  await w.lifecycle.end(session, w.mva, 'rp');
+  t.equal((await w.sessions.loadById(session.id)).state, 'none');
+  t.same(w.logouts().map((l) => [l.refreshToken, l.revoked]), [[fingerprint(session.data.tokens.refreshToken), { refreshToken: true, accessToken: true }]]);
+});
+
 // ---------------------------------------------------------------- provider logouts
 
 t.test('a provider logout by sid ends that provider session\'s sessions in the tenant (only the named user\'s, when it names one); by sub, all of that user\'s', async (t) => {

@@ -7,6 +7,8 @@
  */
 import t from 'tap';
 import { fingerprint } from '../src/audit/fingerprint.js';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
+import { startTelemetry } from '../src/audit/otel.js';
 import { GatewayError } from '../src/errors.js';
 import { newDpopKey } from '../src/net/dpop.js';
 import { SessionManager } from '../src/session/manager.js';
@@ -227,6 +229,18 @@ t.test('a refresh token the provider no longer accepts ends the session as expir
   t.same(await w.lifecycle.current(w.mva, cookieValue), { state: 'none' });
 });
 
+t.test('nothing is kept for a session that ended: a request still holding it gets no token from the refresh cooldown', async (t) => {
+  const w = await lifecycleWorld(t);
+  const { session } = await w.begin(w.mva, 'u1');
+  w.clock.now += 95_000;
+  w.provider.state.grant = () => ({ status: 503, body: { error: 'temporarily_unavailable' } });
+  t.equal((await w.lifecycle.fresh(session, w.mva)).data.tokens.accessToken, session.data.tokens.accessToken, 'the provider is away and the token still valid: it is used meanwhile');
+  t.equal((await w.lifecycle.fresh(session, w.mva)).data.tokens.accessToken, session.data.tokens.accessToken, 'within the cooldown: not asked again');
+  t.equal(w.provider.grants().length, 1);
+  await w.lifecycle.end(session, w.mva, 'rp');
+  await t.rejects(w.lifecycle.fresh(session, w.mva), { code: 'session_expired' }, 'ended: its token is not handed out');
+});
+
 // ---------------------------------------------------------------- derived tokens
 
 /** An exchange that records its calls and answers `token-N` valid for `lifetimeMs`. */
@@ -251,6 +265,9 @@ t.test('a derived token is obtained once from the access token, kept with the se
   t.same(kept?.data.derived, { altinn: { token: 'derived-1', expiresAt: START + 3_600_000, from: fingerprint(session.data.tokens.accessToken) } }, 'kept in the record with the access token it came from');
   t.equal(await w.lifecycle.derived(kept!, w.mva, 'altinn', obtain), 'derived-1', 'served from the record');
   t.equal(w.lifecycle.derivedNow(kept!, 'altinn'), 'derived-1');
+  w.store.failing.get = true;
+  t.equal(await w.lifecycle.derived(kept!, w.mva, 'altinn', obtain), 'derived-1', 'a kept token needs neither the store nor the lock');
+  w.store.failing.get = false;
   t.equal(calls.length, 1, 'not obtained again');
   t.same(w.events('token.exchange'), [{
     event: 'token.exchange',
@@ -323,6 +340,18 @@ t.test('exchanges run once per session and kind: concurrent requests share one, 
   t.same(seen.sort(), [`altinn ${atA}`, `altinn ${atB}`, `maskinporten ${atA}`]);
   const stored = await w.sessions.loadById(a.id, 'mva');
   t.same(Object.keys(stored.state === 'live' ? stored.session.data.derived ?? {} : {}).sort(), ['altinn', 'maskinporten'], 'both kept, neither overwrote the other');
+});
+
+t.test('one span per exchange actually run (altinn.exchange, with its tenant), not per request waiting for it', async (t) => {
+  const exporter = new InMemorySpanExporter();
+  const otel = (await startTelemetry({ env: {}, exporter }))!;
+  t.teardown(() => otel.shutdown());
+  const w = await lifecycleWorld(t);
+  const { session } = await w.begin(w.mva, 'u1');
+  const { obtain } = exchange(w);
+  await Promise.all([w.lifecycle.derived(session, w.mva, 'altinn', obtain), w.lifecycle.derived(session, w.mva, 'altinn', obtain)]);
+  const spans = exporter.getFinishedSpans().filter((s) => s.name.endsWith('.exchange'));
+  t.same(spans.map((s) => [s.name, s.attributes['bff.tenant']]), [['altinn.exchange', 'mva']]);
 });
 
 t.test('a derived token another request stored meanwhile is taken from the record, not obtained again', async (t) => {
@@ -411,4 +440,16 @@ t.test('a resource token that is expired on arrival is not sent: the caller is a
   w.provider.state.grant = (form) => ({ status: 200, body: { access_token: 'api-at-2', token_type: 'Bearer', expires_in: 2, refresh_token: `${form.get('refresh_token')}+` } });
   const stored = await w.sessions.loadById(session.id, 'mva');
   t.equal(await w.lifecycle.forResource(stored.state === 'live' ? stored.session : session, w.mva, API), 'api-at-2', 'one that is still valid is sent');
+});
+
+t.test('a refresh elsewhere that wins the race against a resource token\'s grant leaves no token for it: the caller is asked to try again', async (t) => {
+  const w = await lifecycleWorld(t);
+  const { session } = await w.begin(w.mva, 'u1', { resources: [API] });
+  w.provider.state.grant = async (form) => {
+    await w.rotate(session.id);
+    return { status: 200, body: { access_token: 'api-at', token_type: 'Bearer', expires_in: 120, refresh_token: `${form.get('refresh_token')}+` } };
+  };
+  await t.rejects(w.lifecycle.forResource(session, w.mva, API), { code: 'refresh_in_progress' });
+  const stored = await w.sessions.loadById(session.id, 'mva');
+  t.equal(stored.state === 'live' && stored.session.data.tokens.refreshToken, `${session.data.tokens.refreshToken}~`, 'the winner\'s tokens stay');
 });

@@ -37,7 +37,7 @@ export interface ProviderCall {
 export async function startProvider(t: Teardown) {
   const calls: ProviderCall[] = [];
   const state = {
-    grant: (form: URLSearchParams): { status: number; body: object } => ({
+    grant: (form: URLSearchParams): { status: number; body: object } | Promise<{ status: number; body: object }> => ({
       status: 200,
       body: { access_token: `at-for-${form.get('refresh_token')}`, token_type: 'Bearer', expires_in: 120, refresh_token: `${form.get('refresh_token')}+` },
     }),
@@ -70,7 +70,7 @@ export async function startProvider(t: Teardown) {
           return res.writeHead(200).end();
         }
         if (path === '/token') {
-          const { status, body } = state.grant(form);
+          const { status, body } = await state.grant(form);
           return json(status, body);
         }
         return json(404, {});
@@ -95,9 +95,11 @@ export async function startProvider(t: Teardown) {
 export class FlakyStore extends MemorySessionStore {
   failing = { get: false, findByIndex: false, delete: false };
   beforeDelete: ((id: string) => Promise<void>) | undefined;
+  beforeGet: ((id: string) => Promise<void>) | undefined;
 
   override async get(id: string): Promise<StoredSession | undefined> {
     if (this.failing.get) throw new Error('connection reset');
+    await this.beforeGet?.(id);
     return super.get(id);
   }
 
