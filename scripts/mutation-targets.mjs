@@ -20,5 +20,5 @@ export const targets = [
     mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],
     tests: ['test/id-token.test.ts'],
   },
-  { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts'] },
+  { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts', 'test/lifecycle-index.test.ts'] },
 ];

@@ -96,6 +96,8 @@ export class FlakyStore extends MemorySessionStore {
   failing = { get: false, findByIndex: false, delete: false };
   beforeDelete: ((id: string) => Promise<void>) | undefined;
   beforeGet: ((id: string) => Promise<void>) | undefined;
+  /** Ids every index look-up answers besides its own (an index that is corrupt, or written by someone with store access). */
+  extraIds: string[] = [];
 
   override async get(id: string): Promise<StoredSession | undefined> {
     if (this.failing.get) throw new Error('connection reset');
@@ -109,7 +111,7 @@ export class FlakyStore extends MemorySessionStore {
 
   override async findByIndex(key: string): Promise<string[]> {
     if (this.failing.findByIndex) throw new Error('connection reset');
-    return super.findByIndex(key);
+    return [...(await super.findByIndex(key)), ...this.extraIds];
   }
 
   override async delete(id: string, expected?: string) {
