@@ -449,7 +449,7 @@ t.test('a refresh elsewhere that wins the race against a resource token\'s grant
     await w.rotate(session.id);
     return { status: 200, body: { access_token: 'api-at', token_type: 'Bearer', expires_in: 120, refresh_token: `${form.get('refresh_token')}+` } };
   };
-  await t.rejects(w.lifecycle.forResource(session, w.mva, API), { code: 'refresh_in_progress' });
+  await t.rejects(w.lifecycle.forResource(session, w.mva, API), { code: 'refresh_in_progress', message: 'The session is being refreshed; try again.' });
   const stored = await w.sessions.loadById(session.id, 'mva');
   t.equal(stored.state === 'live' && stored.session.data.tokens.refreshToken, `${session.data.tokens.refreshToken}~`, 'the winner\'s tokens stay');
 });
