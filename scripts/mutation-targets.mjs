@@ -26,4 +26,5 @@ export const targets = [
     tests: ['test/id-token.test.ts'],
   },
   { name: 'idporten-client', mutate: ['src/idporten/client.ts'], tests: ['test/idporten-client.test.ts', 'test/idporten-client-par.test.ts'] },
+  { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts', 'test/lifecycle-index.test.ts'] },
 ];
