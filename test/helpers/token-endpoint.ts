@@ -69,8 +69,11 @@ function send(res: ServerResponse, answer: Answer): void {
   res.end(body);
 }
 
+/** One signing key for every endpoint a test file starts: made once. */
+let signingKey: ReturnType<typeof generateKeyPair> | undefined;
+
 export async function startTokenEndpoint(t: Test): Promise<TokenEndpoint> {
-  const { publicKey, privateKey } = await generateKeyPair('RS256');
+  const { publicKey, privateKey } = await (signingKey ??= generateKeyPair('RS256'));
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
   let grantCount = 0;
   const endpoint: TokenEndpoint = {
