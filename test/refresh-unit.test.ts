@@ -16,11 +16,11 @@ import t, { type Test } from 'tap';
 import type { AuditLog } from '../src/audit/audit-log.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import type { SessionConfig } from '../src/config/types.js';
-import { StoreUnavailableError } from '../src/errors.js';
+import { LockLostError, LockTimeoutError, StoreUnavailableError } from '../src/errors.js';
 import { KeyRing } from '../src/session/key-ring.js';
 import { SessionManager } from '../src/session/manager.js';
 import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
-import type { ClaimOutcome, ClaimTiming, StoredSession, WriteOutcome } from '../src/session/store.js';
+import type { ClaimOutcome, ClaimTiming, LockOptions, SessionLock, StoredSession, WriteOutcome } from '../src/session/store.js';
 import type { Tenant } from '../src/tenant/tenant.js';
 import { Refresher } from '../src/tokens/refresh.js';
 import { sessionVersion, type Session, type SessionData } from '../src/tokens/session-data.js';
@@ -45,15 +45,34 @@ class FlakyStore extends MemorySessionStore {
     return super.update(id, value, ttlMs, indexKeys, expected, holder);
   }
 
+  /** The claim is made, but its answer is lost (a command that timed out and was carried out all the same). */
+  claimsLost = false;
+
   override async claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
     if (this.claimsFail) throw new StoreUnavailableError('store down');
+    if (this.claimsLost) {
+      await super.claim(id, expected, holder, timing);
+      throw new StoreUnavailableError('store answer lost');
+    }
     return super.claim(id, expected, holder, timing);
+  }
+}
+
+/** The real in-process lock, which can be made to fail as a lock that timed out or was lost does. */
+class FailingLock implements SessionLock {
+  readonly #inner = new MemorySessionLock();
+  failWith: Error | undefined;
+
+  withLock<T>(id: string, fn: (signal: AbortSignal) => Promise<T>, opts?: LockOptions): Promise<T> {
+    if (this.failWith) return Promise.reject(this.failWith);
+    return this.#inner.withLock(id, fn, opts);
   }
 }
 
 interface World {
   op: TokenEndpoint;
   store: FlakyStore;
+  lock: FailingLock;
   sessions: SessionManager<SessionData>;
   refresher: Refresher;
   /** Another instance's refresher on the same store and lock. */
@@ -73,8 +92,9 @@ interface World {
 async function world(t: Test): Promise<World> {
   const op = await startTokenEndpoint(t);
   const store = new FlakyStore(100);
+  const lock = new FailingLock();
   const config = { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig;
-  const sessions = new SessionManager<SessionData>({ store, lock: new MemorySessionLock(), keys: new KeyRing([{ id: 'k', secret: Buffer.alloc(32, 7) }]), config, versionOf: sessionVersion });
+  const sessions = new SessionManager<SessionData>({ store, lock, keys: new KeyRing([{ id: 'k', secret: Buffer.alloc(32, 7) }]), config, versionOf: sessionVersion });
   t.teardown(() => sessions.close());
   const clock = { now: Date.now() };
   const events: World['events'] = [];
@@ -95,6 +115,7 @@ async function world(t: Test): Promise<World> {
   const w: World = {
     op,
     store,
+    lock,
     sessions,
     refresher: make(),
     other: make(),
@@ -364,6 +385,7 @@ t.test('compare-and-set lost without a rotated token: nothing to revoke', async 
 t.test('a session ended during the grant (a logout) stays ended; the rotated refresh token is revoked and the refresh fails as session_expired', async (t) => {
   const w = await world(t);
   const session = await w.login();
+  w.op.onRevoke = () => errorAnswer(503, 'temporarily_unavailable');
   w.op.nextGrants.push(async (_call, n) => {
     await w.sessions.destroy(session.id);
     return rotate(n);
@@ -373,6 +395,8 @@ t.test('a session ended during the grant (a logout) stays ended; the rotated ref
   await until(() => w.op.revocations.length === 1, 'the revocation');
   t.same(w.op.revocations, [{ token: 'rt-g1', hint: 'refresh_token' }]);
   t.match(w.audit('token.refresh.failure'), [{ reason: 'session ended during refresh', refreshToken: fingerprint('rt-g1') }]);
+  await sleep(50);
+  t.pass('a revocation that failed is best effort: nothing thrown, no unhandled rejection');
 });
 
 t.test('a store that fails the write keeps it and writes it when it answers; the request goes on with the new token', async (t) => {
@@ -428,7 +452,9 @@ t.test('another instance holds the claim and the token has expired: wait for its
   await sleep(300);
   t.same(w.op.grants, [], 'waiting, not presenting');
   await w.rotateElsewhere(session, 'rt-elsewhere');
+  const rotatedAt = Date.now();
   const fresh = await waiting;
+  t.ok(Date.now() - rotatedAt < 400, 'seen within a poll interval or two (100 ms), not at the end of the claim\'s lease');
   t.equal(fresh.data.tokens.accessToken, 'at-elsewhere');
   t.same(w.op.grants, []);
 });
@@ -519,6 +545,10 @@ t.test('the cooldown is per target, a success ends it, and forget() clears it', 
   t.equal(w.op.grants.length, 2, 'the session\'s own token is refreshed all the same');
   t.equal(await w.refresher.freshForResource(own, w.tenant, API), own, 'the API\'s token is still cooling down');
   t.equal(w.op.grants.length, 2);
+  const another = await w.login({ expiresIn: 100_000, resourceTokens });
+  await w.refresher.freshForResource(another, w.tenant, API);
+  t.equal(w.op.grants.length, 3, 'another session\'s token for the same API is not held back');
+  w.op.grants.length = 2;
   w.refresher.forget(own);
   await w.refresher.freshForResource(own, w.tenant, API);
   t.equal(w.op.grants.length, 3, 'forgotten: asked again');
@@ -656,4 +686,51 @@ t.test('nothing is presented while no rotated token could be kept should the sto
   await t.rejects(w.refresher.fresh(session, w.tenant), { name: 'StoreUnavailableError', message: /too many token updates/ });
   t.same(w.op.grants, []);
   w.store.updatesFail = false;
+});
+
+t.test('concurrent refreshes for two resources are two flights: each gets its own token, presenting each refresh token once', async (t) => {
+  const w = await world(t);
+  const session = await w.login({ expiresIn: 100_000 });
+  const [api, other] = await Promise.all([w.refresher.freshForResource(session, w.tenant, API), w.refresher.freshForResource(session, w.tenant, OTHER)]);
+  t.same(w.op.grants.map((g) => [g.refreshToken, g.resource]), [['rt-0', API], ['rt-g1', OTHER]]);
+  t.equal(api.data.resourceTokens?.[API]?.accessToken, 'at-g1');
+  t.equal(other.data.resourceTokens?.[OTHER]?.accessToken, 'at-g2');
+  t.same(Object.keys((await w.stored(session)).resourceTokens ?? {}).sort(), [API, OTHER]);
+});
+
+t.test('a lock that timed out or was lost is audited with its reason and passed on; nothing is presented', async (t) => {
+  const w = await world(t);
+  const session = await w.login();
+  w.lock.failWith = new LockTimeoutError();
+  await t.rejects(w.refresher.fresh(session, w.tenant), { name: 'LockTimeoutError' });
+  w.lock.failWith = new LockLostError();
+  await t.rejects(w.refresher.fresh(session, w.tenant), { name: 'LockLostError' });
+  w.lock.failWith = new Error('something else');
+  await t.rejects(w.refresher.fresh(session, w.tenant), { message: 'something else' });
+  t.same(w.audit('token.refresh.failure'), [
+    { tenant: 'mva', session: session.hash, sub: 'sub-1', reason: 'lock_timeout' },
+    { tenant: 'mva', session: session.hash, sub: 'sub-1', reason: 'lock_lost' },
+  ], 'an error of another kind is not a store or lock failure');
+  t.same(w.op.grants, []);
+});
+
+t.test('a claim the store carried out but did not confirm is lifted: nobody waits out a claim that nothing presents', async (t) => {
+  const w = await world(t);
+  const session = await w.login();
+  w.store.claimsLost = true;
+  sameTokens(t, await w.refresher.fresh(session, w.tenant), session, 'the token that still works');
+  w.store.claimsLost = false;
+  await sleep(20);
+  t.match(await claimable(w, session), { state: 'claimed' });
+  t.same(w.op.grants, []);
+});
+
+t.test('a client that fails before anything reaches ID-porten (its key cannot be used) counts as ID-porten unavailable: the session lives', async (t) => {
+  const w = await world(t);
+  const session = await w.login();
+  const broken = w.op.tenant('mva', { method: 'private_key_jwt', privateKeyJwk: { kty: 'RSA', kid: 'k' } });
+  sameTokens(t, await w.refresher.fresh(session, broken), session);
+  t.match(w.audit('token.refresh.failure'), [{ reason: 'refresh failed', kind: 'unavailable', refreshToken: fingerprint('rt-0') }]);
+  t.same(w.ended, []);
+  t.same(w.op.grants, []);
 });

@@ -54,7 +54,8 @@ export interface TokenEndpoint {
   /** How revocations are answered (default 200). */
   onRevoke: RevocationHandler;
   idToken(claims: JWTPayload): Promise<string>;
-  tenant(id?: string): Tenant;
+  /** A tenant with a real IdportenClient for this provider; `clientAuth` replaces its client_secret_post. */
+  tenant(id?: string, clientAuth?: unknown): Tenant;
 }
 
 async function form(req: IncomingMessage): Promise<URLSearchParams> {
@@ -89,13 +90,13 @@ export async function startTokenEndpoint(t: Test): Promise<TokenEndpoint> {
         .setIssuedAt()
         .setExpirationTime('2m')
         .sign(privateKey),
-    tenant: (id = 'mva') => {
+    tenant: (id = 'mva', clientAuth = { method: 'client_secret_post', secret: 'client-secret' }) => {
       const config = {
         id,
         idporten: {
           issuer: endpoint.issuer,
           clientId: CLIENT_ID,
-          clientAuth: { method: 'client_secret_post', secret: 'client-secret' },
+          clientAuth,
           scopes: ['openid'],
           httpTimeoutMs: 5_000,
         },
