@@ -20,6 +20,6 @@ export const targets = [
     mutate: ['src/idporten/id-token.ts', 'src/idporten/acr.ts', 'src/idporten/claims.ts'],
     tests: ['test/id-token.test.ts'],
   },
-  { name: 'refresh', mutate: ['src/tokens/refresh.ts'], tests: ['test/refresh-unit.test.ts'] },
+  { name: 'refresh', mutate: ['src/tokens/refresh.ts'], tests: ['test/refresh-unit.test.ts', 'test/refresh-claim-unit.test.ts', 'test/refresh-backlog-unit.test.ts'] },
   { name: 'revocation', mutate: ['src/tokens/revocation.ts'], tests: ['test/revocation-unit.test.ts'] },
 ];

@@ -12,168 +12,12 @@
  * - invalid_grant (a dead refresh chain) or a refreshed ID token that breaks the binding ends the session, an
  *   RFC 8707 invalid_target does not.
  */
-import t, { type Test } from 'tap';
-import type { AuditLog } from '../src/audit/audit-log.js';
+import t from 'tap';
 import { fingerprint } from '../src/audit/fingerprint.js';
-import type { SessionConfig } from '../src/config/types.js';
-import { LockLostError, LockTimeoutError, StoreUnavailableError } from '../src/errors.js';
-import { KeyRing } from '../src/session/key-ring.js';
-import { SessionManager } from '../src/session/manager.js';
-import { MemorySessionLock, MemorySessionStore } from '../src/session/memory-store.js';
-import type { ClaimOutcome, ClaimTiming, LockOptions, SessionLock, StoredSession, WriteOutcome } from '../src/session/store.js';
-import type { Tenant } from '../src/tenant/tenant.js';
-import { Refresher } from '../src/tokens/refresh.js';
-import { sessionVersion, type Session, type SessionData } from '../src/tokens/session-data.js';
-import { sessionRecord } from './helpers/session-record.js';
-import { errorAnswer, rotate, startTokenEndpoint, type TokenEndpoint } from './helpers/token-endpoint.js';
-
-const API = 'https://api.example.no/';
-const OTHER = 'https://other.example.no/';
-/** The refresh code's claim timing (refresh.ts CLAIM_TIMING), for a second holder in the tests. */
-const TIMING: ClaimTiming = { ttlMs: 2_000, graceMs: 1_500 };
-/** RETRY_AFTER_SECONDS.idporten. */
-const COOLDOWN_MS = 5_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The real memory store, whose updates or claims can be made to fail as an unreachable store's do. */
-class FlakyStore extends MemorySessionStore {
-  updatesFail = false;
-  claimsFail = false;
-
-  override async update(id: string, value: StoredSession, ttlMs: number, indexKeys: string[], expected: string, holder: string): Promise<WriteOutcome> {
-    if (this.updatesFail) throw new StoreUnavailableError('store down');
-    return super.update(id, value, ttlMs, indexKeys, expected, holder);
-  }
-
-  /** The claim is made, but its answer is lost (a command that timed out and was carried out all the same). */
-  claimsLost = false;
-
-  override async claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
-    if (this.claimsFail) throw new StoreUnavailableError('store down');
-    if (this.claimsLost) {
-      await super.claim(id, expected, holder, timing);
-      throw new StoreUnavailableError('store answer lost');
-    }
-    return super.claim(id, expected, holder, timing);
-  }
-}
-
-/** The real in-process lock, which can be made to fail as a lock that timed out or was lost does. */
-class FailingLock implements SessionLock {
-  readonly #inner = new MemorySessionLock();
-  failWith: Error | undefined;
-
-  withLock<T>(id: string, fn: (signal: AbortSignal) => Promise<T>, opts?: LockOptions): Promise<T> {
-    if (this.failWith) return Promise.reject(this.failWith);
-    return this.#inner.withLock(id, fn, opts);
-  }
-}
-
-interface World {
-  op: TokenEndpoint;
-  store: FlakyStore;
-  lock: FailingLock;
-  sessions: SessionManager<SessionData>;
-  refresher: Refresher;
-  /** Another instance's refresher on the same store and lock. */
-  other: Refresher;
-  tenant: Tenant;
-  clock: { now: number };
-  events: { name: string; fields: Record<string, unknown> }[];
-  ended: { id: string; refreshToken: string | undefined; reason: string }[];
-  /** A logged-in session; its access token expires `expiresIn` ms from the clock (inside the leeway: due a refresh). */
-  login(opts?: { expiresIn?: number; refreshToken?: string | undefined; resourceTokens?: SessionData['resourceTokens'] }): Promise<Session>;
-  stored(session: Session): Promise<SessionData>;
-  /** Another holder rotates the session's tokens (as another instance's refresh would). */
-  rotateElsewhere(session: Session, refreshToken: string | undefined): Promise<void>;
-  audit(name: string): Record<string, unknown>[];
-}
-
-async function world(t: Test): Promise<World> {
-  const op = await startTokenEndpoint(t);
-  const store = new FlakyStore(100);
-  const lock = new FailingLock();
-  const config = { absoluteLifetimeMs: 3_600_000, idleTimeoutMs: 1_800_000 } as SessionConfig;
-  const sessions = new SessionManager<SessionData>({ store, lock, keys: new KeyRing([{ id: 'k', secret: Buffer.alloc(32, 7) }]), config, versionOf: sessionVersion });
-  t.teardown(() => sessions.close());
-  const clock = { now: Date.now() };
-  const events: World['events'] = [];
-  const ended: World['ended'] = [];
-  const audit: AuditLog = { event: (name, fields) => void events.push({ name, fields: fields as Record<string, unknown> }) };
-  const make = () =>
-    new Refresher({
-      sessions,
-      audit,
-      refreshLeewayMs: 30_000,
-      now: () => clock.now,
-      end: async (session, _tenant, reason) => {
-        ended.push({ id: session.id, refreshToken: session.data.tokens.refreshToken, reason });
-        await sessions.destroy(session.id);
-      },
-    });
-  const tenant = op.tenant();
-  const w: World = {
-    op,
-    store,
-    lock,
-    sessions,
-    refresher: make(),
-    other: make(),
-    tenant,
-    clock,
-    events,
-    ended,
-    async login(opts = {}) {
-      const data = sessionRecord({ tenant: 'mva' });
-      data.tokens = {
-        accessToken: 'at-0',
-        accessTokenIssuedAt: clock.now - 100_000,
-        accessTokenExpiresAt: clock.now + (opts.expiresIn ?? 10_000),
-        refreshToken: 'refreshToken' in opts ? opts.refreshToken : 'rt-0',
-        idToken: 'id-0',
-      };
-      data.resources = [API, OTHER];
-      if (opts.resourceTokens) data.resourceTokens = opts.resourceTokens;
-      return (await sessions.create(data)).session;
-    },
-    async stored(session) {
-      const loaded = await sessions.loadById(session.id, 'mva');
-      if (loaded.state !== 'live') throw new Error(`session ${loaded.state}`);
-      return loaded.session.data;
-    },
-    async rotateElsewhere(session, refreshToken) {
-      const current = await w.stored(session);
-      const next: Session = { ...session, data: { ...current, tokens: { ...current.tokens, accessToken: 'at-elsewhere', accessTokenIssuedAt: clock.now, accessTokenExpiresAt: clock.now + 120_000, refreshToken } } };
-      const outcome = await sessions.update(next, sessionVersion(current), { holder: 'elsewhere' });
-      if (outcome !== 'written') throw new Error(`rotation elsewhere: ${outcome}`);
-    },
-    audit: (name) => events.filter((e) => e.name === name).map((e) => e.fields),
-  };
-  return w;
-}
-
-/** Whether another holder could claim the session's current refresh token now (lifting its claim again at once). */
-async function claimable(w: World, session: Session): Promise<ClaimOutcome> {
-  const data = await w.stored(session);
-  const holder = `probe-${Math.random()}`;
-  const outcome = await w.sessions.claim(session.id, sessionVersion(data), holder, TIMING);
-  await w.sessions.unclaim(session, holder);
-  return outcome;
-}
-
-/** The same session's tokens as `expected` (read again under the lock, so not the same object). */
-function sameTokens(t: Test, got: Session, expected: Session, message = 'the same tokens'): void {
-  t.equal(got.id, expected.id, message);
-  t.same(got.data.tokens, expected.data.tokens, message);
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+import { LockLostError, LockTimeoutError } from '../src/errors.js';
+import { sessionVersion, type Session } from '../src/tokens/session-data.js';
+import { API, claimable, COOLDOWN_MS, OTHER, sameTokens, sleep, TIMING, until, world } from './helpers/refresh-world.js';
+import { errorAnswer, rotate } from './helpers/token-endpoint.js';
 
 // ---------------------------------------------------------------- when a refresh token is presented
 
@@ -237,25 +81,6 @@ t.test('a provider that does not rotate (RFC 6749 section 6: refresh_token is op
   w.op.nextGrants.push((_call, n) => rotate(n, { refresh_token: 'rt-same' }));
   await w.refresher.fresh(again, w.tenant);
   t.match(w.audit('token.refresh')[1], { rotated: false }, 'the same refresh token back is no rotation');
-});
-
-t.test('the claim on the refresh token is recorded in the store before it is presented, and kept alive while ID-porten is slow', async (t) => {
-  const w = await world(t);
-  const session = await w.login();
-  let seenByOther: ClaimOutcome | undefined;
-  let lateSeen: ClaimOutcome | undefined;
-  w.op.nextGrants.push(async (_call, n) => {
-    seenByOther = await w.sessions.claim(session.id, sessionVersion(session.data), 'another-instance', TIMING);
-    // Past the claim's 2 s lease: without its renewal it would have lapsed (and a first look gives the 1.5 s grace).
-    await sleep(2_150);
-    lateSeen = await w.sessions.claim(session.id, sessionVersion(session.data), 'another-instance', TIMING);
-    return rotate(n);
-  });
-  await w.refresher.fresh(session, w.tenant);
-  t.equal(seenByOther?.state, 'held', 'while the token is presented, nobody else may claim it');
-  t.equal(lateSeen?.state, 'held');
-  t.ok(lateSeen?.state === 'held' && lateSeen.retryInMs > TIMING.graceMs, `renewed within its lease, not lapsed (${JSON.stringify(lateSeen)})`);
-  t.equal((await w.stored(session)).tokens.refreshToken, 'rt-g1');
 });
 
 t.test('concurrent callers of one session share one refresh; another instance finds it done under the lock and presents nothing', async (t) => {
@@ -474,19 +299,6 @@ t.test('a rotation elsewhere that still leaves the token due: the new refresh to
   t.equal(fresh.data.tokens.refreshToken, 'rt-g1');
 });
 
-t.test('a claim whose holder died lapses after its lease and grace (2 s + 1.5 s); then it is taken over', async (t) => {
-  const w = await world(t);
-  const session = await w.login({ expiresIn: -1_000 });
-  await w.sessions.claim(session.id, sessionVersion(session.data), 'dead-instance', TIMING);
-  const started = Date.now();
-  const fresh = await w.refresher.fresh(session, w.tenant);
-  const waited = Date.now() - started;
-  t.ok(waited >= TIMING.ttlMs + TIMING.graceMs - 50, `waited out lease and grace (${waited} ms)`);
-  t.ok(waited < TIMING.ttlMs + TIMING.graceMs + 600, `and asked again within the poll interval (${waited} ms)`);
-  t.same(w.op.grants.map((g) => g.refreshToken), ['rt-0']);
-  t.equal(fresh.data.tokens.accessToken, 'at-g1');
-});
-
 t.test('a session that ended while waiting for a claim: session_expired, nothing presented', async (t) => {
   const w = await world(t);
   const session = await w.login({ expiresIn: -1_000 });
@@ -673,19 +485,6 @@ t.test('the store cannot hold the claim: nothing is presented; a working token i
   await t.rejects(w.refresher.fresh(expired, w.tenant), { name: 'StoreUnavailableError' });
   t.same(w.op.grants, []);
   t.same(w.audit('token.refresh.failure'), [{ tenant: 'mva', session: expired.hash, sub: 'sub-1', reason: 'store' }]);
-});
-
-t.test('nothing is presented while no rotated token could be kept should the store fail after (the kept writes are full)', async (t) => {
-  const w = await world(t);
-  const session = await w.login();
-  w.store.updatesFail = true;
-  const filler = await w.login();
-  const kept = await Promise.all(Array.from({ length: 10_000 }, (_, i) => w.sessions.update({ ...filler, id: `filler-${i}` }, 'v', { keep: () => undefined })));
-  t.equal(kept.filter((k) => k === 'kept').length, 10_000);
-  t.notOk(w.sessions.canKeep);
-  await t.rejects(w.refresher.fresh(session, w.tenant), { name: 'StoreUnavailableError', message: /too many token updates/ });
-  t.same(w.op.grants, []);
-  w.store.updatesFail = false;
 });
 
 t.test('concurrent refreshes for two resources are two flights: each gets its own token, presenting each refresh token once', async (t) => {
