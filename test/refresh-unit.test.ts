@@ -12,7 +12,9 @@
  * - invalid_grant (a dead refresh chain) or a refreshed ID token that breaks the binding ends the session, an
  *   RFC 8707 invalid_target does not.
  */
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import t from 'tap';
+import { startTelemetry } from '../src/audit/otel.js';
 import { fingerprint } from '../src/audit/fingerprint.js';
 import { LockLostError, LockTimeoutError } from '../src/errors.js';
 import { sessionVersion, type Session } from '../src/tokens/session-data.js';
@@ -341,7 +343,11 @@ t.test('ID-porten unavailable and the token has expired: idp_unavailable, the co
   w.op.nextGrants.push(() => errorAnswer(503, 'temporarily_unavailable'), () => errorAnswer(500, 'server_error'));
   sameTokens(t, await w.refresher.fresh(session, w.tenant), session);
   w.clock.now += 3_000;
-  await t.rejects(w.refresher.fresh(session, w.tenant), { name: 'GatewayError', code: 'idp_unavailable' }, 'an expired token is not sent');
+  await t.rejects(
+    w.refresher.fresh(session, w.tenant),
+    { name: 'GatewayError', code: 'idp_unavailable', message: 'ID-porten could not be reached to refresh the session; try again shortly.', cause: { name: 'OidcError', kind: 'unavailable' } },
+    'an expired token is not sent; the provider\'s failure is the cause',
+  );
   t.equal(w.op.grants.length, 2, 'asked again inside the cooldown: the old token no longer works');
   t.same(w.ended, []);
   t.equal((await w.stored(session)).tokens.refreshToken, 'rt-0');
@@ -438,7 +444,12 @@ t.test('RFC 8707 invalid_target: no token for that API, the claim is lifted, the
   const w = await world(t);
   const session = await w.login({ expiresIn: 100_000 });
   w.op.nextGrants.push(() => errorAnswer(400, 'invalid_target'));
-  await t.rejects(w.refresher.freshForResource(session, w.tenant, API), { name: 'GatewayError', code: 'resource_refused' });
+  await t.rejects(w.refresher.freshForResource(session, w.tenant, API), {
+    name: 'GatewayError',
+    code: 'resource_refused',
+    message: 'ID-porten refused to issue a token for the API this route calls (invalid_target).',
+    cause: { name: 'OidcError', kind: 'invalid_target' },
+  });
   t.same(w.ended, []);
   t.equal((await w.stored(session)).tokens.refreshToken, 'rt-0', 'an error answer issued nothing: the refresh token is still the session\'s');
   t.match(await claimable(w, session), { state: 'claimed' }, 'the claim is lifted');
@@ -454,7 +465,7 @@ t.test('no refresh token: a working token is sent, an expired one ends the sessi
   const working = await w.login({ refreshToken: undefined });
   t.equal((await w.refresher.fresh(working, w.tenant)).data.tokens.accessToken, 'at-0');
   t.same(w.ended, []);
-  await t.rejects(w.refresher.freshForResource(working, w.tenant, API), { code: 'resource_refused' });
+  await t.rejects(w.refresher.freshForResource(working, w.tenant, API), { code: 'resource_refused', message: 'ID-porten gave this session no refresh token, so no token for this API can be asked for.' });
   t.same(w.ended, [], 'no resource token is no reason to end the session');
   const expired = await w.login({ refreshToken: undefined, expiresIn: -1 });
   await t.rejects(w.refresher.fresh(expired, w.tenant), { code: 'session_expired' });
@@ -532,4 +543,25 @@ t.test('a client that fails before anything reaches ID-porten (its key cannot be
   t.match(w.audit('token.refresh.failure'), [{ reason: 'refresh failed', kind: 'unavailable', refreshToken: fingerprint('rt-0') }]);
   t.same(w.ended, []);
   t.same(w.op.grants, []);
+});
+
+t.test('invalid_grant on a resource refresh: the refresh chain is dead for the session too; it ends', async (t) => {
+  const w = await world(t);
+  const session = await w.login({ expiresIn: 100_000 });
+  w.op.nextGrants.push(() => errorAnswer(400, 'invalid_grant'));
+  await t.rejects(w.refresher.freshForResource(session, w.tenant, API), { code: 'session_expired' });
+  t.same(w.ended, [{ id: session.id, refreshToken: 'rt-0', reason: 'refresh: invalid_grant' }]);
+});
+
+t.test('with tracing on, each refresh is a token.refresh span naming its tenant (the fresh and the forced path)', async (t) => {
+  const exporter = new InMemorySpanExporter();
+  const otel = (await startTelemetry({ env: {}, exporter }))!;
+  t.teardown(() => otel.shutdown());
+  const w = await world(t);
+  const session = await w.login();
+  const fresh = await w.refresher.fresh(session, w.tenant);
+  await w.refresher.refreshNow(fresh, w.tenant);
+  const spans = exporter.getFinishedSpans().filter((s) => s.name === 'token.refresh');
+  t.equal(spans.length, 2);
+  t.same(spans.map((s) => s.attributes['bff.tenant']), ['mva', 'mva']);
 });
