@@ -275,9 +275,12 @@ t.test('another instance holds the claim and the token has expired: wait for its
   const w = await world(t);
   const session = await w.login({ expiresIn: -1_000 });
   await w.sessions.claim(session.id, sessionVersion(session.data), 'another-instance', TIMING);
+  const claimsBefore = w.store.claims;
   const waiting = w.refresher.fresh(session, w.tenant);
   await sleep(300);
   t.same(w.op.grants, [], 'waiting, not presenting');
+  const asked = w.store.claims - claimsBefore;
+  t.ok(asked >= 2 && asked <= 5, `asks the store again every 100 ms while it waits, not in a tight loop (${asked} claims in 300 ms)`);
   await w.rotateElsewhere(session, 'rt-elsewhere');
   const rotatedAt = Date.now();
   const fresh = await waiting;

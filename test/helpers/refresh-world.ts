@@ -39,7 +39,11 @@ export class FlakyStore extends MemorySessionStore {
   /** The claim is made, but its answer is lost (a command that timed out and was carried out all the same). */
   claimsLost = false;
 
+  /** How many claims were asked for. */
+  claims = 0;
+
   override async claim(id: string, expected: string, holder: string, timing: ClaimTiming): Promise<ClaimOutcome> {
+    this.claims += 1;
     if (this.claimsFail) throw new StoreUnavailableError('store down');
     if (this.claimsLost) {
       await super.claim(id, expected, holder, timing);
