@@ -57,6 +57,10 @@ t.test('a session without resource tokens reports none, and a token it does not 
   t.strictSame(outcome, { refreshToken: false, accessToken: true }, 'no resourceTokens key without resource tokens');
   const empty = await revoker.revoke(op.tenant(), held({ refreshToken: 'rt-2', accessToken: 'at-2' }, {}));
   t.strictSame(empty, { refreshToken: true, accessToken: true }, 'an empty resource token map is none');
+  op.revocations.length = 0;
+  const none = await revoker.revoke(op.tenant(), held({ refreshToken: undefined, accessToken: '' }));
+  t.strictSame(none, { refreshToken: false, accessToken: false }, 'nothing held: nothing reported as revoked');
+  t.same(op.revocations, [], 'and nothing sent');
 });
 
 t.test('best effort: a revocation that fails is logged with a fingerprint, never thrown, and the other tokens are still revoked', async (t) => {
