@@ -27,4 +27,6 @@ export const targets = [
   },
   { name: 'idporten-client', mutate: ['src/idporten/client.ts'], tests: ['test/idporten-client.test.ts', 'test/idporten-client-par.test.ts'] },
   { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts', 'test/lifecycle-index.test.ts'] },
+  { name: 'refresh', mutate: ['src/tokens/refresh.ts'], tests: ['test/refresh-unit.test.ts', 'test/refresh-claim-unit.test.ts', 'test/refresh-backlog-unit.test.ts'] },
+  { name: 'revocation', mutate: ['src/tokens/revocation.ts'], tests: ['test/revocation-unit.test.ts'] },
 ];
