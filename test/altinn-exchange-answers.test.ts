@@ -105,9 +105,8 @@ t.test('a declared size over the limit is refused at once, without waiting for a
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(MAX_EXCHANGE_RESPONSE_BYTES + 1) });
     res.write('eyJ');
   };
-  const started = Date.now();
+  // Waiting for the body would end in the read timeout, with other words ("could not be read").
   t.match(await failure(), { kind: 'unavailable', message: `Altinn token exchange answer exceeds ${MAX_EXCHANGE_RESPONSE_BYTES} bytes` });
-  t.ok(Date.now() - started < 1_500, `before the 2 s read timeout (${Date.now() - started} ms)`);
 });
 
 t.test('a body that stops arriving, and an exchange that cannot be reached, are unavailable with the cause kept', async (t) => {
@@ -145,8 +144,9 @@ t.test('the body of a refusal is not read on: the exchange sees the connection l
       res.on('error', () => undefined);
       pump();
     };
-    await failure();
-    const let_go = await Promise.race([closedAt.at(-1)!.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_500))]);
-    t.ok(let_go, `a ${status} answer${status === 200 ? ' declared too large' : ''}: the connection is let go within 1.5 s`);
+    // A read timeout far beyond the wait below: only letting the answer go can close the connection in time.
+    await exchangeForAltinnToken(boundedFetch({ timeoutMs: 60_000 }), url, 'idporten-at', later).catch(() => undefined);
+    const let_go = await Promise.race([closedAt.at(-1)!.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000))]);
+    t.ok(let_go, `a ${status} answer${status === 200 ? ' declared too large' : ''}: the connection is let go (within 5 s)`);
   }
 });

@@ -38,7 +38,7 @@ t.test('a claim whose holder died lapses after its lease and grace (2 s + 1.5 s)
   const fresh = await w.refresher.fresh(session, w.tenant);
   const waited = Date.now() - started;
   t.ok(waited >= TIMING.ttlMs + TIMING.graceMs - 50, `waited out lease and grace (${waited} ms)`);
-  t.ok(waited < TIMING.ttlMs + TIMING.graceMs + 600, `and asked again within the poll interval (${waited} ms)`);
+  t.ok(waited < 2 * TIMING.ttlMs + TIMING.graceMs, `and taken over once it lapsed, not a lease later (${waited} ms)`);
   t.same(w.op.grants.map((g) => g.refreshToken), ['rt-0']);
   t.equal(fresh.data.tokens.accessToken, 'at-g1');
 });

@@ -280,11 +280,11 @@ t.test('another instance holds the claim and the token has expired: wait for its
   await sleep(300);
   t.same(w.op.grants, [], 'waiting, not presenting');
   const asked = w.store.claims - claimsBefore;
-  t.ok(asked >= 2 && asked <= 5, `asks the store again every 100 ms while it waits, not in a tight loop (${asked} claims in 300 ms)`);
+  t.ok(asked >= 1 && asked <= 5, `asks the store again every 100 ms while it waits, not in a tight loop (${asked} claims in 300 ms; a loaded machine may fire fewer timers, never more)`);
   await w.rotateElsewhere(session, 'rt-elsewhere');
   const rotatedAt = Date.now();
   const fresh = await waiting;
-  t.ok(Date.now() - rotatedAt < 400, 'seen within a poll interval or two (100 ms), not at the end of the claim\'s lease');
+  t.ok(Date.now() - rotatedAt < TIMING.ttlMs, 'seen at a poll (every 100 ms), not at the end of the claim\'s lease and grace');
   t.equal(fresh.data.tokens.accessToken, 'at-elsewhere');
   t.same(w.op.grants, []);
 });
