@@ -32,6 +32,6 @@ export const targets = [
   {
     name: 'logouts',
     mutate: ['src/tokens/pending-logouts.ts', 'src/tokens/logout-journal.ts', 'src/tokens/session-data.ts', 'src/tokens/single-flight.ts'],
-    tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/logout-journal.test.ts', 'test/token-helpers-unit.test.ts'],
+    tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/logout-journal.test.ts', 'test/logout-journal-replay.test.ts', 'test/token-helpers-unit.test.ts'],
   },
 ];
