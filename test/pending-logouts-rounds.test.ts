@@ -135,7 +135,10 @@ t.test('stop during a round: the round ends after the call under way, and no rou
   await pending.add(tenant, { sid: 's2' });
   await until(() => state.calls.length === 1, 'the first call');
   state.mode = 'down';
-  const stopped = pending.stop();
+  let done = false;
+  const stopped = pending.stop().then(() => (done = true));
+  await sleep(INTERVAL_MS * 2);
+  t.notOk(done, 'stop waits for the call under way (the store is closed only after it)');
   release();
   await stopped;
   await sleep(INTERVAL_MS * 5);
