@@ -125,7 +125,18 @@ t.test('at most MAX_PENDING_LOGOUTS are pending when no bound is given (bounded 
   const { pending, logs } = setUp(t, { intervalMs: 60_000 });
   for (let i = 0; i <= MAX_PENDING_LOGOUTS; i++) await pending.add(tenant, { sid: `s${i}` });
   t.equal(pending.size, MAX_PENDING_LOGOUTS);
-  t.equal(warnings(logs, /too many pending/).length, 1);
+  t.match(warnings(logs, /too many pending/), [{ tenant: 'mva', pending: MAX_PENDING_LOGOUTS, level: 'warn' }], 'once, naming the tenant and how many are pending');
+});
+
+t.test('stopped and started again before the next try: still one round at a time (the stopped timer does not fire)', async (t) => {
+  const { pending, state } = setUp(t);
+  state.mode = 'hang';
+  await pending.add(tenant, { sid: 's1' });
+  await pending.stop();
+  await pending.add(tenant, { sid: 's2' });
+  await until(() => state.calls.length >= 1, 'the first call');
+  await sleep(INTERVAL_MS * 5);
+  t.same(state.calls, [{ sid: 's1' }]);
 });
 
 t.test('stop during a round: the round ends after the call under way, and no round follows (shutdown)', async (t) => {
