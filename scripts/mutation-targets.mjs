@@ -29,4 +29,9 @@ export const targets = [
   { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts', 'test/lifecycle-index.test.ts'] },
   { name: 'refresh', mutate: ['src/tokens/refresh.ts'], tests: ['test/refresh-unit.test.ts', 'test/refresh-claim-unit.test.ts', 'test/refresh-backlog-unit.test.ts'] },
   { name: 'revocation', mutate: ['src/tokens/revocation.ts'], tests: ['test/revocation-unit.test.ts'] },
+  {
+    name: 'logouts',
+    mutate: ['src/tokens/pending-logouts.ts', 'src/tokens/logout-journal.ts', 'src/tokens/session-data.ts', 'src/tokens/single-flight.ts'],
+    tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/logout-journal.test.ts', 'test/logout-journal-replay.test.ts', 'test/token-helpers-unit.test.ts'],
+  },
 ];
