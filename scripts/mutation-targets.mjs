@@ -29,4 +29,9 @@ export const targets = [
   { name: 'lifecycle', mutate: ['src/tokens/lifecycle.ts'], tests: ['test/lifecycle-unit.test.ts', 'test/lifecycle-end.test.ts', 'test/lifecycle-index.test.ts'] },
   { name: 'refresh', mutate: ['src/tokens/refresh.ts'], tests: ['test/refresh-unit.test.ts', 'test/refresh-claim-unit.test.ts', 'test/refresh-backlog-unit.test.ts'] },
   { name: 'revocation', mutate: ['src/tokens/revocation.ts'], tests: ['test/revocation-unit.test.ts'] },
+  {
+    name: 'dpop',
+    mutate: ['src/net/dpop.ts', 'src/net/dpop-nonces.ts', 'src/idporten/dpop.ts', 'src/idporten/errors.ts'],
+    tests: ['test/dpop-proofs.test.ts', 'test/idporten-dpop-errors.test.ts'],
+  },
 ];
