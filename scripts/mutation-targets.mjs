@@ -34,4 +34,5 @@ export const targets = [
     mutate: ['src/net/dpop.ts', 'src/net/dpop-nonces.ts', 'src/idporten/dpop.ts', 'src/idporten/errors.ts'],
     tests: ['test/dpop-proofs.test.ts', 'test/idporten-dpop-errors.test.ts'],
   },
+  { name: 'provider', mutate: ['src/idporten/provider.ts'], tests: ['test/provider-unit.test.ts'] },
 ];

@@ -192,3 +192,10 @@ t.test('reasons are short and free of anything that looks like a token', async (
   const long = 'ab '.repeat(100);
   t.equal(classifyProviderError(new Error(long), 'c').reason, `c: ${long.slice(0, 200)}`, 'at most 200 characters');
 });
+
+t.test('every kind of token character counts towards the run that is redacted, and after each dot', async (t) => {
+  for (const run of ['ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz', '01234567890123456789', 'abcdefghij__________', 'abcdefghij----------']) {
+    t.equal(classifyProviderError(new Error(`t ${run} u`), 'c').reason, 'c: t [redacted] u', run);
+  }
+  t.equal(classifyProviderError(new Error(`t ${'x'.repeat(20)}.Q.q.5._.- u`), 'c').reason, 'c: t [redacted] u', 'a dotted token is redacted whole');
+});
