@@ -34,4 +34,10 @@ export const targets = [
     mutate: ['src/tokens/pending-logouts.ts', 'src/tokens/logout-journal.ts', 'src/tokens/session-data.ts', 'src/tokens/single-flight.ts'],
     tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/logout-journal.test.ts', 'test/logout-journal-replay.test.ts', 'test/token-helpers-unit.test.ts'],
   },
+  {
+    name: 'dpop',
+    mutate: ['src/net/dpop.ts', 'src/net/dpop-nonces.ts', 'src/idporten/dpop.ts', 'src/idporten/errors.ts'],
+    tests: ['test/dpop-proofs.test.ts', 'test/idporten-dpop-errors.test.ts'],
+  },
+  { name: 'provider', mutate: ['src/idporten/provider.ts'], tests: ['test/provider-unit.test.ts'] },
 ];
