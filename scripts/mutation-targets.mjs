@@ -31,9 +31,10 @@ export const targets = [
   { name: 'revocation', mutate: ['src/tokens/revocation.ts'], tests: ['test/revocation-unit.test.ts'] },
   {
     name: 'logouts',
-    mutate: ['src/tokens/pending-logouts.ts', 'src/tokens/logout-journal.ts', 'src/tokens/session-data.ts', 'src/tokens/single-flight.ts'],
-    tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/logout-journal.test.ts', 'test/logout-journal-replay.test.ts', 'test/token-helpers-unit.test.ts'],
+    mutate: ['src/tokens/pending-logouts.ts', 'src/tokens/session-data.ts', 'src/tokens/single-flight.ts'],
+    tests: ['test/pending-logouts.test.ts', 'test/pending-logouts-rounds.test.ts', 'test/token-helpers-unit.test.ts'],
   },
+  { name: 'logout-journal', mutate: ['src/tokens/logout-journal.ts'], tests: ['test/logout-journal.test.ts', 'test/logout-journal-replay.test.ts'] },
   {
     name: 'dpop',
     mutate: ['src/net/dpop.ts', 'src/net/dpop-nonces.ts', 'src/idporten/dpop.ts', 'src/idporten/errors.ts'],

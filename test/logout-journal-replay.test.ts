@@ -165,3 +165,16 @@ t.test('a journal file that cannot be read is a configuration error, not an empt
   );
   t.match(err, { issues: [{ path: 'session.journalDir', message: /EISDIR/ }] });
 });
+
+t.test('over its bound, a replay keeps the newest logouts by their time, whatever order the lines are in (a clock set back between writes)', async (t) => {
+  const dir = t.testdir({ [JOURNAL_FILE]: [add({ sid: 'newest', at: T0 - 1 }), add({ sid: 'oldest', at: T0 - 3 }), add({ sid: 'middle', at: T0 - 2 })].join('\n') + '\n' });
+  const { journal } = await openIn(t, dir, { maxEntries: 2 });
+  t.same(journal.pending.map((e) => e.sid), ['middle', 'newest'], 'the oldest is passed over; the rest oldest first');
+});
+
+t.test('a journal that had only expired logouts says so when it is replayed, though nothing is pending', async (t) => {
+  const dir = t.testdir({ [JOURNAL_FILE]: `${add({ sid: 'old', at: T0 - 9 * HOUR })}\n` });
+  const { journal, replayed } = await openIn(t, dir);
+  t.equal(journal.size, 0);
+  t.match(replayed(), [{ pending: 0, expired: 1 }], 'one line: nothing pending, one expired');
+});
