@@ -23,6 +23,17 @@ import { errorAnswer, rotate } from './helpers/token-endpoint.js';
 
 // ---------------------------------------------------------------- when a refresh token is presented
 
+/** Holds the provider's next grant until the returned function is called; it then rotates as usual. */
+function holdNextGrant(w: Awaited<ReturnType<typeof world>>): () => void {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  w.op.nextGrants.push(async (_call, n) => {
+    await held;
+    return rotate(n);
+  });
+  return release;
+}
+
 t.test('an access token outside its leeway is sent as it is: nothing is presented', async (t) => {
   const w = await world(t);
   const session = await w.login({ expiresIn: 100_000 });
@@ -88,12 +99,7 @@ t.test('a provider that does not rotate (RFC 6749 section 6: refresh_token is op
 t.test('concurrent callers of one session share one refresh; another instance finds it done under the lock and presents nothing', async (t) => {
   const w = await world(t);
   const session = await w.login();
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  w.op.nextGrants.push(async (_call, n) => {
-    await held;
-    return rotate(n);
-  });
+  const release = holdNextGrant(w);
   const a = w.refresher.fresh(session, w.tenant);
   const b = w.refresher.fresh(session, w.tenant);
   const c = w.other.fresh(session, w.tenant);
@@ -108,12 +114,7 @@ t.test('concurrent callers of one session share one refresh; another instance fi
 t.test('a resource refresh after a session refresh presents the rotated refresh token, never the redeemed one (RFC 6749 section 10.4)', async (t) => {
   const w = await world(t);
   const session = await w.login();
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  w.op.nextGrants.push(async (_call, n) => {
-    await held;
-    return rotate(n);
-  });
+  const release = holdNextGrant(w);
   const own = w.refresher.fresh(session, w.tenant);
   const api = w.refresher.freshForResource(session, w.tenant, API);
   await until(() => w.op.grants.length === 1, 'the first grant');
